@@ -1,0 +1,21 @@
+"""Config helpers shared by every entry point.
+
+The resolver ``${erc.root:}`` gives the project root without depending on the current working
+directory, so that ``paths.data_dir`` means the same thing whether a job runs from the project,
+from a test's temporary folder or from a SLURM node.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PROJECT_ROOT: Path = Path(__file__).resolve().parent.parent
+CONFIG_DIR: Path = PROJECT_ROOT / "conf"
+
+
+def register_resolvers() -> None:
+    """Register the project's OmegaConf resolvers once (idempotent)."""
+    if not OmegaConf.has_resolver("erc.root"):
+        OmegaConf.register_new_resolver("erc.root", lambda: str(PROJECT_ROOT))
