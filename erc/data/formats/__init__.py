@@ -1,0 +1,1 @@
+"""Readers for the benchmarks' distribution formats, each returning ``list[Dialogue]``."""

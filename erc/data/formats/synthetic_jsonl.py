@@ -1,0 +1,83 @@
+"""The project's own JSONL dialogue format, written by ``generate.py`` and readable by every loader.
+
+One JSON object per line::
+
+    {"id": "meld_bal_000123", "benchmark": "meld", "source": "bal", "split": "train",
+     "utterances": [{"speaker": "Joey", "text": "Hey!", "label": "joy"}, ...],
+     "meta": {...}}
+
+``utterances`` is required; each utterance needs ``speaker``, ``text`` and a canonical ``label`` of
+the benchmark. ``id``, ``split``, ``source`` and ``meta`` are optional (the reader fills them from
+its arguments). Files are written atomically (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from erc.data.labels import canonical_label
+from erc.data.schema import SOURCES, DataError, Dialogue, Utterance
+
+
+def _require(record: dict, name: str, kind: type, where: str):
+    if name not in record:
+        raise DataError(f"{where}: missing field {name!r}")
+    if not isinstance(record[name], kind):
+        raise DataError(f"{where}: field {name!r} must be {kind.__name__}, got {type(record[name]).__name__}")
+    return record[name]
+
+
+def read_dialogues_jsonl(path: Path, benchmark: str, split: str, source: str) -> list[Dialogue]:
+    """Read a dialogue JSONL file, validating every record; labels must be ``benchmark``'s."""
+    path = Path(path)
+    dialogues: list[Dialogue] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}: line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{where}: invalid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{where}: expected a JSON object")
+            utterances = []
+            for u, item in enumerate(_require(record, "utterances", list, where)):
+                at = f"{where}: utterances[{u}]"
+                if not isinstance(item, dict):
+                    raise DataError(f"{at}: expected an object with speaker, text, label")
+                utterances.append(Utterance(
+                    speaker=_require(item, "speaker", str, at),
+                    text=_require(item, "text", str, at),
+                    label=canonical_label(benchmark, _require(item, "label", str, at), f"{at}: field 'label'"),
+                    sentiment=item.get("sentiment"),
+                    id=item.get("id"),
+                ))
+            record_source = record.get("source", source)
+            if record_source not in SOURCES:
+                raise DataError(f"{where}: field 'source' must be one of {SOURCES}, got {record_source!r}")
+            dialogues.append(Dialogue(
+                id=str(record.get("id", f"{path.stem}_{number}")), utterances=utterances, benchmark=benchmark,
+                split=record.get("split", split), source=record_source, meta=record.get("meta", {}),
+            ))
+    return dialogues
+
+
+def write_dialogues_jsonl(path: Path, dialogues: Iterable[Dialogue]) -> None:
+    """Write dialogues as JSONL atomically, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for dialogue in dialogues:
+                handle.write(json.dumps(dialogue.to_dict(), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

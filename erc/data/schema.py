@@ -1,0 +1,52 @@
+"""The project's one data model for conversations, whatever file format they came from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Split = Literal["train", "dev", "test"]
+Source = Literal["org", "nat", "bal"]
+
+SPLITS: tuple[str, ...] = ("train", "dev", "test")
+# org: the benchmark's own data; nat / bal: LLM-generated "natural" and "balanced" sets.
+SOURCES: tuple[str, ...] = ("org", "nat", "bal")
+
+
+class DataError(ValueError):
+    """Bad or missing input data. The message names the file, the line or record, and the field."""
+
+
+class MissingDataError(DataError):
+    """The files of a dataset split are not there. The message says what was looked for and how to get it."""
+
+
+@dataclass
+class Utterance:
+    """One turn. ``label`` is a canonical lower-case emotion name of the benchmark's label set."""
+
+    speaker: str
+    text: str
+    label: str
+    sentiment: str | None = None
+    id: str | None = None
+
+
+@dataclass
+class Dialogue:
+    """An ordered conversation: a MELD dialogue, an EmoryNLP scene, an IEMOCAP session dialogue or
+    a generated dialogue. ``benchmark`` names the label set its labels come from."""
+
+    id: str
+    utterances: list[Utterance]
+    benchmark: str
+    split: str
+    source: str = "org"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to ``*.jsonl`` (see :mod:`erc.data.formats.synthetic_jsonl`)."""
+        return asdict(self)

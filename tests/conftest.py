@@ -1,0 +1,35 @@
+"""Shared fixtures. Real benchmark text lives beside the project in ``../shared/data`` (read-only);
+tests that need it skip, saying so, only when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import erc  # noqa: F401  (registers the config resolvers)
+from erc.config import PROJECT_ROOT
+
+SHARED_DATA = Path(os.environ.get("ERC_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test ever talks to a W&B server."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real benchmark files; skip when the shared folder is absent."""
+    if not (SHARED_DATA / "meld").is_dir():
+        pytest.skip(f"real benchmark data not found at {SHARED_DATA} (set ERC_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES

@@ -1,0 +1,31 @@
+"""Compose-based checks of the shared config groups."""
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import label_set
+
+
+def _paths(monkeypatch, env=None):
+    if env is None:
+        monkeypatch.delenv("ERC_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("ERC_DATA_DIR", env)
+    cfg = OmegaConf.load(CONFIG_DIR / "paths" / "default.yaml")
+    return OmegaConf.create({"paths": cfg}).paths
+
+
+def test_data_dir_defaults_to_project_data_and_follows_env(monkeypatch, tmp_path):
+    assert _paths(monkeypatch).data_dir == str(PROJECT_ROOT / "data")
+    assert _paths(monkeypatch, str(tmp_path)).data_dir == str(tmp_path)
+    assert _paths(monkeypatch, str(tmp_path)).synthetic_dir == f"{tmp_path}/synthetic"
+
+
+def test_benchmark_configs_compose_and_agree_with_label_set():
+    for name in ("meld", "emorynlp", "iemocap"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR / "benchmark"), version_base="1.3"):
+            cfg = compose(config_name=name)
+        assert list(cfg.labels) == label_set(name)
+        assert set(cfg.sentiment) == set(cfg.labels)
+        assert cfg.speakers.kind in ("multi_party", "dyadic")

@@ -1,0 +1,73 @@
+"""load_benchmark dispatch, the generated-set JSONL format, and errors for missing data."""
+
+import json
+
+import pytest
+
+from erc.data import (DataError, Dialogue, MissingDataError, Utterance, load_benchmark, read_dialogues_jsonl,
+                      split_name, write_dialogues_jsonl)
+
+
+def _dialogue(i: int) -> Dialogue:
+    return Dialogue(id=f"meld_bal_{i}", benchmark="meld", split="train", source="bal",
+                    utterances=[Utterance("Joey", "How you doin'?", "joy"), Utterance("Rachel", "Ugh.", "disgust")],
+                    meta={"target": "disgust"})
+
+
+def test_generated_set_round_trips_through_load_benchmark(tmp_path):
+    path = tmp_path / "synthetic" / "meld_bal" / "train.jsonl"
+    write_dialogues_jsonl(path, [_dialogue(0), _dialogue(1)])
+    loaded = load_benchmark("meld_bal", "train", tmp_path)
+    assert loaded == [_dialogue(0), _dialogue(1)]
+
+
+def test_minimal_records_get_defaults(tmp_path):
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text(json.dumps({"utterances": [{"speaker": "A", "text": "hi", "label": "Joy"}]}) + "\n\n")
+    [dialogue] = read_dialogues_jsonl(path, "meld", "train", "nat")
+    assert (dialogue.id, dialogue.source, dialogue.utterances[0].label) == ("dialogues_1", "nat", "joy")
+
+
+@pytest.mark.parametrize("line,message", [
+    ("{not json", "line 1: invalid JSON"),
+    ('{"utterances": [{"speaker": "A", "text": "hi"}]}', r"line 1: utterances\[0\]: missing field 'label'"),
+    ('{"utterances": [{"speaker": "A", "text": "hi", "label": "happy"}]}', "unknown meld label 'happy'"),
+    ('{"utterances": "A: hi (1)"}', "field 'utterances' must be list"),
+    ('{"utterances": [], "source": "gpt"}', "field 'source' must be one of"),
+])
+def test_bad_records_name_file_line_and_field(tmp_path, line, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(DataError, match=message) as err:
+        read_dialogues_jsonl(path, "meld", "train", "bal")
+    assert str(path) in str(err.value)
+
+
+def test_missing_generated_set_prints_the_command_that_makes_it(tmp_path):
+    with pytest.raises(MissingDataError, match=r"python generate.py benchmark=meld prompt=balanced"):
+        load_benchmark("meld_bal", "train", tmp_path)
+
+
+def test_missing_benchmark_names_what_was_looked_for(tmp_path):
+    with pytest.raises(MissingDataError) as err:
+        load_benchmark("meld", "dev", tmp_path)
+    assert str(tmp_path / "meld" / "dev_sent_emo.csv") in str(err.value) and "make data" in str(err.value)
+
+
+@pytest.mark.parametrize("name,expected", [("meld", ("meld", "org")), ("emorynlp_nat", ("emorynlp", "nat"))])
+def test_split_name(name, expected):
+    assert split_name(name) == expected
+
+
+@pytest.mark.parametrize("bad", ["meld_gpt", "friends", "meld_org"])
+def test_bad_names_and_splits_are_errors(bad):
+    with pytest.raises(DataError, match="unknown dataset"):
+        split_name(bad)
+    with pytest.raises(DataError, match="unknown split 'valid'"):
+        load_benchmark("meld", "valid")
+
+
+def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
+    write_dialogues_jsonl(tmp_path / "synthetic" / "meld_nat" / "test.jsonl", [_dialogue(3)])
+    monkeypatch.setenv("ERC_DATA_DIR", str(tmp_path))
+    assert load_benchmark("meld_nat", "test")[0].id == "meld_bal_3"
