@@ -1,0 +1,131 @@
+"""Batches for any ERC classifier: the classifier encodes dialogues into samples once, this module
+shuffles, buckets by length, shards across DDP ranks and collates (dynamic padding is the classifier's
+``collate``: each batch is padded to its own longest sample, never to a fixed length).
+
+Length bucketing: each epoch a seeded permutation of the samples is cut into pools of
+``bucket_batches * batch_size`` samples; a pool is sorted by length and cut into batches, and the
+batches are shuffled. Batches then hold samples of similar length (little padding) while the order stays
+random. With ``batch_size=1`` this is a plain uniform shuffle (the reference's one-sample steps).
+Evaluation batches are sorted by length and never shuffled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from erc.data import Dialogue
+
+
+class EpochPermutation(Sampler[int]):
+    """A seeded permutation of ``range(n)`` that changes with ``set_epoch`` (Lightning calls it on
+    ``batch_sampler.sampler`` each epoch, also after resuming, so a resumed run sees the same order)."""
+
+    def __init__(self, n: int, seed: int, shuffle: bool) -> None:
+        self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.n))
+        return iter(np.random.default_rng([self.seed, self.epoch]).permutation(self.n).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class BucketBatchSampler(Sampler[list[int]]):
+    """Length-bucketed batches of sample indices (see the module docstring), sharded across DDP ranks."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool, seed: int = 0,
+                 bucket_batches: int = 50, rank: int = 0, world_size: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths = list(lengths)
+        self.batch_size, self.shuffle, self.bucket_batches = batch_size, shuffle, max(1, bucket_batches)
+        self.rank, self.world_size = rank, world_size
+        self.sampler = EpochPermutation(len(self.lengths), seed, shuffle)
+
+    def _batches(self) -> list[list[int]]:
+        if not self.shuffle:
+            order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])
+            return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        order = list(self.sampler)
+        pool = self.batch_size * self.bucket_batches
+        batches = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start:start + pool], key=lambda i: self.lengths[i])
+            batches += [chunk[i:i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng = np.random.default_rng([self.sampler.seed, self.sampler.epoch, 1])
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._batches()
+        if self.world_size == 1:
+            return iter(batches)
+        if self.shuffle:
+            # Training ranks must take the same number of steps (gradient all-reduce): wrap around.
+            per_rank = math.ceil(len(batches) / self.world_size)
+            batches = (batches * 2)[: per_rank * self.world_size]
+        return iter(batches[self.rank::self.world_size])
+
+    def __len__(self) -> int:
+        n = math.ceil(len(self.lengths) / self.batch_size) if not self.shuffle else sum(
+            math.ceil(len(range(s, min(s + self.batch_size * self.bucket_batches, len(self.lengths))))
+                      / self.batch_size) for s in range(0, len(self.lengths), self.batch_size * self.bucket_batches))
+        if self.world_size == 1:
+            return n
+        if self.shuffle:
+            return math.ceil(n / self.world_size)
+        return len(range(self.rank, n, self.world_size))
+
+
+class ERCDataModule(pl.LightningDataModule):
+    """Train and dev data of one phase, encoded by ``classifier`` (its ``encode``/``collate``)."""
+
+    def __init__(self, classifier: Any, train: list[Dialogue], dev: list[Dialogue], batch_size: int,
+                 eval_batch_size: int, seed: int = 0, bucket_batches: int = 50, num_workers: int = 0) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.train_dialogues, self.dev_dialogues = train, dev
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.seed, self.bucket_batches, self.num_workers = seed, bucket_batches, num_workers
+        self.train_samples: list[Any] | None = None
+        self.dev_samples: list[Any] | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_samples is None:
+            self.train_samples = self.classifier.encode(self.train_dialogues)
+            self.dev_samples = self.classifier.encode(self.dev_dialogues)
+
+    def loader(self, samples: list[Any], shuffle: bool, batch_size: int | None = None) -> DataLoader:
+        """A DataLoader over ``samples`` with length-bucketed batches (used for train, dev and every test set)."""
+        rank, world = _rank_and_world()
+        sampler = BucketBatchSampler([self.classifier.sample_length(s) for s in samples],
+                                     batch_size or (self.batch_size if shuffle else self.eval_batch_size),
+                                     shuffle=shuffle, seed=self.seed, bucket_batches=self.bucket_batches,
+                                     rank=rank, world_size=world)
+        return DataLoader(samples, batch_sampler=sampler, collate_fn=self.classifier.collate,
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self.loader(self.train_samples, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self.loader(self.dev_samples, shuffle=False)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
