@@ -1,0 +1,279 @@
+"""Read results from a sweep folder, a scores CSV or W&B into one long table of W-F1 scores.
+
+Whatever the source, the evaluation works on the same table with one row per
+(classifier, variant, source, benchmark, test set, seed) and these columns:
+
+- ``classifier``, ``variant``: the model family and its ablation variant (``variant`` may be None);
+- ``source``: ``org`` (fine-tuned on the benchmark only) or ``nat`` / ``bal`` (pretrained on that
+  generated set first);
+- ``benchmark``: the benchmark the model was fine-tuned on (None when unknown);
+- ``test_set``: ``<benchmark>_<org|nat|bal>``, a row of the paper's Table IV;
+- ``seed``; ``wf1``: weighted F1 as a fraction in [0, 1] (NaN when a run reported no value);
+- ``origin``: the file (and line) or W&B run the value came from, for error messages.
+
+Keeping one table means Table III, Table IV and the plots never care where scores came from,
+and results never depend on a W&B server: the sweep folder's ``results.json`` files suffice.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from erc.data import BENCHMARKS, SOURCES, DataError
+
+COLUMNS = ["classifier", "variant", "source", "benchmark", "test_set", "seed", "wf1", "origin"]
+# Classifiers in the paper's column order; others follow in order of appearance.
+KNOWN_CLASSIFIERS: tuple[str, ...] = ("compm", "emoone", "todkat")
+_TEST_METRIC = re.compile(r"^test/(?P<test_set>[^/]+)/wf1$")
+
+
+def split_test_set(test_set: str) -> tuple[str | None, str | None]:
+    """``"meld_bal"`` -> ``("meld", "bal")``; names not of the form ``<x>_<org|nat|bal>`` -> (None, None)."""
+    head, _, tail = test_set.rpartition("_")
+    if head and tail in SOURCES:
+        return head, tail
+    return None, None
+
+
+def empty_table() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=float if c == "wf1" else object) for c in COLUMNS})
+
+
+def _to_score(value: Any, where: str) -> float:
+    """A W-F1 value as a float fraction; None/NaN stay missing, anything else non-numeric is an error."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"{where}: W-F1 must be a number, got {value!r}")
+    value = float(value)
+    if not math.isnan(value) and not 0.0 <= value <= 1.0:
+        raise DataError(f"{where}: W-F1 must be a fraction in [0, 1], got {value}")
+    return value
+
+
+def rows_from_result(result: Mapping[str, Any], origin: str) -> list[dict[str, Any]]:
+    """Table rows from one job's results (``results.json`` contents, or a W&B run's identity + summary).
+
+    Only ``test/<benchmark>_<split>/wf1`` metrics of the job's own benchmark are taken: they are the
+    cells of Table IV. A job that reported none (e.g. it failed before testing) contributes nothing,
+    so its cells show as missing.
+    """
+    identity = result.get("identity")
+    if not isinstance(identity, Mapping):
+        raise DataError(f"{origin}: field 'identity' is missing or not an object")
+    for field in ("classifier", "source", "benchmark"):
+        if not isinstance(identity.get(field), str) or not identity.get(field):
+            raise DataError(f"{origin}: field 'identity.{field}' is missing or not a string")
+    if identity["source"] not in SOURCES:
+        raise DataError(f"{origin}: field 'identity.source' is {identity['source']!r}; "
+                        f"valid: {', '.join(SOURCES)}")
+    metrics = result.get("metrics")
+    if not isinstance(metrics, Mapping):
+        raise DataError(f"{origin}: field 'metrics' is missing or not an object")
+    rows = []
+    for key, value in metrics.items():
+        match = _TEST_METRIC.match(key)
+        if not match:
+            continue
+        test_set = match["test_set"]
+        if split_test_set(test_set)[0] != identity["benchmark"]:
+            continue  # another benchmark's test set: not a cell of this model's rows
+        rows.append({
+            "classifier": identity["classifier"], "variant": identity.get("variant"),
+            "source": identity["source"], "benchmark": identity["benchmark"], "test_set": test_set,
+            "seed": identity.get("seed"), "wf1": _to_score(value, f"{origin}: metrics[{key!r}]"),
+            "origin": origin,
+        })
+    return rows
+
+
+def _check_duplicates(table: pd.DataFrame) -> None:
+    """Two jobs with the same identity would be silently averaged as if they were two seeds."""
+    keys = ["classifier", "variant", "source", "benchmark", "test_set", "seed"]
+    identity = table[keys].astype(str).agg("|".join, axis=1)
+    counts = identity.value_counts()
+    if counts.empty or counts.iloc[0] < 2:
+        return
+    rows = table[identity == counts.index[0]]
+    first = rows.iloc[0]
+    origins = sorted(set(rows["origin"]))
+    raise DataError(
+        f"the same job appears twice ({first['classifier']}, variant {first['variant']}, source "
+        f"{first['source']}, test set {first['test_set']}, seed {first['seed']}): {' and '.join(origins)}. "
+        "Point sweep= at one sweep, remove the duplicate, or narrow it with select=.")
+
+
+def _select(table: pd.DataFrame, select: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Keep rows whose identity fields match ``select`` (a value or a list of allowed values)."""
+    for field, wanted in (select or {}).items():
+        if field not in table.columns:
+            raise DataError(f"select.{field}: unknown field; valid: {', '.join(COLUMNS[:6])}")
+        allowed = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Iterable) else list(wanted)
+        table = table[table[field].astype(str).isin([str(a) for a in allowed])]
+    return table
+
+
+def read_sweep(folder: str | Path, select: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Every ``results.json`` below ``folder`` (any depth), one table row per test-set score."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"sweep folder {folder} does not exist or is not a folder")
+    files = sorted(folder.rglob("results.json"))
+    if not files:
+        raise DataError(f"no results.json below {folder}: is it a train.py sweep folder "
+                        "(outputs/train/multiruns/<time>)?")
+    rows: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
+        if not isinstance(result, Mapping):
+            raise DataError(f"{path}: expected a JSON object at the top level")
+        rows.extend(rows_from_result(result, str(path)))
+    table = pd.DataFrame(rows, columns=COLUMNS) if rows else empty_table()
+    table = _select(table, select)
+    _check_duplicates(table)
+    return table
+
+
+def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
+    """A scores matrix: first column the test set, then one column per ``<classifier>_<source>``.
+
+    ``unit`` says how the numbers are written: ``fraction`` (0.6543), ``percent`` (65.43) or
+    ``auto`` (percent when any value exceeds 1, as W-F1 fractions never do). Empty cells are missing.
+    """
+    path = Path(path)
+    if unit not in ("auto", "fraction", "percent"):
+        raise DataError(f"scores_unit must be auto, fraction or percent, got {unit!r}")
+    if not path.is_file():
+        raise DataError(f"scores file {path} does not exist")
+    with path.open(newline="", encoding="utf-8") as handle:
+        lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if any(c.strip() for c in row)]
+    if len(lines) < 2:
+        raise DataError(f"{path}: needs a header line and at least one test-set line")
+    header = [c.strip() for c in lines[0][1]]
+    instances = []
+    for column, name in enumerate(header[1:], start=2):
+        classifier, _, source = name.rpartition("_")
+        if not classifier or source not in SOURCES:
+            raise DataError(f"{path}: line 1, column {column}: {name!r} is not <classifier>_<source> "
+                            f"with source in {', '.join(SOURCES)}")
+        instances.append((classifier, source))
+    if len(set(instances)) != len(instances):
+        raise DataError(f"{path}: line 1: a model instance column appears twice")
+    cells: list[tuple[str, str, str, float, str]] = []
+    seen: dict[str, int] = {}
+    for number, row in lines[1:]:
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {number}: {len(row)} fields, the header has {len(header)}")
+        test_set = row[0].strip()
+        if not test_set:
+            raise DataError(f"{path}: line {number}, column 1: empty test-set name")
+        if test_set in seen:
+            raise DataError(f"{path}: line {number}: test set {test_set!r} already on line {seen[test_set]}")
+        seen[test_set] = number
+        for (classifier, source), name, text in zip(instances, header[1:], row[1:]):
+            text = text.strip()
+            where = f"{path}: line {number}, column {name!r}"
+            try:
+                value = float(text) if text else math.nan
+            except ValueError as err:
+                raise DataError(f"{where}: {text!r} is not a number") from err
+            cells.append((classifier, source, test_set, value, where))
+    values = [c[3] for c in cells if not math.isnan(c[3])]
+    if unit == "auto":
+        unit = "percent" if any(v > 1 for v in values) else "fraction"
+    scale = 100.0 if unit == "percent" else 1.0
+    rows = []
+    for classifier, source, test_set, value, where in cells:
+        rows.append({"classifier": classifier, "variant": None, "source": source,
+                     "benchmark": split_test_set(test_set)[0], "test_set": test_set, "seed": None,
+                     "wf1": _to_score(value / scale, where), "origin": where})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _wandb_offline_reason() -> str | None:
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    if mode in ("offline", "disabled", "dryrun"):
+        return f"WANDB_MODE={mode} is set"
+    return None
+
+
+def read_wandb(project: str, entity: str | None = None, group: str | None = None,
+               select: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Finished runs of a W&B project (optionally one group) through ``wandb.Api()``.
+
+    Each run must carry the job identity in ``run.config["identity"]`` (as results.json does);
+    its summary supplies the ``test/<benchmark>_<split>/wf1`` metrics. Runs that are not finished
+    are skipped, so their cells show as missing.
+    """
+    reason = _wandb_offline_reason()
+    if reason:
+        raise DataError(f"reading runs from W&B needs an online W&B and an API key, but {reason}. "
+                        "Use sweep=<folder> on the jobs' output folders instead (their results.json "
+                        "hold the same numbers), or `wandb sync` the offline runs first.")
+    import wandb
+
+    path = f"{entity}/{project}" if entity else project
+    filters = {"group": group} if group else {}
+    rows: list[dict[str, Any]] = []
+    for run in _iter_runs(wandb.Api().runs(path, filters=filters)):
+        if run.state != "finished":
+            continue
+        origin = f"W&B run {path}/{run.id} ({run.name})"
+        result = {"identity": run.config.get("identity"), "metrics": dict(run.summary)}
+        rows.extend(rows_from_result(result, origin))
+    if not rows:
+        raise DataError(f"no finished W&B runs with test W-F1 in {path}" + (f", group {group}" if group else ""))
+    table = _select(pd.DataFrame(rows, columns=COLUMNS), select)
+    _check_duplicates(table)
+    return table
+
+
+def _iter_runs(runs: Iterable[Any]) -> Iterable[Any]:
+    from tqdm import tqdm
+
+    return tqdm(runs, desc="W&B runs", unit="run")
+
+
+def order_classifiers(names: Iterable[str]) -> list[str]:
+    """Known classifiers in the paper's order, then the others in order of first appearance."""
+    unique = list(dict.fromkeys(names))
+    known = {name: i for i, name in enumerate(KNOWN_CLASSIFIERS)}
+    return sorted(unique, key=lambda n: (known.get(n.split("[")[0], len(known)), unique.index(n)))
+
+
+def order_test_sets(names: Iterable[str]) -> list[str]:
+    """Test sets by benchmark (paper order) and split (org, nat, bal), unknown names last."""
+    unique = list(dict.fromkeys(names))
+
+    def key(name: str) -> tuple[int, int, int]:
+        benchmark, split = split_test_set(name)
+        b = BENCHMARKS.index(benchmark) if benchmark in BENCHMARKS else len(BENCHMARKS)
+        s = SOURCES.index(split) if split else len(SOURCES)
+        return b, s, unique.index(name)
+
+    return sorted(unique, key=key)
+
+
+def add_models(table: pd.DataFrame) -> pd.DataFrame:
+    """Add ``model``: the classifier, or ``classifier[variant]`` where a classifier has several variants.
+
+    A sweep with one variant per classifier (the paper's setting) keeps plain names (``compm``);
+    an ablation sweep with ``pm=pretrained`` and ``pm=scratch`` gets two distinct models.
+    """
+    table = table.copy()
+    variants = table.groupby("classifier")["variant"].agg(lambda v: v.dropna().nunique())
+    several = set(variants[variants > 1].index)
+    table["model"] = [f"{c}[{v}]" if c in several else c for c, v in zip(table["classifier"], table["variant"])]
+    return table

@@ -1,0 +1,125 @@
+"""Pictures of Table IV: a critical-difference (rank) diagram and a rank heatmap, saved as PNG.
+
+The CD diagram places each model instance at its average rank (rank sum / n, 1 = best, on the
+left) and draws each tested pair as a bar between the two instances, solid and labelled with its
+adjusted p when significant, dashed when not. The CD bar shows the smallest rank difference that
+the exact test (Bonferroni over the comparisons made) calls significant: unlike Nemenyi's CD it
+comes from the exact distribution, so it agrees with the p-values in the table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from erc.evaluation.analysis import RankAnalysis  # noqa: E402
+from erc.evaluation.tables import Display  # noqa: E402
+
+_MARKERS = {"org": "o", "nat": "s", "bal": "D"}
+
+
+def _colors(instances: list[str]) -> dict[str, tuple]:
+    models = list(dict.fromkeys(i.rpartition("_")[0] for i in instances))
+    palette = plt.get_cmap("tab10")
+    return {i: palette(models.index(i.rpartition("_")[0]) % 10) for i in instances}
+
+
+def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Path:
+    """Average-rank axis with each instance, its tested pairs and the exact critical difference."""
+    k, n = analysis.k, analysis.n
+    average = (analysis.rank_sums / n).sort_values(kind="stable")
+    instances = list(average.index)
+    colors = _colors(list(analysis.scores.columns))
+    pairs = list(zip(analysis.comparisons.itertuples(index=False), analysis.p_exact))
+    half = (k + 1) // 2
+    pair_gap, label_gap = 0.32, 0.42
+    bars_bottom = -pair_gap * (len(pairs) + 1)
+    labels_bottom = bars_bottom - label_gap * (half + 1)
+    fig, ax = plt.subplots(figsize=(10, 1.8 + 0.32 * (-labels_bottom)))
+    ax.set_xlim(0.3 - 0.22 * k, k + 0.7 + 0.22 * k)
+    ax.set_ylim(labels_bottom - 0.2, 1.5)
+    ax.axis("off")
+
+    # rank axis
+    ax.plot([1, k], [0, 0], color="black", lw=1.2)
+    for tick in range(1, k + 1):
+        ax.plot([tick, tick], [0, 0.12], color="black", lw=1)
+        ax.text(tick, 0.2, str(tick), ha="center", va="bottom", fontsize=9)
+    ax.text((1 + k) / 2, 0.62, "average rank (1 = best)", ha="center", va="bottom", fontsize=9)
+
+    # exact critical difference
+    if analysis.critical_difference is not None:
+        cd = analysis.critical_difference / n
+        ax.plot([1, 1 + cd], [1.15, 1.15], color="black", lw=2)
+        for x in (1, 1 + cd):
+            ax.plot([x, x], [1.08, 1.22], color="black", lw=1)
+        ax.text(1 + cd + 0.1, 1.15, f"critical difference {cd:.2f} (rank sum {analysis.critical_difference}; "
+                f"exact, Bonferroni m={len(pairs)}, α={analysis.alpha})", va="center", fontsize=8)
+
+    # tested pairs
+    for j, (row, (_, p_adj)) in enumerate(pairs):
+        y = -pair_gap * (j + 1)
+        x0, x1 = sorted((average[row.instance], average[row.control]))
+        style = dict(color=colors[row.instance], lw=3, ls="-") if row.significant else \
+            dict(color="0.55", lw=1.5, ls="--")
+        ax.plot([x0, x1], [y, y], solid_capstyle="butt", **style)
+        ax.text(x1 + 0.08, y, f"{display.instance(row.instance)} vs {display.source(row.control.rpartition('_')[2])}: "
+                f"p={display.p(p_adj)}", va="center", fontsize=7.5,
+                fontweight="bold" if row.significant else "normal",
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.3))
+
+    # instance labels: best half to the left, the rest to the right
+    for i, instance in enumerate(instances):
+        x = average[instance]
+        left = i < half
+        level = i if left else k - 1 - i
+        y = bars_bottom - label_gap * (level + 1)
+        end = 1 - 0.2 * k if left else k + 0.2 * k
+        ax.plot([x, x, end], [0, y, y], color=colors[instance], lw=1)
+        ax.plot([x], [0], marker=_MARKERS.get(instance.rpartition("_")[2], "o"), color=colors[instance], ms=6)
+        text = f"{display.instance(instance)} ({x:.2f})"
+        ax.text(end + (-0.05 if left else 0.05), y, text, ha="right" if left else "left", va="center", fontsize=8.5,
+                color=colors[instance])
+
+    o = analysis.omnibus
+    subtitle = (f"\nFriedman χ²({o['chi2_df']}) = {o['chi2']:.2f}, p = {o['chi2_p']:.2g}; Iman-Davenport "
+                f"F({o['f_df1']}, {o['f_df2']}) = {o['iman_davenport_f']:.2f}, p = {o['f_p']:.2g}") if o else ""
+    ax.set_title(f"Average ranks of {k} model instances over {n} test sets{subtitle}", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def plot_rank_heatmap(analysis: RankAnalysis, display: Display, path: Path) -> Path:
+    """Table IV as a picture: one cell per (test set, instance), coloured by rank, W-F1 and rank written in."""
+    ranks = analysis.ranks.to_numpy()
+    scores = analysis.scores.to_numpy()
+    n, k = ranks.shape
+    fig, ax = plt.subplots(figsize=(1.1 * k + 2.5, 0.55 * n + 2.2))
+    image = ax.imshow(ranks, cmap="viridis_r", vmin=1, vmax=k, aspect="auto")
+    for r in range(n):
+        for c in range(k):
+            light_cell = ranks[r, c] <= (k + 1) / 2  # viridis_r: good ranks are light colours
+            ax.text(c, r, f"{100 * scores[r, c]:.2f}\n({ranks[r, c]:g})", ha="center", va="center", fontsize=7.5,
+                    color="black" if light_cell else "white")
+    ax.set_xticks(np.arange(k), [display.instance(c) for c in analysis.scores.columns], rotation=35, ha="right",
+                  fontsize=8)
+    ax.set_yticks(np.arange(n), [display.test_set(t) for t in analysis.scores.index], fontsize=8)
+    ax.set_xlabel("model instance (rank sum below)")
+    for c, column in enumerate(analysis.scores.columns):
+        ax.text(c, n - 0.35, f"Σ {analysis.rank_sums[column]:g}", ha="center", va="top", fontsize=8)
+    ax.set_ylim(n + 0.1, -0.5)
+    fig.colorbar(image, ax=ax, label="rank (1 = best)")
+    ax.set_title("W-F1 x100 and rank per test set")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
