@@ -77,10 +77,16 @@ class BucketBatchSampler(Sampler[list[int]]):
             batches = (batches * 2)[: per_rank * self.world_size]
         return iter(batches[self.rank::self.world_size])
 
+    def _count(self) -> int:
+        """Batches per epoch before sharding (each pool of the shuffled order is cut separately)."""
+        n, bs = len(self.lengths), self.batch_size
+        if not self.shuffle:
+            return math.ceil(n / bs)
+        full, rest = divmod(n, bs * self.bucket_batches)
+        return full * self.bucket_batches + math.ceil(rest / bs)
+
     def __len__(self) -> int:
-        n = math.ceil(len(self.lengths) / self.batch_size) if not self.shuffle else sum(
-            math.ceil(len(range(s, min(s + self.batch_size * self.bucket_batches, len(self.lengths))))
-                      / self.batch_size) for s in range(0, len(self.lengths), self.batch_size * self.bucket_batches))
+        n = self._count()
         if self.world_size == 1:
             return n
         if self.shuffle:
