@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from functools import lru_cache
 from numbers import Real
 from typing import Any
 
@@ -71,11 +72,13 @@ def _check_kn(k: int, n: int) -> None:
         raise ValueError(f"n (number of blocks/test sets) must be >= 1, got {n}")
 
 
+@lru_cache(maxsize=4096)
 def count_at_least(d: int, k: int, n: int) -> int:
     """Number of the ``(k(k-1))^n`` equally likely outcomes with rank-sum difference ``D >= d``.
 
     One-sided and exact (Python integers); ``d`` must be an integer >= 1. See the module docstring
-    for the derivation of the closed form.
+    for the derivation of the closed form. Cached: a table's comparisons and the critical-difference
+    search often ask for the same (d, k, n).
     """
     _check_kn(k, n)
     if d < 1:

@@ -268,6 +268,6 @@ def write_table4(scores: pd.DataFrame, analysis: RankAnalysis | None, out_dir: P
     paths[1].write_text("\n".join(tex) + "\n", encoding="utf-8")
     if analysis is not None:
         csv_path = out_dir / "table4.csv"
-        analysis.comparisons.drop(columns=["significant"]).to_csv(csv_path, index=False, float_format="%.10g")
+        analysis.comparisons.drop(columns=["significant"]).to_csv(csv_path, index=False)
         paths.append(csv_path)
     return paths

@@ -1,0 +1,271 @@
+"""evaluate.py end to end: the paper's Table IV from its W-F1 matrix, sweep folders of results.json, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import DataError
+from erc.evaluation import evaluate
+from erc.evaluation.analysis import MissingCellsError
+
+PAPER_SCORES = Path(__file__).parent / "fixtures" / "paper_table4_scores.csv"
+# The paper's Table IV (Kaplan et al.): ranks per test set as printed in parentheses, then its bottom rows.
+PAPER_RANKS = {
+    "meld_org": [6, 4, 3, 5, 2, 1, 9, 8, 7],
+    "meld_nat": [7, 1, 3, 6, 2, 5, 9, 4, 8],
+    "meld_bal": [8, 6, 2, 5, 4, 1, 9, 7, 3],
+    "emorynlp_org": [6, 1, 3, 8, 4, 2, 9, 7, 5],
+    "emorynlp_nat": [6, 2, 5, 8, 4, 3, 9, 1, 7],
+    "emorynlp_bal": [7, 4, 2, 8, 5, 1, 9, 6, 3],
+    "iemocap_org": [6, 2, 3, 5, 1, 4, 8, 7, 9],
+    "iemocap_nat": [9, 1, 6, 8, 2, 5, 7, 3, 4],
+    "iemocap_bal": [8, 3, 2, 9, 4, 1, 7, 6, 5],
+}
+PAPER_RANK_SUMS = [63, 24, 29, 62, 28, 23, 76, 49, 51]
+PAPER_DIFFS = {"compm_nat": 39, "compm_bal": 34, "emoone_nat": 34, "emoone_bal": 39, "todkat_nat": 27,
+               "todkat_bal": 25}
+PAPER_P_ADJ = {"compm_nat": "0.0034", "compm_bal": "0.0186", "emoone_nat": "0.0186", "emoone_bal": "0.0034",
+               "todkat_nat": "0.1273", "todkat_bal": "0.2025"}
+INSTANCES = ["compm_org", "compm_nat", "compm_bal", "emoone_org", "emoone_nat", "emoone_bal", "todkat_org",
+             "todkat_nat", "todkat_bal"]
+
+
+def make_cfg(out_dir: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="evaluate", overrides=[f"paths.output_dir={out_dir}", *overrides])
+
+
+def paper_matrix() -> dict[str, dict[str, float]]:
+    with PAPER_SCORES.open() as handle:
+        return {row["test_set"]: {i: float(row[i]) for i in INSTANCES} for row in csv.DictReader(handle)}
+
+
+def p_row(table4_md: str) -> list[str]:
+    line = next(line for line in table4_md.splitlines() if line.startswith("| p (Bonferroni"))
+    return [cell.strip() for cell in line.strip("|").split("|")[1:]]
+
+
+def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
+    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}"))
+
+    assert result["instances"] == INSTANCES
+    assert {t: [result["ranks"][t][i] for i in INSTANCES] for t in PAPER_RANKS} == PAPER_RANKS
+    assert [result["rank_sums"][i] for i in INSTANCES] == PAPER_RANK_SUMS
+    table4 = pd.read_csv(tmp_path / "table4.csv")
+    assert list(table4.columns) == ["instance", "control", "rank_sum", "control_rank_sum", "diff", "p_raw", "p_adj"]
+    assert dict(zip(table4["instance"], table4["diff"])) == PAPER_DIFFS
+    assert list(table4["control"]) == ["compm_org"] * 2 + ["emoone_org"] * 2 + ["todkat_org"] * 2
+    # Bonferroni over the 6 comparisons made, raw p kept beside it
+    assert table4["p_adj"].to_numpy() == pytest.approx((6 * table4["p_raw"]).clip(upper=1).to_numpy(), rel=1e-12)
+    md = (tmp_path / "table4.md").read_text()
+    assert p_row(md) == ["–", *[PAPER_P_ADJ[i] for i in INSTANCES[1:3]], "–",
+                         *[PAPER_P_ADJ[i] for i in INSTANCES[4:6]], "–", *[PAPER_P_ADJ[i] for i in INSTANCES[7:9]]]
+    assert "65.43 (6)" in md and "**67.27 (1)**" in md
+    tex = (tmp_path / "table4.tex").read_text()
+    assert r"\multicolumn{3}{c}{CoMPM}" in tex and "0.2025" in tex
+
+    friedman = json.loads((tmp_path / "friedman.json").read_text())
+    assert friedman["comparisons"]["m"] == 6 and friedman["ties"] == []
+    omni = friedman["omnibus"]
+    assert omni["chi2_df"] == 8 and omni["f_df2"] == 64 and omni["chi2"] > 0 and 0 < omni["f_p"] < omni["chi2_p"]
+    for name in ("table3.md", "table3.csv", "table3.tex", "cd_diagram.png", "ranks.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "cd_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_iii_from_the_paper_scores(tmp_path):
+    evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}"))
+    table3 = pd.read_csv(tmp_path / "table3.csv")
+    scores = paper_matrix()
+    for row in table3.itertuples():
+        assert row.wf1_pct_mean == pytest.approx(scores[f"{row.benchmark}_org"][f"{row.model}_{row.source}"])
+    assert len(table3) == 27 and set(table3["seeds"]) == {1}
+    md = (tmp_path / "table3.md").read_text()
+    assert "| MELD | Bal | 66.16 | **67.27** | 64.27 |" in md
+
+
+def test_p_values_can_be_rounded_instead_of_truncated(tmp_path):
+    evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "display.p_mode=round"))
+    # TODKAT Bal's adjusted p is 0.20259...: truncated 0.2025 (the paper), rounded 0.2026
+    assert p_row((tmp_path / "table4.md").read_text())[-1] == "0.2026"
+
+
+def test_all_pairs_mode_corrects_over_every_comparison(tmp_path):
+    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "comparisons.mode=all"))
+    pairs = result["comparisons"]["pairs"]
+    assert len(pairs) == 36 and result["comparisons"]["m"] == 36
+    pair = next(p for p in pairs if (p["instance"], p["control"]) == ("compm_nat", "compm_org"))
+    assert pair["p_adj"] == pytest.approx(min(1.0, 36 * pair["p_raw"]))
+
+
+def write_result(folder: Path, classifier: str, benchmark: str, source: str, seed: int,
+                 test_wf1: dict[str, float]) -> Path:
+    """A results.json exactly in the training contract's format (see the common brief)."""
+    data = benchmark if source == "org" else f"{benchmark}_{source}"
+    metrics = {f"test/{test_set}/wf1": value for test_set, value in test_wf1.items()}
+    metrics.update({"finetune/dev/wf1": 0.5, "pretrain/dev/wf1": 0.4, "test/meld_org/acc": 0.9,
+                    f"pretrain/test/{benchmark}_org/wf1": 0.01})
+    result = {"identity": {"classifier": classifier, "variant": "default", "data": data, "benchmark": benchmark,
+                           "source": source, "seed": seed},
+              "metrics": metrics, "config": {"classifier": {"name": classifier}}, "git": "abc123",
+              "timings": {"total_s": 1.0}}
+    path = folder / f"{classifier}_{data}_seed{seed}" / "results.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(result))
+    return path
+
+
+def write_paper_sweep(folder: Path, seeds=(1, 2), spread: float = 0.001) -> None:
+    """One job per classifier x benchmark x source x seed whose seed mean is the paper's score."""
+    scores = paper_matrix()
+    for s, seed in enumerate(seeds):
+        offset = spread * (s - (len(seeds) - 1) / 2)
+        for instance in INSTANCES:
+            classifier, source = instance.split("_")
+            for benchmark in ("meld", "emorynlp", "iemocap"):
+                tests = {f"{benchmark}_{split}": scores[f"{benchmark}_{split}"][instance] / 100 + offset
+                         for split in ("org", "nat", "bal")}
+                write_result(folder, classifier, benchmark, source, seed, tests)
+
+
+def test_sweep_folder_with_seeds_gives_mean_and_std(tmp_path):
+    sweep = tmp_path / "multirun"
+    write_paper_sweep(sweep, seeds=(1, 2))
+    out = tmp_path / "out"
+    result = evaluate(make_cfg(out, f"sweep={sweep}"))
+
+    # seed means are the paper's scores, so Table IV's statistics are the paper's
+    assert [result["rank_sums"][i] for i in INSTANCES] == PAPER_RANK_SUMS
+    assert p_row((out / "table4.md").read_text())[1:3] == [PAPER_P_ADJ["compm_nat"], PAPER_P_ADJ["compm_bal"]]
+    assert result["max_seeds_per_cell"] == 2 and "mean W-F1 over seeds" in result["aggregation"]
+    assert "mean W-F1 over seeds" in (out / "table4.md").read_text()
+    table3 = pd.read_csv(out / "table3.csv")
+    assert set(table3["seeds"]) == {2}
+    # two seeds at +-0.05 points: sample std = 0.1 / sqrt(2) points
+    assert table3["wf1_pct_std"].to_numpy() == pytest.approx([0.1 / 2 ** 0.5] * 27)
+    row = table3[(table3.benchmark == "meld") & (table3.source == "bal") & (table3.model == "emoone")].iloc[0]
+    assert row.wf1_pct_mean == pytest.approx(67.27)
+    assert "**67.27 ± 0.07**" in (out / "table3.md").read_text()
+    assert result["input"]["kind"] == "sweep"
+
+
+def test_missing_runs_show_as_missing_and_the_friedman_test_refuses(tmp_path):
+    sweep = tmp_path / "multirun"
+    write_paper_sweep(sweep, seeds=(1,))
+    # the TODKAT Bal job on IEMOCAP failed (no results.json); CoMPM Nat on MELD never reached its nat test
+    (sweep / "todkat_iemocap_bal_seed1" / "results.json").unlink()
+    path = sweep / "compm_meld_nat_seed1" / "results.json"
+    result = json.loads(path.read_text())
+    result["metrics"]["test/meld_nat/wf1"] = None
+    path.write_text(json.dumps(result))
+    out = tmp_path / "out"
+
+    with pytest.raises(MissingCellsError) as err:
+        evaluate(make_cfg(out, f"sweep={sweep}"))
+    message = str(err.value)
+    for gap in ("(compm, nat, meld_nat)", "(todkat, bal, iemocap_org)", "(todkat, bal, iemocap_nat)",
+                "(todkat, bal, iemocap_bal)"):
+        assert gap in message
+    assert "4 missing" in message
+    table3 = (out / "table3.md").read_text()
+    assert "| IEMOCAP | Bal | 67.87 | 67.81 | — |" in table3
+    table4 = (out / "table4.md").read_text()
+    assert "Friedman test not run" in table4 and "—" in table4 and "Rank sum" not in table4
+    assert not (out / "table4.csv").exists() and not (out / "friedman.json").exists()
+
+
+def test_ties_are_averaged_and_reported(tmp_path):
+    scores = tmp_path / "scores.csv"
+    scores.write_text("test_set,a_org,a_bal,b_org,b_bal\n"
+                      "meld_org,0.60,0.65,0.65,0.50\n"
+                      "meld_bal,0.40,0.70,0.55,0.50\n"
+                      "emorynlp_org,0.30,0.35,0.32,0.31\n")
+    result = evaluate(make_cfg(tmp_path, f"scores={scores}"))
+    assert result["ranks"]["meld_org"] == {"a_org": 3.0, "a_bal": 1.5, "b_org": 1.5, "b_bal": 4.0}
+    assert result["ties"] == [{"test_set": "meld_org", "instances": ["a_bal", "b_org"], "rank": 1.5}]
+    assert "average" in result["ties_handling"]
+    pair = result["comparisons"]["pairs"][1]  # b_bal vs b_org: rank sums 10 vs 5.5 -> diff -4.5
+    assert (pair["instance"], pair["diff"]) == ("b_bal", -4.5)
+    from erc.evaluation.friedman import exact_pvalue
+    assert pair["p_raw"] == exact_pvalue(5, 4, 3)
+    assert "share rank 1.5" in (tmp_path / "table4.md").read_text()
+
+
+def test_offline_wandb_run_gets_the_tables(tmp_path):
+    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "wandb.log=true", "wandb.group=paper"))
+    run_dir = Path(result["wandb_dir"])
+    tables = {p.name.split("_")[0] if not p.name.startswith("table4_ranks") else "table4_ranks": p
+              for p in run_dir.glob("media/table/*.table.json")}
+    assert {"table3", "table4", "table4_ranks"} <= set(tables)
+    table4 = json.loads(tables["table4"].read_text())
+    assert table4["columns"][:5] == ["instance", "control", "rank_sum", "control_rank_sum", "diff"]
+    assert [row[4] for row in table4["data"]] == [PAPER_DIFFS[i] for i in INSTANCES if not i.endswith("org")]
+    assert list(run_dir.glob("media/images/plots/cd_diagram*.png"))
+
+
+def test_reading_wandb_offline_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="WANDB_MODE=offline.*sweep="):
+        evaluate(make_cfg(tmp_path, "wandb.group=some-sweep"))
+
+
+@pytest.mark.parametrize("content,expected", [
+    ("test_set,compm_org,compm_best\nmeld_org,1,2\n", r"line 1, column 3: 'compm_best' is not <classifier>_<source>"),
+    ("test_set,compm_org,compm_bal\nmeld_org,0.5,abc\n", r"line 2, column 'compm_bal': 'abc' is not a number"),
+    ("test_set,compm_org,compm_bal\nmeld_org,0.5\n", r"line 2: 2 fields, the header has 3"),
+    ("test_set,compm_org,compm_bal\nmeld_org,0.5,0.6\nmeld_org,0.5,0.6\n", r"line 3: test set 'meld_org' already"),
+    ("test_set,compm_org,compm_bal\nmeld_org,0.5,-0.6\n", r"line 2, column 'compm_bal': W-F1 must be a fraction"),
+])
+def test_bad_scores_csv_names_file_line_and_column(tmp_path, content, expected):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=expected) as err:
+        evaluate(make_cfg(tmp_path / "out", f"scores={path}"))
+    assert str(path) in str(err.value)
+
+
+def test_bad_results_json_names_file_and_field(tmp_path):
+    sweep = tmp_path / "multirun"
+    path = write_result(sweep, "compm", "meld", "org", 1, {"meld_org": 0.6})
+    result = json.loads(path.read_text())
+    del result["identity"]["source"]
+    path.write_text(json.dumps(result))
+    with pytest.raises(DataError, match=r"results.json: field 'identity.source' is missing") as err:
+        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+    assert str(path) in str(err.value)
+    path.write_text("{not json")
+    with pytest.raises(DataError, match=r"results.json: not valid JSON \(line 1"):
+        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+    with pytest.raises(DataError, match="no results.json below"):
+        evaluate(make_cfg(tmp_path / "out", f"sweep={tmp_path / 'out'}"))
+
+
+def test_the_same_job_twice_is_refused_not_averaged(tmp_path):
+    sweep = tmp_path / "multirun"
+    write_result(sweep / "a", "compm", "meld", "org", 1, {"meld_org": 0.6})
+    write_result(sweep / "b", "compm", "meld", "org", 1, {"meld_org": 0.7})
+    with pytest.raises(DataError, match="the same job appears twice"):
+        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+    # select= narrows the sweep to the jobs to evaluate
+    write_result(sweep / "c", "compm", "meld", "org", 2, {"meld_org": 0.5})
+    write_result(sweep / "d", "compm", "meld", "bal", 2, {"meld_org": 0.7})
+    result = evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}", "+select.seed=[2]"))
+    assert result["scores"] == {"meld_org": {"compm_org": 0.5, "compm_bal": 0.7}}
+
+
+def test_command_line_reproduces_table_iv(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "evaluate.py", f"scores={PAPER_SCORES.relative_to(PROJECT_ROOT)}",
+                           f"hydra.run.dir={out}"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| p (Bonferroni, m=6) | – | 0.0034 | 0.0186 |" in done.stdout
+    assert f"Evaluation outputs in {out}" in done.stdout + done.stderr
+    assert (out / "table4.csv").exists() and (out / "cd_diagram.png").exists()

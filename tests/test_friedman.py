@@ -1,0 +1,139 @@
+"""The exact rank-sum difference test against brute force, an independent convolution and Eisinga's check value."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import Counter
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from erc.evaluation.friedman import (bonferroni, count_at_least, exact_pvalue, exact_pvalue_fraction, omnibus,
+                                     rank_rows)
+
+
+def brute_force_tail(k: int, n: int) -> tuple[Counter, int]:
+    """Distribution of D = R_1 - R_2 by enumerating every ranking of k instances in each of n blocks."""
+    per_block = [perm[0] - perm[1] for perm in itertools.permutations(range(1, k + 1))]
+    counts = Counter(sum(choice) for choice in itertools.product(per_block, repeat=n))
+    return counts, math.factorial(k) ** n
+
+
+def convolution_counts(k: int, n: int) -> dict[int, int]:
+    """Counts of D over the (k(k-1))^n ordered rank pairs by repeated polynomial multiplication (exact ints)."""
+    block = {t: k - abs(t) for t in range(-(k - 1), k) if t != 0}
+    dist = {0: 1}
+    for _ in range(n):
+        nxt: dict[int, int] = {}
+        for s, c in dist.items():
+            for t, w in block.items():
+                nxt[s + t] = nxt.get(s + t, 0) + c * w
+        dist = nxt
+    return dist
+
+
+def test_eisinga_check_value():
+    # The check value printed by Eisinga et al.'s published code: k = n = d = 100.
+    assert round(exact_pvalue(100, 100, 100), 7) == 0.8085251
+
+
+@pytest.mark.parametrize("k,n", [(2, 3), (3, 2), (3, 3), (3, 4), (4, 2), (4, 3), (5, 2)])
+def test_matches_brute_force_enumeration_of_all_rankings(k, n):
+    counts, total = brute_force_tail(k, n)
+    for d in range(0, n * (k - 1) + 2):
+        expected = Fraction(sum(c for diff, c in counts.items() if abs(diff) >= d), total)
+        assert exact_pvalue_fraction(d, k, n) == expected, (k, n, d)
+        if d >= 1:
+            one_sided = Fraction(sum(c for diff, c in counts.items() if diff >= d), total)
+            assert Fraction(count_at_least(d, k, n), (k * (k - 1)) ** n) == one_sided
+
+
+@pytest.mark.parametrize("k,n", [(9, 9), (20, 15), (6, 30)])
+def test_matches_exact_convolution_of_the_block_distribution(k, n):
+    dist = convolution_counts(k, n)
+    total = (k * (k - 1)) ** n
+    assert sum(dist.values()) == total
+    for d in range(1, n * (k - 1) + 1, max(1, n * (k - 1) // 40)):
+        tail = sum(c for diff, c in dist.items() if abs(diff) >= d)
+        assert exact_pvalue_fraction(d, k, n) == Fraction(tail, total), (k, n, d)
+
+
+def test_the_closed_form_in_floating_point_breaks_down_where_the_exact_one_does_not():
+    # Why integers: the same alternating sum evaluated in floats cancels catastrophically.
+    k, n, d = 50, 50, 300
+    total = 0.0
+    for h in range(1, n + 1):
+        m = d + h * (k - 1)
+        below = sum((-1) ** i * float(math.comb(2 * h, i)) * float(math.comb(m - i * k + 2 * h - 1, 2 * h))
+                    for i in range(0, min(2 * h, (m - 1) // k) + 1))
+        total += float(math.comb(n, h)) * float(-k) ** (n - h) * (float(k) ** (2 * h) - below)
+    floating = 2 * total / float(k * (k - 1)) ** n
+    assert not 0 <= floating <= 1, "float evaluation unexpectedly gave a probability"
+    exact = exact_pvalue(d, k, n)
+    z = (d - 0.5) / math.sqrt(n * k * (k + 1) / 6)
+    assert exact == pytest.approx(2 * stats.norm.sf(z), abs=2e-3)
+
+
+def test_properties_of_the_p_value():
+    k, n = 9, 9
+    ps = [exact_pvalue_fraction(d, k, n) for d in range(0, n * (k - 1) + 1)]
+    assert ps[0] == 1
+    assert all(a >= b for a, b in zip(ps, ps[1:])), "p must not increase with d"
+    assert ps[-1] == Fraction(2, (k * (k - 1)) ** n), "only the two extreme outcomes reach d = n(k-1)"
+    assert exact_pvalue_fraction(n * (k - 1) + 1, k, n) == 0
+    assert exact_pvalue_fraction(-39, k, n) == exact_pvalue_fraction(39, k, n), "two-sided"
+    # averaged tied ranks: D is integer under the null, so P(|D| >= 38.5) = P(|D| >= 39)
+    assert exact_pvalue_fraction(Fraction(77, 2), k, n) == exact_pvalue_fraction(39, k, n)
+    assert exact_pvalue_fraction(38.5, k, n) == exact_pvalue_fraction(39, k, n)
+
+
+def test_normal_approximation_agrees_for_many_blocks_but_not_exactly():
+    # Var(D) = n k (k+1) / 6; for large n the exact tail approaches the continuity-corrected normal tail.
+    k, n, d = 5, 200, 60
+    z = (d - 0.5) / math.sqrt(n * k * (k + 1) / 6)
+    assert exact_pvalue(d, k, n) == pytest.approx(2 * stats.norm.sf(z), abs=2e-3)
+    assert exact_pvalue(d, k, n) != 2 * stats.norm.sf(z)
+
+
+@pytest.mark.parametrize("k,n", [(1, 5), (5, 0)])
+def test_rejects_impossible_designs(k, n):
+    with pytest.raises(ValueError, match="must be"):
+        exact_pvalue(1, k, n)
+
+
+def test_bonferroni_multiplies_and_caps_at_one():
+    assert bonferroni(Fraction(1, 100), 6) == Fraction(6, 100)
+    assert bonferroni(Fraction(1, 4), 6) == 1
+    with pytest.raises(ValueError):
+        bonferroni(Fraction(1, 4), 0)
+
+
+def test_ranks_one_is_best_and_ties_are_averaged():
+    ranks = rank_rows(np.array([[0.5, 0.7, 0.6, 0.1], [0.3, 0.3, 0.9, 0.3]]))
+    assert ranks.tolist() == [[3, 1, 2, 4], [3, 3, 1, 3]]
+    with pytest.raises(ValueError, match="missing"):
+        rank_rows(np.array([[0.5, np.nan]]))
+
+
+def test_omnibus_matches_the_textbook_formulas_without_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.random((7, 5))
+    n, k = scores.shape
+    rank_sums = rank_rows(scores).sum(axis=0)
+    chi2 = 12 / (n * k * (k + 1)) * float((rank_sums ** 2).sum()) - 3 * n * (k + 1)
+    result = omnibus(scores)
+    assert result["chi2"] == pytest.approx(chi2)
+    assert result["chi2_p"] == pytest.approx(stats.chi2.sf(chi2, k - 1))
+    f = (n - 1) * chi2 / (n * (k - 1) - chi2)
+    assert result["iman_davenport_f"] == pytest.approx(f)
+    assert result["f_p"] == pytest.approx(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+    assert (result["f_df1"], result["f_df2"]) == (k - 1, (k - 1) * (n - 1))
+
+
+def test_omnibus_with_identical_rankings_everywhere_has_infinite_f():
+    scores = np.tile(np.array([0.9, 0.8, 0.7, 0.6]), (5, 1))
+    result = omnibus(scores)
+    assert math.isinf(result["iman_davenport_f"]) and result["f_p"] == 0.0
