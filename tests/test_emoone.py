@@ -80,3 +80,67 @@ def test_emoone_loss_equals_the_formula():
     # With the gray label equal to the one-hot gold, the two terms coincide.
     one_hot = torch.nn.functional.one_hot(gold, 7).float()
     assert emoone_loss(logits, gold, one_hot, 1.0, 1.0).item() == pytest.approx(2 * ce, rel=1e-5)
+
+
+# ---- the teacher (S / SA) ------------------------------------------------------------------------
+
+def dialogues(benchmark: str, lines: list[tuple[str, str, str]], copies: int = 1):
+    """Dialogues of ``(speaker, text, label)`` lines, repeated ``copies`` times with distinct ids."""
+    from erc.data import Dialogue, Utterance
+
+    return [Dialogue(f"d{i}", [Utterance(s, t, lab) for s, t, lab in lines], benchmark, "train", "bal")
+            for i in range(copies)]
+
+
+def test_cached_teacher_equals_a_fresh_teacher_forward():
+    from erc.models.emoone import EmoOne
+
+    torch.manual_seed(0)
+    student = EmoOne("meld", backbone="tiny", gray="teacher")
+    teacher = student.make_teacher()
+    assert teacher.gray == "none" and teacher.labels == student.labels
+    lines = [("Ross", "We were on a break!", "anger"), ("Rachel", "Oh my God.", "surprise"),
+             ("Ross", "Hi.", "neutral"), ("Joey", "How you doin'? I got pizza for everyone!", "joy")]
+    samples = student.encode(dialogues("meld", lines, copies=3))
+    teacher.train()  # the pre-pass must switch to eval itself (dropout off)
+    batches = [[0, 5, 7, 2, 11], [1, 3], [4, 6, 8, 9, 10]]  # padded batches of mixed lengths
+    probs = student.teacher_probabilities(teacher, samples, batches)
+    student.attach_teacher(samples, probs)
+    teacher.eval()
+    with torch.no_grad():
+        for sample, cached in zip(samples, probs):
+            fresh = torch.softmax(teacher(teacher.collate([sample])), dim=-1)[0]
+            torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)
+            assert sample.gray == pytest.approx(fresh.tolist(), abs=1e-5)
+    # The cached rows are the student's batch targets.
+    torch.testing.assert_close(student.collate(samples[:3])["gray"], probs[:3])
+
+
+def test_teacher_class_i_is_student_class_i():
+    """EmoryNLP, where the reference's teacher (sorted labels) and student (dict order) disagree: a teacher
+    trained on 'peaceful' and 'powerful' lines must put its mass on the student's 'peaceful' and
+    'powerful' classes (the reference would land it on 'neutral'/'peaceful' = its ids 2 and 3)."""
+    from erc.models.emoone import EmoOne
+
+    torch.manual_seed(0)
+    labels = label_set("emorynlp")
+    lines = [("Monica", "so calm and quiet here, nice and peaceful", "peaceful"),
+             ("Joey", "I am the big strong man, I win!", "powerful")]
+    teacher = EmoOne("emorynlp", backbone="tiny", gray="teacher").make_teacher()
+    samples = teacher.encode(dialogues("emorynlp", lines, copies=4))
+    optimizer = torch.optim.AdamW(teacher.parameters(), lr=3e-3)
+    batch = teacher.collate(samples)
+    for _ in range(30):
+        loss = teacher.loss(batch, teacher(batch))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for method in ("teacher", "teacher_post"):
+        student = EmoOne("emorynlp", backbone="tiny", gray=method)
+        samples = student.encode(dialogues("emorynlp", lines, copies=4))
+        student.attach_teacher(samples, student.teacher_probabilities(teacher, samples, [list(range(8))]))
+        for sample in samples:
+            gold = sample.dialogue.labels[sample.target]
+            assert labels[gold] in ("peaceful", "powerful")
+            assert max(range(len(labels)), key=lambda c: sample.gray[c]) == gold, method
+            assert sample.gray[gold] > 0.5
