@@ -269,3 +269,23 @@ def test_command_line_reproduces_table_iv(tmp_path):
     assert "| p (Bonferroni, m=6) | – | 0.0034 | 0.0186 |" in done.stdout
     assert f"Evaluation outputs in {out}" in done.stdout + done.stderr
     assert (out / "table4.csv").exists() and (out / "cd_diagram.png").exists()
+
+
+def test_cd_cliques_join_exactly_the_instances_no_test_separates(tmp_path):
+    from erc.evaluation.plots import _cliques
+
+    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "comparisons.mode=all"))
+    average = {i: s / result["n"] for i, s in result["rank_sums"].items()}
+    ordered = sorted(average, key=average.get)
+    significant = {frozenset((p["instance"], p["control"])) for p in result["comparisons"]["pairs"] if p["significant"]}
+    cliques = _cliques(ordered, significant)
+    critical = result["comparisons"]["critical_rank_sum_difference"] / result["n"]
+    assert cliques
+    for first, last in cliques:
+        assert average[ordered[last]] - average[ordered[first]] < critical
+        if last + 1 < len(ordered):  # maximal: one more instance would include a significant pair
+            assert average[ordered[last + 1]] - average[ordered[first]] >= critical
+    covered = {i for first, last in cliques for i in range(first, last + 1)}
+    singles = set(range(len(ordered))) - covered
+    assert all(min(abs(average[ordered[i]] - average[o]) for o in ordered if o != ordered[i]) >= critical
+               for i in singles)

@@ -231,7 +231,7 @@ def read_wandb(project: str, entity: str | None = None, group: str | None = None
         if run.state != "finished":
             continue
         origin = f"W&B run {path}/{run.id} ({run.name})"
-        result = {"identity": run.config.get("identity"), "metrics": dict(run.summary)}
+        result = {"identity": run.config.get("identity"), "metrics": run.summary_metrics}
         rows.extend(rows_from_result(result, origin))
     if not rows:
         raise DataError(f"no finished W&B runs with test W-F1 in {path}" + (f", group {group}" if group else ""))

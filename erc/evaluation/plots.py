@@ -1,10 +1,12 @@
 """Pictures of Table IV: a critical-difference (rank) diagram and a rank heatmap, saved as PNG.
 
 The CD diagram places each model instance at its average rank (rank sum / n, 1 = best, on the
-left) and draws each tested pair as a bar between the two instances, solid and labelled with its
-adjusted p when significant, dashed when not. The CD bar shows the smallest rank difference that
-the exact test (Bonferroni over the comparisons made) calls significant: unlike Nemenyi's CD it
-comes from the exact distribution, so it agrees with the p-values in the table.
+left). With the paper's comparisons (each instance against its control) it draws each tested pair
+as a bar between the two instances, solid and labelled with its adjusted p when significant,
+dashed when not. When every pair was tested (``comparisons.mode=all``) it draws Demsar's cliques
+instead: thick bars joining instances that no test separates. The CD bar shows the smallest rank
+difference that the exact test (Bonferroni over the comparisons made) calls significant: unlike
+Nemenyi's CD it comes from the exact distribution, so it agrees with the p-values in the table.
 """
 
 from __future__ import annotations
@@ -29,6 +31,26 @@ def _colors(instances: list[str]) -> dict[str, tuple]:
     return {i: palette(models.index(i.rpartition("_")[0]) % 10) for i in instances}
 
 
+def _cliques(instances: list[str], significant: set[frozenset[str]]) -> list[tuple[int, int]]:
+    """Maximal runs [i, j] of rank-ordered instances with no significant pair inside (Demsar's bars)."""
+    runs: list[tuple[int, int]] = []
+    for i in range(len(instances)):
+        j = i
+        while j + 1 < len(instances) and not any(frozenset((instances[a], instances[j + 1])) in significant
+                                                  for a in range(i, j + 1)):
+            j += 1
+        if j > i and (not runs or j > runs[-1][1]):
+            runs.append((i, j))
+    return runs
+
+
+def _pair_label(display: Display, instance: str, control: str) -> str:
+    """"CoMPM Nat vs Org" for the same model, "TODKAT Org vs CoMPM Nat" across models."""
+    same_model = instance.rpartition("_")[0] == control.rpartition("_")[0]
+    other = display.source(control.rpartition("_")[2]) if same_model else display.instance(control)
+    return f"{display.instance(instance)} vs {other}"
+
+
 def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Path:
     """Average-rank axis with each instance, its tested pairs and the exact critical difference."""
     k, n = analysis.k, analysis.n
@@ -36,9 +58,12 @@ def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Pat
     instances = list(average.index)
     colors = _colors(list(analysis.scores.columns))
     pairs = list(zip(analysis.comparisons.itertuples(index=False), analysis.p_exact))
+    all_pairs = k > 2 and len(pairs) == k * (k - 1) // 2
+    significant = {frozenset((r.instance, r.control)) for r, _ in pairs if r.significant}
+    bars = _cliques(instances, significant) if all_pairs else pairs
     half = (k + 1) // 2
-    pair_gap, label_gap = 0.32, 0.42
-    bars_bottom = -pair_gap * (len(pairs) + 1)
+    pair_gap, label_gap = (0.22 if all_pairs else 0.32), 0.42
+    bars_bottom = -pair_gap * (len(bars) + 1)
     labels_bottom = bars_bottom - label_gap * (half + 1)
     fig, ax = plt.subplots(figsize=(10, 1.8 + 0.32 * (-labels_bottom)))
     ax.set_xlim(0.3 - 0.22 * k, k + 0.7 + 0.22 * k)
@@ -61,17 +86,23 @@ def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Pat
         ax.text(1 + cd + 0.1, 1.15, f"critical difference {cd:.2f} (rank sum {analysis.critical_difference}; "
                 f"exact, Bonferroni m={len(pairs)}, α={analysis.alpha})", va="center", fontsize=8)
 
-    # tested pairs
-    for j, (row, (_, p_adj)) in enumerate(pairs):
-        y = -pair_gap * (j + 1)
-        x0, x1 = sorted((average[row.instance], average[row.control]))
-        style = dict(color=colors[row.instance], lw=3, ls="-") if row.significant else \
-            dict(color="0.55", lw=1.5, ls="--")
-        ax.plot([x0, x1], [y, y], solid_capstyle="butt", **style)
-        ax.text(x1 + 0.08, y, f"{display.instance(row.instance)} vs {display.source(row.control.rpartition('_')[2])}: "
-                f"p={display.p(p_adj)}", va="center", fontsize=7.5,
-                fontweight="bold" if row.significant else "normal",
-                bbox=dict(facecolor="white", edgecolor="none", pad=0.3))
+    if all_pairs:  # cliques: instances joined by a bar are not significantly different
+        for j, (first, last) in enumerate(bars):
+            y = -pair_gap * (j + 1)
+            ax.plot([average.iloc[first] - 0.03, average.iloc[last] + 0.03], [y, y], color="black", lw=4,
+                    solid_capstyle="round")
+    else:  # tested pairs, each with its adjusted p
+        for j, (row, (_, p_adj)) in enumerate(bars):
+            y = -pair_gap * (j + 1)
+            x0, x1 = sorted((average[row.instance], average[row.control]))
+            style = {"color": colors[row.instance], "lw": 3, "ls": "-"} if row.significant else \
+                {"color": "0.55", "lw": 1.5, "ls": "--"}
+            ax.plot([x0, x1], [y, y], solid_capstyle="butt", **style)
+            p_text = display.p(p_adj)
+            ax.text(x1 + 0.08, y, f"{_pair_label(display, row.instance, row.control)}: "
+                    f"p{'' if p_text.startswith('<') else '='}{p_text}", va="center", fontsize=7.5,
+                    fontweight="bold" if row.significant else "normal",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3})
 
     # instance labels: best half to the left, the rest to the right
     for i, instance in enumerate(instances):

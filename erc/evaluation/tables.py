@@ -184,13 +184,13 @@ def _table4_notes(analysis: RankAnalysis | None, seeds: int, display: Display, r
     assert analysis is not None
     m = len(analysis.comparisons)
     mode = "truncated" if display.p_mode == "truncate" else "rounded"
-    notes.append(f"Diff.: control (Org) rank sum minus the instance's rank sum (> 0: the instance ranks better). "
+    notes.append(f"Diff.: the control's rank sum minus the instance's rank sum (> 0: the instance ranks better). "
                  f"p: two-sided exact p-value of the rank-sum difference (Eisinga et al. 2017; k={analysis.k} "
                  f"instances, n={analysis.n} test sets), Bonferroni-adjusted over the m={m} comparisons made and "
                  f"capped at 1, {mode} to {display.p_digits} decimals.")
     if analysis.ties:
-        listed = "; ".join(f"{display.test_set(t['test_set'])}: {', '.join(t['instances'])} share rank {_num(t['rank'])}"
-                           for t in analysis.ties)
+        listed = "; ".join(f"{display.test_set(t['test_set'])}: {', '.join(t['instances'])} share rank "
+                           f"{_num(t['rank'])}" for t in analysis.ties)
         notes.append(f"Ties: {listed}. Handling: {TIES_HANDLING}.")
     else:
         notes.append("No ties.")
