@@ -1,0 +1,302 @@
+"""``train(cfg)``: one experiment = pretrain on a generated set (optional) -> fine-tune on the benchmark -> test.
+
+The paper's protocol (Kaplan et al., Section IV): a classifier is trained on a generated train split
+(model selection on its dev split), tested there on the benchmark's and the generated test splits
+(train-on-synthetic, test-on-real: ``pretrain/test/<benchmark>_<source>/*``), fine-tuned on the benchmark's
+train split (selection on its dev split) and tested again (``test/<benchmark>_<source>/*``). ``data=meld``
+skips the pretrain phase: the "Org" baseline.
+
+Resuming: a job's checkpoints live in ``<checkpoint_dir>/<job key>/``, the key being a hash of the
+resolved config (paths of outputs, logger and Hydra settings left out), so rerunning the same command
+finds them: finished phases are skipped (their best weights and metrics reloaded from
+``progress.json``), an interrupted phase continues from its ``last.ckpt``. ``resume=false`` starts over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.utilities import rank_zero_only
+
+from erc.data import Dialogue, load_benchmark, split_name
+from erc.training.data import ERCDataModule
+from erc.training.module import ERCClassifier
+from erc.training.phases import FitContext, build_classifier
+from erc.training.schedule import PhaseSchedule, phase_schedule
+from erc.training.tracking import git_revision, make_wandb_logger, resolved_config, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+# Config keys that do not change what a job computes: excluded from the job key used to find checkpoints.
+NOT_IN_JOB_KEY: tuple[str, ...] = ("hydra", "logger", "resume", "paths", "checkpoint_dir")
+
+
+class BestDevMetrics(Callback):
+    """Keeps every dev metric of the epoch with the best monitored score (saved in checkpoints, so it
+    survives a resume): results.json reports dev figures of the selected model, not of the last epoch."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor, self.best_score, self.best = monitor, float("-inf"), {}
+
+    def on_validation_end(self, trainer: pl.Trainer, module: ERCClassifier) -> None:
+        # on_validation_end runs after the module's on_validation_epoch_end (which fills last_eval) and
+        # before ModelCheckpoint saves, so this state is in the checkpoint of the same epoch.
+        if trainer.sanity_checking or not module.last_eval or module.last_eval["prefix"] != module.eval_prefix:
+            return
+        score = module.last_eval["metrics"].get(self.monitor.rsplit("/", 1)[-1])
+        if score is not None and score > self.best_score:
+            self.best_score = score
+            self.best = {"epoch": trainer.current_epoch, **module.last_eval["metrics"]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score, self.best = state["best_score"], state["best"]
+
+
+def job_key(cfg: DictConfig) -> str:
+    """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change."""
+    plain = resolved_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
+    plain["data_dir"] = str(cfg.paths.data_dir)
+    digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{cfg.classifier.name}-{cfg.data.name}-s{cfg.seed}-{digest}"
+
+
+def identity_of(cfg: DictConfig) -> dict[str, Any]:
+    benchmark, source = split_name(cfg.data.name)
+    return {"classifier": cfg.classifier.name, "variant": cfg.classifier.get("variant"), "data": cfg.data.name,
+            "benchmark": benchmark, "source": source, "seed": int(cfg.seed)}
+
+
+class Experiment:
+    """The state of one job: its data, classifier, logger, checkpoints folder and collected metrics."""
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.identity = identity_of(cfg)
+        self.benchmark = self.identity["benchmark"]
+        self.data_dir = Path(cfg.paths.data_dir)
+        self.output_dir = Path(cfg.paths.output_dir)
+        self.key = job_key(cfg)
+        self.work_dir = Path(cfg.checkpoint_dir) / self.key
+        self.progress_path = self.work_dir / "progress.json"
+        self.progress: dict[str, Any] = {}
+        if cfg.resume and self.progress_path.is_file():
+            self.progress = json.loads(self.progress_path.read_text())
+        self.metrics: dict[str, float] = {}
+        self.confusion: dict[str, list[list[int]]] = {}
+        self.timings: dict[str, float] = {}
+        self._dialogues: dict[tuple[str, str], list[Dialogue]] = {}
+        self._samples: dict[tuple[str, str], list[Any]] = {}
+        self._test_sets: list[str] | None = None
+        self.classifier: ERCClassifier | None = None
+        self.logger: Any = None
+
+    # ---- data ---------------------------------------------------------------------------------
+    def dialogues(self, name: str, split: str) -> list[Dialogue]:
+        """One split of a dataset, cut to ``data.limit_dialogues`` when that is set."""
+        if (name, split) not in self._dialogues:
+            dialogues = load_benchmark(name, split, self.data_dir)
+            limit = self.cfg.data.get("limit_dialogues")
+            self._dialogues[(name, split)] = dialogues[:limit] if limit else dialogues
+        return self._dialogues[(name, split)]
+
+    def test_sets(self) -> list[str]:
+        """The benchmark's test split and every generated test split of it that exists (a missing
+        generated set that this job pretrains on is an error; others are skipped, saying so)."""
+        if self._test_sets is not None:
+            return self._test_sets
+        names = []
+        for name in self.cfg.data.test:
+            _, source = split_name(name)
+            if source != "org" and name != self.cfg.data.pretrain:
+                if not (self.data_dir / "synthetic" / name / "test.jsonl").is_file():
+                    log.info("test set %s not generated yet (%s): skipped", name, self.data_dir / "synthetic" / name)
+                    continue
+            self.dialogues(name, "test")
+            names.append(name)
+        self._test_sets = names
+        return names
+
+    def samples(self, name: str, split: str) -> list[Any]:
+        if (name, split) not in self._samples:
+            self._samples[(name, split)] = self.classifier.encode(self.dialogues(name, split))
+        return self._samples[(name, split)]
+
+    def datamodule(self, classifier: ERCClassifier, dataset: str, schedule: PhaseSchedule) -> ERCDataModule:
+        return ERCDataModule(classifier, self.dialogues(dataset, "train"), self.dialogues(dataset, "dev"),
+                             batch_size=schedule.batch_size, eval_batch_size=schedule.eval_batch_size,
+                             seed=int(self.cfg.seed), bucket_batches=schedule.bucket_batches,
+                             num_workers=int(self.cfg.data.get("num_workers", 0)))
+
+    # ---- trainers -----------------------------------------------------------------------------
+    def trainer(self, folder: Path, schedule: PhaseSchedule | None, callbacks: list[Callback], logger: Any
+                ) -> pl.Trainer:
+        """A Trainer from ``conf/trainer`` plus the phase's epochs, clipping and accumulation."""
+        kwargs = OmegaConf.to_container(self.cfg.trainer, resolve=True)
+        kwargs.update(default_root_dir=str(folder), callbacks=callbacks, logger=logger if logger else False,
+                      num_sanity_val_steps=0, use_distributed_sampler=False)
+        if schedule is not None:
+            kwargs.update(max_epochs=schedule.epochs, gradient_clip_val=schedule.clip_norm,
+                          accumulate_grad_batches=schedule.accumulate)
+        return pl.Trainer(**kwargs)
+
+    def selection_callbacks(self, monitor: str, folder: Path, schedule: PhaseSchedule) -> list[Callback]:
+        callbacks: list[Callback] = [
+            ModelCheckpoint(dirpath=str(folder), filename="best", monitor=monitor, mode="max", save_top_k=1,
+                            save_last=True, auto_insert_metric_name=False, enable_version_counter=False),
+            BestDevMetrics(monitor)]
+        if schedule.early_stopping_patience:
+            callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=schedule.early_stopping_patience))
+        return callbacks
+
+    def fit_context(self, phase: str, schedule: PhaseSchedule, datamodule: ERCDataModule, dataset: str
+                    ) -> FitContext:
+        def make_trainer(tag: str, sched: PhaseSchedule) -> pl.Trainer:
+            folder = self.work_dir / phase / tag
+            return self.trainer(folder, sched, self.selection_callbacks(f"{tag}/dev/{sched.select}", folder, sched),
+                                logger=None)
+
+        def make_datamodule(classifier: ERCClassifier, sched: PhaseSchedule) -> ERCDataModule:
+            return self.datamodule(classifier, dataset, sched)
+
+        return FitContext(phase=phase, schedule=schedule, datamodule=datamodule, work_dir=self.work_dir / phase,
+                          seed=int(self.cfg.seed), make_trainer=make_trainer, make_datamodule=make_datamodule,
+                          extras={"dataset": dataset, "resume": bool(self.cfg.resume)})
+
+    # ---- phases -------------------------------------------------------------------------------
+    def save_progress(self) -> None:
+        if rank_zero_only.rank == 0:
+            write_json_atomic(self.progress_path, self.progress)
+
+    def load_weights(self, checkpoint: str) -> None:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+        self.classifier.load_state_dict(state)
+
+    def fit(self, phase: str, dataset: str) -> None:
+        """Train one phase with dev selection, or reload it when a previous run finished it."""
+        done = self.progress.get(phase, {})
+        if done.get("done"):
+            log.info("%s: already done in %s; reloading its best weights", phase, self.work_dir)
+            self.load_weights(done["best"])
+            self.metrics.update(done["metrics"])
+            return
+        started = time.time()
+        schedule = phase_schedule(self.cfg.schedule, phase)
+        folder = self.work_dir / phase
+        monitor = f"{phase}/dev/{schedule.select}"
+        self.classifier.phase, self.classifier.eval_prefix, self.classifier.schedule = phase, f"{phase}/dev", schedule
+        datamodule = self.datamodule(self.classifier, dataset, schedule)
+        self.classifier.before_fit(self.fit_context(phase, schedule, datamodule, dataset))
+        callbacks = self.selection_callbacks(monitor, folder, schedule)
+        trainer = self.trainer(folder, schedule, callbacks, self.logger)
+        last = folder / "last.ckpt"
+        resume_from = str(last) if self.cfg.resume and last.is_file() else None
+        if resume_from:
+            log.info("%s: resuming from %s", phase, resume_from)
+        trainer.fit(self.classifier, datamodule=datamodule, ckpt_path=resume_from)
+        checkpoint, best = callbacks[0], callbacks[1]
+        best_path = checkpoint.best_model_path or str(last)
+        self.load_weights(best_path)
+        metrics = {f"{phase}/dev/{k}": v for k, v in best.best.items() if k != "confusion"}
+        self.metrics.update(metrics)
+        self.confusion[f"{phase}/dev"] = best.best.get("confusion", [])
+        self.progress[phase] = {"done": True, "best": best_path, "metrics": metrics,
+                                "resumed_from": resume_from, "epochs_run": trainer.current_epoch}
+        self.save_progress()
+        self.timings[f"{phase}_s"] = round(time.time() - started, 3)
+
+    def test(self, prefix: str) -> None:
+        """Evaluate the current weights on every test set, as ``<prefix>/<benchmark>_<source>/<metric>``."""
+        started = time.time()
+        trainer = self.trainer(self.output_dir, None, [], self.logger)
+        schedule = self.classifier.schedule
+        for name in self.test_sets():
+            benchmark, source = split_name(name)
+            self.classifier.eval_prefix = f"{prefix}/{benchmark}_{source}"
+            datamodule = ERCDataModule(self.classifier, [], [], 1, schedule.eval_batch_size, int(self.cfg.seed))
+            trainer.test(self.classifier, dataloaders=datamodule.loader(self.samples(name, "test"), shuffle=False),
+                         verbose=False)
+            result = self.classifier.last_eval
+            self.metrics.update({f"{result['prefix']}/{k}": v for k, v in result["metrics"].items()
+                                 if k != "confusion"})
+            self.confusion[result["prefix"]] = result["metrics"]["confusion"]
+            self._log_confusion(result)
+        self.timings[f"{prefix.replace('/', '_')}_s"] = round(time.time() - started, 3)
+
+    @rank_zero_only
+    def _log_confusion(self, result: dict[str, Any]) -> None:
+        if self.logger is None:
+            return
+        import wandb
+
+        self.logger.experiment.log({f"{result['prefix']}/confusion": wandb.plot.confusion_matrix(
+            y_true=result["y_true"], preds=result["y_pred"], class_names=self.classifier.labels,
+            title=f"{result['prefix']} confusion")})
+
+
+def _sweep_group(cfg: DictConfig) -> str | None:
+    """W&B group: ``logger.group`` if set, else the multirun folder's name (one group per sweep)."""
+    if cfg.logger.get("group"):
+        return str(cfg.logger.group)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return f"{cfg.task_name}-{Path(hydra_cfg.sweep.dir).name}"
+    except ValueError:  # HydraConfig not set: train() called directly, not through train.py
+        pass
+    return None
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one experiment (see the module docstring); returns every metric, also written to results.json."""
+    started = time.time()
+    pl.seed_everything(int(cfg.seed), workers=True)
+    exp = Experiment(cfg)
+    if cfg.data.pretrain:
+        for split in ("train", "dev"):
+            exp.dialogues(cfg.data.pretrain, split)
+    for split in ("train", "dev"):
+        exp.dialogues(cfg.data.finetune, split)
+    exp.test_sets()  # fail on missing data before any training
+    exp.classifier = build_classifier(cfg.classifier, exp.benchmark)
+    config = resolved_config(cfg)
+    if cfg.logger.get("name", "none") == "wandb":
+        exp.logger = make_wandb_logger(cfg.logger, exp.identity, config, exp.output_dir, run_id=exp.key,
+                                       group=_sweep_group(cfg),
+                                       job_type="pretrain+finetune" if cfg.data.pretrain else "finetune")
+    try:
+        if cfg.data.pretrain:
+            exp.fit("pretrain", cfg.data.pretrain)
+            exp.test("pretrain/test")
+        exp.fit("finetune", cfg.data.finetune)
+        exp.test("test")
+        exp.timings["total_s"] = round(time.time() - started, 3)
+        results = {"identity": exp.identity, "metrics": exp.metrics, "confusion": exp.confusion,
+                   "labels": exp.classifier.labels, "config": config, "git": git_revision(),
+                   "checkpoints": str(exp.work_dir), "timings": exp.timings}
+        if rank_zero_only.rank == 0:
+            write_json_atomic(exp.output_dir / "results.json", results)
+            log.info("results: %s", exp.output_dir / "results.json")
+        if exp.logger is not None and rank_zero_only.rank == 0:
+            exp.logger.experiment.summary.update({k: v for k, v in exp.metrics.items() if k.startswith("test/")})
+    finally:
+        if exp.logger is not None and rank_zero_only.rank == 0:
+            exp.logger.experiment.finish()
+    return exp.metrics
+
+
+__all__ = ["train"]

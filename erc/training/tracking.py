@@ -1,0 +1,96 @@
+"""Experiment tracking: the W&B logger of a job, its resolved config without secrets, results.json, git revision.
+
+W&B runs online when an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for api.wandb.ai)
+and offline otherwise (the run directory lands in the job's output folder; ``wandb sync <dir>`` uploads it
+later); ``WANDB_MODE`` or ``logger.mode`` override that. results.json never depends on a W&B server.
+"""
+
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from erc.config import PROJECT_ROOT
+
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+
+
+def strip_secrets(value: Any) -> Any:
+    """A copy of a plain config container without any key that looks like a secret."""
+    if isinstance(value, dict):
+        return {k: strip_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's config, interpolations resolved, Hydra's own node and secrets removed: what was run."""
+    plain = {k: v for k, v in cfg.items() if k != "hydra"}
+    return strip_secrets(OmegaConf.to_container(OmegaConf.create(plain), resolve=True))
+
+
+def wandb_mode(configured: str | None = None) -> str:
+    """``online`` when an API key is available, else ``offline`` (``configured``/``WANDB_MODE`` win)."""
+    if configured:
+        return configured
+    if os.environ.get("WANDB_MODE"):
+        return {"dryrun": "offline", "run": "online"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        pass
+    return "offline"
+
+
+def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], save_dir: Path,
+                      run_id: str, group: str | None, job_type: str) -> Any:
+    """A Lightning ``WandbLogger`` named after the job; ``run_id`` is stable so a resumed job continues its run."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    name = f"{identity['classifier']}-{identity['data']}-s{identity['seed']}"
+    if identity.get("variant"):
+        name = f"{identity['classifier']}[{identity['variant']}]-{identity['data']}-s{identity['seed']}"
+    tags = [identity["classifier"], identity["benchmark"], identity["source"], *list(logger_cfg.get("tags") or [])]
+    save_dir.mkdir(parents=True, exist_ok=True)
+    return WandbLogger(project=logger_cfg.project, entity=logger_cfg.get("entity"), group=group, job_type=job_type,
+                       name=name, tags=tags, id=run_id, resume="allow", save_dir=str(save_dir), config=config,
+                       mode=wandb_mode(logger_cfg.get("mode")), log_model=False)
+
+
+def git_revision() -> str | None:
+    """The project's git commit (with ``-dirty`` when tracked files changed), or None outside a checkout."""
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename, so readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
