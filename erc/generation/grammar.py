@@ -1,0 +1,47 @@
+"""Constrained decoding: a grammar admitting only ``Speaker: utterance (number)`` lines.
+
+One dialogue shape, three spellings: GBNF for llama.cpp (embedded or server), a regular expression
+for TGI's ``grammar`` and vLLM's structured outputs. The speakers are the dialogue's own, the label
+numbers the benchmark's, and the number of turns and the utterance length are bounded so that a
+small model cannot loop forever. An utterance cannot contain a newline, a colon or parentheses, so
+a line cannot hide a second speaker's turn or a second label.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DialogueGrammar:
+    """The grammar of one dialogue's output."""
+
+    speakers: tuple[str, ...]
+    n_labels: int
+    min_turns: int
+    max_turns: int
+    max_utterance_chars: int
+
+    def gbnf(self) -> str:
+        """GBNF (llama.cpp), e.g. ``line ::= speaker ": " utterance " (" label ")\\n"``."""
+        speakers = " | ".join(_gbnf_literal(s) for s in self.speakers)
+        labels = " | ".join(f'"{n}"' for n in range(1, self.n_labels + 1))
+        rest = self.max_utterance_chars - 1
+        return (f"root ::= line{{{self.min_turns},{self.max_turns}}}\n"
+                f'line ::= speaker ": " utterance " (" label ")\\n"\n'
+                f"speaker ::= {speakers}\n"
+                f"utterance ::= [^\\n(): ] [^\\n():]{{0,{rest}}}\n"
+                f"label ::= {labels}\n")
+
+    def regex(self) -> str:
+        """A regular expression for the whole output (TGI ``grammar``, vLLM structured outputs)."""
+        speakers = "|".join(re.escape(s) for s in self.speakers)
+        labels = "|".join(str(n) for n in range(self.n_labels, 0, -1))  # "10" before "1"
+        rest = self.max_utterance_chars - 1
+        return (f"((?:{speakers}): [^\\n(): ][^\\n():]{{0,{rest}}} \\((?:{labels})\\)\\n)"
+                f"{{{self.min_turns},{self.max_turns}}}")
+
+
+def _gbnf_literal(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

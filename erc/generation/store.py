@@ -1,0 +1,91 @@
+"""The request store: ``requests.jsonl``, append-only, one line per finished request.
+
+Every LLM answer is kept raw with its fingerprint, so that (a) a rerun skips what is done, (b) a
+SIGKILL loses at most the requests in flight (each line is flushed as soon as it is written), and
+(c) parsing can be improved and rerun without a single new LLM call. A crash mid-write leaves a
+torn last line: it is detected, reported and cut off before the next append, never fatal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from erc.data.schema import DataError
+
+log = logging.getLogger(__name__)
+
+
+def canonical_hash(payload: Any, length: int = 32) -> str:
+    """sha256 of canonical JSON (sorted keys, no whitespace): equal inputs, equal hash."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def fingerprint(*, backend: str, model: str, template_hash: str, prompt: str, parameters: dict[str, Any],
+                seed: int, grammar: str | None) -> str:
+    """Identity of one request: same fingerprint, same request, so the answer can be reused."""
+    return canonical_hash({"backend": backend, "model": model, "template_hash": template_hash, "prompt": prompt,
+                           "parameters": parameters, "seed": seed, "grammar": grammar})
+
+
+def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """All records of ``path`` (none if absent). A record is written as one line ending in a
+    newline, so a write cut short leaves a last line without one: that torn line is dropped with
+    a warning, and with ``repair`` cut off so the next append starts cleanly. A complete line that
+    is not a JSON object is a :class:`DataError` naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    records: list[dict[str, Any]] = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError as err:
+            raise DataError(f"{path}: line {number}: corrupt record ({err})") from None
+        if not isinstance(record, dict) or "fingerprint" not in record:
+            raise DataError(f"{path}: line {number}: not a request record (no field 'fingerprint')")
+        records.append(record)
+    if tail:
+        log.warning("%s: line %d is a torn record from an interrupted run (%d bytes); dropped",
+                    path, len(lines) + 1, len(tail))
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(len(data) - len(tail))
+    return records
+
+
+class RequestStore:
+    """Appends records to ``requests.jsonl``, one flushed line each."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.records = read_records(self.path, repair=True)
+        self.by_fingerprint = {r["fingerprint"]: r for r in self.records}
+        self._handle = open(self.path, "a", encoding="utf-8")
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one record and flush it to the OS: a killed process keeps it (no fsync: that
+        guards only against power loss and would cap throughput at the disk's sync rate)."""
+        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        self.records.append(record)
+        self.by_fingerprint[record["fingerprint"]] = record
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def append_json_line(path: Path, record: dict[str, Any]) -> None:
+    """Append one record to a small log such as ``runs.jsonl``."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -1,0 +1,178 @@
+"""A loopback HTTP server speaking TGI's documented protocol, for tests and bench/generation.py.
+
+TGI itself cannot run here (no GPU, no weights), so this server answers ``POST /generate`` and
+``GET /info`` like TGI's router does: the same request JSON, the same validation (``top_p`` and
+``typical_p`` in (0, 1) exclusive, ``top_k > 0``, at most 4 stop sequences, 422 with
+``error_type: validation``), ``details`` with finish reason, token count and seed echo, and
+scripted faults (429 overloaded, 503, slow answers). It runs aiohttp on 127.0.0.1, port 0, in a
+background thread, so clients talk to it over a real socket. Every request body is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+# answer(inputs, parameters) -> (generated_text, finish_reason)
+Answer = Callable[[str, dict[str, Any]], tuple[str, str]]
+
+INFO = {"model_id": "loopback/vicuna-13b-v1.5", "model_sha": "0123abcd", "model_dtype": "torch.float16",
+        "model_device_type": "cuda", "max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4,
+        "max_input_tokens": 2048, "max_total_tokens": 4096, "version": "3.3.7", "sha": "loopback"}
+
+
+def _validation_error(parameters: dict[str, Any], max_stop: int) -> str | None:
+    """The first TGI validation error of ``parameters`` (router/src/validation.rs), or None."""
+    checks = [
+        ("temperature", lambda v: v > 0, "`temperature` must be strictly positive"),
+        ("repetition_penalty", lambda v: v > 0, "`repetition_penalty` must be strictly positive"),
+        ("top_p", lambda v: 0 < v < 1, "`top_p` must be > 0.0 and < 1.0"),
+        ("typical_p", lambda v: 0 < v < 1, "`typical_p` must be > 0.0 and < 1.0"),
+        ("top_k", lambda v: v > 0, "`top_k` must be strictly positive"),
+        ("max_new_tokens", lambda v: v > 0, "`max_new_tokens` must be strictly positive"),
+        ("seed", lambda v: v >= 0, "`seed` must be a non-negative integer"),
+    ]
+    for name, ok, message in checks:
+        if parameters.get(name) is not None and not ok(parameters[name]):
+            return message
+    if len(parameters.get("stop") or []) > max_stop:
+        return f"`stop` supports up to {max_stop} stop sequences. Given: {len(parameters['stop'])}"
+    return None
+
+
+class LoopbackTGI:
+    """``with LoopbackTGI(answer) as server: ... server.url ...``.
+
+    ``latency_s``: fixed delay before every answer. ``faults``: status codes (429, 503) or
+    ``"slow"`` (sleep ``slow_s`` first) served to the next requests, one each, in order.
+    """
+
+    def __init__(self, answer: Answer, *, latency_s: float = 0.0, faults: list[int | str] | None = None,
+                 slow_s: float = 5.0, info: dict[str, Any] | None = None) -> None:
+        self.answer = answer
+        self.latency_s = latency_s
+        self.faults: deque[int | str] = deque(faults or [])
+        self.slow_s = slow_s
+        self.info = dict(INFO, **(info or {}))
+        self.requests: list[dict[str, Any]] = []  # every /generate body, faults included
+        self.answered: list[dict[str, Any]] = []  # bodies answered with 200
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _info(self, request: web.Request) -> web.Response:
+        return web.json_response(self.info)
+
+    async def _generate(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self._lock:
+            self.requests.append(body)
+            fault = self.faults.popleft() if self.faults else None
+        if fault == "slow":
+            await asyncio.sleep(self.slow_s)
+        elif fault == 429:
+            return web.json_response({"error": "Model is overloaded", "error_type": "overloaded"}, status=429)
+        elif fault is not None:
+            return web.Response(status=int(fault), text="Service Unavailable")
+        parameters = body.get("parameters") or {}
+        error = _validation_error(parameters, self.info["max_stop_sequences"])
+        if error:
+            return web.json_response({"error": f"Input validation error: {error}", "error_type": "validation"},
+                                     status=422)
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        text, finish_reason = self.answer(body["inputs"], parameters)
+        with self._lock:
+            self.answered.append(body)
+        details = {"finish_reason": finish_reason, "generated_tokens": len(text.split()),
+                   "seed": parameters.get("seed"), "prefill": [], "tokens": []}
+        return web.json_response({"generated_text": text, "details": details})
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/info", self._info)
+        app.router.add_post("/generate", self._generate)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    def start(self) -> LoopbackTGI:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> LoopbackTGI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ScriptedDialogues:
+    """Deterministic TGI answers for a dyadic benchmark, chosen by the request's seed, so a test
+    knows exactly which requests must yield a dialogue. ``seed % 5``: 0, 1 -> a valid dialogue
+    (containing the balanced target when the prompt asks for one); 2 -> a valid dialogue that
+    never contains the target; 3 -> prose without a dialogue; 4 -> a dialogue cut by the token
+    limit (``finish_reason=length``)."""
+
+    def __init__(self, labels: list[str], speakers: tuple[str, str] = ("Male", "Female"), turns: int = 4) -> None:
+        self.labels = labels
+        self.speakers = speakers
+        self.turns = turns
+
+    @staticmethod
+    def kind(seed: int) -> str:
+        return ("valid", "valid", "valid_without_target", "prose", "truncated")[seed % 5]
+
+    def target_of(self, inputs: str) -> str | None:
+        for label in self.labels:
+            if f"expressing {label}." in inputs:
+                return label
+        return None
+
+    def turns_for(self, seed: int, target: str | None) -> list[tuple[str, str, str]]:
+        """The (speaker, text, label) turns a valid answer for ``seed`` contains."""
+        import random
+
+        rng = random.Random(seed)
+        syllables = ["ba", "ko", "ri", "tu", "me", "sa", "lo", "ni", "pe", "da", "fu", "gi", "zo", "ve", "hu"]
+        allowed = [label for label in self.labels if label != target] if self.kind(seed) != "valid" else self.labels
+        filler = self.labels[0] if target != self.labels[0] else self.labels[1]
+        turns = []
+        for t in range(self.turns):
+            words = [rng.choice(syllables) + rng.choice(syllables) + rng.choice(syllables) for _ in range(6)]
+            label = filler if t % 2 else rng.choice(allowed)  # a fixed label every other line: no counting
+            turns.append((self.speakers[t % 2], " ".join(words).capitalize() + ".", label))
+        if target is not None and self.kind(seed) == "valid":
+            turns[1] = (turns[1][0], turns[1][1], target)
+        return turns
+
+    def __call__(self, inputs: str, parameters: dict[str, Any]) -> tuple[str, str]:
+        seed = int(parameters["seed"])
+        kind = self.kind(seed)
+        if kind == "prose":
+            return "I am sorry, but I cannot write a dialogue about that topic.", "eos_token"
+        lines = [f"{s}: {text} ({self.labels.index(label) + 1})"
+                 for s, text, label in self.turns_for(seed, self.target_of(inputs))]
+        if kind == "truncated":
+            return "Here is the dialogue:\n" + "\n".join(lines)[:-9], "length"
+        return "Here is the dialogue:\n\n" + "\n".join(lines) + "\n\nI hope you like it!", "eos_token"

@@ -1,0 +1,165 @@
+"""The tgi backend and the whole generate() pipeline against a loopback TGI-protocol server.
+
+The server (tests/loopback_tgi.py) answers by seed from a script, so each test knows exactly which
+requests must become dialogues; faults (429, 503, slow answers, 422) are real HTTP answers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import erc  # noqa: F401
+from erc.config import CONFIG_DIR
+from erc.data import load_benchmark
+from erc.data.labels import label_set
+from erc.generation import GenerationError, generate
+from erc.generation.sampling import derive_seed
+from loopback_tgi import LoopbackTGI, ScriptedDialogues
+
+LABELS = label_set("iemocap")
+SEED = 7  # a base seed whose derived seeds hit every scripted answer kind in a few slots
+VICUNA = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+          "detailed, and polite answers to the user's questions. USER: ")
+
+
+def make_cfg(tmp_path: Path, url: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("generate", overrides=[
+            "llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"seed={SEED}", f"paths.data_dir={tmp_path}/data",
+            "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", *overrides])
+
+
+def out_dir(tmp_path: Path, source: str = "nat") -> Path:
+    """Where generate() writes: <paths.data_dir>/synthetic/iemocap_<source>."""
+    return tmp_path / "data" / "synthetic" / f"iemocap_{source}"
+
+
+def expected_slots(n: int, max_attempts: int, balanced: bool) -> dict[int, int]:
+    """slot -> accepted attempt, from the script: what the pipeline must find, no more, no less."""
+    accepted = {"valid"} if balanced else {"valid", "valid_without_target"}
+    found = {}
+    for slot in range(n):
+        for attempt in range(max_attempts):
+            if ScriptedDialogues.kind(derive_seed(SEED, slot, attempt)) in accepted:
+                found[slot] = attempt
+                break
+    return found
+
+
+def expected_requests(n: int, max_attempts: int, balanced: bool) -> int:
+    found = expected_slots(n, max_attempts, balanced)
+    return sum(found[s] + 1 if s in found else max_attempts for s in range(n))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_tgi_sends_table_ii_with_distinct_derived_seeds(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=5", "max_attempts=1"))
+    assert len(server.answered) == 5
+    for body in server.answered:
+        p = body["parameters"]
+        assert p["temperature"] == 0.7 and p["top_k"] == 10000 and p["typical_p"] == 0.995
+        assert p["repetition_penalty"] == 1.0 and p["do_sample"] is True and p["details"] is True
+        assert "top_p" not in p  # TGI rejects top_p >= 1; omitted means 1.0
+        assert p["max_new_tokens"] == 512 and p["stop"] == ["\n\n\n", "</s>", "USER:"]
+        assert "grammar" not in p  # the paper sampled freely
+        assert body["inputs"].startswith(VICUNA) and body["inputs"].endswith(" ASSISTANT:")
+    seeds = [body["parameters"]["seed"] for body in server.answered]
+    assert sorted(seeds) == sorted(derive_seed(SEED, slot, 0) for slot in range(5))
+    assert len(set(seeds)) == 5
+    runs = read_jsonl(out_dir(tmp_path) / "runs.jsonl")
+    assert runs[-1]["provenance"]["model"] == "loopback/vicuna-13b-v1.5"
+    assert runs[-1]["provenance"]["server_version"] == "3.3.7"
+
+
+def test_tgi_yields_exactly_the_valid_dialogues_despite_faults(tmp_path):
+    n, attempts = 12, 3
+    script = ScriptedDialogues(LABELS)
+    with LoopbackTGI(script, faults=[429, 503, "slow", 429], slow_s=3.0) as server:
+        card = generate(make_cfg(tmp_path, server.url, f"n_dialogues={n}", f"max_attempts={attempts}",
+                                 "llm.timeout_s=1", "llm.concurrency=4"))
+    want = expected_slots(n, attempts, balanced=False)
+    out = out_dir(tmp_path)
+    records = read_jsonl(out / "requests.jsonl")
+    assert len(records) == expected_requests(n, attempts, balanced=False)
+    assert len({r["fingerprint"] for r in records}) == len(records)
+    dialogues = read_jsonl(out / "dialogues.jsonl")
+    assert {d["meta"]["dialogue"]: d["meta"]["attempt"] for d in dialogues} == want
+    for d in dialogues:
+        seed = derive_seed(SEED, d["meta"]["dialogue"], d["meta"]["attempt"])
+        assert [(u["speaker"], u["text"], u["label"]) for u in d["utterances"]] == script.turns_for(seed, None)
+    # The splits are what load_benchmark reads, and together they are exactly dialogues.jsonl.
+    loaded = [d for split in ("train", "dev", "test")
+              for d in load_benchmark("iemocap_nat", split, data_dir=tmp_path / "data")]
+    assert sorted(d.id for d in loaded) == sorted(d["id"] for d in dialogues)
+    assert card["counts"]["accepted"] == len(want)
+    assert card["rejections"] == {"no_dialogue": sum(1 for r in records if ScriptedDialogues.kind(r["seed"]) == "prose"),
+                                  "truncated": sum(1 for r in records if ScriptedDialogues.kind(r["seed"]) == "truncated")}
+    assert (out / "label_distribution.png").stat().st_size > 0 and (out / "utterances.parquet").is_file()
+
+
+def test_tgi_rerun_resumes_without_rerequesting(tmp_path):
+    script = ScriptedDialogues(LABELS)
+    with LoopbackTGI(script) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6"))
+        first = len(server.requests)
+        assert first == expected_requests(6, 3, balanced=False)
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6"))
+        assert len(server.requests) == first  # nothing re-requested
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=9"))  # only the 3 new slots
+        new_seeds = {body["parameters"]["seed"] for body in server.requests[first:]}
+    assert new_seeds == {derive_seed(SEED, slot, a) for slot in range(6, 9) for a in range(3)
+                         if a <= expected_slots(9, 3, False).get(slot, 2)}
+    records = read_jsonl(out_dir(tmp_path) / "requests.jsonl")
+    assert len(records) == expected_requests(9, 3, balanced=False)
+
+
+def test_balanced_reasks_a_dialogue_missing_its_target(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        generate(make_cfg(tmp_path, server.url, "prompt=balanced", "n_dialogues=12", "max_attempts=4"))
+        for body in server.answered:
+            assert "at least one utterance expressing" in body["inputs"]
+    records = read_jsonl(out_dir(tmp_path, "bal") / "requests.jsonl")
+    missing = [r for r in records if ScriptedDialogues.kind(r["seed"]) == "valid_without_target"]
+    assert missing and all(r["reasons"] == ["balanced_target_missing"] for r in missing)
+    dialogues = read_jsonl(out_dir(tmp_path, "bal") / "dialogues.jsonl")
+    assert {d["meta"]["dialogue"]: d["meta"]["attempt"] for d in dialogues} == expected_slots(12, 4, balanced=True)
+    for d in dialogues:
+        target = LABELS[d["meta"]["dialogue"] % len(LABELS)]  # each label targets the same number
+        assert d["meta"]["target"] == target and target in {u["label"] for u in d["utterances"]}
+
+
+def test_validation_error_stops_the_run_naming_the_parameter(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        with pytest.raises(GenerationError, match="top_k"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "sampling.top_k=0"))
+        assert len(server.requests) >= 1 and not server.answered
+    assert read_jsonl(out_dir(tmp_path) / "requests.jsonl") == []
+
+
+def test_gives_up_after_the_configured_retries(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS), faults=[503] * 50) as server:
+        with pytest.raises(GenerationError, match="gave up after 2 retries"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=1", "llm.max_retries=2"))
+        assert len(server.requests) == 3
+
+
+def test_changed_settings_refuse_to_mix_into_an_existing_set(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=2"))
+        with pytest.raises(GenerationError, match="other settings"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "sampling.max_new_tokens=100"))
+
+
+def test_replicas_are_served_round_robin(tmp_path):
+    script = ScriptedDialogues(LABELS)
+    with LoopbackTGI(script) as a, LoopbackTGI(script) as b:
+        generate(make_cfg(tmp_path, a.url, f"llm.url=[{a.url},{b.url}]", "n_dialogues=8", "max_attempts=1"))
+        assert len(a.requests) == len(b.requests) == 4
