@@ -289,3 +289,49 @@ def test_cd_cliques_join_exactly_the_instances_no_test_separates(tmp_path):
     singles = set(range(len(ordered))) - covered
     assert all(min(abs(average[ordered[i]] - average[o]) for o in ordered if o != ordered[i]) >= critical
                for i in singles)
+
+
+@pytest.fixture(scope="module")
+def real_sweep(tmp_path_factory, shared_data, fixtures_dir) -> Path:
+    """Two real train() jobs (CoMPM Org and Bal on a few MELD dialogues, tiny backbone) in one sweep folder."""
+    from erc.training import train
+
+    root = tmp_path_factory.mktemp("real_sweep")
+    data_dir = root / "data"
+    (data_dir / "synthetic").mkdir(parents=True)
+    (data_dir / "meld").symlink_to(shared_data / "meld")
+    (data_dir / "synthetic" / "meld_bal").symlink_to(fixtures_dir / "synthetic" / "meld_bal")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ERC_DATA_DIR", str(data_dir))
+        for number, data in enumerate(("meld", "meld_bal")):
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                cfg = compose(config_name="train", overrides=[
+                    "classifier=compm", f"data={data}", "classifier.backbone=tiny", "schedule=debug", "logger=none",
+                    "data.limit_dialogues=4", "trainer.enable_progress_bar=false",
+                    f"paths.output_dir={root / 'sweep' / f'{number}_{data}'}",
+                    f"checkpoint_dir={root / 'checkpoints'}"])
+            train(cfg)
+    return root / "sweep"
+
+
+@pytest.mark.slow  # two real training jobs: ~30 s on 2 shared cores; the contract-format sweep tests above are fast
+def test_sweep_of_real_train_jobs(real_sweep, tmp_path):
+    from erc.evaluation.collect import identity_from_config
+
+    results = [json.loads(p.read_text()) for p in sorted(real_sweep.rglob("results.json"))]
+    assert [r["identity"]["source"] for r in results] == ["org", "bal"]
+    result = evaluate(make_cfg(tmp_path, f"sweep={real_sweep}"))
+
+    assert result["instances"] == ["compm_org", "compm_bal"]
+    assert result["test_sets"] == ["meld_org", "meld_bal"]
+    for r in results:
+        instance = f"compm_{r['identity']['source']}"
+        for test_set in ("meld_org", "meld_bal"):
+            assert result["scores"][test_set][instance] == r["metrics"][f"test/{test_set}/wf1"]
+    assert len(pd.read_csv(tmp_path / "table4.csv")) == 1
+    table3 = pd.read_csv(tmp_path / "table3.csv")
+    assert table3.set_index("source")["wf1_pct_mean"].to_dict() == pytest.approx(
+        {r["identity"]["source"]: 100 * r["metrics"]["test/meld_org/wf1"] for r in results})
+    # W&B runs carry the same resolved config as results.json: the identity derived from it must match
+    for r in results:
+        assert identity_from_config(r["config"], "results.json config") == r["identity"]

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from erc.data import BENCHMARKS, SOURCES, DataError
+from erc.data import BENCHMARKS, SOURCES, DataError, split_name
 
 COLUMNS = ["classifier", "variant", "source", "benchmark", "test_set", "seed", "wf1", "origin"]
 # Classifiers in the paper's column order; others follow in order of appearance.
@@ -209,13 +209,27 @@ def _wandb_offline_reason() -> str | None:
     return None
 
 
+def identity_from_config(config: Mapping[str, Any], origin: str) -> dict[str, Any]:
+    """A job identity from a W&B run's config: its ``identity`` entry if logged, else derived from the
+    resolved training config that train.py logs (``classifier.name``, ``classifier.variant``,
+    ``data.name``, ``seed``) the same way the training runner derives results.json's identity."""
+    if isinstance(config.get("identity"), Mapping):
+        return dict(config["identity"])
+    classifier, data = config.get("classifier"), config.get("data")
+    if not (isinstance(classifier, Mapping) and isinstance(data, Mapping) and data.get("name")):
+        raise DataError(f"{origin}: config has neither 'identity' nor 'classifier.name' and 'data.name'")
+    benchmark, source = split_name(str(data["name"]))
+    return {"classifier": classifier.get("name"), "variant": classifier.get("variant"), "data": data["name"],
+            "benchmark": benchmark, "source": source, "seed": config.get("seed")}
+
+
 def read_wandb(project: str, entity: str | None = None, group: str | None = None,
                select: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Finished runs of a W&B project (optionally one group) through ``wandb.Api()``.
 
-    Each run must carry the job identity in ``run.config["identity"]`` (as results.json does);
-    its summary supplies the ``test/<benchmark>_<split>/wf1`` metrics. Runs that are not finished
-    are skipped, so their cells show as missing.
+    The identity comes from each run's config (see :func:`identity_from_config`), the
+    ``test/<benchmark>_<split>/wf1`` metrics from its summary. Runs that are not finished are
+    skipped, so their cells show as missing.
     """
     reason = _wandb_offline_reason()
     if reason:
@@ -228,10 +242,10 @@ def read_wandb(project: str, entity: str | None = None, group: str | None = None
     filters = {"group": group} if group else {}
     rows: list[dict[str, Any]] = []
     for run in _iter_runs(wandb.Api().runs(path, filters=filters)):
-        if run.state != "finished":
+        if run.state != "finished" or getattr(run, "job_type", None) == "evaluate":
             continue
         origin = f"W&B run {path}/{run.id} ({run.name})"
-        result = {"identity": run.config.get("identity"), "metrics": run.summary_metrics}
+        result = {"identity": identity_from_config(run.config, origin), "metrics": run.summary_metrics}
         rows.extend(rows_from_result(result, origin))
     if not rows:
         raise DataError(f"no finished W&B runs with test W-F1 in {path}" + (f", group {group}" if group else ""))

@@ -159,7 +159,7 @@ def write_table3(table: pd.DataFrame, out_dir: Path, display: Display) -> list[P
     frame = table3_frame(table)
     header, rows, notes = _table3_cells(frame, display)
     paths = [out_dir / "table3.csv", out_dir / "table3.md", out_dir / "table3.tex"]
-    frame.to_csv(paths[0], index=False, float_format="%.6g")
+    frame.to_csv(paths[0], index=False)
     md = "## Table III: W-F1 on the original test splits\n\n" + _markdown(header, rows)
     paths[1].write_text(md + "\n" + "\n".join(f"- {n}" for n in notes) + "\n", encoding="utf-8")
     spec = "ll" + "r" * (len(header) - 2)
