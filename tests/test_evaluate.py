@@ -291,6 +291,23 @@ def test_cd_cliques_join_exactly_the_instances_no_test_separates(tmp_path):
                for i in singles)
 
 
+def test_ablation_variants_become_separate_instances_each_with_its_own_control(tmp_path):
+    sweep = tmp_path / "multirun"
+    for variant, base in (("pm=pretrained", 0.60), ("pm=scratch", 0.50)):
+        for source, gain in (("org", 0.0), ("bal", 0.02)):
+            tests = {f"meld_{split}": base + gain + 0.01 * i for i, split in enumerate(("org", "nat", "bal"))}
+            path = write_result(sweep / variant, "compm", "meld", source, 1, tests)
+            result = json.loads(path.read_text())
+            result["identity"]["variant"] = variant
+            path.write_text(json.dumps(result))
+    result = evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+    assert result["instances"] == ["compm[pm=pretrained]_org", "compm[pm=pretrained]_bal", "compm[pm=scratch]_org",
+                                   "compm[pm=scratch]_bal"]
+    assert [(p["instance"], p["control"]) for p in result["comparisons"]["pairs"]] == [
+        ("compm[pm=pretrained]_bal", "compm[pm=pretrained]_org"), ("compm[pm=scratch]_bal", "compm[pm=scratch]_org")]
+    assert "CoMPM [pm=scratch] Bal" in (tmp_path / "out" / "table4.md").read_text()
+
+
 @pytest.fixture(scope="module")
 def real_sweep(tmp_path_factory, shared_data, fixtures_dir) -> Path:
     """Two real train() jobs (CoMPM Org and Bal on a few MELD dialogues, tiny backbone) in one sweep folder."""
