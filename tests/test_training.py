@@ -1,0 +1,185 @@
+"""The training runner: pretrain on a synthetic set -> fine-tune on real MELD -> test, through real Hydra
+composition, real Lightning loops and a real offline W&B run; resuming after a kill; the pieces it is built
+from (metrics, schedules, length bucketing)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from sklearn.metrics import f1_score
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import MissingDataError
+from erc.training import train
+from erc.training.data import BucketBatchSampler
+from erc.training.metrics import classification_metrics
+from erc.training.schedule import linear_warmup_decay, phase_schedule
+
+TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4"]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, shared_data: Path, fixtures_dir: Path) -> Path:
+    """A data folder with real MELD (a link to the shared copy) and the synthetic meld_bal fixture."""
+    root = tmp_path / "data"
+    (root / "synthetic").mkdir(parents=True)
+    (root / "meld").symlink_to(shared_data / "meld")
+    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
+    return root
+
+
+def compose_train(tmp_path: Path, data_dir: Path, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[
+            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.output_dir={tmp_path / 'out'}", *overrides])
+
+
+def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, data_dir) -> None:
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal", "logger=wandb", "seed=3"])
+    metrics = train(cfg)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["identity"] == {"classifier": "compm", "variant": "pm=pretrained", "data": "meld_bal",
+                                   "benchmark": "meld", "source": "bal", "seed": 3}
+    for key in ("pretrain/dev/wf1", "pretrain/test/meld_org/wf1", "pretrain/test/meld_bal/wf1",
+                "finetune/dev/wf1", "test/meld_org/wf1", "test/meld_bal/wf1", "test/meld_org/acc",
+                "test/meld_org/mf1", "test/meld_org/f1/neutral"):
+        assert 0.0 <= results["metrics"][key] <= 1.0, key
+    assert results["metrics"] == pytest.approx(metrics)
+    assert not any("meld_nat" in key for key in metrics)          # not generated here: skipped
+    # The reported W-F1 is sklearn's weighted F1 of the predictions behind the confusion matrix.
+    confusion = np.array(results["confusion"]["test/meld_org"])
+    y_true = np.repeat(np.arange(7), confusion.sum(1))
+    y_pred = np.concatenate([np.repeat(np.arange(7), row) for row in confusion])
+    assert confusion.sum() == sum(len(d) for d in _meld_test_slice(data_dir))
+    assert results["metrics"]["test/meld_org/wf1"] == pytest.approx(
+        f1_score(y_true, y_pred, labels=range(7), average="weighted", zero_division=0))
+    assert results["config"]["classifier"]["backbone"] == "tiny" and "${" not in json.dumps(results["config"])
+    assert results["timings"]["total_s"] > 0 and results["git"]
+    runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1                                        # one offline run, to `wandb sync` later
+    (records,) = runs[0].glob("*.wandb")
+    data = records.read_bytes()
+    for text in (b"test/meld_org/wf1", b"pretrain/dev/wf1", b"finetune/train/loss", b"pretrain+finetune", b"meld_bal"):
+        assert text in data, text
+    assert "finishing run" in (runs[0] / "logs" / "debug.log").read_text()
+
+
+def _meld_test_slice(data_dir: Path):
+    from erc.data import load_benchmark
+    return load_benchmark("meld", "test", data_dir)[:4]
+
+
+def test_same_seed_same_results(tmp_path, data_dir) -> None:
+    first = train(compose_train(tmp_path / "a", data_dir, [*TINY, "data=meld", "logger=none", "seed=5"]))
+    second = train(compose_train(tmp_path / "b", data_dir, [*TINY, "data=meld", "logger=none", "seed=5"]))
+    assert first == second
+    assert "pretrain/dev/wf1" not in first and "test/meld_org/wf1" in first   # Org: fine-tune only
+
+
+def test_missing_synthetic_set_names_the_generate_command(tmp_path, data_dir) -> None:
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_nat", "logger=none"])
+    with pytest.raises(MissingDataError, match=r"python generate.py benchmark=meld prompt=natural"):
+        train(cfg)
+
+
+def test_killed_job_resumes_from_its_last_checkpoint(tmp_path, data_dir) -> None:
+    args = [sys.executable, str(PROJECT_ROOT / "train.py"), *TINY, "data=meld_bal", "logger=none",
+            "schedule.pretrain.epochs=6",
+            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    job = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "logs" / "train" / "checkpoints"
+    deadline = time.time() + 120
+    while not list(checkpoints.glob("*/pretrain/last.ckpt")) and job.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    (work,) = checkpoints.iterdir()
+    assert not (work / "progress.json").exists()              # killed during pretraining
+    epochs_done = torch.load(work / "pretrain" / "last.ckpt", weights_only=False)["epoch"] + 1
+    assert 1 <= epochs_done < 6
+
+    rerun = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    progress = json.loads((work / "progress.json").read_text())
+    assert progress["pretrain"]["resumed_from"] == str(work / "pretrain" / "last.ckpt")
+    assert progress["finetune"]["resumed_from"] is None
+    (results,) = (tmp_path / "logs" / "train" / "runs").glob("*/results.json")
+    metrics = json.loads(results.read_text())["metrics"]
+    assert "test/meld_org/wf1" in metrics and "test/meld_bal/wf1" in metrics
+
+
+def test_metrics_are_sklearn_weighted_f1_over_the_fixed_label_set() -> None:
+    labels = ["neutral", "joy", "surprise", "anger"]
+    y_true = [0, 0, 1, 1, 2, 0]                                  # "anger" never occurs
+    y_pred = [0, 1, 1, 1, 0, 3]
+    m = classification_metrics(y_true, y_pred, labels)
+    assert m["wf1"] == pytest.approx(f1_score(y_true, y_pred, labels=range(4), average="weighted", zero_division=0))
+    assert m["mf1"] == pytest.approx(f1_score(y_true, y_pred, labels=range(4), average="macro", zero_division=0))
+    assert m["acc"] == pytest.approx(3 / 6)
+    assert m["f1/anger"] == 0.0 and m["f1/joy"] == pytest.approx(0.8)
+    assert m["confusion"] == [[1, 1, 0, 1], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_schedule_paper_gives_compm_its_reference_hyperparameters() -> None:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["classifier=compm", "schedule=paper"])
+    for phase in ("pretrain", "finetune"):
+        s = phase_schedule(cfg.schedule, phase)
+        assert (s.lr, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs, s.weight_decay, s.eps) == (
+            1e-6, 1, 10, 10, 1, 0.01, 1e-8)
+    # One epoch of linear warmup, then linear decay to 0 (100 steps per epoch, 10 epochs).
+    s = phase_schedule(cfg.schedule, "finetune")
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=s.lr)
+    scheduler = linear_warmup_decay(optimizer, s.warmup_steps(1000), 1000)
+    lrs = []
+    for _ in range(1000):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0 and lrs[50] == pytest.approx(0.5e-6) and lrs[100] == pytest.approx(1e-6)
+    assert lrs[550] == pytest.approx(0.5e-6) and optimizer.param_groups[0]["lr"] == pytest.approx(0)
+    with pytest.raises(ValueError, match="unknown key"):
+        phase_schedule(OmegaConf.create({"batchsize": 2}), "pretrain")
+
+
+def test_phase_blocks_override_shared_schedule_keys() -> None:
+    s = OmegaConf.create({"lr": 1e-5, "batch_size": 4, "pretrain": {"epochs": 2, "lr": 3e-5}, "finetune": {"epochs": 7}})
+    assert (phase_schedule(s, "pretrain").lr, phase_schedule(s, "pretrain").epochs) == (3e-5, 2)
+    assert (phase_schedule(s, "finetune").lr, phase_schedule(s, "finetune").epochs) == (1e-5, 7)
+
+
+def test_bucket_batches_cover_every_sample_once_with_similar_lengths() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 500, size=1003).tolist()
+    sampler = BucketBatchSampler(lengths, batch_size=8, shuffle=True, seed=1, bucket_batches=10)
+    epoch0 = list(sampler)
+    assert len(epoch0) == len(sampler)
+    assert sorted(i for b in epoch0 for i in b) == list(range(1003))
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in epoch0])
+    assert spread < 60                                           # vs ~380 for random batches of 8
+    sampler.sampler.set_epoch(1)
+    assert list(sampler) != epoch0
+    sampler.sampler.set_epoch(0)
+    assert list(sampler) == epoch0                               # a resumed epoch sees the same order
+    one = BucketBatchSampler(lengths, batch_size=1, shuffle=True, seed=1)
+    assert sorted(b[0] for b in one) == list(range(1003))
+    shards = [list(BucketBatchSampler(lengths, 8, True, seed=1, rank=r, world_size=3)) for r in range(3)]
+    assert len({len(s) for s in shards}) == 1 == len({len(BucketBatchSampler(lengths, 8, True, 1, rank=r,
+                                                                            world_size=3)) for r in range(3)})
+    evals = [list(BucketBatchSampler(lengths, 8, False, rank=r, world_size=3)) for r in range(3)]
+    assert sorted(i for s in evals for b in s for i in b) == list(range(1003))   # disjoint, complete
