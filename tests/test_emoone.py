@@ -3,6 +3,7 @@ the cached teacher, one label order for teacher and student, and training throug
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -144,3 +145,52 @@ def test_teacher_class_i_is_student_class_i():
             assert labels[gold] in ("peaceful", "powerful")
             assert max(range(len(labels)), key=lambda c: sample.gray[c]) == gold, method
             assert sample.gray[gold] > 0.5
+
+
+# ---- through the runner --------------------------------------------------------------------------
+
+@pytest.fixture
+def data_dir(tmp_path, shared_data, fixtures_dir):
+    """Real MELD (a link to the shared copy) and the synthetic meld_bal fixture (as tests/test_training.py)."""
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "synthetic").mkdir(parents=True)
+    (root / "meld").symlink_to(shared_data / "meld")
+    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
+    return root
+
+
+def test_teacher_post_trains_through_the_runner_and_caches_exact_teacher_outputs(tmp_path, data_dir):
+    """gray=teacher_post on pretrain (meld_bal) -> fine-tune (MELD): each phase trains its own teacher, and
+    the cached distributions equal a fresh forward of that phase's saved best teacher on the phase's data."""
+    from hydra import compose, initialize_config_dir
+
+    from erc.config import CONFIG_DIR
+    from erc.data import load_benchmark
+    from erc.models.emoone import EmoOne
+    from erc.training import train
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "classifier=emoone", "classifier.gray=teacher_post", "classifier.backbone=tiny", "data=meld_bal",
+            "schedule=debug", "logger=none", "data.limit_dialogues=2", "trainer.enable_progress_bar=false",
+            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
+    metrics = train(cfg)
+    for key in ("pretrain/dev/wf1", "pretrain/test/meld_org/wf1", "finetune/dev/wf1", "test/meld_org/wf1",
+                "test/meld_bal/wf1"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["identity"]["classifier"] == "emoone" and results["identity"]["variant"] == "gray=teacher_post"
+
+    for phase, dataset in (("pretrain", "meld_bal"), ("finetune", "meld")):
+        [folder] = list((tmp_path / "logs").glob(f"train/checkpoints/emoone-*/{phase}/teacher"))
+        cached = torch.load(folder / "probs.pt", weights_only=True)
+        teacher = EmoOne("meld", backbone="tiny", gray="none")
+        teacher.load_state_dict(torch.load(folder / "best.ckpt", weights_only=False)["state_dict"])
+        teacher.eval()
+        samples = teacher.encode(load_benchmark(dataset, "train", data_dir)[:2])
+        assert cached["keys"] == [f"{s.dialogue.id}#{s.target}" for s in samples]
+        with torch.no_grad():
+            fresh = torch.cat([torch.softmax(teacher(teacher.collate([s])), dim=-1) for s in samples])
+        torch.testing.assert_close(cached["probs"], fresh, atol=1e-5, rtol=1e-5)

@@ -203,3 +203,45 @@ def test_fill_command_caches_every_utterance_and_resumes(tmp_path):
     size = cache.path.stat().st_size
     assert main(argv) == 0
     assert cache.path.stat().st_size == size  # nothing regenerated
+
+
+# ---- through the runner --------------------------------------------------------------------------
+
+@pytest.fixture
+def data_dir(tmp_path, shared_data, fixtures_dir):
+    """Real MELD (a link to the shared copy) and the synthetic meld_bal fixture (as tests/test_training.py)."""
+    import shutil
+
+    root = tmp_path / "data"
+    (root / "synthetic").mkdir(parents=True)
+    (root / "meld").symlink_to(shared_data / "meld")
+    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
+    return root
+
+
+def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir):
+    """``python train.py -m classifier=compm,emoone,todkat data=meld_bal schedule=debug classifier.backbone=tiny``
+    (a real Hydra multirun in a subprocess, W&B offline) writes one results.json per classifier."""
+    import os
+    import subprocess
+    import sys
+
+    from erc.config import PROJECT_ROOT
+
+    sweep = tmp_path / "multirun"
+    command = [sys.executable, "train.py", "-m", "classifier=compm,emoone,todkat", "data=meld_bal", "schedule=debug",
+               "classifier.backbone=tiny", "data.limit_dialogues=2", "trainer.enable_progress_bar=false",
+               f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}"]
+    env = {**os.environ, "ERC_DATA_DIR": str(data_dir), "WANDB_MODE": "offline"}
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]
+    assert sorted(r["identity"]["classifier"] for r in results) == ["compm", "emoone", "todkat"]
+    for r in results:
+        assert r["identity"]["data"] == "meld_bal" and r["config"]["classifier"]["backbone"] == "tiny"
+        for key in ("pretrain/dev/wf1", "pretrain/test/meld_org/wf1", "finetune/dev/wf1", "test/meld_org/wf1",
+                    "test/meld_bal/wf1"):
+            assert 0.0 <= r["metrics"][key] <= 1.0, (r["identity"]["classifier"], key)
+    todkat = next(r for r in results if r["identity"]["classifier"] == "todkat")
+    assert todkat["identity"]["variant"] == "topic=True,knowledge=none"
+    assert len(list(sweep.rglob("wandb/offline-run-*"))) == 3

@@ -9,7 +9,7 @@ and ``none``: plain cross-entropy, which is CoM itself and the teacher of the ot
 
 Teacher methods (S, SA): before each phase is fitted, a CE-only CoM is trained on that phase's training
 data with the phase's schedule (the reference's ``self_teacher/``), frozen and put in eval mode, and its
-softmax over every training sample is computed once and cached (``<work_dir>/teacher-<phase>/probs.pt``,
+softmax over every training sample is computed once and cached (``<checkpoints>/<phase>/teacher/probs.pt``,
 reused when the job is rerun). This is exact: the teacher is frozen and sees fixed inputs. The reference
 instead runs the teacher at every step and back-propagates into it (E4).
 
@@ -35,6 +35,7 @@ from erc.data import Dialogue
 from erc.models.backbone import build_encoder, build_tokenizer
 from erc.models.compm import CoMPM, CoMPMSample
 from erc.models.grayscale import GRAY_METHODS, TEACHER_METHODS, emoone_loss, heuristic_gray, teacher_post
+from erc.training.data import BucketBatchSampler
 from erc.training.module import ERCClassifier
 
 log = logging.getLogger(__name__)
@@ -144,14 +145,17 @@ class EmoOne(ERCClassifier):
             sample.gray = row
 
     def before_fit(self, ctx: Any) -> None:
-        """S / SA: train the CE-only teacher on this phase's data, then cache its distributions."""
+        """S / SA: train the CE-only teacher on this phase's data (resuming an interrupted teacher run),
+        then compute and cache its distributions over this phase's training samples."""
         if self.gray not in TEACHER_METHODS:
             return
         ctx.datamodule.setup()
         samples: list[EmoOneSample] = ctx.datamodule.train_samples
         keys = [f"{s.dialogue.id}#{s.target}" for s in samples]
-        cache_file = Path(ctx.work_dir) / f"teacher-{ctx.phase}" / "probs.pt"
-        if cache_file.is_file():
+        folder = Path(ctx.work_dir) / "teacher"
+        cache_file = folder / "probs.pt"
+        resume = bool(ctx.extras.get("resume", True))
+        if resume and cache_file.is_file():
             cached = torch.load(cache_file, weights_only=True)
             if cached["keys"] == keys:
                 log.info("EmoOne %s: teacher distributions read from %s", ctx.phase, cache_file)
@@ -159,15 +163,20 @@ class EmoOne(ERCClassifier):
                 return
             log.warning("%s: cached teacher distributions are for other samples; retraining the teacher", cache_file)
         teacher = self.make_teacher()
-        teacher.phase, teacher.eval_prefix = ctx.phase, f"{ctx.phase}/dev"
-        trainer = ctx.make_trainer(f"teacher-{ctx.phase}", ctx.schedule)
-        trainer.fit(teacher, datamodule=ctx.make_datamodule(teacher, ctx.schedule))
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        # The runner's make_trainer selects on "<tag>/dev/<select>" and checkpoints into <work_dir>/<tag>.
+        teacher.phase, teacher.eval_prefix, teacher.schedule = "teacher", "teacher/dev", ctx.schedule
+        trainer = ctx.make_trainer("teacher", ctx.schedule)
+        last = folder / "last.ckpt"
+        trainer.fit(teacher, datamodule=ctx.make_datamodule(teacher, ctx.schedule),
+                    ckpt_path=str(last) if resume and last.is_file() else None)
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if best:
             teacher.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
-        teacher.to(self.device)
-        probs = self.teacher_probabilities(teacher, samples,
-                                           ctx.datamodule.loader(samples, shuffle=False).batch_sampler)
+        teacher.to(trainer.strategy.root_device)  # Lightning moved it back to the CPU after fitting
+        # Every sample on every rank (not the rank's shard): each DDP rank needs all of its gray labels.
+        batches = BucketBatchSampler([s.length for s in samples], ctx.schedule.eval_batch_size, shuffle=False)
+        probs = self.teacher_probabilities(teacher, samples, batches)
+        teacher.cpu()
         _save_atomic({"keys": keys, "probs": probs}, cache_file)
         log.info("EmoOne %s: teacher distributions of %d samples cached in %s", ctx.phase, len(samples), cache_file)
         self.attach_teacher(samples, probs)

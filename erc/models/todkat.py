@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from erc.data import Dialogue
 from erc.models.backbone import build_encoder, build_tokenizer
-from erc.models.knowledge import KnowledgeCache, knowledge_sentences
+from erc.models.knowledge import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import topic_word_mask
 from erc.training.module import ERCClassifier
@@ -39,7 +39,8 @@ class TODKAT(ERCClassifier):
     Options (``conf/classifier/todkat.yaml``): ``backbone`` (``roberta-base``; ``tiny``/``small`` for CPUs),
     ``max_utterance_tokens`` (head kept, ``<s>``/``</s>`` included), ``topic`` and its ``num_topics``,
     ``topic_hidden``, ``kl_weight``, ``topic_weight`` (the topic loss's weight next to the CE),
-    ``topic_lr`` (null: the phase's lr), ``knowledge`` (``none``/``comet``) with ``knowledge_cache`` and
+    ``topic_lr`` (null: the phase's lr), ``knowledge`` (``none``/``comet``) with ``knowledge_cache``
+    (None: ``<default data dir>/knowledge/comet.jsonl``) and
     ``knowledge_per_relation``, and the turn transformer's ``nhead``, ``dim_feedforward``, ``num_layers``,
     ``dropout``.
     """
@@ -53,8 +54,6 @@ class TODKAT(ERCClassifier):
         super().__init__(benchmark)
         if knowledge not in KNOWLEDGE_CHOICES:
             raise ValueError(f"classifier.knowledge={knowledge!r}; valid: {', '.join(KNOWLEDGE_CHOICES)}")
-        if knowledge == "comet" and not knowledge_cache:
-            raise ValueError("classifier.knowledge=comet needs classifier.knowledge_cache (a COMET cache file)")
         self.save_hyperparameters()
         self.tokenizer = build_tokenizer(backbone)
         encoder = build_encoder(backbone, pretrained=pretrained, overrides=backbone_config)
@@ -80,7 +79,7 @@ class TODKAT(ERCClassifier):
 
     def _cache(self) -> KnowledgeCache:
         if self._knowledge_cache is None:
-            path = Path(str(self.knowledge_cache_path))
+            path = Path(self.knowledge_cache_path) if self.knowledge_cache_path else default_cache_path()
             if not path.is_file():
                 raise FileNotFoundError(
                     f"knowledge cache {path} does not exist; fill it with `python -m erc.models.knowledge "
