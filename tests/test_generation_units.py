@@ -1,0 +1,149 @@
+"""Units of the generator: configs, Table II per backend, seeds, prompts, grammar, store, dedup, split."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import erc  # noqa: F401
+from erc.config import CONFIG_DIR
+from erc.data.schema import DataError, Dialogue, Utterance
+from erc.generation.dedup import deduplicate
+from erc.generation.grammar import DialogueGrammar
+from erc.generation.prompts import label_options, load_template, plan_dialogue, render_user_prompt
+from erc.generation.sampling import Sampling, derive_seed, llama_cpp_parameters, openai_parameters, tgi_parameters
+from erc.generation.split import assign_split, check_ratios
+from erc.generation.store import RequestStore, read_records
+
+MELD = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
+
+
+def compose_generate(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("generate", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_defaults_local_constrained_and_out_dir():
+    cfg = compose_generate("paths.data_dir=/data")
+    assert cfg.task_name == "generate" and cfg.llm.backend == "local"
+    assert cfg.sampling.constrained is True  # the embedded default turns the grammar on
+    assert cfg.out_dir == "/data/synthetic/meld_nat"
+    cfg = compose_generate("paths.data_dir=/data", "llm=tgi", "prompt=balanced", "benchmark=emorynlp")
+    assert cfg.sampling.constrained is False  # the paper sampled freely
+    assert cfg.out_dir == "/data/synthetic/emorynlp_bal"
+    assert compose_generate("sampling=paper").sampling.constrained is False  # explicit choice wins
+
+
+def test_table_ii_per_backend():
+    cfg = compose_generate("llm=tgi")
+    s = Sampling.from_config(cfg.sampling, list(cfg.llm.stop))
+    tgi, lost = tgi_parameters(s)
+    assert "top_p" not in tgi and tgi["typical_p"] == 0.995 and tgi["top_k"] == 10000 and tgi["temperature"] == 0.7
+    assert lost == []
+    standard, extra, lost = openai_parameters(s, "vllm")
+    assert standard["top_p"] == 1.0 and extra == {"top_k": 10000, "min_p": 0.0, "repetition_penalty": 1.0}
+    assert any("typical_p" in item for item in lost)
+    standard, extra, lost = openai_parameters(s, "llamacpp")
+    assert extra == {"top_k": 10000, "typical_p": 0.995, "min_p": 0.0, "repeat_penalty": 1.0} and lost == []
+    _, extra, lost = openai_parameters(s, "plain")
+    assert extra == {} and any("top_k" in item for item in lost)
+    local = llama_cpp_parameters(s)
+    assert local["min_p"] == 0.0 and local["top_k"] == 10000 and local["top_p"] == 1.0 and local["typical_p"] == 0.995
+
+
+def test_derived_seeds_are_reproducible_and_distinct():
+    seeds = {derive_seed(1234, d, a) for d in range(200) for a in range(3)}
+    assert len(seeds) == 600 and all(0 <= s < 2**31 for s in seeds)
+    assert derive_seed(1234, 5, 1) == derive_seed(1234, 5, 1) != derive_seed(1235, 5, 1)
+
+
+def test_prompts_fill_speakers_numbered_labels_and_balanced_target():
+    cfg = compose_generate("prompt=balanced")
+    template = load_template(cfg.prompt.template)
+    gen = cfg.benchmark.generation
+    specs = [plan_dialogue(i, seed=1, mode="balanced", labels=MELD, speaker_pool=list(gen.speaker_pool),
+                           speakers_per_dialogue=list(gen.speakers_per_dialogue)) for i in range(70)]
+    assert [s.target for s in specs[:8]] == MELD + ["neutral"]
+    assert all(list(s.target for s in specs).count(label) == 10 for label in MELD)  # equal per label
+    assert all(2 <= len(s.speakers) <= 4 and set(s.speakers) <= set(gen.speaker_pool) for s in specs)
+    prompt = render_user_prompt(template, specs[6], participants=gen.participants, labels=MELD)
+    names = list(specs[6].speakers)
+    assert f"{', '.join(names[:-1])} and {names[-1]} from the TV show Friends" in prompt
+    assert "at least one utterance expressing fear." in prompt and "(7) fear" in prompt
+    assert "(7) fear" not in prompt.split("expressing")[0]  # the target is named, not numbered
+    assert label_options(MELD[:2]) == "(1) neutral, (2) joy"
+    assert not prompt.startswith("#")  # template comments never reach the model
+    # The speakers of dialogue i do not depend on how many dialogues are planned.
+    assert plan_dialogue(6, seed=1, mode="natural", labels=MELD, speaker_pool=list(gen.speaker_pool),
+                         speakers_per_dialogue=[2, 4]).speakers == specs[6].speakers
+
+
+def test_grammar_regex_admits_only_dialogue_lines():
+    grammar = DialogueGrammar(("Joey", "Rachel"), 7, 2, 4, 40)
+    regex = re.compile(grammar.regex())
+    assert regex.fullmatch("Joey: Hi there. (2)\nRachel: Oh no! (7)\n")
+    assert not regex.fullmatch("Joey: Hi there. (8)\nRachel: Oh no! (7)\n")  # label out of range
+    assert not regex.fullmatch("Ross: Hi there. (2)\nRachel: Oh no! (7)\n")  # unknown speaker
+    assert not regex.fullmatch("Joey: Hi there. (2)\n")  # too few turns
+    assert not regex.fullmatch("Joey: Hi. Rachel: Hey (1)\nRachel: Oh no! (7)\n")  # a second turn in a line
+    gbnf = grammar.gbnf()
+    assert 'speaker ::= "Joey" | "Rachel"' in gbnf and "root ::= line{2,4}" in gbnf
+
+
+def test_grammar_compiles_in_llama_cpp():
+    llama_cpp = pytest.importorskip("llama_cpp")
+    assert llama_cpp.LlamaGrammar.from_string(DialogueGrammar(("Male", "Female"), 6, 3, 8, 120).gbnf(),
+                                              verbose=False) is not None
+
+
+def test_store_drops_and_repairs_a_torn_last_line(tmp_path, caplog):
+    path = tmp_path / "requests.jsonl"
+    store = RequestStore(path)
+    store.append({"fingerprint": "a", "text": "x"})
+    store.append({"fingerprint": "b", "text": "y"})
+    store.close()
+    with open(path, "a") as handle:
+        handle.write('{"fingerprint": "c", "te')  # killed mid-write
+    assert [r["fingerprint"] for r in read_records(path)] == ["a", "b"]
+    assert "torn record" in caplog.text
+    store = RequestStore(path)  # repairs, then appends on a clean line
+    store.append({"fingerprint": "c", "text": "z"})
+    store.close()
+    assert [json.loads(line)["fingerprint"] for line in path.read_text().splitlines()] == ["a", "b", "c"]
+
+
+def test_store_rejects_a_corrupt_line_in_the_middle(tmp_path):
+    path = tmp_path / "requests.jsonl"
+    path.write_text('{"fingerprint": "a"}\nnot json\n{"fingerprint": "b"}\n')
+    with pytest.raises(DataError, match="requests.jsonl: line 2"):
+        read_records(path)
+
+
+def dialogue(i: int, lines: list[str]) -> Dialogue:
+    return Dialogue(f"d{i}", [Utterance("Joey", text, "joy") for text in lines], "meld", "", "nat")
+
+
+def test_dedup_removes_exact_and_near_duplicates_keeping_the_first():
+    base = ["We went to the park and fed the ducks all afternoon.", "The weather was lovely and nobody was late.",
+            "Then it rained and everybody ran back to the coffee house."]
+    dialogues = [
+        dialogue(0, base),
+        dialogue(1, [line.upper() for line in base]),  # same words: exact duplicate
+        dialogue(2, base[:2] + ["Then it rained and everybody ran back to the coffee house!!"] + ["Okay."]),
+        dialogue(3, ["Completely different words about a trip to Vermont.", "Skiing sounds cold to me honestly."]),
+    ]
+    kept, removed = deduplicate(dialogues, threshold=0.7, num_perm=128, shingle_words=3)
+    assert [d.id for d in kept] == ["d0", "d3"]
+    assert removed == {"exact": 1, "near": 1}
+
+
+def test_split_is_deterministic_by_id_and_follows_ratios():
+    ratios = check_ratios({"train": 0.8, "dev": 0.1, "test": 0.1})
+    splits = [assign_split(f"meld_bal_{i:06d}", ratios) for i in range(4000)]
+    assert splits == [assign_split(f"meld_bal_{i:06d}", ratios) for i in range(4000)]
+    assert 0.77 < splits.count("train") / 4000 < 0.83 and 0.08 < splits.count("test") / 4000 < 0.12
+    with pytest.raises(DataError, match="split"):
+        check_ratios({"train": 0.8, "dev": 0.3, "test": 0.1})
