@@ -108,7 +108,9 @@ def parse_turns(text: str, benchmark: str, labels: list[str]) -> ParsedDialogue:
             reasons.add(reason)
             continue
         by_name += as_word
-        utterance = match.group("text").strip().strip('"').strip()
+        utterance = match.group("text").strip()
+        if len(utterance) >= 2 and utterance[0] in '"\u201c' and utterance[-1] in '"\u201d':
+            utterance = utterance[1:-1].strip()  # a quoted utterance; a lone quote is the model's text
         turns.append((match.group("speaker").strip(), utterance, labels[label_id]))
         ids.append(label_id)
     return ParsedDialogue(turns, sorted(reasons), by_name, ids)
