@@ -163,3 +163,23 @@ def test_replicas_are_served_round_robin(tmp_path):
     with LoopbackTGI(script) as a, LoopbackTGI(script) as b:
         generate(make_cfg(tmp_path, a.url, f"llm.url=[{a.url},{b.url}]", "n_dialogues=8", "max_attempts=1"))
         assert len(a.requests) == len(b.requests) == 4
+
+
+def test_constrained_decoding_sends_tgi_a_regex_grammar(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        card = generate(make_cfg(tmp_path, server.url, "sampling=paper_constrained", "n_dialogues=2", "max_attempts=1"))
+    for body in server.answered:
+        grammar = body["parameters"]["grammar"]
+        assert grammar["type"] == "regex"
+        assert grammar["value"].startswith("((?:Male|Female): ") and "(?:6|5|4|3|2|1)" in grammar["value"]
+    assert card["generator"]["constrained"] is True
+
+
+def test_unreachable_server_is_retried_then_reported(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port with nothing listening
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(GenerationError, match=r"cannot read .*/info.*gave up after 1 retries|gave up after 1 retries"):
+        generate(make_cfg(tmp_path, url, "n_dialogues=1", "llm.max_retries=1"))

@@ -147,3 +147,18 @@ def test_split_is_deterministic_by_id_and_follows_ratios():
     assert 0.77 < splits.count("train") / 4000 < 0.83 and 0.08 < splits.count("test") / 4000 < 0.12
     with pytest.raises(DataError, match="split"):
         check_ratios({"train": 0.8, "dev": 0.3, "test": 0.1})
+
+
+def test_openai_backend_spells_grammar_and_extras_per_server():
+    from erc.generation.backends.openai_compat import OpenAIBackend
+
+    grammar = DialogueGrammar(("Joey", "Rachel"), 7, 2, 4, 40)
+    for server, field in (("vllm", "structured_outputs"), ("llamacpp", "grammar")):
+        cfg = compose_generate("llm=openai", f"llm.server={server}", "sampling=paper_constrained")
+        backend = OpenAIBackend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
+        spelled = backend._grammar_field(grammar)
+        assert list(spelled) == [field]
+    assert spelled["grammar"] == grammar.gbnf()
+    cfg = compose_generate("llm=openai", "llm.server=plain", "sampling=paper_constrained")
+    backend = OpenAIBackend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
+    assert any("constrained" in item for item in backend.lost)  # recorded for the data card
