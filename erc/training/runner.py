@@ -8,8 +8,9 @@ skips the pretrain phase: the "Org" baseline.
 
 Resuming: a job's checkpoints live in ``<checkpoint_dir>/<job key>/``, the key being a hash of the
 resolved config (paths of outputs, logger and Hydra settings left out), so rerunning the same command
-finds them: finished phases are skipped (their best weights and metrics reloaded from
-``progress.json``), an interrupted phase continues from its ``last.ckpt``. ``resume=false`` starts over.
+finds them: finished steps are skipped (their metrics come from ``progress.json``, the best weights
+from ``<phase>/best.ckpt``), an interrupted phase continues from its ``last.ckpt`` (deleted once the
+phase is done). ``resume=false`` starts over.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class Experiment:
         self._test_sets: list[str] | None = None
         self.classifier: ERCClassifier | None = None
         self.logger: Any = None
+        self._pending_weights: str | None = None
 
     # ---- data ---------------------------------------------------------------------------------
     def dialogues(self, name: str, split: str) -> list[Dialogue]:
@@ -152,9 +154,13 @@ class Experiment:
         return pl.Trainer(**kwargs)
 
     def selection_callbacks(self, monitor: str, folder: Path, schedule: PhaseSchedule) -> list[Callback]:
+        """Best weights by the dev score (``best.ckpt``, weights only: all a later step needs), the full
+        state after every epoch (``last.ckpt``, to resume), the dev metrics at the best epoch, early stopping."""
         callbacks: list[Callback] = [
             ModelCheckpoint(dirpath=str(folder), filename="best", monitor=monitor, mode="max", save_top_k=1,
-                            save_last=True, auto_insert_metric_name=False, enable_version_counter=False),
+                            save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False),
+            ModelCheckpoint(dirpath=str(folder), filename="last", monitor=None, save_top_k=1,
+                            enable_version_counter=False),
             BestDevMetrics(monitor)]
         if schedule.early_stopping_patience:
             callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=schedule.early_stopping_patience))
@@ -179,18 +185,31 @@ class Experiment:
         if rank_zero_only.rank == 0:
             write_json_atomic(self.progress_path, self.progress)
 
-    def load_weights(self, checkpoint: str) -> None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-        self.classifier.load_state_dict(state)
+    def ensure_weights(self) -> None:
+        """Load the best weights of the last finished phase when a rerun skipped it (loaded lazily, only
+        when a step still needs them)."""
+        if self._pending_weights:
+            state = torch.load(self._pending_weights, map_location="cpu", weights_only=False)["state_dict"]
+            self.classifier.load_state_dict(state)
+            self._pending_weights = None
+
+    def reuse(self, step: str) -> bool:
+        """Take a step's metrics from a previous run of this job when it finished that step."""
+        done = self.progress.get(step)
+        if not done:
+            return False
+        log.info("%s: done by a previous run of this job (%s); reusing it", step, self.work_dir)
+        self.metrics.update(done["metrics"])
+        self.confusion.update(done["confusion"])
+        if done.get("best"):
+            self._pending_weights = done["best"]
+        return True
 
     def fit(self, phase: str, dataset: str) -> None:
-        """Train one phase with dev selection, or reload it when a previous run finished it."""
-        done = self.progress.get(phase, {})
-        if done.get("done"):
-            log.info("%s: already done in %s; reloading its best weights", phase, self.work_dir)
-            self.load_weights(done["best"])
-            self.metrics.update(done["metrics"])
+        """Train one phase with selection on dev, continuing from ``last.ckpt`` if a run was interrupted."""
+        if self.reuse(phase):
             return
+        self.ensure_weights()                      # fine-tuning starts from the best pretrained weights
         started = time.time()
         schedule = phase_schedule(self.cfg.schedule, phase)
         folder = self.work_dir / phase
@@ -205,33 +224,45 @@ class Experiment:
         if resume_from:
             log.info("%s: resuming from %s", phase, resume_from)
         trainer.fit(self.classifier, datamodule=datamodule, ckpt_path=resume_from)
-        checkpoint, best = callbacks[0], callbacks[1]
-        best_path = checkpoint.best_model_path or str(last)
-        self.load_weights(best_path)
+        best_path, best = callbacks[0].best_model_path, callbacks[2]
+        if not best_path:
+            raise RuntimeError(f"{phase}: no checkpoint was selected on {monitor} (did validation run?)")
+        self._pending_weights = best_path
+        self.ensure_weights()
         metrics = {f"{phase}/dev/{k}": v for k, v in best.best.items() if k != "confusion"}
         self.metrics.update(metrics)
         self.confusion[f"{phase}/dev"] = best.best.get("confusion", [])
-        self.progress[phase] = {"done": True, "best": best_path, "metrics": metrics,
-                                "resumed_from": resume_from, "epochs_run": trainer.current_epoch}
+        self.progress[phase] = {"best": best_path, "metrics": metrics,
+                                "confusion": {f"{phase}/dev": self.confusion[f"{phase}/dev"]},
+                                "resumed_from": resume_from, "epochs": trainer.current_epoch}
         self.save_progress()
+        if rank_zero_only.rank == 0:
+            last.unlink(missing_ok=True)           # only needed to resume this phase
         self.timings[f"{phase}_s"] = round(time.time() - started, 3)
 
     def test(self, prefix: str) -> None:
         """Evaluate the current weights on every test set, as ``<prefix>/<benchmark>_<source>/<metric>``."""
+        if self.reuse(prefix):
+            return
+        self.ensure_weights()
         started = time.time()
         trainer = self.trainer(self.output_dir, None, [], self.logger)
-        schedule = self.classifier.schedule
+        eval_batch_size = phase_schedule(self.cfg.schedule, "finetune").eval_batch_size
+        metrics, confusion = {}, {}
         for name in self.test_sets():
             benchmark, source = split_name(name)
             self.classifier.eval_prefix = f"{prefix}/{benchmark}_{source}"
-            datamodule = ERCDataModule(self.classifier, [], [], 1, schedule.eval_batch_size, int(self.cfg.seed))
+            datamodule = ERCDataModule(self.classifier, [], [], 1, eval_batch_size, int(self.cfg.seed))
             trainer.test(self.classifier, dataloaders=datamodule.loader(self.samples(name, "test"), shuffle=False),
                          verbose=False)
             result = self.classifier.last_eval
-            self.metrics.update({f"{result['prefix']}/{k}": v for k, v in result["metrics"].items()
-                                 if k != "confusion"})
-            self.confusion[result["prefix"]] = result["metrics"]["confusion"]
+            metrics.update({f"{result['prefix']}/{k}": v for k, v in result["metrics"].items() if k != "confusion"})
+            confusion[result["prefix"]] = result["metrics"]["confusion"]
             self._log_confusion(result)
+        self.metrics.update(metrics)
+        self.confusion.update(confusion)
+        self.progress[prefix] = {"metrics": metrics, "confusion": confusion}
+        self.save_progress()
         self.timings[f"{prefix.replace('/', '_')}_s"] = round(time.time() - started, 3)
 
     @rank_zero_only
