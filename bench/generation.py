@@ -85,14 +85,14 @@ def embedded_figures(n: int, max_new_tokens: int) -> None:
     from erc.generation.sampling import derive_seed
 
     overrides = ["sampling=paper", f"sampling.max_new_tokens={max_new_tokens}", f"n_dialogues={n}", "max_attempts=1",
-                 "llm.n_threads=2"]
+                 "llm.n_threads=1"]
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_generate(f"paths.data_dir={tmp}", *overrides)
         summary = asyncio.run(run_requests(cfg))
     pipeline_tps = summary["generated_tokens"] / summary["wall_s"]
 
     # The bare loop: the same rendered prompts, seeds and parameters, nothing else.
-    llama = Llama(model_path=str(bundled_model_path()), n_ctx=cfg.llm.n_ctx, n_threads=2, verbose=False)
+    llama = Llama(model_path=str(bundled_model_path()), n_ctx=cfg.llm.n_ctx, n_threads=1, verbose=False)
     from erc.generation.backends.local import LocalBackend
     from erc.generation.sampling import Sampling
 

@@ -38,7 +38,7 @@ def compose_generate(*overrides: str):
 
 
 def test_local_same_seed_same_text_different_seed_different_text():
-    cfg = compose_generate("sampling=paper", "sampling.max_new_tokens=24", "llm.n_threads=2")
+    cfg = compose_generate("sampling=paper", "sampling.max_new_tokens=24", "llm.n_threads=1")
 
     async def run() -> list[str]:
         backend = make_backend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
@@ -57,18 +57,22 @@ def test_local_same_seed_same_text_different_seed_different_text():
 def test_local_generate_end_to_end_with_the_grammar(tmp_path):
     cfg = compose_generate(f"paths.data_dir={tmp_path}", "n_dialogues=2", "max_attempts=1",
                            "sampling.max_new_tokens=96", "sampling.grammar.max_turns=3",
-                           "sampling.grammar.max_utterance_chars=60", "llm.n_threads=2")
+                           "sampling.grammar.max_utterance_chars=60", "llm.n_threads=1")
     card = generate(cfg)
     out = tmp_path / "synthetic" / "meld_nat"
     records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["backend"] == "local" and r["constrained"] for r in records)
-    for record in records:  # the grammar held: only dialogue lines with the prompt's speakers
+    for record in records:  # the grammar held: three lines, the prompt's speakers, no label counting
         if record["finish_reason"] == "stop":
             lines = record["text"].strip().splitlines()
-            assert 3 <= len(lines) <= 3
+            assert len(lines) == 3
             assert all(line.split(":")[0] in record["speakers"] for line in lines)
+            labels = [int(re.search(r"\((\d)\)$", line).group(1)) for line in lines]
+            assert all(b != a + 1 for a, b in zip(labels, labels[1:])), labels
     assert card["generator"]["constrained"] is True
-    assert "grammar-constrained" in (out / "README.md").read_text()
+    assert card["generator"]["deviations_from_table_ii"] == {"repetition_penalty": {"paper": 1.0, "used": 1.3}}
+    readme = (out / "README.md").read_text()
+    assert "grammar-constrained" in readme and "repetition_penalty 1.3 (paper: 1.0)" in readme
     assert card["counts"]["requests"] == 2 and (out / "label_distribution.png").is_file()
 
 
@@ -85,7 +89,7 @@ def llama_server(tmp_path_factory):
     port = free_port()
     log = open(tmp_path_factory.mktemp("llama_server") / "server.log", "w+")
     process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(MODEL), "--host",
-                                "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "2"],
+                                "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1"],
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60

@@ -29,7 +29,8 @@ def compose_generate(*overrides: str):
 def test_defaults_local_constrained_and_out_dir():
     cfg = compose_generate("paths.data_dir=/data")
     assert cfg.task_name == "generate" and cfg.llm.backend == "local"
-    assert cfg.sampling.constrained is True  # the embedded default turns the grammar on
+    assert cfg.sampling.name == "embedded" and cfg.sampling.constrained is True  # the embedded default
+    assert cfg.sampling.grammar.no_label_counting is True
     assert cfg.out_dir == "/data/synthetic/meld_nat"
     cfg = compose_generate("paths.data_dir=/data", "llm=tgi", "prompt=balanced", "benchmark=emorynlp")
     assert cfg.sampling.constrained is False  # the paper sampled freely
@@ -93,10 +94,26 @@ def test_grammar_regex_admits_only_dialogue_lines():
     assert 'speaker ::= "Joey" | "Rachel"' in gbnf and "root ::= line{2,4}" in gbnf
 
 
-def test_grammar_compiles_in_llama_cpp():
+def test_grammar_without_label_counting_unrolls_turns():
+    gbnf = DialogueGrammar(("Joey", "Rachel"), 3, 1, 2, 40, no_label_counting=True).gbnf()
+    rules = dict(line.split(" ::= ") for line in gbnf.strip().splitlines())
+    assert rules["root"] == "t0-0"
+    assert '"2)\\n" t2-2' not in rules["t1-1"] and '"1)\\n" t2-1' in rules["t1-1"]  # no 1 -> 2
+    assert rules["t1-3"].startswith('"" | ')  # may stop after min_turns
+    assert rules["t2-1"] == '""'  # must stop at max_turns
+
+
+def test_grammars_parse_in_llama_cpp():
     llama_cpp = pytest.importorskip("llama_cpp")
-    assert llama_cpp.LlamaGrammar.from_string(DialogueGrammar(("Male", "Female"), 6, 3, 8, 120).gbnf(),
-                                              verbose=False) is not None
+    from erc.generation.backends import FatalRequestError
+    from erc.generation.backends.local import bundled_model_path, check_gbnf
+
+    llama = llama_cpp.Llama(model_path=str(bundled_model_path()), n_ctx=64, verbose=False)
+    for no_counting in (False, True):
+        check_gbnf(llama, DialogueGrammar(("Male", "Female"), 6, 3, 8, 120, no_counting).gbnf())
+    with pytest.raises(FatalRequestError, match="cannot parse"):
+        check_gbnf(llama, "root ::= t0_0\nt0_0 ::= \"a\"\n")  # "_" is not allowed in GBNF names
+    llama.close()
 
 
 def test_store_drops_and_repairs_a_torn_last_line(tmp_path, caplog):

@@ -34,6 +34,7 @@ def readme_text(card: dict[str, Any]) -> str:
                    "label distribution is not the model's free one." if gen["constrained"]
                    else "Decoding was free (no grammar), as in the paper.")
     lost = "; ".join(gen["not_honoured"]) or "none"
+    changed = "; ".join(f"{k} {v['used']} (paper: {v['paper']})" for k, v in gen["deviations_from_table_ii"].items())
     splits = [(s, counts["dialogues"][s], counts["utterances"][s]) for s in ("train", "dev", "test")]
     labels = [(label, n) for label, n in card["labels"].items()]
     reasons = [(reason, n) for reason, n in card["rejections"].items()] or [("(none)", 0)]
@@ -45,6 +46,7 @@ Generate Effective Datasets for Emotion Recognition in Conversations?". The prom
 
 - Model: `{gen['model']}` via the `{gen['backend']}` backend ({gen['provenance'].get('server', '')})
 - Parameters sent: `{json.dumps(gen['parameters_sent'], sort_keys=True)}`
+- Deviations from the paper's Table II: {changed or "none"}
 - Not honoured by the backend: {lost}
 - {constrained}
 - Requests: {counts['requests']}, accepted dialogues: {counts['accepted']}, duplicates removed:

@@ -22,9 +22,14 @@ class DialogueGrammar:
     min_turns: int
     max_turns: int
     max_utterance_chars: int
+    # Forbid label k+1 right after label k (GBNF only): small models fill the numbered options
+    # in order (1, 2, 3...) instead of choosing emotions. Changes the distribution further.
+    no_label_counting: bool = False
 
     def gbnf(self) -> str:
         """GBNF (llama.cpp), e.g. ``line ::= speaker ": " utterance " (" label ")\\n"``."""
+        if self.no_label_counting:
+            return self._gbnf_without_counting()
         speakers = " | ".join(_gbnf_literal(s) for s in self.speakers)
         labels = " | ".join(f'"{n}"' for n in range(1, self.n_labels + 1))
         rest = self.max_utterance_chars - 1
@@ -33,6 +38,22 @@ class DialogueGrammar:
                 f"speaker ::= {speakers}\n"
                 f"utterance ::= [^\\n(): ] [^\\n():]{{0,{rest}}}\n"
                 f"label ::= {labels}\n")
+
+    def _gbnf_without_counting(self) -> str:
+        """Unrolled turns: ``t<d>-<p>`` is what may follow ``d`` lines whose last label was ``p``."""
+        rest = self.max_utterance_chars - 1
+        rules = ["root ::= t0-0",
+                 f"speaker ::= {' | '.join(_gbnf_literal(s) for s in self.speakers)}",
+                 f"utterance ::= [^\\n(): ] [^\\n():]{{0,{rest}}}"]
+        for depth in range(self.max_turns + 1):
+            for previous in range(1, self.n_labels + 1) if depth else [0]:  # 0: no line yet
+                labels = [f'"{k})\\n" t{depth + 1}-{k}' for k in range(1, self.n_labels + 1)
+                          if previous == 0 or k != previous + 1]
+                options = ['""'] if depth >= self.min_turns else []
+                if depth < self.max_turns:
+                    options.append(f'speaker ": " utterance " (" ({" | ".join(labels)})')
+                rules.append(f"t{depth}-{previous} ::= {' | '.join(options)}")
+        return "\n".join(rules) + "\n"
 
     def regex(self) -> str:
         """A regular expression for the whole output (TGI ``grammar``, vLLM structured outputs)."""

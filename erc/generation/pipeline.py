@@ -114,12 +114,15 @@ class Generator:
                       "benchmark": self.benchmark, "mode": cfg.prompt.mode, "seed": int(cfg.seed),
                       "chat_template": cfg.llm.chat_template}
         self.setup_hash = canonical_hash(self.setup, 16)
+        if self.setup["grammar"] and self.setup["grammar"]["no_label_counting"] and not backend.speaks_gbnf:
+            backend.lost.append("sampling.grammar.no_label_counting (only GBNF, i.e. llama.cpp, expresses it)")
         self.store = RequestStore(Path(cfg.out_dir) / "requests.jsonl")
         self._check_setup()
 
     def _check_setup(self) -> None:
         others = Counter(r.get("setup_hash") for r in self.store.records if r.get("setup_hash") != self.setup_hash)
         if others:
+            self.store.close()
             raise GenerationError(
                 f"{self.store.path} holds {sum(others.values())} request(s) made with other settings (setup "
                 f"{', '.join(map(str, others))}, now {self.setup_hash}: backend, model, template, sampling, seed or "
@@ -145,7 +148,7 @@ class Generator:
             if self.backend.sampling.constrained:
                 g = self.cfg.sampling.grammar
                 grammar = DialogueGrammar(spec.speakers, len(self.labels), self.rules.min_turns, int(g.max_turns),
-                                          int(g.max_utterance_chars))
+                                          int(g.max_utterance_chars), bool(g.no_label_counting))
             first = self._first_missing_attempt(index, prompt, grammar)
             if first is None:
                 finished += 1

@@ -27,6 +27,7 @@ from erc.generation.card import write_card
 from erc.generation.dedup import deduplicate
 from erc.generation.parsing import Rules, validate
 from erc.generation.plot import plot_label_distribution
+from erc.generation.sampling import deviations_from_table_ii
 from erc.generation.split import assign_split, check_ratios
 from erc.generation.store import read_records
 
@@ -119,7 +120,7 @@ def _throughput(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
             "mean_latency_s": round(sum(r["latency_s"] for r in records) / len(records), 3),
             "requests_per_min": round(60 * sum(r.get("requests", 0) for r in runs) / wall, 2) if wall else None,
             "tokens_per_s": round(sum(r.get("generated_tokens", 0) for r in runs) / wall, 2) if wall else None,
-            "last_run": runs[-1] if runs else None}
+            "last_run": next((r for r in reversed(runs) if "setup" in r), None)}
 
 
 def postprocess(cfg: DictConfig) -> dict[str, Any]:
@@ -155,7 +156,8 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
             "chat_template": last.get("setup", {}).get("chat_template"),
             "parameters_sent": last.get("setup", {}).get("parameters", {}),
             "not_honoured": last.get("not_honoured", []), "constrained": bool(first["constrained"]),
-            "sampling": OmegaConf.to_container(cfg.sampling, resolve=True), "seed": int(cfg.seed),
+            "sampling": OmegaConf.to_container(cfg.sampling, resolve=True),
+            "deviations_from_table_ii": deviations_from_table_ii(cfg.sampling), "seed": int(cfg.seed),
             "max_attempts": int(cfg.max_attempts)},
         "counts": {"requests": len(records), "dialogue_slots": len({r["dialogue"] for r in records}),
                    "accepted": len(found), "duplicates_removed": removed, "kept": len(kept),

@@ -15,6 +15,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# The paper's Table II: what a data card compares a run's sampling against.
+TABLE_II = {"temperature": 0.7, "top_p": 1.0, "top_k": 10000, "repetition_penalty": 1.0, "typical_p": 0.995}
+
 # Seeds fit every backend: llama.cpp takes uint32, TGI u64, vLLM and OpenAI int.
 SEED_RANGE = 2**31
 
@@ -39,6 +42,12 @@ class Sampling:
         stop = tuple(dict.fromkeys([*cfg.stop, *extra_stop]))
         return cls(float(cfg.temperature), float(cfg.top_p), int(cfg.top_k), float(cfg.repetition_penalty),
                    float(cfg.typical_p), float(cfg.min_p), int(cfg.max_new_tokens), stop, bool(cfg.constrained))
+
+
+def deviations_from_table_ii(sampling_cfg: Any) -> dict[str, dict[str, float]]:
+    """``{parameter: {"paper": value, "used": value}}`` for every Table II value changed."""
+    return {name: {"paper": paper, "used": float(sampling_cfg[name])}
+            for name, paper in TABLE_II.items() if float(sampling_cfg[name]) != paper}
 
 
 def derive_seed(base_seed: int, dialogue: int, attempt: int) -> int:

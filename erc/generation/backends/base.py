@@ -40,6 +40,7 @@ class Backend(ABC):
     """An LLM that completes a rendered prompt with a given seed (and optional grammar)."""
 
     kind: str = ""
+    speaks_gbnf: bool = False  # grammars reach the model as GBNF (llama.cpp) rather than a regex
 
     def __init__(self, cfg: Any, sampling: Sampling) -> None:
         self.cfg = cfg

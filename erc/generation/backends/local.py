@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from erc.data.schema import DataError
-from erc.generation.backends.base import Backend, Completion
+from erc.generation.backends.base import Backend, Completion, FatalRequestError
 from erc.generation.grammar import DialogueGrammar
 from erc.generation.sampling import llama_cpp_parameters
 
@@ -38,8 +38,20 @@ def file_digest(path: Path, head_bytes: int = 1 << 20) -> str:
     return f"{path.stat().st_size}-{hashlib.sha256(head).hexdigest()[:16]}"
 
 
+def check_gbnf(llama, gbnf: str) -> None:
+    """Parse ``gbnf`` with llama.cpp. ``LlamaGrammar.from_string`` does not, and a grammar that
+    fails to parse later is dropped with a log line, so generation would silently run free."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
+    if not sampler:
+        raise FatalRequestError(f"llama.cpp cannot parse the dialogue grammar:\n{gbnf}")
+    llama_cpp.llama_sampler_free(sampler)
+
+
 class LocalBackend(Backend):
     kind = "local"
+    speaks_gbnf = True
 
     def __init__(self, cfg: Any, sampling) -> None:
         super().__init__(cfg, sampling)
@@ -50,6 +62,7 @@ class LocalBackend(Backend):
         self.llama = None
         self._lock = asyncio.Lock()
         self._chat_format = None
+        self._checked: set[str] = set()
 
     async def start(self) -> dict[str, Any]:
         from llama_cpp import Llama  # heavy import, only when the embedded backend is used
@@ -88,7 +101,13 @@ class LocalBackend(Backend):
     def _complete_blocking(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> dict:
         from llama_cpp import LlamaGrammar
 
-        compiled = LlamaGrammar.from_string(grammar.gbnf(), verbose=False) if grammar else None
+        compiled = None
+        if grammar:
+            gbnf = grammar.gbnf()
+            if gbnf not in self._checked:
+                check_gbnf(self.llama, gbnf)
+                self._checked.add(gbnf)
+            compiled = LlamaGrammar.from_string(gbnf, verbose=False)
         return self.llama.create_completion(prompt, seed=seed, grammar=compiled, **self.params)
 
     async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:

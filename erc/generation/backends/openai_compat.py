@@ -24,6 +24,7 @@ class OpenAIBackend(Backend):
         if not self.urls:
             raise FatalRequestError("llm.url is empty: give the server's /v1 URL, e.g. llm.url=http://HOST:8000/v1")
         self.server = cfg.server
+        self.speaks_gbnf = self.server == "llamacpp"
         self.standard, self.extra, self.lost = openai_parameters(sampling, self.server)
         if sampling.constrained and self.server == "plain":
             self.lost.append("constrained decoding (llm.server=plain has no grammar field)")
