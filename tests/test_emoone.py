@@ -13,6 +13,16 @@ from erc.data import DataError, label_set
 from erc.models.grayscale import emoone_loss, heuristic_gray, heuristic_gray_batch, teacher_post
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread, as tests/test_training.py: on a shared machine OpenMP threads spin-wait and a tiny
+    model trains tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def vector(benchmark: str, weights: dict[str, float]) -> list[float]:
     """A gray vector written by label name, laid out in the benchmark's class order."""
     return [weights.get(name, 0.0) for name in label_set(benchmark)]

@@ -18,6 +18,16 @@ VOCAB = 300
 PAD = 1
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread, as tests/test_training.py: on a shared machine OpenMP threads spin-wait and a tiny
+    model trains tens of times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_encoder(seed: int = 0) -> RobertaModel:
     torch.manual_seed(seed)
     config = RobertaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -82,6 +92,42 @@ def test_dialogue_logits_do_not_depend_on_its_batch_partner(topic, knowledge):
                          knowledge_index=a_know[:1] if knowledge else None, **kwargs).logits
     assert not torch.allclose(first_only[0, 0], alone[0, 0], atol=1e-4)
 
+
+
+def test_todkat_module_batches_with_knowledge_and_keeps_each_dialogue_alone(tmp_path):
+    """The LightningModule path (tokenize, collate with dynamic padding, knowledge from the cache): a
+    dialogue's logits alone equal its logits next to a longer dialogue, in either order."""
+    from erc.data import Dialogue, Utterance
+    from erc.models.todkat import TODKAT
+
+    short = Dialogue("a", [Utterance("Ross", "We were on a break!", "anger"),
+                           Utterance("Rachel", "Oh.", "surprise")], "meld", "test")
+    long = Dialogue("b", [Utterance("Joey", "How you doin'?", "joy"), Utterance("Monica", "Hi.", "neutral"),
+                          Utterance("Joey", "I got pizza for everyone, the big one with extra cheese!", "joy"),
+                          Utterance("Chandler", "Could this BE any better?", "joy")], "meld", "test")
+    cache = KnowledgeCache(tmp_path / "comet.jsonl")
+    for i, u in enumerate(short.utterances + long.utterances):
+        cache.add([(u.text, {"xIntent": [f"to say thing {i}", "none"], "xReact": ["happy"],
+                             "oReact": [] if i % 2 else ["sad", "upset"]})], model="test")
+    torch.manual_seed(0)
+    model = TODKAT("meld", backbone="tiny", knowledge="comet", knowledge_cache=str(tmp_path / "comet.jsonl"),
+                   num_topics=8, topic_hidden=16, dim_feedforward=64).eval()
+    a, b = model.encode([short, long])
+    batch = model.collate([a, b])
+    assert batch["turn_mask"].tolist() == [[True, True, False, False], [True, True, True, True]]
+    assert batch["labels"].tolist() == [3, 2, 1, 0, 1, 1]  # meld order: anger, surprise, joy, neutral, ...
+    # "PersonX feels happy." is shared by all six turns and encoded once; 'none' is dropped.
+    assert batch["knowledge_ids"].shape[0] == 6 + 1 + 2
+    assert (batch["knowledge_index"] >= 0).sum(dim=1).tolist() == [4, 2, 4, 2, 4, 2]
+    with torch.no_grad():
+        alone = model(model.collate([a]))
+        together = model(batch)
+        swapped = model(model.collate([b, a]))
+    torch.testing.assert_close(together[:2], alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(swapped[4:], alone, atol=1e-5, rtol=1e-5)
+    missing = Dialogue("c", [Utterance("Ross", "Never cached.", "neutral")], "meld", "test")
+    with pytest.raises(DataError, match="python -m erc.models.knowledge"):
+        model.encode([missing])
 
 def test_topic_loss_goes_down_on_a_tiny_set():
     """Two kinds of utterances drawing their words from two disjoint sets of 10 words: the topic
@@ -232,7 +278,7 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
     command = [sys.executable, "train.py", "-m", "classifier=compm,emoone,todkat", "data=meld_bal", "schedule=debug",
                "classifier.backbone=tiny", "data.limit_dialogues=2", "trainer.enable_progress_bar=false",
                f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}"]
-    env = {**os.environ, "ERC_DATA_DIR": str(data_dir), "WANDB_MODE": "offline"}
+    env = {**os.environ, "ERC_DATA_DIR": str(data_dir), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]

@@ -39,10 +39,9 @@ class TODKAT(ERCClassifier):
     Options (``conf/classifier/todkat.yaml``): ``backbone`` (``roberta-base``; ``tiny``/``small`` for CPUs),
     ``max_utterance_tokens`` (head kept, ``<s>``/``</s>`` included), ``topic`` and its ``num_topics``,
     ``topic_hidden``, ``kl_weight``, ``topic_weight`` (the topic loss's weight next to the CE),
-    ``topic_lr`` (null: the phase's lr), ``knowledge`` (``none``/``comet``) with ``knowledge_cache``
-    (None: ``<default data dir>/knowledge/comet.jsonl``) and
-    ``knowledge_per_relation``, and the turn transformer's ``nhead``, ``dim_feedforward``, ``num_layers``,
-    ``dropout``.
+    ``topic_lr`` (null: the phase's lr), ``knowledge`` (``none``/``comet``) with ``knowledge_cache`` (None:
+    ``<default data dir>/knowledge/comet.jsonl``) and ``knowledge_per_relation``, and the turn transformer's
+    ``nhead``, ``dim_feedforward``, ``num_layers``, ``dropout``.
     """
 
     def __init__(self, benchmark: str, backbone: str = "roberta-base", pretrained: bool = True,
@@ -153,11 +152,16 @@ class TODKAT(ERCClassifier):
     def loss(self, batch: dict[str, Any], logits: torch.Tensor) -> torch.Tensor:
         """Cross-entropy over the real turns, plus ``topic_weight`` times the topic model's loss."""
         ce = F.cross_entropy(logits.float(), batch["labels"])
-        if self.net.topic is None or self._topic_loss is None:
+        if self._topic_loss is None or self.net.topic is None or not self.training:
             return ce
-        n = int(batch["labels"].numel())
-        self.log(f"{self.phase}/train/topic_loss", self._topic_loss, on_step=True, on_epoch=True, batch_size=n)
         return ce + self.topic_weight * self._topic_loss.float()
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        loss = super().training_step(batch, batch_idx)
+        if self.net.topic is not None and self._topic_loss is not None:
+            self.log(f"{self.phase}/train/topic_loss", self._topic_loss, on_step=True, on_epoch=True,
+                     batch_size=int(batch["labels"].numel()))
+        return loss
 
     def parameter_groups(self, schedule: PhaseSchedule) -> list[dict[str, Any]]:
         """The base groups (decay / no decay), with the topic model's parameters split off at ``topic_lr``:
