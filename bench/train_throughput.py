@@ -153,6 +153,74 @@ def _measure(args: tuple) -> dict:
     return {"utterances": n, "seconds": seconds, "peak_mib": peak}
 
 
+# ---- EmoOne and TODKAT ------------------------------------------------------------------------------
+# (classifier, what the row measures, constructor options, samples per step; None = --batch-size)
+EMOONE_TODKAT = [
+    ("emoone", "gray=heuristic, 1 target/step (reference steps)", {}, 1),
+    ("emoone", "gray=heuristic, batched", {}, None),
+    ("todkat", "topic, 2 dialogues/step (paper)", {}, 2),
+    ("todkat", "no topic, 2 dialogues/step", {"topic": False}, 2),
+]
+
+
+def run_classifier(kind: str, options: dict, size: str, dialogues: int, batch_size: int, device: str
+                   ) -> tuple[int, float]:
+    """One epoch of EmoOne or TODKAT as ``train.py`` trains it: tokenized once, length-bucketed batches
+    (targets for EmoOne, whole dialogues for TODKAT), the classifier's own loss (EmoOne: CE + gray soft-CE;
+    TODKAT: CE over turns + topic loss)."""
+    import torch
+
+    import erc  # noqa: F401
+    from erc.data import load_benchmark
+    from erc.models.emoone import EmoOne
+    from erc.models.todkat import TODKAT
+    from erc.training.data import ERCDataModule
+
+    torch.manual_seed(0)
+    model = {"emoone": EmoOne, "todkat": TODKAT}[kind]("meld", backbone=size, **options).to(device).train()
+    data = load_benchmark("meld", "train", _data_dir())[:dialogues]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    started = time.perf_counter()
+    module = ERCDataModule(model, data, [], batch_size=batch_size, eval_batch_size=batch_size)
+    module.setup()
+    n = 0
+    for batch in module.train_dataloader():
+        batch = _to(batch, device)
+        _step(model, optimizer, model.loss(batch, model(batch)))
+        n += len(batch["labels"])
+    _sync(device)
+    return n, time.perf_counter() - started
+
+
+def _measure_classifier(args: tuple) -> dict:
+    """``run_classifier`` in this (fresh) process: utterances, seconds, peak memory in MiB."""
+    kind, options, size, dialogues, batch_size, device, threads = args
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    n, seconds = run_classifier(kind, options, size, dialogues, batch_size, device)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"utterances": n, "seconds": seconds, "peak_mib": peak}
+
+
+def bench_emoone_todkat(args: argparse.Namespace, ctx) -> None:
+    """Print EmoOne's and TODKAT's training utterances/s and peak memory (same slice, device, threads)."""
+    print(f"\nEmoOne and TODKAT training throughput, MELD train first {args.dialogues} dialogues, "
+          f"device {args.device}, batched EmoOne batch size {args.batch_size}")
+    print(f"{'backbone':<7} {'classifier':<7} {'setting':<48} {'utt':>5} {'seconds':>8} {'utt/s':>8} {'peak MiB':>9}")
+    for size in args.sizes.split(","):
+        for kind, setting, options, per_step in EMOONE_TODKAT:
+            with ctx.Pool(1) as pool:
+                r = pool.apply(_measure_classifier, ((kind, options, size, args.dialogues, per_step or args.batch_size,
+                                                      args.device, args.threads),))
+            print(f"{size:<7} {kind:<7} {setting:<48} {r['utterances']:>5} {r['seconds']:>8.2f} "
+                  f"{r['utterances'] / r['seconds']:>8.1f} {r['peak_mib']:>9.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="tiny,small", help="comma-separated: tiny, small")
@@ -179,6 +247,7 @@ def main() -> None:
         ratio = (rows["batched"]["utterances"] / rows["batched"]["seconds"]) / (
             rows["reference"]["utterances"] / rows["reference"]["seconds"])
         print(f"{size:<34} speedup batched / reference: {ratio:.1f}x")
+    bench_emoone_todkat(args, ctx)
 
 
 if __name__ == "__main__":
