@@ -204,3 +204,20 @@ def test_teacher_post_trains_through_the_runner_and_caches_exact_teacher_outputs
         with torch.no_grad():
             fresh = torch.cat([torch.softmax(teacher(teacher.collate([s])), dim=-1) for s in samples])
         torch.testing.assert_close(cached["probs"], fresh, atol=1e-5, rtol=1e-5)
+
+
+def test_schedule_paper_gives_emoone_the_reference_hyperparameters():
+    """The reference's gray/train_*.py (copied from CoMPM): AdamW lr 1e-6, one target per step, clip 10,
+    10 epochs, one epoch of warmup; the default gray method is the heuristic (C)."""
+    from hydra import compose, initialize_config_dir
+
+    from erc.config import CONFIG_DIR
+    from erc.training.schedule import phase_schedule
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["classifier=emoone", "schedule=paper"])
+    assert cfg.classifier.gray == "heuristic" and (cfg.classifier.w1, cfg.classifier.w2) == (1.0, 1.0)
+    for phase in ("pretrain", "finetune"):
+        s = phase_schedule(cfg.schedule, phase)
+        assert (s.lr, s.eps, s.weight_decay, s.no_decay, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs) == (
+            1e-6, 1e-8, 0.01, [], 1, 10, 10, 1)

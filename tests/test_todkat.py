@@ -291,3 +291,33 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
     todkat = next(r for r in results if r["identity"]["classifier"] == "todkat")
     assert todkat["identity"]["variant"] == "topic=True,knowledge=none"
     assert len(list(sweep.rglob("wandb/offline-run-*"))) == 3
+
+
+def test_schedule_paper_gives_todkat_its_reference_optimisation():
+    """AdamW lr 2e-5, eps 1e-6, weight decay 0.01 except bias/LayerNorm weights, 50% warmup, clip 1, 2 dialogues
+    per step; the topic model's parameters in their own groups at classifier.topic_lr."""
+    from hydra import compose, initialize_config_dir
+
+    from erc.config import CONFIG_DIR
+    from erc.training.phases import build_classifier
+    from erc.training.schedule import phase_schedule
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["classifier=todkat", "schedule=paper", "classifier.backbone=tiny"])
+    for phase in ("pretrain", "finetune"):
+        s = phase_schedule(cfg.schedule, phase)
+        assert (s.lr, s.eps, s.weight_decay, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs) == (
+            2e-5, 1e-6, 0.01, 2, 1.0, 100, None)
+        assert s.warmup_steps(1000) == 500 and s.no_decay == ["bias", "LayerNorm.weight"]
+    model = build_classifier(cfg.classifier, "meld")
+    groups = model.parameter_groups(s)
+    names = {id(p): n for n, p in model.named_parameters()}
+    topic = {id(p) for p in model.net.topic.parameters()}
+    for group in groups:
+        for p in group["params"]:
+            name = names[id(p)]
+            assert group["weight_decay"] == (0.0 if "bias" in name or "LayerNorm.weight" in name else 0.01), name
+            assert group.get("lr") == (1e-3 if id(p) in topic else None), name
+    assert sum(len(g["params"]) for g in groups) == len(names)
+    assert any("encoder.layer.0.attention.output.LayerNorm.weight" in names[id(p)]
+               for g in groups if g["weight_decay"] == 0.0 for p in g["params"])

@@ -7,10 +7,11 @@ so the two classifiers see identical inputs. The loss is ``w1 * CE(gold) + w2 * 
 gray label methods are in :mod:`erc.models.grayscale` (``heuristic``, ``teacher``, ``teacher_post``,
 and ``none``: plain cross-entropy, which is CoM itself and the teacher of the other two).
 
-Teacher methods (S, SA): before each phase is fitted, a CE-only CoM is trained on that phase's training
-data with the phase's schedule (the reference's ``self_teacher/``), frozen and put in eval mode, and its
-softmax over every training sample is computed once and cached (``<checkpoints>/<phase>/teacher/probs.pt``,
-reused when the job is rerun). This is exact: the teacher is frozen and sees fixed inputs. The reference
+Teacher methods (S, SA): before each phase is fitted, a CE-only CoM, fresh from the backbone's weights
+(not from the student's previous phase), is trained on that phase's training data with the phase's
+schedule and selected on its dev split (the reference's ``self_teacher/``), then frozen and put in eval
+mode; its softmax over every training sample is computed once and cached
+(``<checkpoints>/<phase>/teacher/probs.pt``, reused when the job is rerun). This is exact: the teacher is frozen and sees fixed inputs. The reference
 instead runs the teacher at every step and back-propagates into it (E4).
 
 Differences from the released code, on purpose: one label order everywhere (the reference's EmoryNLP
