@@ -18,8 +18,6 @@ teacher class i is always student class i (the reference permutes EmoryNLP class
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 
@@ -28,14 +26,6 @@ from erc.data import DataError, benchmark_info, label_set
 GRAY_METHODS: tuple[str, ...] = ("heuristic", "teacher", "teacher_post")
 TEACHER_METHODS: tuple[str, ...] = ("teacher", "teacher_post")
 SENTIMENTS: tuple[str, ...] = ("positive", "negative", "neutral")
-
-
-def check_gray_method(method: str) -> str:
-    """Validate ``classifier.gray`` early, with the valid choices in the message."""
-    if method not in GRAY_METHODS:
-        raise ValueError(f"classifier.gray={method!r} is not a grayscale method; "
-                         f"valid: {', '.join(GRAY_METHODS)}")
-    return method
 
 
 def heuristic_gray(benchmark: str, label: int, sentiment: str | None = None) -> list[float]:
@@ -56,21 +46,6 @@ def heuristic_gray(benchmark: str, label: int, sentiment: str | None = None) -> 
                for i, name in enumerate(labels)]
     total = sum(weights)
     return [w / total for w in weights]
-
-
-def heuristic_gray_batch(benchmark: str, labels: Sequence[int],
-                         sentiments: Sequence[str | None]) -> torch.Tensor:
-    """``heuristic_gray`` for many utterances at once, as an ``(N, C)`` float tensor."""
-    if len(labels) != len(sentiments):
-        raise ValueError(f"{len(labels)} labels but {len(sentiments)} sentiments")
-    table: dict[tuple[int, str | None], list[float]] = {}
-    rows = []
-    for label, sentiment in zip(labels, sentiments):
-        key = (int(label), sentiment)
-        if key not in table:
-            table[key] = heuristic_gray(benchmark, int(label), sentiment)
-        rows.append(table[key])
-    return torch.tensor(rows, dtype=torch.float32).reshape(len(rows), len(label_set(benchmark)))
 
 
 def teacher_post(probs: torch.Tensor, gold: torch.Tensor) -> torch.Tensor:

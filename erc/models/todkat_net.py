@@ -105,10 +105,3 @@ class TodkatNet(nn.Module):
         gathered = sentences[index.clamp_min(0)]
         assert self.knowledge is not None
         return self.knowledge(utterances, gathered, real)
-
-    def topic_loss_on(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The topic model's loss on some utterances (bag of words from their ids), used to monitor it."""
-        if self.topic is None:
-            raise ValueError("this TODKAT has no topic layer (classifier.topic=false)")
-        utterances = self.encode(input_ids, attention_mask)
-        return self.topic(utterances, bag_of_words(input_ids, attention_mask, self.topic_words)).loss(self.kl_weight)
