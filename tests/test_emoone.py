@@ -215,3 +215,45 @@ def test_schedule_paper_gives_emoone_the_reference_hyperparameters():
         s = phase_schedule(cfg.schedule, phase)
         assert (s.lr, s.eps, s.weight_decay, s.no_decay, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs) == (
             1e-6, 1e-8, 0.01, [], 1, 10, 10, 1)
+
+
+def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data_dir):
+    """The teacher pre-pass of a phase that was interrupted after it: the rerun reads probs.pt (the same
+    gray labels) and trains no teacher; resume=false trains a new one."""
+    import dataclasses
+
+    from hydra import compose, initialize_config_dir
+
+    from erc.config import CONFIG_DIR
+    from erc.models.emoone import EmoOne
+    from erc.training.runner import Experiment
+    from erc.training.schedule import phase_schedule
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            "classifier=emoone", "classifier.gray=teacher", "classifier.backbone=tiny", "data=meld", "schedule=debug",
+            "logger=none", "data.limit_dialogues=2", "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+            f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
+    experiment = Experiment(cfg)
+    schedule = phase_schedule(cfg.schedule, "finetune")
+
+    def pre_pass(resume: bool, forbid_training: bool) -> list[list[float]]:
+        student = EmoOne("meld", backbone="tiny", gray="teacher")
+        datamodule = experiment.datamodule(student, "meld", schedule)
+        ctx = experiment.fit_context("finetune", schedule, datamodule, "meld")
+        ctx.extras["resume"] = resume
+        if forbid_training:
+            def no_training(tag, sched):
+                raise AssertionError("a teacher was trained although its distributions were cached")
+            ctx = dataclasses.replace(ctx, make_trainer=no_training)
+        student.before_fit(ctx)
+        return [s.gray for s in datamodule.train_samples]
+
+    first = pre_pass(resume=True, forbid_training=False)
+    cache = tmp_path / "logs" / "train" / "checkpoints"
+    [probs] = list(cache.glob("*/finetune/teacher/probs.pt"))
+    assert torch.load(probs, weights_only=True)["probs"].shape == (len(first), 7)
+    assert pre_pass(resume=True, forbid_training=True) == first
+    with pytest.raises(AssertionError, match="a teacher was trained"):
+        pre_pass(resume=False, forbid_training=True)
+    assert all(row is not None and sum(row) == pytest.approx(1.0) for row in first)
