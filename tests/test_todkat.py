@@ -129,6 +129,9 @@ def test_todkat_module_batches_with_knowledge_and_keeps_each_dialogue_alone(tmp_
     missing = Dialogue("c", [Utterance("Ross", "Never cached.", "neutral")], "meld", "test")
     with pytest.raises(DataError, match="python -m erc.models.knowledge"):
         model.encode([missing])
+    wrong = Dialogue("d", [Utterance("Ross", "Hi.", "happy")], "meld", "test")
+    with pytest.raises(DataError, match="dialogue 'd' utterance 0: label 'happy' is not a meld label"):
+        model.encode([wrong])
 
 def test_topic_loss_goes_down_on_a_tiny_set():
     """Two kinds of utterances drawing their words from two disjoint sets of 10 words: the topic

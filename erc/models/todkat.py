@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from erc.data import Dialogue
+from erc.data import DataError, Dialogue
 from erc.models.backbone import build_encoder, build_tokenizer
 from erc.models.knowledge import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
@@ -87,13 +87,18 @@ class TODKAT(ERCClassifier):
         return self._knowledge_cache
 
     def encode(self, dialogues: list[Dialogue]) -> list[dict[str, Any]]:
+        index = {name: i for i, name in enumerate(self.labels)}
         samples = []
         for dialogue in dialogues:
             texts = [u.text for u in dialogue.utterances]
+            for i, u in enumerate(dialogue.utterances):
+                if u.label not in index:
+                    raise DataError(f"dialogue {dialogue.id!r} utterance {i}: label {u.label!r} is not a "
+                                    f"{self.benchmark} label ({', '.join(self.labels)})")
             sample: dict[str, Any] = {
                 "id": dialogue.id,
                 "ids": self._tokenize(texts),
-                "labels": [self.labels.index(u.label) for u in dialogue.utterances],
+                "labels": [index[u.label] for u in dialogue.utterances],
             }
             if self.knowledge_mode == "comet":
                 cache = self._cache()
