@@ -47,19 +47,32 @@ class Job:
     first_attempt: int
 
 
-async def with_retries(call, *args, llm: DictConfig, what: str):
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``llm.max_retries``, ``llm.backoff_s``, ``llm.backoff_max_s`` as plain numbers."""
+
+    max_retries: int
+    backoff_s: float
+    backoff_max_s: float
+
+    @classmethod
+    def from_config(cls, llm: DictConfig) -> RetryPolicy:
+        return cls(int(llm.max_retries), float(llm.backoff_s), float(llm.backoff_max_s))
+
+
+async def with_retries(call, *args, policy: RetryPolicy, what: str):
     """Await ``call(*args)``, retrying :class:`TransientError` with exponential backoff and jitter
     (half the delay fixed, half random, so replicas recovering together are not hit in lockstep)."""
-    for retry in range(int(llm.max_retries) + 1):
+    for retry in range(policy.max_retries + 1):
         try:
             return await call(*args)
         except TransientError as err:
-            if retry == llm.max_retries:
-                raise GenerationError(f"{what}: gave up after {llm.max_retries} retries: {err}. Nothing finished "
-                                      f"is lost: rerun the same command to resume.") from err
-            delay = min(float(llm.backoff_max_s), float(llm.backoff_s) * 2**retry)
+            if retry == policy.max_retries:
+                raise GenerationError(f"{what}: gave up after {policy.max_retries} retries: {err}. Nothing "
+                                      f"finished is lost: rerun the same command to resume.") from err
+            delay = min(policy.backoff_max_s, policy.backoff_s * 2**retry)
             delay = delay / 2 + random.uniform(0, delay / 2)
-            log.warning("%s: %s; retry %d/%d in %.1fs", what, err, retry + 1, llm.max_retries, delay)
+            log.warning("%s: %s; retry %d/%d in %.1fs", what, err, retry + 1, policy.max_retries, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -108,6 +121,9 @@ class Generator:
         self.template = load_template(cfg.prompt.template)
         self.rules = Rules.from_config(cfg.validation)
         self.parameters = backend.request_parameters()
+        # Plain values for the per-request path (OmegaConf access is slow at hundreds of requests/s).
+        self.base_seed, self.max_attempts, self.mode = int(cfg.seed), int(cfg.max_attempts), str(cfg.prompt.mode)
+        self.retry = RetryPolicy.from_config(cfg.llm)
         self.setup = {"backend": backend.kind, "model": provenance["model"], "template_hash": self.template.hash,
                       "parameters": self.parameters, "constrained": backend.sampling.constrained,
                       "grammar": OmegaConf.to_container(cfg.sampling.grammar) if backend.sampling.constrained else None,
@@ -159,7 +175,7 @@ class Generator:
     def _first_missing_attempt(self, index: int, prompt: str, grammar: DialogueGrammar | None) -> int | None:
         """The first attempt of slot ``index`` not in the store; None when the slot is finished
         (an attempt was accepted, or all ``max_attempts`` were made)."""
-        for attempt in range(int(self.cfg.max_attempts)):
+        for attempt in range(self.max_attempts):
             done = self.store.by_fingerprint.get(self._fingerprint(prompt, self._seed(index, attempt), grammar))
             if done is None:
                 return attempt
@@ -168,15 +184,15 @@ class Generator:
         return None
 
     def _seed(self, index: int, attempt: int) -> int:
-        return derive_seed(int(self.cfg.seed), index, attempt)
+        return derive_seed(self.base_seed, index, attempt)
 
     async def run_job(self, job: Job, progress: Progress) -> None:
         """Ask for one slot's dialogue, re-asking with the next derived seed until accepted."""
         accepted = False
-        for attempt in range(job.first_attempt, int(self.cfg.max_attempts)):
+        for attempt in range(job.first_attempt, self.max_attempts):
             seed = self._seed(job.spec.index, attempt)
             started = time.monotonic()
-            completion = await with_retries(self.backend.complete, job.prompt, seed, job.grammar, llm=self.cfg.llm,
+            completion = await with_retries(self.backend.complete, job.prompt, seed, job.grammar, policy=self.retry,
                                             what=f"dialogue {job.spec.index}")
             latency = time.monotonic() - started
             parsed = validate(completion.text, truncated=completion.truncated, benchmark=self.benchmark,
@@ -185,7 +201,7 @@ class Generator:
             self.store.append({
                 "fingerprint": self._fingerprint(job.prompt, seed, job.grammar), "setup_hash": self.setup_hash,
                 "dialogue": job.spec.index, "attempt": attempt, "seed": seed, "benchmark": self.benchmark,
-                "mode": self.cfg.prompt.mode, "target": job.spec.target, "speakers": list(job.spec.speakers),
+                "mode": self.mode, "target": job.spec.target, "speakers": list(job.spec.speakers),
                 "template_hash": self.template.hash, "backend": self.backend.kind, "model": self.provenance["model"],
                 "constrained": job.grammar is not None, "prompt": job.prompt, "text": completion.text,
                 "finish_reason": completion.finish_reason, "generated_tokens": completion.generated_tokens,
@@ -237,7 +253,8 @@ async def run_requests(cfg: DictConfig) -> dict[str, Any]:
     run: dict[str, Any] = {"started_at": started, "n_dialogues": int(cfg.n_dialogues),
                            "concurrency": int(cfg.llm.concurrency), "not_honoured": backend.lost}
     try:
-        provenance = await with_retries(backend.start, llm=cfg.llm, what=f"{backend.kind} backend")
+        provenance = await with_retries(backend.start, policy=RetryPolicy.from_config(cfg.llm),
+                                        what=f"{backend.kind} backend")
         generator = Generator(cfg, backend, provenance)
         jobs, finished = generator.plan()
         run.update(provenance=provenance, setup=generator.setup, setup_hash=generator.setup_hash,

@@ -30,7 +30,7 @@ class OpenAIBackend(Backend):
             self.lost.append("constrained decoding (llm.server=plain has no grammar field)")
         # Retries are ours (uniform across backends), so the client's own are off.
         self.clients = [openai.AsyncOpenAI(base_url=url, api_key=cfg.api_key, max_retries=0, timeout=cfg.timeout_s)
-                        for url in self.urls]
+                        for url in self.slots]
         self.model: str | None = cfg.model
 
     async def start(self) -> dict[str, Any]:
@@ -55,11 +55,11 @@ class OpenAIBackend(Backend):
         return {}
 
     async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
-        replica = self.pick_replica()
-        url = self.urls[replica]
+        slot = self.pick_slot()
+        url, client = self.slots[slot], self.clients[slot]
         extra = {**self.extra, **(self._grammar_field(grammar) if grammar else {})}
         try:
-            out = await self.clients[replica].completions.create(
+            out = await client.completions.create(
                 model=self.model, prompt=prompt, seed=seed, extra_body=extra or None, **self.standard)
         except (openai.APITimeoutError, openai.APIConnectionError) as err:
             raise TransientError(f"{url}: {type(err).__name__}: {err}") from err

@@ -42,10 +42,8 @@ class TGIBackend(Backend):
         if not self.urls:
             raise FatalRequestError("llm.url is empty: give the TGI server URL, e.g. llm.url=http://HOST:8080")
         self.params, self.lost = tgi_parameters(sampling)
-        # model=<url> makes the client post to exactly that URL, nothing appended.
-        self.clients = [AsyncInferenceClient(model=url.rstrip("/"), provider="hf-inference",
-                                             timeout=cfg.timeout_s, token=cfg.token)
-                        for url in self.urls]
+        self.clients = [AsyncInferenceClient(model=url.rstrip("/"), provider="hf-inference", timeout=cfg.timeout_s,
+                                             token=cfg.token) for url in self.slots]
 
     async def start(self) -> dict[str, Any]:
         try:
@@ -60,11 +58,11 @@ class TGIBackend(Backend):
         return dict(self.params)
 
     async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
-        replica = self.pick_replica()
-        url = self.urls[replica].rstrip("/")
+        slot = self.pick_slot()
+        url, client = self.slots[slot].rstrip("/"), self.clients[slot]
         extra = {"grammar": {"type": "regex", "value": grammar.regex()}} if grammar else {}
         try:
-            out = await self.clients[replica].text_generation(
+            out = await client.text_generation(
                 prompt, details=True, model=f"{url}/generate", seed=seed, **self.params, **extra)
         except ValidationError as err:
             raise FatalRequestError(f"{url} rejected {_parameter_named(str(err))}: {err}") from err
