@@ -131,10 +131,12 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds for the embedded comparison")
     parser.add_argument("--skip-embedded", action="store_true")
+    parser.add_argument("--skip-concurrency", action="store_true")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s) visible, "
           f"Python {platform.python_version()}")
-    concurrency_figures(args.latency, args.waves)
+    if not args.skip_concurrency:
+        concurrency_figures(args.latency, args.waves)
     if not args.skip_embedded:
         embedded_figures(args.embedded_n, args.max_new_tokens, args.rounds)
 

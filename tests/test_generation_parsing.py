@@ -56,7 +56,8 @@ I hope you enjoyed this conversation!"""
 def test_accepts_numbering_bold_brackets_quotes_and_label_words_amid_prose():
     parsed = check(DIALOGUE)
     assert parsed.accepted, parsed.reasons
-    assert parsed.turns == [("Joey", "How you doin'?", "joy"), ("Rachel", "Oh my God, you did NOT just say that.", "anger"),
+    assert parsed.turns == [("Joey", "How you doin'?", "joy"),
+                            ("Rachel", "Oh my God, you did NOT just say that.", "anger"),
                             ("Ross", "We were on a break!", "anger"), ("Joey", "Fine, fine.", "neutral")]
     assert parsed.labels_by_name == 1
 

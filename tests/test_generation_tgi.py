@@ -100,8 +100,8 @@ def test_tgi_yields_exactly_the_valid_dialogues_despite_faults(tmp_path):
               for d in load_benchmark("iemocap_nat", split, data_dir=tmp_path / "data")]
     assert sorted(d.id for d in loaded) == sorted(d["id"] for d in dialogues)
     assert card["counts"]["accepted"] == len(want)
-    assert card["rejections"] == {"no_dialogue": sum(1 for r in records if ScriptedDialogues.kind(r["seed"]) == "prose"),
-                                  "truncated": sum(1 for r in records if ScriptedDialogues.kind(r["seed"]) == "truncated")}
+    kinds = [ScriptedDialogues.kind(r["seed"]) for r in records]
+    assert card["rejections"] == {"no_dialogue": kinds.count("prose"), "truncated": kinds.count("truncated")}
     assert (out / "label_distribution.png").stat().st_size > 0 and (out / "utterances.parquet").is_file()
 
 

@@ -139,6 +139,10 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
                                 num_perm=int(cfg.dedup.num_perm), shingle_words=int(cfg.dedup.shingle_words))
     for dialogue in kept:
         dialogue.split = assign_split(dialogue.id, ratios)
+    for split in SPLITS:
+        if kept and ratios[split] > 0 and not any(d.split == split for d in kept):
+            log.warning("%s: split %r is empty with %d dialogues; raise n_dialogues or the split ratios",
+                        out_dir, split, len(kept))
     write_dialogues_jsonl(out_dir / "dialogues.jsonl", kept)
     for split in SPLITS:
         write_dialogues_jsonl(out_dir / f"{split}.jsonl", [d for d in kept if d.split == split])
