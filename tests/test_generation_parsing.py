@@ -40,7 +40,7 @@ def test_real_smollm2_outputs(output):
 def test_the_fixture_table_covers_the_failure_modes():
     seen = {reason for o in OUTPUTS for reason in o["expected"]["reasons"]}
     assert {"no_dialogue", "truncated", "unknown_label", "label_out_of_range", "degenerate_repetition",
-            "label_enumeration", "too_few_turns", "balanced_target_missing"} <= seen
+            "label_enumeration", "too_few_turns", "balanced_target_missing", "malformed_line"} <= seen
 
 
 DIALOGUE = """Sure! Here is a dialogue between Joey, Rachel and Ross:
