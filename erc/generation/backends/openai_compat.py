@@ -34,14 +34,15 @@ class OpenAIBackend(Backend):
         self.model: str | None = cfg.model
 
     async def start(self) -> dict[str, Any]:
+        if self.model is not None:  # some servers have no /v1/models; the first request will tell
+            return {"model": self.model, "server": self.server, "urls": self.urls}
         try:
             models = [m.id async for m in self.clients[0].models.list()]
         except (openai.APIConnectionError, openai.APIStatusError) as err:
             raise TransientError(f"cannot list models at {self.urls[0]}/models: {err}") from err
-        if self.model is None:
-            if not models:
-                raise FatalRequestError(f"{self.urls[0]}/models lists no model; set llm.model")
-            self.model = models[0]
+        if not models:
+            raise FatalRequestError(f"{self.urls[0]}/models lists no model; set llm.model")
+        self.model = models[0]
         return {"model": self.model, "server": self.server, "served_models": models, "urls": self.urls}
 
     def request_parameters(self) -> dict[str, Any]:
