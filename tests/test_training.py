@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
 from erc.config import CONFIG_DIR, PROJECT_ROOT
-from erc.data import MissingDataError
+from erc.data import MissingDataError, load_benchmark
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
@@ -88,9 +88,8 @@ def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, d
     assert "finishing run" in (runs[0] / "logs" / "debug.log").read_text()
 
 
-def _meld_test_slice(data_dir: Path):
-    from erc.data import load_benchmark
-    return load_benchmark("meld", "test", data_dir)[:4]
+def _meld_test_slice(data_dir: Path, n: int = 4):
+    return load_benchmark("meld", "test", data_dir)[:n]
 
 
 def test_same_seed_same_results(tmp_path, data_dir) -> None:
@@ -212,3 +211,16 @@ def test_multirun_sweep_runs_every_job_in_one_process_and_finishes_each_wandb_ru
     assert len(runs) == 4 and all("finishing run" in (r / "logs" / "debug.log").read_text() for r in runs)
     group = f"train-{(tmp_path / 'sweep').name}".encode()
     assert all(group in next(r.glob("*.wandb")).read_bytes() for r in runs)   # one W&B group per sweep
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_evaluates_every_test_utterance_once(tmp_path, data_dir) -> None:
+    args = [sys.executable, str(PROJECT_ROOT / "train.py"), *TINY, "data=meld_bal", "data.limit_dialogues=6",
+            "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.precision=32-true",
+            "logger=none", f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
+    job = subprocess.run(args, cwd=tmp_path, env={**os.environ, **ONE_THREAD}, capture_output=True, text=True,
+                         timeout=600)
+    assert job.returncode == 0, job.stderr[-3000:]
+    (path,) = (tmp_path / "logs").glob("**/results.json")
+    results = json.loads(path.read_text())
+    assert np.array(results["confusion"]["test/meld_org"]).sum() == sum(len(d) for d in _meld_test_slice(data_dir, 6))

@@ -56,7 +56,9 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def _batches(self) -> list[list[int]]:
         if not self.shuffle:
-            order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])
+            # Evaluation: ranks take every world_size-th sample of the length order (each rank gets a
+            # batch whenever there are as many samples as ranks), then cut their share into batches.
+            order = sorted(range(len(self.lengths)), key=lambda i: self.lengths[i])[self.rank::self.world_size]
             return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         order = list(self.sampler)
         pool = self.batch_size * self.bucket_batches
@@ -69,29 +71,19 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         batches = self._batches()
-        if self.world_size == 1:
+        if self.world_size == 1 or not self.shuffle:
             return iter(batches)
-        if self.shuffle:
-            # Training ranks must take the same number of steps (gradient all-reduce): wrap around.
-            per_rank = math.ceil(len(batches) / self.world_size)
-            batches = (batches * 2)[: per_rank * self.world_size]
+        # Training ranks must take the same number of steps (gradient all-reduce): wrap around.
+        per_rank = math.ceil(len(batches) / self.world_size)
+        batches = (batches * 2)[: per_rank * self.world_size]
         return iter(batches[self.rank::self.world_size])
 
-    def _count(self) -> int:
-        """Batches per epoch before sharding (each pool of the shuffled order is cut separately)."""
-        n, bs = len(self.lengths), self.batch_size
-        if not self.shuffle:
-            return math.ceil(n / bs)
-        full, rest = divmod(n, bs * self.bucket_batches)
-        return full * self.bucket_batches + math.ceil(rest / bs)
-
     def __len__(self) -> int:
-        n = self._count()
-        if self.world_size == 1:
-            return n
-        if self.shuffle:
-            return math.ceil(n / self.world_size)
-        return len(range(self.rank, n, self.world_size))
+        bs = self.batch_size
+        if not self.shuffle:
+            return math.ceil(len(range(self.rank, len(self.lengths), self.world_size)) / bs)
+        full, rest = divmod(len(self.lengths), bs * self.bucket_batches)   # pools are cut separately
+        return math.ceil((full * self.bucket_batches + math.ceil(rest / bs)) / self.world_size)
 
 
 class ERCDataModule(pl.LightningDataModule):

@@ -118,7 +118,8 @@ class ERCClassifier(pl.LightningModule):
         y_true, y_pred = self._gathered()
         metrics = classification_metrics(y_true, y_pred, self.labels)
         scalars = {f"{self.eval_prefix}/{k}": v for k, v in metrics.items() if k != "confusion"}
-        self.log_dict(scalars, batch_size=len(y_true))
+        # Every rank holds the same gathered figures; sync_dist only keeps Lightning's DDP bookkeeping quiet.
+        self.log_dict(scalars, batch_size=len(y_true), sync_dist=self.trainer.world_size > 1)
         self.last_eval = {"prefix": self.eval_prefix, "metrics": metrics, "y_true": y_true, "y_pred": y_pred}
 
     def on_validation_epoch_end(self) -> None:

@@ -36,7 +36,9 @@ class FitContext:
     """What a classifier's ``before_fit`` hook may use.
 
     ``make_trainer(tag, schedule)`` returns a Trainer set up like the phase's (accelerator, precision,
-    clipping, epochs from ``schedule``), writing checkpoints under ``work_dir/tag``, without logger.
+    clipping, epochs from ``schedule``), without logger, whose callbacks write ``work_dir/tag/best.ckpt``
+    (weights only, best ``<tag>/dev/<schedule.select>``: set the module's ``eval_prefix`` to ``<tag>/dev``;
+    ``trainer.checkpoint_callback.best_model_path``) and ``work_dir/tag/last.ckpt`` (full state, to resume).
     ``make_datamodule(classifier, schedule)`` returns a DataModule over this phase's train/dev dialogues
     encoded by another classifier (e.g. EmoOne's teacher).
     """
