@@ -66,9 +66,14 @@ class BestDevMetrics(Callback):
 
 
 def job_key(cfg: DictConfig) -> str:
-    """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change."""
+    """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change,
+    including a generated set regenerated in place (its files' sizes and times are part of the hash)."""
     plain = resolved_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
     plain["data_dir"] = str(cfg.paths.data_dir)
+    synthetic = Path(cfg.paths.data_dir) / "synthetic"
+    plain["generated_files"] = {str(p.relative_to(synthetic)): [p.stat().st_size, p.stat().st_mtime_ns]
+                                for name in cfg.data.test if split_name(name)[1] != "org"
+                                for p in sorted((synthetic / name).glob("*.jsonl"))}
     digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{cfg.classifier.name}-{cfg.data.name}-s{cfg.seed}-{digest}"
 
@@ -306,7 +311,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     exp.classifier = build_classifier(cfg.classifier, exp.benchmark)
     config = resolved_config(cfg)
     if cfg.logger.get("name", "none") == "wandb":
-        exp.logger = make_wandb_logger(cfg.logger, exp.identity, config, exp.output_dir, run_id=exp.key,
+        # A resumed job continues its W&B run; a fresh start (resume=false) gets a run of its own.
+        run_id = exp.key if cfg.resume else f"{exp.key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        exp.logger = make_wandb_logger(cfg.logger, exp.identity, config, exp.output_dir, run_id=run_id,
                                        group=_sweep_group(cfg),
                                        job_type="pretrain+finetune" if cfg.data.pretrain else "finetune")
     try:
