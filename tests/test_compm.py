@@ -157,3 +157,17 @@ def test_variants(shared_data) -> None:
     assert frozen.gru.weight_ih_l0.grad is not None and all(p.grad is None for p in frozen.pm.parameters())
     with pytest.raises(ValueError, match="pm="):
         CoMPM("meld", backbone="tiny", pm="wrong")
+
+
+@torch.no_grad()
+def test_cls_vectors_equal_the_full_encoder_output_with_padding() -> None:
+    from erc.models.backbone import build_encoder, cls_vectors
+
+    torch.manual_seed(1)
+    encoder = build_encoder("tiny", overrides={"num_hidden_layers": 3}).eval()
+    ids = torch.randint(5, 1000, (3, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 12:], mask[2, 3:] = 0, 0
+    ids[mask == 0] = 1
+    full = encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+    torch.testing.assert_close(cls_vectors(encoder, ids, mask), full, atol=1e-5, rtol=1e-4)

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaConfig, RobertaModel
 
 from erc.data import DataError
@@ -171,3 +172,32 @@ def build_encoder(name: str, pretrained: bool = True, overrides: dict[str, Any] 
     if is_local(name) or not pretrained:
         return RobertaModel(encoder_config(name, overrides), add_pooling_layer=False)
     return RobertaModel.from_pretrained(name, add_pooling_layer=False, **(overrides or {}))
+
+
+def cls_vectors(encoder: RobertaModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The last layer's ``<s>`` vectors, as ``encoder(...).last_hidden_state[:, 0]`` gives them, for less work.
+
+    Only position 0 of the last layer is read, so that layer computes keys and values for every position
+    but queries, attention output and feed-forward for position 0 alone: the same vectors (and, in
+    training, the same dropout distribution), without (L - 1) / L of the last layer's attention and
+    feed-forward work. That is about 40% of a 2-layer model, 20% of a 4-layer one and 4% of roberta-large.
+    """
+    from transformers.masking_utils import create_bidirectional_mask
+
+    hidden = encoder.embeddings(input_ids=input_ids)
+    mask = create_bidirectional_mask(config=encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    *lower, last = encoder.encoder.layer
+    for layer in lower:
+        hidden = layer(hidden, mask)
+    attention = last.attention.self
+    heads, size = attention.num_attention_heads, attention.attention_head_size
+    batch, length, _ = hidden.shape
+    query = attention.query(hidden[:, :1]).view(batch, 1, heads, size).transpose(1, 2)
+    key = attention.key(hidden).view(batch, length, heads, size).transpose(1, 2)
+    value = attention.value(hidden).view(batch, length, heads, size).transpose(1, 2)
+    keep = attention_mask.bool()[:, None, None, :]                                   # key padding mask
+    context = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, attn_mask=keep, dropout_p=attention.dropout.p if encoder.training else 0.0,
+        scale=attention.scaling)
+    first = last.attention.output(context.transpose(1, 2).reshape(batch, 1, heads * size), hidden[:, :1])
+    return last.feed_forward_chunk(first)[:, 0]

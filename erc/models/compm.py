@@ -22,7 +22,8 @@ Where this differs from the reference's computation, and why it gives the same m
 - The PM encodes each needed utterance once per batch and the GRU runs once per (dialogue, speaker) over
   that speaker's utterances; the k-th utterance reads step k-1. The GRU is causal, so this equals the
   reference's re-run per target (up to dropout masks in training).
-- Many targets per batch with attention masks. **Reference bug not copied:** the reference pads the PM
+- Both encoders compute their last layer at the ``<s>`` position only (:func:`erc.models.backbone.cls_vectors`:
+  the same vectors, less work), and many targets share a batch, with attention masks. **Reference bug not copied:** the reference pads the PM
   inputs and passes no attention mask, so its PM vectors (and predictions) depend on how long the
   speaker's other utterances are; we mask padding. ``schedule.batch_size=1`` still gives the reference's
   one-sample steps.
@@ -40,7 +41,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from erc.data import DataError, Dialogue
-from erc.models.backbone import build_encoder, build_tokenizer
+from erc.models.backbone import build_encoder, build_tokenizer, cls_vectors
 from erc.training.module import ERCClassifier
 
 PM_VARIANTS: tuple[str, ...] = ("pretrained", "scratch", "frozen")
@@ -215,7 +216,7 @@ class CoMPM(ERCClassifier):
         if "pm_ids" not in batch:
             return torch.zeros_like(like)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.pm_frozen):
-            pm_cls = self.pm(input_ids=batch["pm_ids"], attention_mask=batch["pm_mask"]).last_hidden_state[:, 0]
+            pm_cls = cls_vectors(self.pm, batch["pm_ids"], batch["pm_mask"])
         sequences = pm_cls[batch["track_rows"]]                                   # (tracks, steps, hidden)
         packed = pack_padded_sequence(sequences, torch.tensor(batch["track_lengths"]), batch_first=True,
                                       enforce_sorted=False)
@@ -225,6 +226,5 @@ class CoMPM(ERCClassifier):
         return torch.where(has_track, picked.to(like.dtype), torch.zeros_like(like))
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        context = self.context_model(input_ids=batch["input_ids"],
-                                     attention_mask=batch["attention_mask"]).last_hidden_state[:, 0]
+        context = cls_vectors(self.context_model, batch["input_ids"], batch["attention_mask"])
         return self.head(context + self.track_vectors(batch, context))
