@@ -1,0 +1,109 @@
+"""``make demo``: the paper's whole pipeline, small and offline, in one command.
+
+1. statistics and label-distribution plots of the benchmarks found;
+2. generate a small natural and a small balanced MELD set with the embedded LLM (``llm=local``);
+3. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT with tiny backbones on MELD Org, Nat and Bal
+   (one Hydra multirun, W&B offline);
+4. Table III, Table IV and the exact Friedman test over that sweep;
+5. print where every artefact is.
+
+Each step is the real command line a researcher would type (``generate.py``, ``train.py -m``,
+``evaluate.py``), run in a subprocess with its progress bars shown. Everything goes under ``--out``
+(default ``outputs/demo``): the benchmark folder is linked into ``<out>/data`` next to the generated
+sets, so the benchmark copy itself (often read-only) is never written to. Rerunning resumes: finished
+generation requests and training phases are not redone.
+
+    python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--limit-dialogues N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from erc.config import PROJECT_ROOT
+from erc.data import MissingDataError, default_data_dir, load_benchmark
+
+CLASSIFIERS = "compm,emoone,todkat"
+DATASETS = "meld,meld_nat,meld_bal"
+
+
+def run(step: str, args: list[str]) -> float:
+    """Run one step's command line from the project root, streaming its output; return seconds."""
+    print(f"\n=== {step}\n$ {shlex.join(args)}", flush=True)
+    start = time.perf_counter()
+    subprocess.run(args, cwd=PROJECT_ROOT, check=True)
+    return time.perf_counter() - start
+
+
+def prepare_workspace(data_dir: Path, out: Path) -> Path:
+    """``<out>/data`` with ``meld`` linked to the benchmark copy and room for ``synthetic/``."""
+    try:
+        load_benchmark("meld", "test", data_dir)
+    except MissingDataError as err:
+        raise SystemExit(f"error: the demo needs MELD. {err}") from None
+    workspace = out / "data"
+    workspace.mkdir(parents=True, exist_ok=True)
+    link = workspace / "meld"
+    if link.is_symlink() and link.resolve() != (data_dir / "meld").resolve():
+        link.unlink()
+    if not link.exists():
+        link.symlink_to((data_dir / "meld").resolve(), target_is_directory=True)
+    return workspace
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m erc.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=None, help="benchmark folder (default: $ERC_DATA_DIR or ./data)")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "demo")
+    parser.add_argument("--dialogues", type=int, default=20, help="dialogues to generate per set")
+    parser.add_argument("--limit-dialogues", type=int, default=100,
+                        help="MELD dialogues used per split (the full train split takes hours on a CPU)")
+    args = parser.parse_args(argv)
+    data_dir = (args.data_dir or default_data_dir()).resolve()
+    out = args.out.resolve()
+    workspace = prepare_workspace(data_dir, out)
+    python = sys.executable
+    data_override = f"paths.data_dir={workspace}"
+    timings: dict[str, float] = {}
+
+    timings["stats"] = run("1/5 statistics of the benchmarks",
+                           [python, "-m", "erc.data.stats", "--data-dir", str(data_dir), "--out", str(out / "stats")])
+    for prompt in ("natural", "balanced"):
+        timings[f"generate {prompt}"] = run(
+            f"2/5 generate a {prompt} MELD set with the embedded LLM",
+            [python, "generate.py", "benchmark=meld", f"prompt={prompt}", f"n_dialogues={args.dialogues}",
+             # small sets: wider dev/test shares so that every split gets dialogues
+             "split.train=0.6", "split.dev=0.2", "split.test=0.2",
+             data_override, f"hydra.run.dir={out}/generate/{prompt}"])
+    timings["train"] = run(
+        "3/5 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal",
+        [python, "train.py", "-m", f"classifier={CLASSIFIERS}", f"data={DATASETS}", "classifier.backbone=tiny",
+         "schedule=debug", f"data.limit_dialogues={args.limit_dialogues}", data_override,
+         f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train", "hydra.sweep.subdir=${hydra.job.num}"])
+    timings["evaluate"] = run("4/5 Table III, Table IV and the exact Friedman test",
+                              [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate"])
+
+    print("\n=== 5/5 artefacts")
+    sections = {
+        "statistics": sorted((out / "stats").glob("*")),
+        "generated sets (data cards, plots)": sorted(
+            p for name in ("meld_nat", "meld_bal") for p in (workspace / "synthetic" / name).glob("*")
+            if p.suffix in (".json", ".md", ".png", ".jsonl")),
+        "training (results.json per job; W&B offline runs: `wandb sync` them later)": sorted(
+            (out / "train").glob("*/results.json")) + sorted((out / "train").glob("**/wandb/offline-run-*"))[:9],
+        "evaluation": sorted(p for p in (out / "evaluate").glob("*") if p.is_file()),
+    }
+    for title, paths in sections.items():
+        print(f"{title}:")
+        for path in paths:
+            print(f"  {path}")
+    print("timings: " + ", ".join(f"{step} {seconds:.0f}s" for step, seconds in timings.items()))
+
+
+if __name__ == "__main__":
+    main()
