@@ -25,7 +25,11 @@ data:  ## download MELD and EmoryNLP into $ERC_DATA_DIR (default ./data); prints
 stats:  ## dataset statistics and label-distribution PNGs for every benchmark found
 	$(BIN)/python -m erc.data.stats --out outputs/stats
 
-demo: stats  ## the main job
+demo:  ## the main job: the paper's pipeline, small and offline (~15-20 min on 2 CPU cores)
+	$(BIN)/python -m erc.demo
+
+bench:  ## every benchmark script in bench/, then one summary
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf outputs multirun .pytest_cache

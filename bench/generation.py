@@ -76,6 +76,8 @@ def concurrency_figures(latency: float, waves: int) -> None:
             ideal = concurrency / latency
             print(f"{concurrency:>5} {summary['requests']:>9} {summary['wall_s']:>8.2f} {rate:>12.1f} "
                   f"{ideal:>12.1f} {rate / ideal:>6.2f} {1000 * cpu / summary['requests']:>18.2f}")
+            print(f"summary: generation, TGI loopback C={concurrency}: {rate:.1f} dialogues/s = "
+                  f"{rate / ideal:.2f} x ideal C/latency" + (" (goal >= 0.9)" if concurrency == 32 else ""))
     finally:
         stop.set()
         process.join(timeout=10)
@@ -121,6 +123,8 @@ def embedded_figures(n: int, max_new_tokens: int, rounds: int) -> None:
     print(f"pipeline (generate's request loop):  {pipeline[0][0]} tokens/round, best {best_pipeline:.1f} tokens/s")
     print(f"bare llama-cpp-python loop:          {bare[0][0]} tokens/round, best {best_bare:.1f} tokens/s")
     print(f"overhead: {100 * (1 - best_pipeline / best_bare):+.1f}%")
+    print(f"summary: generation, embedded backend {best_pipeline:.1f} vs bare llama-cpp-python {best_bare:.1f} "
+          f"tokens/s: overhead {100 * (1 - best_pipeline / best_bare):+.1f}% (goal <= 10%)")
 
 
 def main() -> None:

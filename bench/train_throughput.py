@@ -1,4 +1,4 @@
-"""Training throughput of CoMPM: our batched and cached path vs the reference's per-utterance path.
+"""Training throughput of CoMPM (our batched and cached path vs the reference's per-utterance path), EmoOne and TODKAT.
 
     python bench/train_throughput.py                     # tiny and small random RoBERTa, CPU
     python bench/train_throughput.py --sizes small --dialogues 100 --batch-size 16 --device cuda
@@ -219,6 +219,8 @@ def bench_emoone_todkat(args: argparse.Namespace, ctx) -> None:
                                                       args.device, args.threads),))
             print(f"{size:<7} {kind:<7} {setting:<48} {r['utterances']:>5} {r['seconds']:>8.2f} "
                   f"{r['utterances'] / r['seconds']:>8.1f} {r['peak_mib']:>9.0f}", flush=True)
+            print(f"summary: training, {kind} {size}, {setting}: {r['utterances'] / r['seconds']:.1f} utt/s, "
+                  f"peak {r['peak_mib']:.0f} MiB")
 
 
 def main() -> None:
@@ -247,6 +249,9 @@ def main() -> None:
         ratio = (rows["batched"]["utterances"] / rows["batched"]["seconds"]) / (
             rows["reference"]["utterances"] / rows["reference"]["seconds"])
         print(f"{size:<34} speedup batched / reference: {ratio:.1f}x")
+        print(f"summary: training, CoMPM {size}: {rows['batched']['utterances'] / rows['batched']['seconds']:.1f} "
+              f"utt/s batched vs {rows['reference']['utterances'] / rows['reference']['seconds']:.1f} per-utterance "
+              f"reference path = {ratio:.1f}x (goal >= 5x)")
     bench_emoone_todkat(args, ctx)
 
 

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="benchmark folder (default: $ERC_DATA_DIR or ./data)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "demo")
     parser.add_argument("--dialogues", type=int, default=20, help="dialogues to generate per set")
-    parser.add_argument("--limit-dialogues", type=int, default=100,
+    parser.add_argument("--limit-dialogues", type=int, default=250,
                         help="MELD dialogues used per split (the full train split takes hours on a CPU)")
     args = parser.parse_args(argv)
     data_dir = (args.data_dir or default_data_dir()).resolve()
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     timings["train"] = run(
         "3/5 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal",
         [python, "train.py", "-m", f"classifier={CLASSIFIERS}", f"data={DATASETS}", "classifier.backbone=tiny",
-         "schedule=debug", f"data.limit_dialogues={args.limit_dialogues}", data_override,
+         "schedule=demo", f"data.limit_dialogues={args.limit_dialogues}", data_override,
          f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train", "hydra.sweep.subdir=${hydra.job.num}"])
     timings["evaluate"] = run("4/5 Table III, Table IV and the exact Friedman test",
                               [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate"])

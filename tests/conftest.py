@@ -4,6 +4,7 @@ tests that need it skip, saying so, only when it is absent."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,26 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One torch thread in tests: on a machine shared with other work, OpenMP threads spin-wait and a tiny
+    model trains tens of times slower (see bench/train_throughput.py)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, shared_data: Path, fixtures_dir: Path) -> Path:
+    """A data folder for training tests: real MELD (a link to the shared copy, never written to) and the
+    small synthetic ``meld_bal`` fixture."""
+    root = tmp_path / "data"
+    (root / "synthetic").mkdir(parents=True)
+    (root / "meld").symlink_to(shared_data / "meld")
+    shutil.copytree(FIXTURES / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
+    return root

@@ -25,15 +25,6 @@ TOY = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread: on a shared machine, OpenMP threads spin-wait (see bench/train_throughput.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def model() -> CoMPM:
     torch.manual_seed(0)

@@ -13,16 +13,6 @@ from erc.data import DataError, label_set
 from erc.models.grayscale import emoone_loss, heuristic_gray, teacher_post
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread, as tests/test_training.py: on a shared machine OpenMP threads spin-wait and a tiny
-    model trains tens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def vector(benchmark: str, weights: dict[str, float]) -> list[float]:
     """A gray vector written by label name, laid out in the benchmark's class order."""
     return [weights.get(name, 0.0) for name in label_set(benchmark)]
@@ -152,18 +142,6 @@ def test_teacher_class_i_is_student_class_i():
 
 
 # ---- through the runner --------------------------------------------------------------------------
-
-@pytest.fixture
-def data_dir(tmp_path, shared_data, fixtures_dir):
-    """Real MELD (a link to the shared copy) and the synthetic meld_bal fixture (as tests/test_training.py)."""
-    import shutil
-
-    root = tmp_path / "data"
-    (root / "synthetic").mkdir(parents=True)
-    (root / "meld").symlink_to(shared_data / "meld")
-    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
-    return root
-
 
 def test_teacher_post_trains_through_the_runner_and_caches_exact_teacher_outputs(tmp_path, data_dir):
     """gray=teacher_post on pretrain (meld_bal) -> fine-tune (MELD): each phase trains its own teacher, and

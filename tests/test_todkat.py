@@ -19,16 +19,6 @@ VOCAB = 300
 PAD = 1
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One torch thread, as tests/test_training.py: on a shared machine OpenMP threads spin-wait and a tiny
-    model trains tens of times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_encoder(seed: int = 0) -> RobertaModel:
     torch.manual_seed(seed)
     config = RobertaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -92,7 +82,6 @@ def test_dialogue_logits_do_not_depend_on_its_batch_partner(topic, knowledge):
         first_only = net(a_ids[:1, :5], a_mask[:1, :5], torch.ones(1, 1, dtype=torch.bool),
                          knowledge_index=a_know[:1] if knowledge else None, **kwargs).logits
     assert not torch.allclose(first_only[0, 0], alone[0, 0], atol=1e-4)
-
 
 
 def test_todkat_module_batches_with_knowledge_and_keeps_each_dialogue_alone(tmp_path):
@@ -256,18 +245,6 @@ def test_fill_command_caches_every_utterance_and_resumes(tmp_path):
 
 
 # ---- through the runner --------------------------------------------------------------------------
-
-@pytest.fixture
-def data_dir(tmp_path, shared_data, fixtures_dir):
-    """Real MELD (a link to the shared copy) and the synthetic meld_bal fixture (as tests/test_training.py)."""
-    import shutil
-
-    root = tmp_path / "data"
-    (root / "synthetic").mkdir(parents=True)
-    (root / "meld").symlink_to(shared_data / "meld")
-    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
-    return root
-
 
 def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir):
     """``python train.py -m classifier=compm,emoone,todkat data=meld_bal schedule=debug classifier.backbone=tiny``

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
 from erc.config import CONFIG_DIR, PROJECT_ROOT
-from erc.data import MissingDataError, load_benchmark
+from erc.data import DataError, MissingDataError, load_benchmark
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
@@ -31,24 +30,6 @@ TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.
 # One torch thread in test jobs: on a machine shared with other work, OpenMP threads spin-wait and a
 # tiny model trains tens of times slower (see bench/train_throughput.py).
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, shared_data: Path, fixtures_dir: Path) -> Path:
-    """A data folder with real MELD (a link to the shared copy) and the synthetic meld_bal fixture."""
-    root = tmp_path / "data"
-    (root / "synthetic").mkdir(parents=True)
-    (root / "meld").symlink_to(shared_data / "meld")
-    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
-    return root
 
 
 def compose_train(tmp_path: Path, data_dir: Path, overrides: list[str]):
@@ -103,6 +84,15 @@ def test_missing_synthetic_set_names_the_generate_command(tmp_path, data_dir) ->
     cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_nat", "logger=none"])
     with pytest.raises(MissingDataError, match=r"python generate.py benchmark=meld prompt=natural"):
         train(cfg)
+
+
+def test_empty_dev_split_is_a_clear_error_before_training(tmp_path, data_dir) -> None:
+    (data_dir / "synthetic" / "meld_bal" / "dev.jsonl").write_text("")
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal", "logger=none"])
+    with pytest.raises(DataError, match=r"meld_bal: the dev split has no dialogues"):
+        train(cfg)
+    assert not (tmp_path / "logs" / "train" / "checkpoints").exists() or not any(
+        (tmp_path / "logs" / "train" / "checkpoints").rglob("*.ckpt"))
 
 
 def test_killed_job_resumes_from_its_last_checkpoint(tmp_path, data_dir) -> None:

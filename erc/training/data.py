@@ -111,8 +111,10 @@ class ERCDataModule(pl.LightningDataModule):
                                      batch_size or (self.batch_size if shuffle else self.eval_batch_size),
                                      shuffle=shuffle, seed=self.seed, bucket_batches=self.bucket_batches,
                                      rank=rank, world_size=world)
+        # Pinned host memory makes the copy to a GPU asynchronous; it only costs on CPU-only machines.
         return DataLoader(samples, batch_sampler=sampler, collate_fn=self.classifier.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

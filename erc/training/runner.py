@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from erc.data import Dialogue, load_benchmark, split_name
+from erc.data import DataError, Dialogue, load_benchmark, split_name
 from erc.training.data import ERCDataModule
 from erc.training.module import ERCClassifier
 from erc.training.phases import FitContext, build_classifier
@@ -141,7 +141,15 @@ class Experiment:
         return self._samples[(name, split)]
 
     def datamodule(self, classifier: ERCClassifier, dataset: str, schedule: PhaseSchedule) -> ERCDataModule:
-        return ERCDataModule(classifier, self.dialogues(dataset, "train"), self.dialogues(dataset, "dev"),
+        """Train and dev data of a phase; an empty split is an error before any training (a phase cannot select
+        a model without dev data), not a crash after it."""
+        train, dev = self.dialogues(dataset, "train"), self.dialogues(dataset, "dev")
+        for split, dialogues in (("train", train), ("dev", dev)):
+            if not dialogues:
+                raise DataError(f"{dataset}: the {split} split has no dialogues (data.limit_dialogues="
+                                f"{self.cfg.data.get('limit_dialogues')}); a small generated set needs more dialogues "
+                                f"or wider split ratios, e.g. `python generate.py ... split.dev=0.2 split.test=0.2`")
+        return ERCDataModule(classifier, train, dev,
                              batch_size=schedule.batch_size, eval_batch_size=schedule.eval_batch_size,
                              seed=int(self.cfg.seed), bucket_batches=schedule.bucket_batches,
                              num_workers=int(self.cfg.data.get("num_workers", 0)))
