@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from erc.config import PROJECT_ROOT
-from erc.data import MissingDataError, default_data_dir, load_benchmark
+from erc.data import DataError, MissingDataError, default_data_dir, load_benchmark
+from erc.data.download import download_all
 
 CLASSIFIERS = "compm,emoone,todkat"
 DATASETS = "meld,meld_nat,meld_bal"
@@ -40,12 +41,23 @@ def run(step: str, args: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def prepare_workspace(data_dir: Path, out: Path) -> Path:
-    """``<out>/data`` with ``meld`` linked to the benchmark copy and room for ``synthetic/``."""
+def ensure_meld(data_dir: Path) -> None:
+    """MELD must be readable; when it is not there, try ``make data``'s download (needs the internet)."""
     try:
         load_benchmark("meld", "test", data_dir)
+        return
     except MissingDataError as err:
-        raise SystemExit(f"error: the demo needs MELD. {err}") from None
+        print(f"MELD not found ({err}); trying to download it (make data) ...")
+    try:
+        download_all(data_dir)
+    except DataError as err:
+        raise SystemExit(f"error: the demo needs MELD and it could not be downloaded: {err}\n"
+                         f"Set ERC_DATA_DIR to a folder holding meld/{{train,dev,test}}_sent_emo.csv") from None
+
+
+def prepare_workspace(data_dir: Path, out: Path) -> Path:
+    """``<out>/data`` with ``meld`` linked to the benchmark copy and room for ``synthetic/``."""
+    ensure_meld(data_dir)
     workspace = out / "data"
     workspace.mkdir(parents=True, exist_ok=True)
     link = workspace / "meld"

@@ -22,11 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl, write_dialogues_jsonl
 from erc.data.labels import label_set, sentiment_of
 from erc.data.load import load_benchmark
+from erc.data.plots import plot_label_distribution
 from erc.data.schema import SPLITS, DataError, Dialogue, Utterance
 from erc.generation.card import write_card
 from erc.generation.dedup import deduplicate
 from erc.generation.parsing import Rules, validate
-from erc.generation.plot import plot_label_distribution
 from erc.generation.sampling import deviations_from_table_ii
 from erc.generation.split import assign_split, check_ratios
 from erc.generation.store import read_records
@@ -174,7 +174,7 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
         "dedup": OmegaConf.to_container(cfg.dedup, resolve=True), "split": ratios,
     }
     write_card(out_dir, card)
-    plot_label_distribution(_reference_sets(cfg, benchmark, name, counts), labels, out_dir / "label_distribution.png",
-                            f"Label distribution: {benchmark} and generated sets")
+    plot_label_distribution(_reference_sets(cfg, benchmark, name, counts), labels,
+                            f"Label distribution: {benchmark} and generated sets", out_dir / "label_distribution.png")
     log.info("%s: %d dialogues kept (%s)", out_dir, len(kept), card["counts"]["dialogues"])
     return card
