@@ -65,10 +65,11 @@ def _to(batch: dict, device: str) -> dict:
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
-def run_batched(size: str, dialogues: int, batch_size: int, device: str) -> tuple[int, float]:
+def train_epoch(model, data: list, optimizer, batch_size: int, device: str) -> tuple[int, float]:
+    """One epoch as ``train.py`` trains: tokenized once, length-bucketed batches, the classifier's own loss.
+    Returns (utterances, seconds)."""
     from erc.training.data import ERCDataModule
 
-    model, data, optimizer = _setup(size, dialogues, device)
     started = time.perf_counter()
     module = ERCDataModule(model, data, [], batch_size=batch_size, eval_batch_size=batch_size)
     module.setup()
@@ -79,6 +80,11 @@ def run_batched(size: str, dialogues: int, batch_size: int, device: str) -> tupl
         n += len(batch["labels"])
     _sync(device)
     return n, time.perf_counter() - started
+
+
+def run_batched(size: str, dialogues: int, batch_size: int, device: str) -> tuple[int, float]:
+    model, data, optimizer = _setup(size, dialogues, device)
+    return train_epoch(model, data, optimizer, batch_size, device)
 
 
 def run_reference(size: str, dialogues: int, device: str) -> tuple[int, float]:
@@ -174,22 +180,12 @@ def run_classifier(kind: str, options: dict, size: str, dialogues: int, batch_si
     from erc.data import load_benchmark
     from erc.models.emoone import EmoOne
     from erc.models.todkat import TODKAT
-    from erc.training.data import ERCDataModule
 
     torch.manual_seed(0)
     model = {"emoone": EmoOne, "todkat": TODKAT}[kind]("meld", backbone=size, **options).to(device).train()
     data = load_benchmark("meld", "train", _data_dir())[:dialogues]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    started = time.perf_counter()
-    module = ERCDataModule(model, data, [], batch_size=batch_size, eval_batch_size=batch_size)
-    module.setup()
-    n = 0
-    for batch in module.train_dataloader():
-        batch = _to(batch, device)
-        _step(model, optimizer, model.loss(batch, model(batch)))
-        n += len(batch["labels"])
-    _sync(device)
-    return n, time.perf_counter() - started
+    return train_epoch(model, data, optimizer, batch_size, device)
 
 
 def _measure_classifier(args: tuple) -> dict:
