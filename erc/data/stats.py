@@ -18,7 +18,7 @@ from pathlib import Path
 from erc.data.labels import BENCHMARKS, label_set
 from erc.data.load import default_data_dir, load_benchmark_with_report, split_name
 from erc.data.plots import plot_label_distribution
-from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError
+from erc.data.schema import SPLITS, Dialogue, MissingDataError
 
 
 @dataclass
