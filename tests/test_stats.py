@@ -7,11 +7,12 @@ import sys
 from PIL import Image
 
 from erc.config import PROJECT_ROOT
-from erc.data.stats import available, report
+from erc.data.stats import collect, report
 
 
 def test_stats_counts_and_plot(shared_data, tmp_path):
-    result = report(["meld", "emorynlp"], shared_data, tmp_path)
+    result = collect(shared_data, ["meld", "emorynlp"])
+    report(result, tmp_path)
     assert result["meld"]["test"].utterances == 2610
     assert result["meld"]["train"].labels["fear"] == 268
     assert list(result["emorynlp"]["dev"].labels) == ["neutral", "joyful", "peaceful", "powerful", "scared", "mad",
@@ -22,9 +23,9 @@ def test_stats_counts_and_plot(shared_data, tmp_path):
         assert image.size[0] > 400 and image.size[1] > 200
 
 
-def test_available_lists_what_is_there(shared_data, tmp_path):
-    assert available(shared_data) == ["meld", "emorynlp"]
-    assert available(tmp_path) == []
+def test_collect_finds_what_is_there(shared_data, tmp_path):
+    assert list(collect(shared_data)) == ["meld", "emorynlp"]
+    assert collect(tmp_path) == {}
 
 
 def test_stats_command_line(shared_data, tmp_path):

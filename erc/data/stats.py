@@ -60,17 +60,19 @@ def dataset_stats(name: str, data_dir: Path) -> dict[str, SplitStats]:
     return found
 
 
-def available(data_dir: Path) -> list[str]:
-    """Benchmarks and generated sets with at least one readable split under ``data_dir``."""
-    names = []
+def collect(data_dir: Path, names: list[str] | None = None) -> dict[str, dict[str, SplitStats]]:
+    """Statistics of ``names``, or (``names=None``) of every benchmark and generated set with at least one
+    readable split under ``data_dir``. Each dataset is read once."""
+    if names:
+        return {name: dataset_stats(name, data_dir) for name in names}
+    found = {}
     for benchmark in BENCHMARKS:
         for name in (benchmark, f"{benchmark}_nat", f"{benchmark}_bal"):
             try:
-                dataset_stats(name, data_dir)
+                found[name] = dataset_stats(name, data_dir)
             except MissingDataError:
                 continue
-            names.append(name)
-    return names
+    return found
 
 
 def format_table(name: str, stats: dict[str, SplitStats]) -> str:
@@ -86,11 +88,10 @@ def format_table(name: str, stats: dict[str, SplitStats]) -> str:
     return "\n".join(lines)
 
 
-def report(names: list[str], data_dir: Path, out_dir: Path) -> dict[str, dict[str, SplitStats]]:
+def report(everything: dict[str, dict[str, SplitStats]], out_dir: Path) -> None:
     """Print the tables, write ``stats.json`` and one ``label_distribution_<benchmark>.png`` per
     benchmark (its generated sets overlaid) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    everything = {name: dataset_stats(name, data_dir) for name in names}
     for name, stats in everything.items():
         print(format_table(name, stats))
     for benchmark in BENCHMARKS:
@@ -107,7 +108,6 @@ def report(names: list[str], data_dir: Path, out_dir: Path) -> dict[str, dict[st
     (out_dir / "stats.json").write_text(json.dumps(
         {n: {split: vars(s) for split, s in st.items()} for n, st in everything.items()}, indent=2))
     print(f"wrote {out_dir / 'stats.json'}")
-    return everything
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,10 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/stats"), help="where PNGs and stats.json go")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
-    names = args.names or available(data_dir)
-    if not names:
+    everything = collect(data_dir, args.names)
+    if not everything:
         raise SystemExit(f"no benchmark data found under {data_dir}; run `make data` or set ERC_DATA_DIR")
-    report(names, data_dir, args.out)
+    report(everything, args.out)
 
 
 if __name__ == "__main__":
