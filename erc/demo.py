@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             p for name in ("meld_nat", "meld_bal") for p in (workspace / "synthetic" / name).glob("*")
             if p.suffix in (".json", ".md", ".png", ".jsonl")),
         "training (results.json per job; W&B offline runs: `wandb sync` them later)": sorted(
-            (out / "train").glob("*/results.json")) + sorted((out / "train").glob("**/wandb/offline-run-*"))[:9],
+            (out / "train").glob("*/results.json")) + sorted((out / "train").glob("*/wandb/offline-run-*")),
         "evaluation": sorted(p for p in (out / "evaluate").glob("*") if p.is_file()),
     }
     for title, paths in sections.items():
