@@ -7,14 +7,17 @@
 import hydra
 from omegaconf import DictConfig
 
-import erc  # noqa: F401  (registers the ${erc.root:} resolver)
+import erc  # noqa: F401  (registers the config resolvers)
+from erc.cli import check_command_line, exit_on_user_error
 from erc.evaluation import evaluate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 
 
 if __name__ == "__main__":
+    check_command_line()
     main()

@@ -6,14 +6,17 @@ A thin Hydra shell over :func:`erc.generation.generate` (see conf/generate.yaml)
 import hydra
 from omegaconf import DictConfig
 
-import erc  # noqa: F401  (registers the ${erc.root:} resolver)
+import erc  # noqa: F401  (registers the config resolvers)
+from erc.cli import check_command_line, exit_on_user_error
 from erc.generation import generate
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="generate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     generate(cfg)
 
 
 if __name__ == "__main__":
+    check_command_line()
     main()

@@ -19,3 +19,8 @@ def register_resolvers() -> None:
     """Register the project's OmegaConf resolvers once (idempotent)."""
     if not OmegaConf.has_resolver("erc.root"):
         OmegaConf.register_new_resolver("erc.root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("erc.secret_file"):
+        from erc.secrets import read_secret_file
+
+        # Not cached: the secret is read when used, never kept in the config tree.
+        OmegaConf.register_new_resolver("erc.secret_file", read_secret_file, use_cache=False)

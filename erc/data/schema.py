@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from erc.errors import DataError, MissingDataError
+
 Split = Literal["train", "dev", "test"]
 Source = Literal["org", "nat", "bal"]
 
@@ -12,13 +14,7 @@ SPLITS: tuple[str, ...] = ("train", "dev", "test")
 # org: the benchmark's own data; nat / bal: LLM-generated "natural" and "balanced" sets.
 SOURCES: tuple[str, ...] = ("org", "nat", "bal")
 
-
-class DataError(ValueError):
-    """Bad or missing input data. The message names the file, the line or record, and the field."""
-
-
-class MissingDataError(DataError):
-    """The files of a dataset split are not there. The message says what was looked for and how to get it."""
+__all__ = ["DataError", "Dialogue", "MissingDataError", "SOURCES", "SPLITS", "Utterance"]
 
 
 @dataclass

@@ -8,18 +8,10 @@ whether decoding was constrained, counts, label histogram, rejection reasons and
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a small file through a temporary file and a rename: never half-written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+from erc.io import write_text_atomic
 
 
 def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
@@ -69,5 +61,5 @@ Files: `train/dev/test.jsonl` (read with `erc.data.load_benchmark("{card['datase
 
 
 def write_card(out_dir: Path, card: dict[str, Any]) -> None:
-    write_atomic(out_dir / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    write_atomic(out_dir / "README.md", readme_text(card))
+    write_text_atomic(out_dir / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(out_dir / "README.md", readme_text(card))

@@ -22,18 +22,20 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from erc.data.labels import label_set
+from erc.errors import UserError
 from erc.generation.backends import Backend, FatalRequestError, TransientError, make_backend
 from erc.generation.grammar import DialogueGrammar
 from erc.generation.parsing import Rules, validate
 from erc.generation.postprocess import postprocess
 from erc.generation.prompts import DialogueSpec, load_template, plan_dialogue, render_user_prompt
 from erc.generation.sampling import Sampling, derive_seed, warn_lost
-from erc.generation.store import RequestStore, append_json_line, canonical_hash, fingerprint
+from erc.generation.store import RequestStore, canonical_hash, fingerprint
+from erc.io import append_jsonl
 
 log = logging.getLogger(__name__)
 
 
-class GenerationError(RuntimeError):
+class GenerationError(UserError, RuntimeError):
     """The run stopped (server unreachable after all retries, or a request it will never accept)."""
 
 
@@ -267,7 +269,7 @@ async def run_requests(cfg: DictConfig) -> dict[str, Any]:
     finally:
         await backend.close()
         run["finished_at"] = time.time()
-        append_json_line(out_dir / "runs.jsonl", run)
+        append_jsonl(out_dir / "runs.jsonl", run)
     return run
 
 

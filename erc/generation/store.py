@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from erc.data.schema import DataError
+from erc.io import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -33,33 +34,12 @@ def fingerprint(*, backend: str, model: str, template_hash: str, prompt: str, pa
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
-    """All records of ``path`` (none if absent). A record is written as one line ending in a
-    newline, so a write cut short leaves a last line without one: that torn line is dropped with
-    a warning, and with ``repair`` cut off so the next append starts cleanly. A complete line that
-    is not a JSON object is a :class:`DataError` naming the line."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
-    records: list[dict[str, Any]] = []
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except ValueError as err:
-            raise DataError(f"{path}: line {number}: corrupt record ({err})") from None
+    """All request records of ``path`` (none if absent); a torn last line is dropped (and cut off with
+    ``repair``, see :func:`erc.io.read_jsonl`). A line that is not a request record is a :class:`DataError`."""
+    records = read_jsonl(path, repair=repair)
+    for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or "fingerprint" not in record:
-            raise DataError(f"{path}: line {number}: not a request record (no field 'fingerprint')")
-        records.append(record)
-    if tail:
-        log.warning("%s: line %d is a torn record from an interrupted run (%d bytes); dropped",
-                    path, len(lines) + 1, len(tail))
-        if repair:
-            with open(path, "r+b") as handle:
-                handle.truncate(len(data) - len(tail))
+            raise DataError(f"{path}: record {number}: not a request record (no field 'fingerprint')")
     return records
 
 
@@ -83,9 +63,3 @@ class RequestStore:
 
     def close(self) -> None:
         self._handle.close()
-
-
-def append_json_line(path: Path, record: dict[str, Any]) -> None:
-    """Append one record to a small log such as ``runs.jsonl``."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")

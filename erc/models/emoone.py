@@ -23,8 +23,6 @@ reference's one-sample steps).
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import torch
 from torch import nn
 
 from erc.data import Dialogue
+from erc.io import write_atomic
 from erc.models.backbone import build_encoder, build_tokenizer
 from erc.models.compm import CoMPM, CoMPMSample
 from erc.models.grayscale import GRAY_METHODS, TEACHER_METHODS, emoone_loss, heuristic_gray, teacher_post
@@ -178,14 +177,7 @@ class EmoOne(ERCClassifier):
         batches = BucketBatchSampler([s.length for s in samples], ctx.schedule.eval_batch_size, shuffle=False)
         probs = self.teacher_probabilities(teacher, samples, batches)
         teacher.cpu()
-        _save_atomic({"keys": keys, "probs": probs}, cache_file)
+        write_atomic(cache_file, lambda handle: torch.save({"keys": keys, "probs": probs}, handle), binary=True)
         log.info("EmoOne %s: teacher distributions of %d samples cached in %s", ctx.phase, len(samples), cache_file)
         self.attach_teacher(samples, probs)
 
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)

@@ -33,7 +33,8 @@ from erc.training.data import ERCDataModule
 from erc.training.module import ERCClassifier
 from erc.training.phases import FitContext, build_classifier
 from erc.training.schedule import PhaseSchedule, phase_schedule
-from erc.training.tracking import git_revision, make_wandb_logger, resolved_config, write_json_atomic
+from erc.io import write_json_atomic
+from erc.training.tracking import git_revision, make_wandb_logger, resolved_config
 
 log = logging.getLogger(__name__)
 

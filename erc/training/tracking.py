@@ -7,29 +7,17 @@ later); ``WANDB_MODE`` or ``logger.mode`` override that. results.json never depe
 
 from __future__ import annotations
 
-import json
 import netrc
 import os
-import re
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from erc.config import PROJECT_ROOT
+from erc.secrets import strip_secrets
 
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
-
-
-def strip_secrets(value: Any) -> Any:
-    """A copy of a plain config container without any key that looks like a secret."""
-    if isinstance(value, dict):
-        return {k: strip_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
-    if isinstance(value, list):
-        return [strip_secrets(v) for v in value]
-    return value
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
@@ -79,18 +67,3 @@ def git_revision() -> str | None:
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -14,13 +14,12 @@ its arguments). Files are written atomically (temporary file, then rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from erc.data.labels import canonical_label
 from erc.data.schema import SOURCES, DataError, Dialogue, Utterance
+from erc.io import write_jsonl_atomic
 
 
 def _require(record: dict, name: str, kind: type, where: str):
@@ -70,14 +69,4 @@ def read_dialogues_jsonl(path: Path, benchmark: str, split: str, source: str) ->
 
 def write_dialogues_jsonl(path: Path, dialogues: Iterable[Dialogue]) -> None:
     """Write dialogues as JSONL atomically, so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for dialogue in dialogues:
-                handle.write(json.dumps(dialogue.to_dict(), ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_jsonl_atomic(path, (dialogue.to_dict() for dialogue in dialogues))

@@ -1,0 +1,50 @@
+"""What every entry point (``train.py``, ``generate.py``, ``evaluate.py``, ``python -m erc....``) shares:
+secrets refused on the command line before Hydra writes anything, and user errors printed as one line.
+
+A :class:`erc.errors.UserError` (bad data, a bad config value, a busy folder) is the user's to fix: it is
+logged to the job's log, printed as ``error: <message>`` and the process exits with status 2. Any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from erc.errors import UserError
+from erc.secrets import refuse_on_command_line
+
+log = logging.getLogger("erc")
+T = TypeVar("T")
+
+EXIT_USER_ERROR = 2
+
+
+def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
+    """Wrap a task function: a :class:`UserError` becomes one line on stderr and exit status 2."""
+
+    @functools.wraps(task)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return task(*args, **kwargs)
+        except UserError as err:
+            log.debug("user error", exc_info=True)       # the traceback stays in the job's log file only
+            for handler in logging.getLogger().handlers:   # the log file gets the message too
+                if isinstance(handler, logging.FileHandler):
+                    handler.handle(log.makeRecord(log.name, logging.ERROR, "", 0, f"error: {err}", (), None))
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return wrapper
+
+
+def check_command_line(argv: list[str] | None = None) -> None:
+    """Refuse secrets given as overrides (see :mod:`erc.secrets`) before Hydra writes them anywhere."""
+    try:
+        refuse_on_command_line(sys.argv[1:] if argv is None else argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_USER_ERROR)

@@ -1,0 +1,102 @@
+"""Writing files so that a reader never sees half of one, and reading append-only JSONL logs.
+
+Every file the project writes in place (results, cards, splits, caches) goes through
+:func:`write_atomic`: a temporary file beside the target, then a rename, the temporary file removed
+whatever happens. The result gets the mode an ordinary ``open()`` would give it (``0666`` less the
+umask), so colleagues sharing a group folder can read results; ``mkstemp`` alone would leave ``0600``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from erc.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path | str, write: Callable[[IO[Any]], None], binary: bool = False) -> Path:
+    """Create ``path`` through ``write(handle)`` on a temporary file in the same folder and a rename.
+
+    A full disk or another OS error is a :class:`UserError` naming the file; the target is left as it
+    was and the temporary file is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            write(handle)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UserError(f"{path}: could not write ({err.strerror or err}); the previous version, if any, is "
+                        f"unchanged. Free disk space or fix the folder's permissions and rerun.") from err
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: Path | str, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda handle: handle.write(text))
+
+
+def write_json_atomic(path: Path | str, payload: Any) -> Path:
+    """Write ``payload`` as indented JSON atomically (see :func:`write_atomic`)."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def write_jsonl_atomic(path: Path | str, records: Iterable[Any]) -> Path:
+    """Write one JSON document per line atomically (see :func:`write_atomic`)."""
+    def write(handle: IO[str]) -> None:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return write_atomic(path, write)
+
+
+def read_jsonl(path: Path | str, repair: bool = False) -> list[Any]:
+    """Every complete record of an append-only JSONL log (none if it is absent).
+
+    A record is written as one line ending in a newline, so a write cut short by a crash leaves a last
+    line without one: that torn line is dropped with a warning and, with ``repair``, cut off so the next
+    append starts cleanly. A complete line that is not JSON is a :class:`DataError` naming the line."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    records = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append(json.loads(raw))
+        except ValueError as err:
+            raise DataError(f"{path}: line {number}: corrupt record ({err}); move the file away or delete "
+                            f"that line") from None
+    if tail:
+        log.warning("%s: line %d is a torn record from an interrupted run (%d bytes); dropped",
+                    path, len(lines) + 1, len(tail))
+        if repair:
+            with open(path, "r+b") as handle:
+                handle.truncate(len(data) - len(tail))
+    return records
+
+
+def append_jsonl(path: Path | str, record: Any) -> None:
+    """Append one record (one line) to a small log such as ``runs.jsonl``."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")

@@ -1,0 +1,63 @@
+"""Secrets (API keys, bearer tokens) reach the server they are meant for and nothing else.
+
+A config key holds a secret when its name matches :data:`SECRET_KEY` (``api_key``, ``token``, ...).
+Its value comes from the environment (``${oc.env:OPENAI_API_KEY,null}``) or a file
+(``${erc.secret_file:/run/secrets/tgi}``), never from the command line: Hydra writes every override to
+``.hydra/overrides.yaml`` and ``hydra.yaml``, its error line repeats them, and W&B records the command
+line in every run it syncs. :func:`refuse_on_command_line` stops such an override before Hydra starts;
+:func:`strip_secrets` removes secret keys from whatever config is written (results.json, W&B, cards).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from erc.errors import ConfigError
+
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+
+
+def strip_secrets(value: Any) -> Any:
+    """A copy of a plain config container without any key that looks like a secret."""
+    if isinstance(value, dict):
+        return {k: strip_secrets(v) for k, v in value.items() if not SECRET_KEY.search(str(k))}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+def secret_overrides(argv: list[str]) -> list[str]:
+    """The command-line overrides that set a secret key to a literal value (an interpolation such as
+    ``${oc.env:MY_KEY}`` names where the secret is, so it may be written down)."""
+    found = []
+    for arg in argv:
+        if arg.startswith("-") or "=" not in arg:
+            continue
+        key, value = arg.split("=", 1)
+        leaf = key.lstrip("+~").rsplit(".", 1)[-1]
+        if SECRET_KEY.search(leaf) and value.strip() not in ("", "null") and not value.strip().startswith("${"):
+            found.append(key.lstrip("+~"))
+    return found
+
+
+def refuse_on_command_line(argv: list[str]) -> None:
+    """Raise :class:`ConfigError` when ``argv`` gives a secret's value (see the module docstring)."""
+    keys = secret_overrides(argv)
+    if keys:
+        key = keys[0]
+        raise ConfigError(
+            f"{key} was given on the command line, where Hydra would write it to .hydra/overrides.yaml and the "
+            f"job log and W&B would record it. Pass it through the environment or a file instead, e.g. "
+            f"`export MY_KEY=...` with {key}='${{oc.env:MY_KEY}}', or {key}='${{erc.secret_file:/path/to/file}}' "
+            f"(llm=openai reads $OPENAI_API_KEY and llm=tgi reads $ERC_TGI_TOKEN by default)")
+
+
+def read_secret_file(path: str) -> str:
+    """The ``${erc.secret_file:PATH}`` resolver: the file's first line, stripped."""
+    file = Path(path).expanduser()
+    try:
+        return file.read_text(encoding="utf-8").strip().splitlines()[0].strip()
+    except (OSError, IndexError) as err:
+        raise ConfigError(f"secret file {file}: cannot read a secret from it ({err or 'empty file'})") from None
