@@ -16,7 +16,9 @@ from typing import Any
 
 from erc.errors import ConfigError
 
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential)", re.IGNORECASE)
+# A key is a secret when its last word is one of these (``token``, ``hf_token``, ``api_key``, ``client_secret``),
+# not when the word only appears inside it (``max_new_tokens``, ``tokenizer`` are settings to record).
+SECRET_KEY = re.compile(r"(?:^|[_\-.])(?:(?:api|access|private|secret)[_-]?key|token|secret|password|passwd|credentials?)$", re.IGNORECASE)
 
 
 def strip_secrets(value: Any) -> Any:
