@@ -1,0 +1,101 @@
+"""Every ``python train.py|generate.py|evaluate.py ...`` command in README.md and docs/ composes: its config
+groups and keys exist and its values pass the entry point's config check. A README that breaks when followed
+literally (``schedule.finetune.lr=5e-6`` failing with "not in struct") fails here, not on a user's machine."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.secrets import secret_overrides
+
+ENTRY_POINTS = {"train.py": "train", "generate.py": "generate", "evaluate.py": "evaluate"}
+DOCS = [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").glob("*.md"))]
+
+
+def shell_lines(text: str) -> list[str]:
+    """Lines of fenced code blocks and indented code, with backslash continuations joined."""
+    lines, in_fence = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+            continue
+        if in_fence or line.startswith("    "):
+            lines.append(line.strip())
+    joined, pending = [], ""
+    for line in lines:
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        joined.append(pending + line)
+        pending = ""
+    return joined
+
+
+def documented_commands() -> list[tuple[str, str, list[str]]]:
+    """``(where, config name, overrides)`` of every documented entry-point command; ``...`` (elided
+    arguments) and trailing comments are dropped, ``<placeholders>`` filled in, and arguments with loop
+    variables (``benchmark=$b``) left out."""
+    found = []
+    for doc in DOCS:
+        for line in shell_lines(doc.read_text(encoding="utf-8")):
+            match = re.search(r"\bpython (train|generate|evaluate)\.py\b(.*)", line)
+            if not match:
+                continue
+            # <time>, <sweep group>: placeholders the reader fills in
+            args = shlex.split(re.sub(r"<[^<>]+>", "PLACEHOLDER", match.group(2)), comments=True)
+            args = [a for a in args if a not in ("...", "-m", "--multirun") and not a.startswith(("$", ";"))]
+            args = [a for a in args if "$" not in a and a not in ("do", "done", "done;")]
+            found.append((f"{doc.name}: python {match.group(1)}.py{match.group(2)}".strip(), match.group(1), args))
+    return found
+
+
+def first_of_each_sweep(overrides: list[str]) -> list[str]:
+    """One job of a multirun: the first value of every sweep (``classifier=compm,emoone`` -> ``compm``)."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    out = []
+    for text, override in zip(overrides, parsed):
+        if override.is_sweep_override():
+            first = next(iter(override.sweep_string_iterator()))
+            out.append(f"{override.get_key_element()}={first}")
+        else:
+            out.append(text)
+    return out
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_docs_show_commands_of_every_entry_point():
+    assert {name for _, name, _ in COMMANDS} == set(ENTRY_POINTS.values())
+
+
+@pytest.mark.parametrize("where,config_name,overrides", COMMANDS, ids=[c[0][:90] for c in COMMANDS])
+def test_documented_command_composes(where: str, config_name: str, overrides: list[str]):
+    assert not secret_overrides(overrides), f"{where}: the docs must not show a secret on the command line"
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        compose(config_name=config_name, overrides=first_of_each_sweep(overrides), return_hydra_config=True)
+
+
+def test_a_broken_command_fails_to_compose():
+    """The check above is not vacuous: a key that does not exist is refused."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"), pytest.raises(Exception):
+        compose(config_name="train", overrides=["schedule.no_such_key=1"])
+
+
+def test_shell_lines_join_continuations_and_skip_prose():
+    text = "prose python train.py nope\n```bash\npython train.py a=1 \\\n  b=2   # note\n```\n    python -m x\n"
+    assert shell_lines(text) == ["python train.py a=1  b=2   # note", "python -m x"]
+
+
+def test_docs_listing_is_read_from_the_project():
+    assert Path(DOCS[0]).name == "README.md" and COMMANDS
