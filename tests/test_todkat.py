@@ -4,6 +4,7 @@ learns, the knowledge cache round-trips, and the classifier trains through the r
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -255,13 +256,14 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
 
     from erc.config import PROJECT_ROOT
 
-    sweep = tmp_path / "multirun"
+    logs = tmp_path / "logs"
     command = [sys.executable, "train.py", "-m", "classifier=compm,emoone,todkat", "data=meld_bal", "schedule=debug",
                "classifier.backbone=tiny", "data.limit_dialogues=2", "trainer.enable_progress_bar=false",
-               f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}"]
+               f"paths.log_dir={logs}"]
     env = {**os.environ, "ERC_DATA_DIR": str(data_dir), "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    (sweep,) = (logs / "train" / "multiruns").iterdir()          # the default sweep layout
     results = [json.loads(p.read_text()) for p in sorted(sweep.rglob("results.json"))]
     assert sorted(r["identity"]["classifier"] for r in results) == ["compm", "emoone", "todkat"]
     for r in results:
@@ -271,7 +273,13 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
             assert 0.0 <= r["metrics"][key] <= 1.0, (r["identity"]["classifier"], key)
     todkat = next(r for r in results if r["identity"]["classifier"] == "todkat")
     assert todkat["identity"]["variant"] == "topic=True,knowledge=none"
-    assert len(list(sweep.rglob("wandb/offline-run-*"))) == 3
+    runs = sorted(sweep.rglob("wandb/offline-run-*"))
+    assert len(runs) == 3
+    # The README's `wandb sync` glob (outputs/ is paths.log_dir) finds every one of them.
+    pattern = re.search(r"wandb sync outputs/(\S+?)`", (PROJECT_ROOT / "README.md").read_text()).group(1)
+    head, alternatives, tail = re.match(r"(.*)\{(.*)\}(.*)", pattern).groups()
+    found = sorted(p for alt in alternatives.split(",") for p in logs.glob(head + alt + tail))
+    assert found == runs
 
 
 def test_schedule_paper_gives_todkat_its_reference_optimisation():
