@@ -1,0 +1,128 @@
+"""erc.io (atomic writes, torn-line JSONL) and erc.locks (one process per folder), with real processes
+and real OS limits rather than simulated failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from erc.config import PROJECT_ROOT
+from erc.errors import DataError, LockError, UserError
+from erc.io import append_jsonl, read_jsonl, write_atomic, write_text_atomic
+from erc.locks import FolderLock
+
+
+def test_atomic_write_respects_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        path = write_text_atomic(tmp_path / "results.json", "{}")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640          # group-readable, as open() would make it
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_a_full_disk_is_a_user_error_naming_the_file_and_keeps_the_old_version(tmp_path):
+    """A real write failure: the process may not write files beyond 1 kB (RLIMIT_FSIZE; EFBIG like ENOSPC)."""
+    target = tmp_path / "card.json"
+    target.write_text('{"old": true}')
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(PROJECT_ROOT)!r})
+        from erc.errors import UserError
+        from erc.io import write_json_atomic
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+        try:
+            write_json_atomic({str(target)!r}, {{"x": "y" * 100000}})
+        except UserError as err:
+            print(err)
+            sys.exit(3)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert str(target) in done.stdout and "could not write" in done.stdout
+    assert target.read_text() == '{"old": true}'
+    assert [p.name for p in tmp_path.iterdir()] == ["card.json"]   # no temporary file left behind
+
+
+def test_a_failing_writer_leaves_no_temporary_file(tmp_path):
+    def half_then_fail(handle) -> None:
+        handle.write("half a file")
+        raise ZeroDivisionError("a bug in the writer")
+    with pytest.raises(ZeroDivisionError):
+        write_atomic(tmp_path / "x.json", half_then_fail)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_jsonl_drops_a_torn_last_line_and_repairs(tmp_path, caplog):
+    path = tmp_path / "runs.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "a") as handle:
+        handle.write('{"b": ')
+    assert read_jsonl(path, repair=True) == [{"a": 1}]
+    assert "torn record" in caplog.text
+    append_jsonl(path, {"c": 3})
+    assert read_jsonl(path) == [{"a": 1}, {"c": 3}]
+
+
+def test_read_jsonl_names_a_corrupt_line(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    path.write_text('{"a": 1}\nnot json\n')
+    with pytest.raises(DataError, match=r"runs.jsonl: line 2"):
+        read_jsonl(path)
+    assert issubclass(DataError, UserError)
+
+
+HOLD = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from erc.locks import FolderLock
+    with FolderLock(sys.argv[1], what="generation"):
+        print("held", flush=True)
+        time.sleep(120)
+""")
+
+
+def _holder(folder: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(PROJECT_ROOT)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    proc = _holder(tmp_path)
+    try:
+        with pytest.raises(LockError) as refused:
+            FolderLock(tmp_path, what="generation").acquire()
+        message = str(refused.value)
+        assert f"pid {proc.pid}" in message and socket.gethostname() in message and str(tmp_path) in message
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert json.loads((tmp_path / ".lock").read_text())["pid"] == proc.pid   # the file stays, the lock does not
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with FolderLock(tmp_path, what="generation"):
+                break
+        except LockError:
+            assert time.monotonic() < deadline, "the lock outlived its killed holder"
+            time.sleep(0.1)
+
+
+def test_the_lock_is_reentrant_within_a_process(tmp_path):
+    with FolderLock(tmp_path, what="training"), FolderLock(tmp_path, what="training"):
+        pass
+    with FolderLock(tmp_path, what="training"):          # released after the outer exit
+        pass
