@@ -25,9 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from erc.cli import exit_on_user_error
 from erc.config import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, default_data_dir, load_benchmark
 from erc.data.download import download_all
+from erc.errors import UserError
 
 CLASSIFIERS = "compm,emoone,todkat"
 DATASETS = "meld,meld_nat,meld_bal"
@@ -37,7 +39,10 @@ def run(step: str, args: list[str]) -> float:
     """Run one step's command line from the project root, streaming its output; return seconds."""
     print(f"\n=== {step}\n$ {shlex.join(args)}", flush=True)
     start = time.perf_counter()
-    subprocess.run(args, cwd=PROJECT_ROOT, check=True)
+    done = subprocess.run(args, cwd=PROJECT_ROOT)
+    if done.returncode:
+        raise UserError(f"step {step.split()[0]} failed (exit status {done.returncode}; its message is above). "
+                        f"Fix it and rerun: finished generation requests and training phases are reused")
     return time.perf_counter() - start
 
 
@@ -51,8 +56,8 @@ def ensure_meld(data_dir: Path) -> None:
     try:
         download_all(data_dir)
     except DataError as err:
-        raise SystemExit(f"error: the demo needs MELD and it could not be downloaded: {err}\n"
-                         f"Set ERC_DATA_DIR to a folder holding meld/{{train,dev,test}}_sent_emo.csv") from None
+        raise UserError(f"the demo needs MELD and it could not be downloaded: {err}. Set ERC_DATA_DIR to a "
+                        f"folder holding meld/{{train,dev,test}}_sent_emo.csv") from None
 
 
 def prepare_workspace(data_dir: Path, out: Path) -> Path:
@@ -68,6 +73,7 @@ def prepare_workspace(data_dir: Path, out: Path) -> Path:
     return workspace
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m erc.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="benchmark folder (default: $ERC_DATA_DIR or ./data)")

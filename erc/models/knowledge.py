@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from erc.cli import exit_on_user_error
 from erc.data import DataError, default_data_dir, load_benchmark
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ def dataset_texts(names: Sequence[str], splits: Sequence[str], data_dir: str | P
     return texts
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m erc.models.knowledge",
