@@ -89,8 +89,8 @@ def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | Non
         path = data_dir / "synthetic" / name / f"{split}.jsonl"
         if not path.is_file():
             raise MissingDataError(f"{path}: generated dataset {name!r} not found; make it with "
-                            f"`python generate.py benchmark={benchmark} "
-                            f"prompt={'balanced' if source == 'bal' else 'natural'}`")
+                                   f"`python generate.py benchmark={benchmark} "
+                                   f"prompt={'balanced' if source == 'bal' else 'natural'}`")
         return read_dialogues_jsonl(path, benchmark, split, source), skipped
     folder = data_dir / benchmark_info(benchmark)["files"]["folder"]
     candidates = _candidates(benchmark, folder, split)
@@ -108,10 +108,13 @@ def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | Non
         if skipped:
             log.warning("%s %s: skipped %d utterance(s) on purpose: %s", benchmark, split,
                         sum(skipped.values()), dict(sorted(skipped.items())))
+        if not dialogues:
+            raise DataError(f"{path}: no {benchmark} {split} dialogues in it (an empty or header-only copy?); "
+                            f"the benchmark's files are never empty, so replace it: {HOW_TO_GET[benchmark]}")
         return dialogues, skipped
-    looked = "\n  ".join(f"{fmt}: {path}" for fmt, path in candidates)
-    raise MissingDataError(f"no {benchmark} {split} data found in {folder}; looked for\n  {looked}\n"
-                    f"To get it: {HOW_TO_GET[benchmark]}")
+    looked = "; ".join(f"{fmt}: {path}" for fmt, path in candidates)
+    raise MissingDataError(f"no {benchmark} {split} data found in {folder} (looked for {looked}). "
+                           f"To get it: {HOW_TO_GET[benchmark]}")
 
 
 def load_benchmark(name: str, split: str, data_dir: str | Path | None = None) -> list[Dialogue]:

@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from erc.cli import exit_on_user_error
 from erc.data.labels import BENCHMARKS, label_set
 from erc.data.load import default_data_dir, load_benchmark_with_report, split_name
 from erc.data.plots import plot_label_distribution
@@ -110,7 +111,9 @@ def report(everything: dict[str, dict[str, SplitStats]], out_dir: Path) -> None:
     print(f"wrote {out_dir / 'stats.json'}")
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
+    """The command line; a missing or damaged dataset is one ``error:`` line and exit status 2."""
     parser = argparse.ArgumentParser(prog="python -m erc.data.stats", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="datasets (default: every one found)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $ERC_DATA_DIR or ./data")
@@ -119,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     data_dir = args.data_dir or default_data_dir()
     everything = collect(data_dir, args.names)
     if not everything:
-        raise SystemExit(f"no benchmark data found under {data_dir}; run `make data` or set ERC_DATA_DIR")
+        raise MissingDataError(f"no benchmark data found under {data_dir}; run `make data` or set ERC_DATA_DIR")
     report(everything, args.out)
 
 

@@ -1,4 +1,8 @@
-"""Text clean-up applied by every benchmark loader.
+"""Reading text files strictly, and the text clean-up applied by every benchmark loader.
+
+:func:`read_text` decodes a whole file as UTF-8 and turns a bad byte into a :class:`DataError`
+naming the file, line and byte offset: Python's own ``UnicodeDecodeError`` names neither file nor
+line, and its offset is relative to an internal read buffer.
 
 Older copies of MELD (before declare-lab/MELD PR #28) store cp1252 punctuation as C1 control
 characters (U+0092 for an apostrophe...), and some derived copies (CoMPM's) carry the UTF-8-read-
@@ -10,6 +14,28 @@ one line. We repair both kinds of mojibake and then write every apostrophe and q
 from __future__ import annotations
 
 import re
+from pathlib import Path
+
+from erc.errors import DataError
+
+
+
+def read_text(path: Path | str, encoding: str = "utf-8") -> str:
+    """The contents of ``path`` decoded strictly (``utf-8`` or ``utf-8-sig``); a byte that is not valid
+    UTF-8 is a DataError saying where it is and how to get a clean copy."""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        offset = err.start  # absolute: the whole file was decoded at once
+        line = raw.count(b"\n", 0, offset) + 1
+        column = offset - (raw.rfind(b"\n", 0, offset) + 1) + 1
+        raise DataError(
+            f"{path}: line {line}, column {column} (byte offset {offset}): byte 0x{raw[offset]:02x} is not valid "
+            f"UTF-8 ({err.reason}); the file is damaged or in another encoding. Replace it with a fresh copy "
+            f"(`make data` downloads MELD and EmoryNLP again) or convert it: "
+            f"iconv -f <its encoding> -t UTF-8 {path} > fixed && mv fixed {path}") from None
+
 
 # UTF-8 punctuation bytes decoded as cp1252: the sequence -> the intended character.
 _MOJIBAKE: dict[str, str] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 from erc.data.labels import canonical_label
 from erc.data.schema import DataError, Dialogue, Utterance
-from erc.data.text import normalise_text
+from erc.data.text import normalise_text, read_text
 
 FILES = {"train": "emotion-detection-trn.json", "dev": "emotion-detection-dev.json",
          "test": "emotion-detection-tst.json"}
@@ -32,7 +32,7 @@ def _field(record: dict[str, Any], name: str, kind: type, where: str) -> Any:
 def read_emorynlp_json(path: Path, split: str, benchmark: str = "emorynlp") -> list[Dialogue]:
     """Read one EmoryNLP JSON file into one dialogue per scene."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
         raise DataError(f"{path}: line {err.lineno}: invalid JSON ({err.msg})") from None
     dialogues: list[Dialogue] = []

@@ -8,12 +8,13 @@ first field, label = last field (or the one before a sentiment), text = the fiel
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from pathlib import Path
 
 from erc.data.labels import canonical_label, skipped_labels
 from erc.data.schema import DataError, Dialogue, Utterance
-from erc.data.text import normalise_text
+from erc.data.text import normalise_text, read_text
 
 HEADER_LABELS = {"emotion", "label", "emotions"}
 SENTIMENTS = {"negative", "neutral", "positive"}
@@ -33,32 +34,31 @@ def read_erc_tsv(path: Path, split: str, benchmark: str,
                                       benchmark=benchmark, split=split, source="org"))
             current.clear()
 
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                close()
-                continue
-            fields = line.split("\t")
-            where = f"{path}: line {number}"
-            if len(fields) < 3:
-                raise DataError(f"{where}: expected 'speaker<TAB>text<TAB>label', found {len(fields)} field(s)")
-            if number == 1 and fields[2].strip().lower() in HEADER_LABELS:
-                continue
-            sentiment = None
-            if len(fields) >= 4 and fields[-1].strip().lower() in SENTIMENTS:
-                sentiment = fields[-1].strip().lower()
-                fields = fields[:-1]
-            raw_label = fields[-1].strip()
-            if raw_label.lower() in skip:
-                if skipped is not None:
-                    skipped[raw_label.lower()] += 1
-                continue
-            current.append(Utterance(
-                speaker=normalise_text(fields[0]),
-                text=normalise_text(" ".join(fields[1:-1])),
-                label=canonical_label(benchmark, raw_label, f"{where}: field 'label'"),
-                sentiment=sentiment,
-            ))
+    for number, line in enumerate(io.StringIO(read_text(path, "utf-8-sig"), newline=None), start=1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            close()
+            continue
+        fields = line.split("\t")
+        where = f"{path}: line {number}"
+        if len(fields) < 3:
+            raise DataError(f"{where}: expected 'speaker<TAB>text<TAB>label', found {len(fields)} field(s)")
+        if number == 1 and fields[2].strip().lower() in HEADER_LABELS:
+            continue
+        sentiment = None
+        if len(fields) >= 4 and fields[-1].strip().lower() in SENTIMENTS:
+            sentiment = fields[-1].strip().lower()
+            fields = fields[:-1]
+        raw_label = fields[-1].strip()
+        if raw_label.lower() in skip:
+            if skipped is not None:
+                skipped[raw_label.lower()] += 1
+            continue
+        current.append(Utterance(
+            speaker=normalise_text(fields[0]),
+            text=normalise_text(" ".join(fields[1:-1])),
+            label=canonical_label(benchmark, raw_label, f"{where}: field 'label'"),
+            sentiment=sentiment,
+        ))
     close()
     return dialogues

@@ -16,13 +16,14 @@ with the release, so it cannot be reproduced from the release tree.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from pathlib import Path
 
 from erc.data.labels import benchmark_info, canonical_label, skipped_labels
 from erc.data.schema import DataError, Dialogue, Utterance
-from erc.data.text import normalise_text
+from erc.data.text import normalise_text, read_text
 
 TURN = re.compile(r"^(?P<id>Ses\d{2}[FM]_\S+_(?P<speaker>[FM])\d{3})\s+\[(?P<start>[\d.]+)-(?P<end>[\d.]+)\]:\s*(?P<text>.*)$")
 EVALUATION = re.compile(r"^\[[\d.]+\s*-\s*[\d.]+\]\t(?P<id>\S+)\t(?P<label>\w+)\t")
@@ -39,11 +40,10 @@ def session_dirs(root: Path) -> list[Path]:
 
 def _read_evaluations(path: Path) -> dict[str, str]:
     labels: dict[str, str] = {}
-    with open(path, encoding="utf-8", errors="strict") as handle:
-        for line in handle:
-            match = EVALUATION.match(line)
-            if match:
-                labels[match["id"]] = match["label"]
+    for line in io.StringIO(read_text(path), newline=None):
+        match = EVALUATION.match(line)
+        if match:
+            labels[match["id"]] = match["label"]
     return labels
 
 
@@ -77,24 +77,23 @@ def read_iemocap_release(root: Path, split: str, benchmark: str = "iemocap",
             raise DataError(f"{path}: its evaluation file {evaluation} is missing")
         labels = _read_evaluations(evaluation)
         turns: list[tuple[float, Utterance]] = []
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                match = TURN.match(line.strip())
-                if match is None:
-                    counts["unlabelled"] += 1  # overlap/non-turn lines such as '..._MXX0 [..]: ..'
-                    continue
-                raw = labels.get(match["id"])
-                if raw is None:
-                    counts["unlabelled"] += 1
-                    continue
-                if raw.lower() in skip:
-                    counts[raw.lower()] += 1
-                    continue
-                label = canonical_label(benchmark, raw, f"{evaluation}: turn {match['id']}")
-                turns.append((float(match["start"]), Utterance(
-                    speaker=match["speaker"], text=normalise_text(match["text"]), label=label, id=match["id"])))
+        for line in io.StringIO(read_text(path), newline=None):
+            if not line.strip():
+                continue
+            match = TURN.match(line.strip())
+            if match is None:
+                counts["unlabelled"] += 1  # overlap/non-turn lines such as '..._MXX0 [..]: ..'
+                continue
+            raw = labels.get(match["id"])
+            if raw is None:
+                counts["unlabelled"] += 1
+                continue
+            if raw.lower() in skip:
+                counts[raw.lower()] += 1
+                continue
+            label = canonical_label(benchmark, raw, f"{evaluation}: turn {match['id']}")
+            turns.append((float(match["start"]), Utterance(
+                speaker=match["speaker"], text=normalise_text(match["text"]), label=label, id=match["id"])))
         turns.sort(key=lambda item: item[0])
         if turns:
             dialogues.append(Dialogue(id=path.stem, utterances=[u for _, u in turns], benchmark=benchmark,
