@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from omegaconf.errors import InterpolationResolutionError
+
 from erc.errors import UserError
 from erc.secrets import refuse_on_command_line
 
@@ -30,15 +32,33 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return task(*args, **kwargs)
-        except UserError as err:
+        except (UserError, InterpolationResolutionError) as err:
+            message = user_error_message(err)
+            if message is None:
+                raise
             log.debug("user error", exc_info=True)       # the traceback stays in the job's log file only
             for handler in logging.getLogger().handlers:   # the log file gets the message too
                 if isinstance(handler, logging.FileHandler):
-                    handler.handle(log.makeRecord(log.name, logging.ERROR, "", 0, f"error: {err}", (), None))
-            print(f"error: {err}", file=sys.stderr, flush=True)
+                    handler.handle(log.makeRecord(log.name, logging.ERROR, "", 0, f"error: {message}", (), None))
+            print(f"error: {message}", file=sys.stderr, flush=True)
             sys.exit(EXIT_USER_ERROR)
 
     return wrapper
+
+
+def user_error_message(err: BaseException) -> str | None:
+    """The message of ``err`` when the user can fix it, else None (a bug). A :class:`UserError` raised by a
+    config resolver (``${erc.secret_file:...}`` on a missing file) reaches us wrapped by OmegaConf in an
+    ``InterpolationResolutionError``: it is found in the exception's context and named by the key resolved."""
+    if isinstance(err, UserError):
+        return str(err)
+    inner = err.__context__
+    while inner is not None and not isinstance(inner, UserError):
+        inner = inner.__context__
+    if inner is None:
+        return None
+    key = getattr(err, "full_key", None)
+    return f"{key}: {inner}" if key else str(inner)
 
 
 def check_command_line(argv: list[str] | None = None) -> None:

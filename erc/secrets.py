@@ -5,7 +5,9 @@ Its value comes from the environment (``${oc.env:OPENAI_API_KEY,null}``) or a fi
 (``${erc.secret_file:/run/secrets/tgi}``), never from the command line: Hydra writes every override to
 ``.hydra/overrides.yaml`` and ``hydra.yaml``, its error line repeats them, and W&B records the command
 line in every run it syncs. :func:`refuse_on_command_line` stops such an override before Hydra starts;
-:func:`strip_secrets` removes secret keys from whatever config is written (results.json, W&B, cards).
+:func:`strip_secrets` removes secret keys from whatever config is written (results.json, W&B, cards);
+:func:`wandb_settings` keeps the command line and git state out of W&B runs. Backends send a token only
+to their own ``llm.url`` (see ``erc.generation.backends.tgi.ConfiguredTokenClient``).
 """
 
 from __future__ import annotations
@@ -39,9 +41,15 @@ def secret_overrides(argv: list[str]) -> list[str]:
             continue
         key, value = arg.split("=", 1)
         leaf = key.lstrip("+~").rsplit(".", 1)[-1]
-        if SECRET_KEY.search(leaf) and value.strip() not in ("", "null") and not value.strip().startswith("${"):
+        if SECRET_KEY.search(leaf) and not _names_a_place(value):
             found.append(key.lstrip("+~"))
     return found
+
+
+def _names_a_place(value: str) -> bool:
+    """True for a value that holds no secret itself: empty, null, or one interpolation (``${oc.env:X}``)."""
+    value = value.strip().strip("'\"")
+    return value in ("", "null") or (value.startswith("${") and value.endswith("}"))
 
 
 def refuse_on_command_line(argv: list[str]) -> None:
@@ -57,9 +65,25 @@ def refuse_on_command_line(argv: list[str]) -> None:
 
 
 def read_secret_file(path: str) -> str:
-    """The ``${erc.secret_file:PATH}`` resolver: the file's first line, stripped."""
+    """The ``${erc.secret_file:PATH}`` resolver: the file's first line, stripped. Errors never quote the file."""
     file = Path(path).expanduser()
     try:
-        return file.read_text(encoding="utf-8").strip().splitlines()[0].strip()
-    except (OSError, IndexError) as err:
-        raise ConfigError(f"secret file {file}: cannot read a secret from it ({err or 'empty file'})") from None
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise ConfigError(f"secret file {file} cannot be read ({err.strerror or type(err).__name__}): give the "
+                          f"path of a file holding the secret on its first line") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"secret file {file} is not UTF-8 text: put the secret on its first line") from None
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise ConfigError(f"secret file {file} has nothing on its first line: put the secret there")
+    return secret
+
+
+def wandb_settings() -> Any:
+    """W&B settings for every run this project starts: no git state (a remote URL can hold a token, the diff
+    uncommitted secrets) and no run metadata (it holds the command line). What ran is in the run's config
+    (without secrets) and in results.json, which records the git revision."""
+    import wandb
+
+    return wandb.Settings(disable_git=True, x_disable_meta=True)

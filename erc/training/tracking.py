@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from erc.config import PROJECT_ROOT
-from erc.secrets import strip_secrets
+from erc.secrets import strip_secrets, wandb_settings
 
 
 
@@ -54,7 +54,7 @@ def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: 
     save_dir.mkdir(parents=True, exist_ok=True)
     return WandbLogger(project=logger_cfg.project, entity=logger_cfg.get("entity"), group=group, job_type=job_type,
                        name=name, tags=tags, id=run_id, resume="allow", save_dir=str(save_dir), config=config,
-                       mode=wandb_mode(logger_cfg.get("mode")), log_model=False)
+                       mode=wandb_mode(logger_cfg.get("mode")), log_model=False, settings=wandb_settings())
 
 
 def git_revision() -> str | None:
