@@ -28,9 +28,11 @@ class OpenAIBackend(Backend):
         self.standard, self.extra, self.lost = openai_parameters(sampling, self.server)
         if sampling.constrained and self.server == "plain":
             self.lost.append("constrained decoding (llm.server=plain has no grammar field)")
-        # Retries are ours (uniform across backends), so the client's own are off.
-        self.clients = [openai.AsyncOpenAI(base_url=url, api_key=cfg.api_key, max_retries=0, timeout=cfg.timeout_s)
-                        for url in self.slots]
+        # Retries are ours (uniform across backends), so the client's own are off. The key goes to llm.url
+        # only; without one (null or ""), "EMPTY", the placeholder vLLM documents, rather than the client's
+        # fallbacks ($OPENAI_API_KEY for None, an error for "").
+        self.clients = [openai.AsyncOpenAI(base_url=url, api_key=cfg.api_key or "EMPTY", max_retries=0,
+                                           timeout=cfg.timeout_s) for url in self.slots]
         self.model: str | None = cfg.model
 
     async def start(self) -> dict[str, Any]:

@@ -34,6 +34,33 @@ def _parameter_named(message: str) -> str:
     return f"parameter {found.group(1)!r}" if found else "a request parameter"
 
 
+class ConfiguredTokenClient(AsyncInferenceClient):
+    """An ``AsyncInferenceClient`` that sends ``token`` (``llm.token``) and no other credential.
+
+    Without a token the hub client sends the user's own Hugging Face token (``HF_TOKEN``, ``hf auth
+    login``) to whatever URL it is given, and huggingface_hub 2.x refuses ``token=False``. So every
+    request of this client's HTTP session passes a hook that removes an ``Authorization`` header other
+    than ``Bearer <token>``. It only removes, never adds: httpx drops the header on a redirect to
+    another host, and the hook does not put it back.
+    """
+
+    def __init__(self, *, token: str | None, **kwargs: Any) -> None:
+        super().__init__(token=token, **kwargs)
+        self._authorization = f"Bearer {token}" if token else None
+
+    async def _only_configured_token(self, request: httpx2.Request) -> None:
+        if request.headers.get("authorization") != self._authorization:
+            request.headers.pop("authorization", None)
+
+    async def _get_async_client(self) -> httpx2.AsyncClient:
+        fresh = self._async_client is None
+        session = await super()._get_async_client()
+        if fresh:
+            session.event_hooks = {**session.event_hooks,
+                                   "request": [*session.event_hooks["request"], self._only_configured_token]}
+        return session
+
+
 class TGIBackend(Backend):
     kind = "tgi"
 
@@ -42,8 +69,8 @@ class TGIBackend(Backend):
         if not self.urls:
             raise FatalRequestError("llm.url is empty: give the TGI server URL, e.g. llm.url=http://HOST:8080")
         self.params, self.lost = tgi_parameters(sampling)
-        self.clients = [AsyncInferenceClient(model=url.rstrip("/"), provider="hf-inference", timeout=cfg.timeout_s,
-                                             token=cfg.token) for url in self.slots]
+        self.clients = [ConfiguredTokenClient(model=url.rstrip("/"), provider="hf-inference", timeout=cfg.timeout_s,
+                                              token=cfg.token or None) for url in self.slots]
 
     async def start(self) -> dict[str, Any]:
         try:
