@@ -1,5 +1,6 @@
 """What every entry point (``train.py``, ``generate.py``, ``evaluate.py``, ``python -m erc....``) shares:
-secrets refused on the command line before Hydra writes anything, and user errors printed as one line.
+secrets refused on the command line before Hydra writes anything, and in a config file before any work
+(see :mod:`erc.secrets`), and user errors printed as one line.
 
 A :class:`erc.errors.UserError` (bad data, a bad config value, a busy folder) is the user's to fix: it is
 logged to the job's log, printed as ``error: <message>`` and the process exits with status 2. Any other
@@ -14,10 +15,11 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
 from erc.errors import UserError
-from erc.secrets import refuse_on_command_line
+from erc.secrets import refuse_literal_secrets, refuse_on_command_line
 
 log = logging.getLogger("erc")
 T = TypeVar("T")
@@ -31,6 +33,8 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
+            if args and isinstance(args[0], DictConfig):   # the job's config, before any work
+                refuse_literal_secrets(args[0])
             return task(*args, **kwargs)
         except (UserError, InterpolationResolutionError) as err:
             message = user_error_message(err)

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
+
 from erc.errors import ConfigError
 
 # A key is a secret when its last word is one of these (``token``, ``hf_token``, ``api_key``, ``client_secret``),
@@ -50,6 +52,50 @@ def _names_a_place(value: str) -> bool:
     """True for a value that holds no secret itself: empty, null, or one interpolation (``${oc.env:X}``)."""
     value = value.strip().strip("'\"")
     return value in ("", "null") or (value.startswith("${") and value.endswith("}"))
+
+
+def literal_secrets(config: Any, prefix: str = "") -> list[str]:
+    """The dotted keys of ``config`` (a plain container, interpolations unresolved) whose secret is written
+    out in a config file rather than named by an interpolation. ``EMPTY``, the documented "no key"
+    placeholder of ``llm.api_key``, is no secret."""
+    items = config.items() if isinstance(config, dict) else enumerate(config) if isinstance(config, list) else ()
+    found = []
+    for key, value in items:
+        path = f"{prefix}{key}"
+        if isinstance(value, (dict, list)):
+            found += literal_secrets(value, f"{path}.")
+        elif SECRET_KEY.search(str(key)) and value is not None and value != "EMPTY" and not _names_a_place(str(value)):
+            found.append(path)
+    return found
+
+
+def refuse_literal_secrets(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` when a config file writes a secret out (Hydra copies the composed config
+    into ``.hydra/config.yaml``); that copy is redacted first, so the job's folder keeps no trace of it."""
+    keys = literal_secrets(OmegaConf.to_container(cfg, resolve=False))
+    if not keys:
+        return
+    _redact_saved_config(keys)
+    raise ConfigError(
+        f"{keys[0]} is written out in a config file, and Hydra copies the config into every job's .hydra/"
+        f"config.yaml (redacted there now). Name where the secret is instead: {keys[0]}: ${{oc.env:MY_KEY}} "
+        f"or {keys[0]}: ${{erc.secret_file:/path/to/file}}")
+
+
+def _redact_saved_config(keys: list[str]) -> None:
+    """Replace ``keys`` by ``<redacted>`` in this Hydra job's ``.hydra/config.yaml`` (nothing outside a job)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from erc.io import write_text_atomic
+
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
+        return
+    path = Path(HydraConfig.get().runtime.output_dir) / HydraConfig.get().output_subdir / "config.yaml"
+    if path.is_file():
+        saved = OmegaConf.load(path)
+        for key in keys:
+            OmegaConf.update(saved, key, "<redacted>", merge=False)
+        write_text_atomic(path, OmegaConf.to_yaml(saved))
 
 
 def refuse_on_command_line(argv: list[str]) -> None:

@@ -18,7 +18,7 @@ from erc.cli import user_error_message
 from erc.config import PROJECT_ROOT
 from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.secrets import read_secret_file, secret_overrides, strip_secrets
+from erc.secrets import literal_secrets, read_secret_file, secret_overrides, strip_secrets
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 # Recognisable values, one per route (a W&B key must look like one: 40 characters).
@@ -145,6 +145,23 @@ def test_a_secret_on_the_command_line_is_refused_before_anything_is_written(tmp_
     assert server.authorization == [] and list(tmp_path.iterdir()) == []
 
 
+def test_a_secret_written_out_in_a_config_file_is_refused_and_redacted_from_the_job_folder(tmp_path) -> None:
+    user_conf = tmp_path / "conf" / "llm"  # a user's own llm option, added with --config-dir
+    user_conf.mkdir(parents=True)
+    (user_conf / "mine.yaml").write_text(f"defaults:\n  - tgi\ntoken: {CLI_SECRET}\n")
+    with HeaderRecordingTGI(ScriptedDialogues(label_set("iemocap"))) as server:
+        job = run_entry_point("generate.py", ["--config-dir", str(tmp_path / "conf"),
+                                              *generate_args(tmp_path, server.url, llm="mine")],
+                              tmp_path, secret_env())
+    (user_conf / "mine.yaml").unlink()
+    assert job.returncode == 2, job.stderr[-3000:]
+    assert job.stderr.strip().splitlines()[-1].startswith("error: llm.token is written out in a config file")
+    assert server.authorization == [] and not (tmp_path / "data").exists()  # refused before any request
+    files = assert_no_secret_written(tmp_path)
+    (saved,) = [p for p in files if p.name == "config.yaml"]
+    assert OmegaConf.load(saved).llm.token == "<redacted>" and OmegaConf.load(saved).llm.backend == "tgi"
+
+
 def test_an_unreadable_secret_file_is_one_error_line_naming_the_key(tmp_path) -> None:
     missing = tmp_path / "no_such_token"
     with HeaderRecordingTGI(ScriptedDialogues(label_set("iemocap"))) as server:
@@ -218,6 +235,14 @@ def test_train_and_evaluate_refuse_a_secret_on_the_command_line(tmp_path, script
 ])
 def test_secret_overrides(override, refused) -> None:
     assert secret_overrides(["-m", override, "seed=1"]) == ([refused] if refused else [])
+
+
+def test_literal_secrets_finds_written_out_values_only() -> None:
+    config = {"llm": {"token": "abc", "api_key": "EMPTY", "url": "http://h"},
+              "logger": {"api_key": "${oc.env:WANDB_API_KEY}", "password": None, "secret": 1234},
+              "replicas": [{"token": "${erc.secret_file:/p}"}, {"token": "xyz"}],
+              "credentials": {"user": "me", "password": "pw"}, "sampling": {"max_new_tokens": 250}}
+    assert literal_secrets(config) == ["llm.token", "logger.secret", "replicas.1.token", "credentials.password"]
 
 
 def test_strip_secrets_keeps_settings_whose_name_only_contains_a_secret_word() -> None:
