@@ -4,8 +4,9 @@ TGI itself cannot run here (no GPU, no weights), so this server answers ``POST /
 ``GET /info`` like TGI's router does: the same request JSON, the same validation (``top_p`` and
 ``typical_p`` in (0, 1) exclusive, ``top_k > 0``, at most 4 stop sequences, 422 with
 ``error_type: validation``), ``details`` with finish reason, token count and seed echo, and
-scripted faults (429 overloaded, 503, slow answers). It runs aiohttp on 127.0.0.1, port 0, in a
-background thread, so clients talk to it over a real socket. Every request body is recorded.
+scripted faults (429 overloaded, 503, slow answers, malformed 200 answers, a server that never
+answers). It runs aiohttp on 127.0.0.1, port 0, in a background thread, so clients talk to it over a
+real socket. Every request body is recorded.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ from aiohttp import web
 
 # answer(inputs, parameters) -> (generated_text, finish_reason)
 Answer = Callable[[str, dict[str, Any]], tuple[str, str]]
+
+# Answers with status 200 that are not TGI's JSON: what a proxy, a misrouted URL or a broken server sends.
+MALFORMED = {
+    "invalid_json": ("application/json", '{"generated_text": "Joey: Hi (1)", "details": {'),
+    "html": ("text/html", "<!DOCTYPE html><html><head><title>Sign in</title></head><body>Please log in to "
+                          "continue to the cluster portal.</body></html>"),
+    "foo": ("application/json", '{"foo": 1}'),
+}
 
 INFO = {"model_id": "loopback/vicuna-13b-v1.5", "model_sha": "0123abcd", "model_dtype": "torch.float16",
         "model_device_type": "cuda", "max_concurrent_requests": 128, "max_best_of": 2, "max_stop_sequences": 4,
@@ -48,16 +57,22 @@ def _validation_error(parameters: dict[str, Any], max_stop: int) -> str | None:
 class LoopbackTGI:
     """``with LoopbackTGI(answer) as server: ... server.url ...``.
 
-    ``latency_s``: fixed delay before every answer. ``faults``: status codes (429, 503) or
-    ``"slow"`` (sleep ``slow_s`` first) served to the next requests, one each, in order.
+    ``latency_s``: fixed delay before every answer. ``faults``: served to the next requests, one each,
+    in order: a status code (429, 503), ``"slow"`` (sleep ``slow_s`` first), a :data:`MALFORMED` kind
+    (status 200 with that body) or ``"silent"`` (accept the request and never answer). ``silent=True``
+    makes every request silent; while ``paused`` is set, requests wait (a test holds a client
+    mid-request). TGI's OpenAI-compatible ``POST /v1/completions`` is served too, with the same
+    answers and faults.
     """
 
     def __init__(self, answer: Answer, *, latency_s: float = 0.0, faults: list[int | str] | None = None,
-                 slow_s: float = 5.0, info: dict[str, Any] | None = None) -> None:
+                 slow_s: float = 5.0, info: dict[str, Any] | None = None, silent: bool = False) -> None:
         self.answer = answer
         self.latency_s = latency_s
         self.faults: deque[int | str] = deque(faults or [])
         self.slow_s = slow_s
+        self.silent = silent
+        self.paused = threading.Event()
         self.info = dict(INFO, **(info or {}))
         self.requests: list[dict[str, Any]] = []  # every /generate body, faults included
         self.answered: list[dict[str, Any]] = []  # bodies answered with 200
@@ -74,17 +89,31 @@ class LoopbackTGI:
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response(self.info)
 
-    async def _generate(self, request: web.Request) -> web.Response:
-        body = await request.json()
+    async def _fault(self, body: dict[str, Any]) -> web.Response | None:
+        """Record ``body`` and serve the next scripted fault, if any (None: answer normally)."""
         with self._lock:
             self.requests.append(body)
             fault = self.faults.popleft() if self.faults else None
+        while self.paused.is_set():
+            await asyncio.sleep(0.01)
+        if fault == "silent" or self.silent:
+            await asyncio.Event().wait()  # never set: cancelled when the server stops
         if fault == "slow":
             await asyncio.sleep(self.slow_s)
+        elif fault in MALFORMED:
+            content_type, text = MALFORMED[fault]
+            return web.Response(status=200, text=text, content_type=content_type)
         elif fault == 429:
             return web.json_response({"error": "Model is overloaded", "error_type": "overloaded"}, status=429)
         elif fault is not None:
             return web.Response(status=int(fault), text="Service Unavailable")
+        return None
+
+    async def _generate(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        faulted = await self._fault(body)
+        if faulted is not None:
+            return faulted
         parameters = body.get("parameters") or {}
         error = _validation_error(parameters, self.info["max_stop_sequences"])
         if error:
@@ -99,11 +128,27 @@ class LoopbackTGI:
                    "seed": parameters.get("seed"), "prefill": [], "tokens": []}
         return web.json_response({"generated_text": text, "details": details})
 
+    async def _completions(self, request: web.Request) -> web.Response:
+        """TGI's OpenAI-compatible route: ``prompt``, ``max_tokens``, ``seed`` in; ``choices`` out."""
+        body = await request.json()
+        faulted = await self._fault(body)
+        if faulted is not None:
+            return faulted
+        text, finish_reason = self.answer(body["prompt"], {"seed": body.get("seed")})
+        with self._lock:
+            self.answered.append(body)
+        return web.json_response({
+            "id": "cmpl-loopback", "object": "text_completion", "created": 0, "model": self.info["model_id"],
+            "choices": [{"index": 0, "text": text, "finish_reason": "length" if finish_reason == "length" else "stop",
+                         "logprobs": None}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1}})
+
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_get("/info", self._info)
         app.router.add_post("/generate", self._generate)
-        self._runner = web.AppRunner(app, access_log=None)
+        app.router.add_post("/v1/completions", self._completions)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # silent handlers: cancelled
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
