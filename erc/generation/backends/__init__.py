@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from erc.generation.backends.base import Backend, Completion, FatalRequestError, TransientError
+from erc.generation.backends.base import (
+    Backend,
+    Completion,
+    FatalRequestError,
+    MalformedAnswerError,
+    TransientError,
+)
 from erc.generation.sampling import Sampling
 
 BACKENDS = ("tgi", "openai", "local")
@@ -29,4 +35,5 @@ def make_backend(llm_cfg: Any, sampling: Sampling) -> Backend:
     raise FatalRequestError(f"llm.backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
 
 
-__all__ = ["BACKENDS", "Backend", "Completion", "FatalRequestError", "TransientError", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "Completion", "FatalRequestError", "MalformedAnswerError", "TransientError",
+           "make_backend"]

@@ -39,6 +39,17 @@ class TransientError(Exception):
     """Timeouts, connection errors, 429 and 5xx: retried with exponential backoff and jitter."""
 
 
+class MalformedAnswerError(TransientError):
+    """A status-200 answer that is not the protocol's JSON (a login page from a proxy, a truncated
+    body, another API's JSON): retried like any transient fault, since a proxy hiccup or an
+    overloaded server's half answer usually passes, and reported after the last retry."""
+
+    def __init__(self, server: str, returned: object) -> None:
+        shown = returned if isinstance(returned, str) else repr(returned)
+        super().__init__(f"{server} answered with something that is not a completion (first 200 characters: "
+                         f"{shown[:200]!r}); check llm.url points at the server itself, not a proxy or login page")
+
+
 class FatalRequestError(Exception):
     """A request the server will never accept (e.g. a 4xx validation answer): stops the run."""
 
@@ -48,6 +59,8 @@ class Backend(ABC):
 
     kind: str = ""
     speaks_gbnf: bool = False  # grammars reach the model as GBNF (llama.cpp) rather than a regex
+    # A request can be abandoned mid-flight (an HTTP call), so llm.request_deadline_s applies.
+    interruptible: bool = True
 
     def __init__(self, cfg: Any, sampling: Sampling) -> None:
         self.cfg = cfg

@@ -7,11 +7,18 @@ repetition penalty, grammars) go in ``extra_body``, spelled for ``llm.server``.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
 
-from erc.generation.backends.base import Backend, Completion, FatalRequestError, TransientError
+from erc.generation.backends.base import (
+    Backend,
+    Completion,
+    FatalRequestError,
+    MalformedAnswerError,
+    TransientError,
+)
 from erc.generation.grammar import DialogueGrammar
 from erc.generation.sampling import openai_parameters
 
@@ -64,12 +71,18 @@ class OpenAIBackend(Backend):
         try:
             out = await client.completions.create(
                 model=self.model, prompt=prompt, seed=seed, extra_body=extra or None, **self.standard)
+        except json.JSONDecodeError as err:  # status 200, body not JSON
+            raise MalformedAnswerError(url, err.doc) from err
         except (openai.APITimeoutError, openai.APIConnectionError) as err:
             raise TransientError(f"{url}: {type(err).__name__}: {err}") from err
         except openai.APIStatusError as err:
             if err.status_code in (408, 409, 429) or err.status_code >= 500:
                 raise TransientError(f"{url}: HTTP {err.status_code}: {err.message}") from err
             raise FatalRequestError(f"{url} rejected the request (HTTP {err.status_code}): {err.message}") from err
+        if isinstance(out, str):  # status 200 with a non-JSON content type (an HTML page): the client gives text
+            raise MalformedAnswerError(url, out)
+        if not out.choices or not isinstance(out.choices[0].text, str):
+            raise MalformedAnswerError(url, out.model_dump_json(exclude_none=True))
         choice = out.choices[0]
         tokens = out.usage.completion_tokens if out.usage is not None else None
         return Completion(text=choice.text, finish_reason=str(choice.finish_reason), generated_tokens=tokens,

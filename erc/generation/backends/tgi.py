@@ -8,6 +8,7 @@ which transformers 5 cannot share, so it is not used.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -23,7 +24,13 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
-from erc.generation.backends.base import Backend, Completion, FatalRequestError, TransientError
+from erc.generation.backends.base import (
+    Backend,
+    Completion,
+    FatalRequestError,
+    MalformedAnswerError,
+    TransientError,
+)
 from erc.generation.grammar import DialogueGrammar
 from erc.generation.sampling import tgi_parameters
 
@@ -91,6 +98,8 @@ class TGIBackend(Backend):
         try:
             out = await client.text_generation(
                 prompt, details=True, model=f"{url}/generate", seed=seed, **self.params, **extra)
+        except json.JSONDecodeError as err:  # status 200, body not JSON (an HTML page, a cut answer)
+            raise MalformedAnswerError(url, err.doc) from err
         except ValidationError as err:
             raise FatalRequestError(f"{url} rejected {_parameter_named(str(err))}: {err}") from err
         except (OverloadedError, GenerationError, IncompleteGenerationError, InferenceTimeoutError,
@@ -104,6 +113,10 @@ class TGIBackend(Backend):
                 raise TransientError(f"{url}: HTTP {status}: {err}") from err
             raise FatalRequestError(f"{url} answered HTTP {status} ({_parameter_named(str(err))}): {err}") from err
         details = out.details
+        if not isinstance(out.generated_text, str) or details is None or details.finish_reason is None:
+            # JSON, but not TGI's (the hub client keeps unknown fields as attributes)
+            raise MalformedAnswerError(url, json.dumps({k: v for k, v in vars(out).items() if v is not None},
+                                                       default=str))
         return Completion(text=out.generated_text, finish_reason=str(details.finish_reason),
                           generated_tokens=details.generated_tokens, seed=details.seed, replica=url)
 
