@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError
 from erc.evaluation import evaluate
-from erc.evaluation.analysis import MissingCellsError
+from erc.evaluation.analysis import IncompleteResultsError
 
 PAPER_SCORES = Path(__file__).parent / "fixtures" / "paper_table4_scores.csv"
 # The paper's Table IV (Kaplan et al.): ranks per test set as printed in parentheses, then its bottom rows.
@@ -61,7 +61,9 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
     assert {t: [result["ranks"][t][i] for i in INSTANCES] for t in PAPER_RANKS} == PAPER_RANKS
     assert [result["rank_sums"][i] for i in INSTANCES] == PAPER_RANK_SUMS
     table4 = pd.read_csv(tmp_path / "table4.csv")
-    assert list(table4.columns) == ["instance", "control", "rank_sum", "control_rank_sum", "diff", "p_raw", "p_adj"]
+    assert list(table4.columns) == ["instance", "control", "rank_sum", "control_rank_sum", "diff", "p_raw", "p_adj",
+                                    "m", "partial"]
+    assert set(table4["m"]) == {6} and not table4["partial"].any()
     assert dict(zip(table4["instance"], table4["diff"])) == PAPER_DIFFS
     assert list(table4["control"]) == ["compm_org"] * 2 + ["emoone_org"] * 2 + ["todkat_org"] * 2
     # Bonferroni over the 6 comparisons made, raw p kept beside it
@@ -169,13 +171,15 @@ def test_missing_runs_show_as_missing_and_the_friedman_test_refuses(tmp_path):
     path.write_text(json.dumps(result))
     out = tmp_path / "out"
 
-    with pytest.raises(MissingCellsError) as err:
+    with pytest.raises(IncompleteResultsError) as err:
         evaluate(make_cfg(out, f"sweep={sweep}"))
     message = str(err.value)
-    for gap in ("(compm, nat, meld_nat)", "(todkat, bal, iemocap_org)", "(todkat, bal, iemocap_nat)",
-                "(todkat, bal, iemocap_bal)"):
-        assert gap in message
-    assert "4 missing" in message
+    # the failed job is named as a job (not as its three cells), the unreported test as a cell
+    assert "1 job(s) absent from the classifier x source x benchmark x seed grid: (todkat, bal, iemocap, seed 1)" \
+        in message
+    assert "1 cell(s) without a score: (compm, nat, meld_nat)" in message
+    assert "k = 7 instances on n = 9 test sets with Bonferroni m = 4, instead of k = 9, n = 9 and m = 6" in message
+    assert "allow_partial=true" in message and "\n" not in message
     table3 = (out / "table3.md").read_text()
     assert "| IEMOCAP | Bal | 67.87 | 67.81 | — |" in table3
     table4 = (out / "table4.md").read_text()
@@ -188,7 +192,7 @@ def test_ties_are_averaged_and_reported(tmp_path):
     scores.write_text("test_set,a_org,a_bal,b_org,b_bal\n"
                       "meld_org,0.60,0.65,0.65,0.50\n"
                       "meld_bal,0.40,0.70,0.55,0.50\n"
-                      "emorynlp_org,0.30,0.35,0.32,0.31\n")
+                      "meld_nat,0.30,0.35,0.32,0.31\n")
     result = evaluate(make_cfg(tmp_path, f"scores={scores}"))
     assert result["ranks"]["meld_org"] == {"a_org": 3.0, "a_bal": 1.5, "b_org": 1.5, "b_bal": 4.0}
     assert result["ties"] == [{"test_set": "meld_org", "instances": ["a_bal", "b_org"], "rank": 1.5}]

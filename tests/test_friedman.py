@@ -133,7 +133,22 @@ def test_omnibus_matches_the_textbook_formulas_without_ties():
     assert (result["f_df1"], result["f_df2"]) == (k - 1, (k - 1) * (n - 1))
 
 
-def test_omnibus_with_identical_rankings_everywhere_has_infinite_f():
-    scores = np.tile(np.array([0.9, 0.8, 0.7, 0.6]), (5, 1))
+@pytest.mark.parametrize("row", [[0.9, 0.8, 0.7, 0.6], [0.9, 0.8, 0.8, 0.6, 0.5, 0.4]])  # with a tie too
+def test_omnibus_with_identical_rankings_everywhere_is_degenerate_not_a_huge_number(row):
+    scores = np.tile(np.array(row), (5, 1))
+    n, k = scores.shape
     result = omnibus(scores)
+    assert result["chi2"] == n * (k - 1), "chi-square at its maximum, exactly"
     assert math.isinf(result["iman_davenport_f"]) and result["f_p"] == 0.0
+    assert f"maximum n(k-1) = {n * (k - 1)}" in result["degenerate"]
+
+
+def test_omnibus_with_every_block_all_tied_is_undefined(recwarn):
+    result = omnibus(np.full((4, 5), 0.5))
+    assert all(math.isnan(result[key]) for key in ("chi2", "chi2_p", "iman_davenport_f", "f_p"))
+    assert "no ranking information" in result["degenerate"]
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)], "no 0/0 reaches scipy"
+
+
+def test_omnibus_of_an_ordinary_design_is_not_degenerate():
+    assert omnibus(np.random.default_rng(1).random((6, 4)))["degenerate"] is None

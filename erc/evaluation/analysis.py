@@ -26,8 +26,10 @@ TIES_HANDLING = ("tied scores get the average of the ranks they span; exact p-va
 SOURCE_ORDER = ("org", "nat", "bal")
 
 
-class MissingCellsError(DataError):
-    """The Friedman test needs every instance scored on every test set; the message lists the gaps."""
+class IncompleteResultsError(DataError):
+    """A job, instance, control, test set or cell of the design is missing (see
+    :mod:`erc.evaluation.completeness`); the message lists each. The Friedman test needs every instance
+    scored on every test set."""
 
 
 def instance_name(model: str, source: str) -> str:
@@ -115,6 +117,18 @@ class RankAnalysis:
     def n(self) -> int:
         return self.scores.shape[0]
 
+    @property
+    def m(self) -> int:
+        """The number of comparisons made: the Bonferroni factor."""
+        return len(self.comparisons)
+
+    def smallest_adjusted_p(self) -> Fraction | None:
+        """The adjusted p of the largest possible rank-sum difference, n(k-1): no comparison can do better,
+        so when it exceeds alpha (few test sets, many comparisons) no result can be significant."""
+        if self.m < 1:
+            return None
+        return friedman.bonferroni(friedman.exact_pvalue_fraction(self.n * (self.k - 1), self.k, self.n), self.m)
+
 
 def critical_difference(k: int, n: int, m: int, alpha: float) -> int | None:
     """Smallest integer rank-sum difference whose Bonferroni-adjusted exact p-value is <= alpha.
@@ -139,14 +153,14 @@ def critical_difference(k: int, n: int, m: int, alpha: float) -> int | None:
 def rank_analysis(matrix: pd.DataFrame, pairs: list[tuple[str, str]], alpha: float = 0.05) -> RankAnalysis:
     """Rank every test set's row, sum the ranks and test the given pairs exactly (Bonferroni over them).
 
-    Refuses (:class:`MissingCellsError`) when any cell is empty: the Friedman design needs
+    Refuses (:class:`IncompleteResultsError`) when any cell is empty: the Friedman design needs
     every instance ranked on every test set, and silently dropping a row or column would change
-    what is being tested.
+    what is being tested. (:func:`erc.evaluation.pipeline.evaluate` checks the whole design first.)
     """
     gaps = missing_cells(matrix)
     if gaps:
         listed = "; ".join(f"({m}, {s}, {t})" for m, s, t in gaps)
-        raise MissingCellsError(
+        raise IncompleteResultsError(
             f"the Friedman test needs a score for every (classifier, source, test set); {len(gaps)} missing: "
             f"{listed}. Rerun the failed jobs, or leave out the incomplete instances with select=.")
     n, k = matrix.shape
@@ -171,7 +185,11 @@ def rank_analysis(matrix: pd.DataFrame, pairs: list[tuple[str, str]], alpha: flo
         for rank, tied in row.groupby(row).groups.items():
             if len(tied) > 1:
                 ties.append({"test_set": test_set, "instances": list(tied), "rank": float(rank)})
-    omnibus = friedman.omnibus(matrix.to_numpy()) if k >= 3 and n >= 2 else {}
+    if k < 3 or n < 2:
+        needs = f"at least 3 instances (k = {k})" if k < 3 else f"at least 2 test sets (n = {n})"
+        omnibus: dict[str, Any] = {"k": k, "n": n, "not_computed": f"Friedman's omnibus test needs {needs}"}
+    else:
+        omnibus = friedman.omnibus(matrix.to_numpy())
     return RankAnalysis(scores=matrix, ranks=ranks, rank_sums=rank_sums, comparisons=comparisons, p_exact=exact,
                         omnibus=omnibus, ties=ties, alpha=alpha,
                         critical_difference=critical_difference(k, n, m, alpha))

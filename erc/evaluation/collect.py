@@ -11,6 +11,10 @@ Whatever the source, the evaluation works on the same table with one row per
 - ``seed``; ``wf1``: weighted F1 as a fraction in [0, 1] (NaN when a run reported no value);
 - ``origin``: the file (and line) or W&B run the value came from, for error messages.
 
+Sweep folders and W&B projects also say which jobs did *not* report (a Hydra job folder with no
+``results.json``, a W&B run that crashed or still runs): :func:`read_sweep` and :func:`read_wandb`
+return them beside the table, so the evaluation can refuse a smaller test than the one planned.
+
 Keeping one table means Table III, Table IV and the plots never care where scores came from,
 and results never depend on a W&B server: the sweep folder's ``results.json`` files suffice.
 """
@@ -18,8 +22,10 @@ and results never depend on a W&B server: the sweep folder's ``results.json`` fi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
+import netrc
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -27,8 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
+from omegaconf import OmegaConf
 
 from erc.data import BENCHMARKS, SOURCES, DataError, split_name
+from erc.data.text import read_text
+from erc.errors import ConfigError
 
 COLUMNS = ["classifier", "variant", "source", "benchmark", "test_set", "seed", "wf1", "origin"]
 # Classifiers in the paper's column order; others follow in order of appearance.
@@ -112,38 +122,107 @@ def _check_duplicates(table: pd.DataFrame) -> None:
         "Point sweep= at one sweep, remove the duplicate, or narrow it with select=.")
 
 
-def _select(table: pd.DataFrame, select: Mapping[str, Any] | None) -> pd.DataFrame:
-    """Keep rows whose identity fields match ``select`` (a value or a list of allowed values)."""
+def _allowed(wanted: Any) -> list[str]:
+    """A ``select.<field>`` value (one value or a list of allowed values) as strings."""
+    values = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Iterable) else list(wanted)
+    return [str(v) for v in values]
+
+
+def check_select(select: Mapping[str, Any] | None) -> None:
+    """``select`` may only name identity fields (checked before any file is read)."""
+    for field in select or {}:
+        if field not in COLUMNS[:6]:
+            raise ConfigError(f"select.{field}: unknown field; valid: {', '.join(COLUMNS[:6])}")
+
+
+def select_rows(table: pd.DataFrame, select: Mapping[str, Any] | None) -> pd.DataFrame:
+    """Keep rows whose identity fields match ``select``; a selection that keeps nothing is an error
+    listing the values there are (a typo must not look like an empty sweep)."""
+    check_select(select)
     for field, wanted in (select or {}).items():
-        if field not in table.columns:
-            raise DataError(f"select.{field}: unknown field; valid: {', '.join(COLUMNS[:6])}")
-        allowed = [wanted] if isinstance(wanted, str) or not isinstance(wanted, Iterable) else list(wanted)
-        table = table[table[field].astype(str).isin([str(a) for a in allowed])]
+        kept = table[table[field].astype(str).isin(_allowed(wanted))]
+        if kept.empty and not table.empty:
+            present = ", ".join(sorted(table[field].astype(str).unique()))
+            raise DataError(f"select.{field}={wanted!r} matches none of the {len(table)} scores left; "
+                            f"{field} values there: {present}")
+        table = kept
     return table
 
 
-def read_sweep(folder: str | Path, select: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Every ``results.json`` below ``folder`` (any depth), one table row per test-set score."""
+def _matches(identity: Mapping[str, Any], select: Mapping[str, Any] | None) -> bool:
+    """Whether a job's identity passes ``select`` (``test_set`` is not a job field: a job has several)."""
+    return all(str(identity.get(field)) in _allowed(wanted) for field, wanted in (select or {}).items()
+               if field != "test_set")
+
+
+def _describe_job(identity: Mapping[str, Any] | None) -> str:
+    if identity is None:
+        return "identity unknown"
+    variant = f"[{identity['variant']}]" if identity.get("variant") else ""
+    return f"{identity['classifier']}{variant}, {identity['data']}, seed {identity['seed']}"
+
+
+def _hydra_job_identity(config_path: Path) -> dict[str, Any] | None:
+    """The identity of the train.py job whose ``.hydra/config.yaml`` this is: None when the folder is another
+    task's (an evaluate or generate run below the same folder), ``{}`` when the job's identity cannot be read
+    (it still counts as a job)."""
+    try:
+        config = OmegaConf.load(config_path)
+    except (OSError, yaml.YAMLError):  # a damaged config: the job still counts, its identity is unknown
+        return {}
+    if OmegaConf.select(config, "task_name", default=None, throw_on_resolution_failure=False) != "train":
+        return None
+    fields = {key: OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
+              for key in ("classifier.name", "classifier.variant", "data.name", "seed")}
+    try:
+        return identity_from_config({"classifier": {"name": fields["classifier.name"],
+                                                    "variant": fields["classifier.variant"]},
+                                     "data": {"name": fields["data.name"]}, "seed": fields["seed"]},
+                                    str(config_path))
+    except DataError:
+        return {}
+
+
+def unfinished_jobs(folder: Path, select: Mapping[str, Any] | None = None) -> list[str]:
+    """The train.py job folders below ``folder`` (Hydra's ``.hydra/config.yaml`` marks one) with no
+    ``results.json``: jobs that failed, were killed or still run. Jobs ``select`` leaves out are not listed."""
+    found = []
+    for config_path in sorted(folder.rglob(".hydra/config.yaml")):
+        job = config_path.parent.parent
+        if (job / "results.json").is_file():
+            continue
+        identity = _hydra_job_identity(config_path)
+        if identity is None or (identity and not _matches(identity, select)):
+            continue
+        found.append(f"{job} ({_describe_job(identity or None)})")
+    return found
+
+
+def read_sweep(folder: str | Path, select: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Every ``results.json`` below ``folder`` (any depth), one table row per test-set score, and the job
+    folders that have none (see :func:`unfinished_jobs`)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"sweep folder {folder} does not exist or is not a folder")
     files = sorted(folder.rglob("results.json"))
+    unfinished = unfinished_jobs(folder, select)
     if not files:
-        raise DataError(f"no results.json below {folder}: is it a train.py sweep folder "
-                        "(outputs/train/multiruns/<time>)?")
+        detail = (f"its {len(unfinished)} job folder(s) have none (failed or unfinished): {'; '.join(unfinished)}"
+                  if unfinished else "is it a train.py sweep folder (outputs/train/multiruns/<time>)?")
+        raise DataError(f"no results.json below {folder}: {detail}")
     rows: list[dict[str, Any]] = []
     for path in files:
         try:
-            result = json.loads(path.read_text(encoding="utf-8"))
+            result = json.loads(read_text(path))
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
         if not isinstance(result, Mapping):
             raise DataError(f"{path}: expected a JSON object at the top level")
         rows.extend(rows_from_result(result, str(path)))
     table = pd.DataFrame(rows, columns=COLUMNS) if rows else empty_table()
-    table = _select(table, select)
+    table = select_rows(table, select)
     _check_duplicates(table)
-    return table
+    return table, unfinished
 
 
 def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
@@ -157,8 +236,8 @@ def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
         raise DataError(f"scores_unit must be auto, fraction or percent, got {unit!r}")
     if not path.is_file():
         raise DataError(f"scores file {path} does not exist")
-    with path.open(newline="", encoding="utf-8") as handle:
-        lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if any(c.strip() for c in row)]
+    reader = csv.reader(io.StringIO(read_text(path, "utf-8-sig"), newline=""))
+    lines = [(number, row) for number, row in enumerate(reader, start=1) if any(c.strip() for c in row)]
     if len(lines) < 2:
         raise DataError(f"{path}: needs a header line and at least one test-set line")
     header = [c.strip() for c in lines[0][1]]
@@ -202,10 +281,24 @@ def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _wandb_offline_reason() -> str | None:
+def wandb_api_key_configured() -> bool:
+    """Whether wandb would find an API key: ``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+def _wandb_unreachable_reason() -> str | None:
+    """Why reading runs through ``wandb.Api()`` cannot work here (checked before any W&B call), or None."""
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "disabled", "dryrun"):
         return f"WANDB_MODE={mode} is set"
+    if not wandb_api_key_configured():
+        return "no W&B API key is configured (WANDB_API_KEY or `wandb login`)"
     return None
 
 
@@ -224,34 +317,49 @@ def identity_from_config(config: Mapping[str, Any], origin: str) -> dict[str, An
 
 
 def read_wandb(project: str, entity: str | None = None, group: str | None = None,
-               select: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Finished runs of a W&B project (optionally one group) through ``wandb.Api()``.
-
-    The identity comes from each run's config (see :func:`identity_from_config`), the
-    ``test/<benchmark>_<split>/wf1`` metrics from its summary. Runs that are not finished are
-    skipped, so their cells show as missing.
-    """
-    reason = _wandb_offline_reason()
+               select: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """Finished runs of a W&B project (optionally one group) through ``wandb.Api()``, and the runs that
+    did not finish (crashed, failed, killed or still running; see :func:`rows_from_wandb_runs`)."""
+    reason = _wandb_unreachable_reason()
     if reason:
-        raise DataError(f"reading runs from W&B needs an online W&B and an API key, but {reason}. "
-                        "Use sweep=<folder> on the jobs' output folders instead (their results.json "
-                        "hold the same numbers), or `wandb sync` the offline runs first.")
+        raise DataError(f"reading finished W&B runs (the input when neither sweep= nor scores= is given) needs "
+                        f"W&B online, but {reason}. Give one of: sweep=<a train.py multirun folder> (its "
+                        "results.json files), scores=<a scores CSV>, or wandb.project=<project> "
+                        "[wandb.group=<group>] with W&B online (`wandb sync` offline runs first).")
     import wandb
 
     path = f"{entity}/{project}" if entity else project
     filters = {"group": group} if group else {}
+    where = path + (f", group {group}" if group else "")
+    return rows_from_wandb_runs(_iter_runs(wandb.Api().runs(path, filters=filters)), where, select)
+
+
+def rows_from_wandb_runs(runs: Iterable[Any], where: str, select: Mapping[str, Any] | None = None
+                         ) -> tuple[pd.DataFrame, list[str]]:
+    """The score table of W&B runs (objects with ``id``, ``name``, ``state``, ``config``, ``summary_metrics``).
+
+    The identity comes from each run's config (see :func:`identity_from_config`), the
+    ``test/<benchmark>_<split>/wf1`` metrics from its summary. Runs that are not finished give no
+    scores and are returned as unfinished (with their identity), so their absence is never silent.
+    """
     rows: list[dict[str, Any]] = []
-    for run in _iter_runs(wandb.Api().runs(path, filters=filters)):
-        if run.state != "finished" or getattr(run, "job_type", None) == "evaluate":
+    unfinished = []
+    for run in runs:
+        if getattr(run, "job_type", None) == "evaluate":
             continue
-        origin = f"W&B run {path}/{run.id} ({run.name})"
-        result = {"identity": identity_from_config(run.config, origin), "metrics": run.summary_metrics}
-        rows.extend(rows_from_result(result, origin))
+        origin = f"W&B run {where}: {run.id} ({run.name})"
+        identity = identity_from_config(run.config, origin)
+        if run.state != "finished":
+            if _matches(identity, select):
+                unfinished.append(f"{origin}, state {run.state} ({_describe_job(identity)})")
+            continue
+        rows.extend(rows_from_result({"identity": identity, "metrics": run.summary_metrics}, origin))
     if not rows:
-        raise DataError(f"no finished W&B runs with test W-F1 in {path}" + (f", group {group}" if group else ""))
-    table = _select(pd.DataFrame(rows, columns=COLUMNS), select)
+        raise DataError(f"no finished W&B runs with test W-F1 in {where}"
+                        + (f"; not finished: {'; '.join(unfinished)}" if unfinished else ""))
+    table = select_rows(pd.DataFrame(rows, columns=COLUMNS), select)
     _check_duplicates(table)
-    return table
+    return table, unfinished
 
 
 def _iter_runs(runs: Iterable[Any]) -> Iterable[Any]:

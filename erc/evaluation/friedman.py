@@ -145,8 +145,16 @@ def omnibus(scores: np.ndarray) -> dict[str, Any]:
 
     ``scores`` is (n blocks x k instances). The chi-square comes from scipy (with its tie
     correction); Iman & Davenport's ``F = (n-1) chi2 / (n(k-1) - chi2)`` with ``(k-1, (k-1)(n-1))``
-    degrees of freedom is less conservative than chi-square for few blocks. ``F`` is infinite when
-    every block ranks the instances identically.
+    degrees of freedom is less conservative than chi-square for few blocks.
+
+    Two designs are degenerate, and ``degenerate`` then says why (it is None otherwise):
+
+    - every block ranks the instances identically: chi-square is at its maximum ``n(k-1)``, so F
+      divides by zero. In floating point the denominator comes out as rounding noise and F as a
+      huge finite number (1.9e15 for k = n = 6), which would read as a measurement; F is reported
+      as infinite and its p-value as the limit 0 instead.
+    - every block ties all instances: there is no ranking information, chi-square is 0/0 and both
+      statistics and p-values are undefined (NaN).
     """
     scores = np.asarray(scores, dtype=float)
     n, k = scores.shape
@@ -154,16 +162,20 @@ def omnibus(scores: np.ndarray) -> dict[str, Any]:
         raise ValueError(f"Friedman's omnibus test needs at least 3 instances, got {k}")
     if n < 2:
         raise ValueError(f"Friedman's omnibus test needs at least 2 test sets, got {n}")
-    chi2, p_chi2 = stats.friedmanchisquare(*scores.T)
     df1, df2 = k - 1, (k - 1) * (n - 1)
-    denominator = n * (k - 1) - chi2
-    if denominator <= 0:
-        f_value, p_f = math.inf, 0.0
-    else:
-        f_value = (n - 1) * chi2 / denominator
-        p_f = float(stats.f.sf(f_value, df1, df2))
-    return {
-        "k": int(k), "n": int(n),
-        "chi2": float(chi2), "chi2_df": int(df1), "chi2_p": float(p_chi2),
-        "iman_davenport_f": float(f_value), "f_df1": int(df1), "f_df2": int(df2), "f_p": p_f,
-    }
+    result: dict[str, Any] = {"k": int(k), "n": int(n), "chi2_df": int(df1), "f_df1": int(df1), "f_df2": int(df2)}
+    if (scores == scores[:, :1]).all():
+        return {**result, "chi2": math.nan, "chi2_p": math.nan, "iman_davenport_f": math.nan, "f_p": math.nan,
+                "degenerate": "every test set ties all instances: no ranking information, so Friedman's "
+                              "chi-square (0/0) and the Iman-Davenport F are undefined"}
+    chi2, p_chi2 = stats.friedmanchisquare(*scores.T)
+    maximum = n * (k - 1)
+    if chi2 >= maximum * (1 - 1e-9):  # identical rankings in every block, up to float rounding
+        return {**result, "chi2": float(maximum), "chi2_p": float(stats.chi2.sf(maximum, df1)),
+                "iman_davenport_f": math.inf, "f_p": 0.0,
+                "degenerate": f"every test set ranks the instances identically, so Friedman's chi-square is at "
+                              f"its maximum n(k-1) = {maximum} and the Iman-Davenport F is infinite (its "
+                              "denominator n(k-1) - chi-square is 0; its p-value is the limit 0)"}
+    f_value = (n - 1) * chi2 / (maximum - chi2)
+    return {**result, "chi2": float(chi2), "chi2_p": float(p_chi2), "iman_davenport_f": float(f_value),
+            "f_p": float(stats.f.sf(f_value, df1, df2)), "degenerate": None}

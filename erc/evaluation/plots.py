@@ -11,6 +11,7 @@ Nemenyi's CD it comes from the exact distribution, so it agrees with the p-value
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from erc.evaluation.analysis import RankAnalysis  # noqa: E402
-from erc.evaluation.tables import Display  # noqa: E402
+from erc.evaluation.tables import Display, omnibus_text  # noqa: E402
+from erc.io import write_atomic  # noqa: E402
 
 _MARKERS = {"org": "o", "nat": "s", "bal": "D"}
 
@@ -117,13 +119,10 @@ def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Pat
         ax.text(end + (-0.05 if left else 0.05), y, text, ha="right" if left else "left", va="center", fontsize=8.5,
                 color=colors[instance])
 
-    o = analysis.omnibus
-    subtitle = (f"\nFriedman χ²({o['chi2_df']}) = {o['chi2']:.2f}, p = {o['chi2_p']:.2g}; Iman-Davenport "
-                f"F({o['f_df1']}, {o['f_df2']}) = {o['iman_davenport_f']:.2f}, p = {o['f_p']:.2g}") if o else ""
+    subtitle = "\n" + textwrap.fill(omnibus_text(analysis.omnibus), width=120)
     ax.set_title(f"Average ranks of {k} model instances over {n} test sets{subtitle}", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=130), binary=True)
     plt.close(fig)
     return path
 
@@ -150,7 +149,6 @@ def plot_rank_heatmap(analysis: RankAnalysis, display: Display, path: Path) -> P
     fig.colorbar(image, ax=ax, label="rank (1 = best)")
     ax.set_title("W-F1 x100 and rank per test set")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=130), binary=True)
     plt.close(fig)
     return path

@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from erc.data import BENCHMARKS, benchmark_info
 from erc.evaluation.analysis import AGGREGATION, SOURCE_ORDER, TIES_HANDLING, RankAnalysis, cell_stats
 from erc.evaluation.collect import add_models, order_classifiers, split_test_set
+from erc.io import write_text_atomic
 
 MISSING = "—"
 
@@ -77,6 +79,20 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def omnibus_text(o: Mapping[str, Any]) -> str:
+    """The omnibus test in one sentence (Table IV notes, CD diagram): a test that was not run or whose statistic
+    is degenerate says so instead of printing a number that looks like a measurement."""
+    if "not_computed" in o:
+        return f"{o['not_computed']}: not computed."
+    if math.isnan(o["chi2"]):
+        return (f"Friedman χ²({o['chi2_df']}) and Iman-Davenport F({o['f_df1']}, {o['f_df2']}) undefined: "
+                f"{o['degenerate']}.")
+    f_value = "∞" if math.isinf(o["iman_davenport_f"]) else f"{o['iman_davenport_f']:.3f}"
+    text = (f"Friedman χ²({o['chi2_df']}) = {o['chi2']:.3f}, p = {o['chi2_p']:.3g}; Iman-Davenport "
+            f"F({o['f_df1']}, {o['f_df2']}) = {f_value}, p = {o['f_p']:.3g}")
+    return text + (f". Degenerate: {o['degenerate']}." if o.get("degenerate") else ".")
+
+
 def _markdown(header: list[str], rows: list[list[str]], align_first_left: bool = True) -> str:
     rule = [":---" if align_first_left and i == 0 else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
@@ -85,7 +101,8 @@ def _markdown(header: list[str], rows: list[list[str]], align_first_left: bool =
 
 def _tex_escape(text: str) -> str:
     for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                          ("<", r"\textless{}"), ("±", r"$\pm$"), ("—", "---"), ("–", "--"), ("χ²", r"$\chi^2$")):
+                          ("<", r"\textless{}"), ("±", r"$\pm$"), ("—", "---"), ("–", "--"), ("χ²", r"$\chi^2$"),
+                          ("∞", r"$\infty$")):
         text = text.replace(char, escaped)
     return text
 
@@ -159,22 +176,32 @@ def write_table3(table: pd.DataFrame, out_dir: Path, display: Display) -> list[P
     frame = table3_frame(table)
     header, rows, notes = _table3_cells(frame, display)
     paths = [out_dir / "table3.csv", out_dir / "table3.md", out_dir / "table3.tex"]
-    frame.to_csv(paths[0], index=False)
+    write_text_atomic(paths[0], frame.to_csv(index=False))
     md = "## Table III: W-F1 on the original test splits\n\n" + _markdown(header, rows)
-    paths[1].write_text(md + "\n" + "\n".join(f"- {n}" for n in notes) + "\n", encoding="utf-8")
+    write_text_atomic(paths[1], md + "\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     spec = "ll" + "r" * (len(header) - 2)
     body = [" & ".join(_tex_cell(c) for c in row) + r" \\" for row in rows]
     tex = [r"\begin{table}[t]", r"\centering", r"\caption{" + _tex_escape(" ".join(notes)) + "}",
            r"\label{tab:wf1}", r"\begin{tabular}{" + spec + "}", r"\toprule",
            " & ".join(_tex_escape(h) for h in header) + r" \\", r"\midrule", *body,
            r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    paths[2].write_text("\n".join(tex) + "\n", encoding="utf-8")
+    write_text_atomic(paths[2], "\n".join(tex) + "\n")
     return paths
 
 
 # ---------------------------------------------------------------- Table IV
 
-def _table4_notes(analysis: RankAnalysis | None, seeds: int, display: Display, refused: str | None) -> list[str]:
+def table4_summary(analysis: RankAnalysis | None, refused: str | None, partial: str | None) -> str:
+    """The line printed under Table IV's heading: the design actually tested, and whether it is the whole one."""
+    if analysis is None:
+        return f"**Not tested (incomplete results):** {refused}"
+    line = (f"Bonferroni m = {analysis.m} comparisons; k = {analysis.k} instances ranked on n = {analysis.n} "
+            "test sets.")
+    return f"**PARTIAL TABLE (allow_partial=true):** {partial}\n\n{line}" if partial else line
+
+
+def _table4_notes(analysis: RankAnalysis | None, seeds: int, display: Display, refused: str | None,
+                  partial: str | None) -> list[str]:
     notes = ["W-F1 x100; rank within the test set in parentheses (1 = best), bold: rank 1."]
     if seeds > 1:
         notes.append(f"Cells are the {AGGREGATION} (up to {seeds} seeds).")
@@ -182,7 +209,9 @@ def _table4_notes(analysis: RankAnalysis | None, seeds: int, display: Display, r
         notes.append(f"Friedman test not run: {refused}")
         return notes
     assert analysis is not None
-    m = len(analysis.comparisons)
+    if partial:
+        notes.insert(0, f"PARTIAL TABLE (allow_partial=true): {partial}")
+    m = analysis.m
     mode = "truncated" if display.p_mode == "truncate" else "rounded"
     notes.append(f"Diff.: the control's rank sum minus the instance's rank sum (> 0: the instance ranks better). "
                  f"p: two-sided exact p-value of the rank-sum difference (Eisinga et al. 2017; k={analysis.k} "
@@ -194,13 +223,17 @@ def _table4_notes(analysis: RankAnalysis | None, seeds: int, display: Display, r
         notes.append(f"Ties: {listed}. Handling: {TIES_HANDLING}.")
     else:
         notes.append("No ties.")
-    o = analysis.omnibus
-    if o:
-        notes.append(f"Friedman χ²({o['chi2_df']}) = {o['chi2']:.3f}, p = {o['chi2_p']:.3g}; Iman-Davenport "
-                     f"F({o['f_df1']}, {o['f_df2']}) = {o['iman_davenport_f']:.3f}, p = {o['f_p']:.3g}.")
-    if analysis.critical_difference is not None:
+    notes.append(omnibus_text(analysis.omnibus))
+    smallest = analysis.smallest_adjusted_p()
+    if m == 0:
+        notes.append("No comparisons: no instance has its control in the table.")
+    elif analysis.critical_difference is not None:
         notes.append(f"Critical rank-sum difference at alpha = {analysis.alpha} after Bonferroni (m={m}): "
                      f"{analysis.critical_difference}.")
+    elif smallest is not None:
+        notes.append(f"No comparison can be significant at alpha = {analysis.alpha} in this design: even the "
+                     f"largest possible rank-sum difference, {analysis.n * (analysis.k - 1)}, has adjusted p = "
+                     f"{display.p(smallest)} (k={analysis.k}, n={analysis.n}, m={m}).")
     return notes
 
 
@@ -239,19 +272,22 @@ def _comparison_rows(analysis: RankAnalysis, display: Display) -> tuple[list[str
 
 
 def write_table4(scores: pd.DataFrame, analysis: RankAnalysis | None, out_dir: Path, display: Display,
-                 seeds: int, refused: str | None = None) -> list[Path]:
-    """table4.md and table4.tex (scores, ranks, rank sums, diffs, p) and table4.csv (one row per compared pair).
+                 seeds: int, refused: str | None = None, partial: str | None = None) -> list[Path]:
+    """table4.md and table4.tex (scores, ranks, rank sums, diffs, p) and table4.csv (one row per compared pair,
+    with the Bonferroni ``m`` and whether the table is ``partial``).
 
     With ``analysis=None`` (the test refused, e.g. missing cells) only the scores are written, with the
-    gaps marked, and no table4.csv, so that no partial statistics can be mistaken for results.
+    gaps marked, and no table4.csv, so that no partial statistics can be mistaken for results. ``partial``
+    (allow_partial=true) says what is missing; it heads the Markdown and the LaTeX caption.
     """
     header, rows = _table4_cells(scores, analysis, display)
-    notes = _table4_notes(analysis, seeds, display, refused)
-    md = ["## Table IV: ranks, rank sums and exact Friedman p-values\n", _markdown(header, rows)]
+    notes = _table4_notes(analysis, seeds, display, refused, partial)
+    md = ["## Table IV: ranks, rank sums and exact Friedman p-values\n",
+          table4_summary(analysis, refused, partial) + "\n", _markdown(header, rows)]
     paths = [out_dir / "table4.md", out_dir / "table4.tex"]
     if analysis is not None and not analysis.comparisons.empty:
         md += ["\n### Comparisons\n", _markdown(*_comparison_rows(analysis, display))]
-    paths[0].write_text("\n".join(md) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n", encoding="utf-8")
+    write_text_atomic(paths[0], "\n".join(md) + "\n" + "\n".join(f"- {n}" for n in notes) + "\n")
     models = list(dict.fromkeys(c.rpartition("_")[0] for c in scores.columns))
     group_header = ["Test set"] + [r"\multicolumn{" + str(sum(c.rpartition("_")[0] == m for c in scores.columns))
                                    + "}{c}{" + _tex_escape(display.model(m)) + "}" for m in models]
@@ -265,9 +301,10 @@ def write_table4(scores: pd.DataFrame, analysis: RankAnalysis | None, out_dir: P
            r"\label{tab:friedman}", r"\begin{tabular}{l" + "r" * len(scores.columns) + "}", r"\toprule",
            " & ".join(group_header) + r" \\", " & ".join(sub_header) + r" \\", r"\midrule", *body,
            r"\bottomrule", r"\end{tabular}", r"\end{table*}"]
-    paths[1].write_text("\n".join(tex) + "\n", encoding="utf-8")
+    write_text_atomic(paths[1], "\n".join(tex) + "\n")
     if analysis is not None:
         csv_path = out_dir / "table4.csv"
-        analysis.comparisons.drop(columns=["significant"]).to_csv(csv_path, index=False)
+        frame = analysis.comparisons.drop(columns=["significant"]).assign(m=analysis.m, partial=partial is not None)
+        write_text_atomic(csv_path, frame.to_csv(index=False))
         paths.append(csv_path)
     return paths
