@@ -86,8 +86,8 @@ def test_stats_for_an_absent_benchmark_is_one_line(tmp_path):
     assert line.startswith(f"error: no meld train data found in {tmp_path / 'meld'}") and "make data" in line
     done = stats_command("--data-dir", str(tmp_path), "--out", str(tmp_path / "out"))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: no benchmark data found under {tmp_path}; run `make data` "
-                                                "or set ERC_DATA_DIR"]
+    expected = f"error: no benchmark data found under {tmp_path}; run `make data` or set ERC_DATA_DIR"
+    assert done.stderr.strip().splitlines() == [expected]
     assert not (tmp_path / "out").exists()
 
 

@@ -36,9 +36,9 @@ def test_minimal_records_get_defaults(tmp_path):
     ('{"utterances": [{"speaker": "A", "text": "hi", "label": "joy"}], "source": "gpt"}',
      "field 'source' must be one of"),
     ('{"id": "d1", "utterances": []}', r"line 1: field 'utterances' is empty"),
-    ('{"id": "d1", "utterances": [{"speaker": "A", "text": "hi", "label": "joy"}]}\n'
-     '{"id": "d2", "utterances": [{"speaker": "A", "text": "ok", "label": "joy"}]}\n'
-     '{"id": "d1", "utterances": [{"speaker": "B", "text": "yo", "label": "joy"}]}',
+    (('{"id": "d1", "utterances": [{"speaker": "A", "text": "hi", "label": "joy"}]}\n'
+      '{"id": "d2", "utterances": [{"speaker": "A", "text": "ok", "label": "joy"}]}\n'
+      '{"id": "d1", "utterances": [{"speaker": "B", "text": "yo", "label": "joy"}]}'),
      r"line 3: field 'id': dialogue id 'd1' is already used on line 1"),
 ])
 def test_bad_records_name_file_line_and_field(tmp_path, line, message):

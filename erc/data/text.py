@@ -19,7 +19,6 @@ from pathlib import Path
 from erc.errors import DataError
 
 
-
 def read_text(path: Path | str, encoding: str = "utf-8") -> str:
     """The contents of ``path`` decoded strictly (``utf-8`` or ``utf-8-sig``); a byte that is not valid
     UTF-8 is a DataError saying where it is and how to get a clean copy."""
