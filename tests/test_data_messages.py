@@ -106,3 +106,13 @@ def test_the_missing_benchmark_message_is_one_line(tmp_path):
         load_benchmark("emorynlp", "test", tmp_path)
     assert "\n" not in str(err.value)
     assert str(tmp_path / "emorynlp" / "emotion-detection-tst.json") in str(err.value)
+
+
+def test_a_failed_download_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "erc.data.download", "--data-dir", str(tmp_path),
+                           "--base-url", "http://127.0.0.1:9"], capture_output=True, text=True, cwd=PROJECT_ROOT,
+                          timeout=120)  # nothing listens on port 9: the connection is refused at once
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: http://127.0.0.1:9/declare-lab/MELD/") and "download failed" in line
+    assert f"nothing was saved to {tmp_path / 'meld' / 'train_sent_emo.csv'}" in line

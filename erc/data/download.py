@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from erc.cli import exit_on_user_error
 from erc.data.load import HOW_TO_GET, default_data_dir
 from erc.data.schema import DataError
 
@@ -105,16 +106,15 @@ def download_all(data_dir: Path, base_url: str = GITHUB_RAW) -> list[Path]:
     return paths
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
+    """The command line; a failed download or checksum is one ``error:`` line and exit status 2."""
     parser = argparse.ArgumentParser(prog="python -m erc.data.download", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $ERC_DATA_DIR or ./data")
     parser.add_argument("--base-url", default=os.environ.get("ERC_DOWNLOAD_BASE_URL", GITHUB_RAW),
                         help="mirror serving <repo>/<commit>/<path> (default: GitHub raw)")
     args = parser.parse_args(argv)
-    try:
-        download_all(args.data_dir or default_data_dir(), args.base_url)
-    except DataError as err:
-        raise SystemExit(f"error: {err}") from None
+    download_all(args.data_dir or default_data_dir(), args.base_url)
 
 
 if __name__ == "__main__":
