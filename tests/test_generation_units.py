@@ -11,11 +11,12 @@ from hydra import compose, initialize_config_dir
 import erc  # noqa: F401
 from erc.config import CONFIG_DIR
 from erc.data.schema import DataError, Dialogue, Utterance
+from erc.errors import ConfigError
 from erc.generation.dedup import deduplicate
 from erc.generation.grammar import DialogueGrammar
 from erc.generation.prompts import label_options, load_template, plan_dialogue, render_user_prompt
 from erc.generation.sampling import Sampling, derive_seed, llama_cpp_parameters, openai_parameters, tgi_parameters
-from erc.generation.split import assign_split, check_ratios
+from erc.generation.split import assign_split, assign_splits, check_ratios, dialogues_needed, position
 from erc.generation.store import RequestStore, read_records
 
 MELD = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
@@ -162,7 +163,7 @@ def test_split_is_deterministic_by_id_and_follows_ratios():
     splits = [assign_split(f"meld_bal_{i:06d}", ratios) for i in range(4000)]
     assert splits == [assign_split(f"meld_bal_{i:06d}", ratios) for i in range(4000)]
     assert 0.77 < splits.count("train") / 4000 < 0.83 and 0.08 < splits.count("test") / 4000 < 0.12
-    with pytest.raises(DataError, match="split"):
+    with pytest.raises(ConfigError, match="split"):
         check_ratios({"train": 0.8, "dev": 0.3, "test": 0.1})
 
 
@@ -179,3 +180,17 @@ def test_openai_backend_spells_grammar_and_extras_per_server():
     cfg = compose_generate("llm=openai", "llm.server=plain", "sampling=paper_constrained")
     backend = OpenAIBackend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
     assert any("constrained" in item for item in backend.lost)  # recorded for the data card
+
+
+def test_small_set_repair_fills_every_split_moving_the_nearest_dialogue_of_the_largest():
+    ratios = check_ratios({"train": 0.5, "dev": 0.25, "test": 0.25})
+    ids = [f"iemocap_nat_{i:06d}" for i in range(6)]
+    assert {assign_split(i, ratios) for i in ids} == {"train"}  # hashed, dev and test are empty
+    splits = assign_splits(ids, ratios)
+    assert sorted(splits.values()) == ["dev", "test", "train", "train", "train", "train"]
+    by_position = sorted(ids, key=position)  # train is [0, .5): the two highest positions are nearest
+    assert splits[by_position[-1]] == "dev" and splits[by_position[-2]] == "test"
+    assert assign_splits(ids[:2], ratios) == {i: "train" for i in ids[:2]}  # fewer than 3: nothing to repair with
+    assert dialogues_needed(ratios) == 3 and dialogues_needed({"train": 0.9, "dev": 0.1, "test": 0.0}) == 2
+    many = [f"meld_bal_{i:06d}" for i in range(300)]
+    assert assign_splits(many, ratios) == {i: assign_split(i, ratios) for i in many}  # large sets: pure hash

@@ -1,0 +1,109 @@
+"""Every generation setting checked before the first LLM request.
+
+A bad value found after hours of generation wastes the hours (split ratios that do not add up used to
+be rejected only after every request was made); a value that silently changes the experiment is worse
+(``n_dialogues=-3`` gave an empty folder, a balanced template without ``{target}`` never asked for the
+target emotion). :func:`check_generation_config` raises :class:`ConfigError` naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Callable
+from typing import Any
+
+from datasketch import MinHashLSH
+from omegaconf import DictConfig
+
+from erc.errors import ConfigError
+from erc.generation.prompts import PromptTemplate, load_template
+from erc.generation.split import check_ratios
+
+# The slots each prompt mode fills: a template must use every one and no other.
+TEMPLATE_SLOTS = {"natural": {"participants", "label_options"},
+                  "balanced": {"participants", "label_options", "target"}}
+
+
+def _number(cfg: Any, key: str, ok: Callable[[float], bool], need: str, integer: bool = False,
+            nullable: bool = False) -> None:
+    """Check ``cfg[key]`` (a dotted key) is a number (an int when ``integer``) with ``ok(value)``."""
+    value: Any = cfg
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, DictConfig) else None
+    if value is None and nullable:
+        return
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
+        raise ConfigError(f"{key} must be {need}{' or null' if nullable else ''}, got {value!r}")
+
+
+def check_template(template: PromptTemplate, mode: str) -> None:
+    """The template's ``{slots}`` are exactly those of ``mode``: a balanced template without
+    ``{target}`` would never ask for the target emotion, one without ``{label_options}`` would let the
+    model choose its own labels, and an unknown slot cannot be filled."""
+    if mode not in TEMPLATE_SLOTS:
+        raise ConfigError(f"prompt.mode must be 'natural' or 'balanced', got {mode!r}")
+    try:
+        used = {field for _, field, _, _ in string.Formatter().parse(template.text) if field is not None}
+    except ValueError as err:
+        raise ConfigError(f"prompt.template {template.path}: {err} (write a literal brace as {{{{ or }}}})") from None
+    need = TEMPLATE_SLOTS[mode]
+    slots = ", ".join("{" + s + "}" for s in sorted(need))
+    if need - used:
+        missing = ", ".join("{" + s + "}" for s in sorted(need - used))
+        raise ConfigError(f"prompt.template {template.path} lacks {missing}: a {mode} prompt must contain {slots}")
+    if used - need:
+        unknown = ", ".join("{" + s + "}" for s in sorted(used - need))
+        raise ConfigError(f"prompt.template {template.path} has unknown slot(s) {unknown}: a {mode} prompt fills "
+                          f"only {slots}")
+
+
+def check_sampling(cfg: DictConfig) -> None:
+    """``sampling.*`` in the ranges every backend accepts (TGI's validation is the strictest)."""
+    _number(cfg, "sampling.temperature", lambda v: v > 0, "a number > 0 (requests always sample)")
+    _number(cfg, "sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    _number(cfg, "sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
+    _number(cfg, "sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
+    _number(cfg, "sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    _number(cfg, "sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    _number(cfg, "sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
+    stop = cfg.sampling.stop
+    if stop is None or isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop):
+        raise ConfigError(f"sampling.stop must be a list of non-empty strings, got {stop!r}")
+    _number(cfg, "sampling.grammar.max_turns", lambda v: v >= int(cfg.validation.min_turns),
+            f"an integer >= validation.min_turns ({cfg.validation.min_turns})", integer=True)
+    _number(cfg, "sampling.grammar.max_utterance_chars", lambda v: v >= 1, "a positive integer", integer=True)
+
+
+def check_dedup(threshold: float, num_perm: int) -> None:
+    """MinHash LSH needs at least two bands at ``threshold``: near 1, or with few permutations, it has
+    not (datasketch then fails in post-processing, after every request was made)."""
+    try:
+        MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as err:
+        raise ConfigError(f"dedup.minhash_threshold={threshold:g} with dedup.num_perm={num_perm} cannot be indexed "
+                          f"({err}): lower the threshold (e.g. 0.98 at 128 permutations) or raise num_perm") from None
+
+
+def check_generation_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first setting of ``cfg`` that cannot work."""
+    _number(cfg, "n_dialogues", lambda v: v >= 1, "a positive integer (the number of dialogue slots)", integer=True)
+    _number(cfg, "max_attempts", lambda v: v >= 1, "an integer >= 1 (requests per dialogue slot)", integer=True)
+    _number(cfg, "seed", lambda v: v >= 0, "a non-negative integer", integer=True)
+    _number(cfg, "llm.concurrency", lambda v: v >= 1, "an integer >= 1 (requests in flight)", integer=True)
+    _number(cfg, "llm.max_retries", lambda v: v >= 0, "an integer >= 0", integer=True)
+    _number(cfg, "llm.timeout_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
+    _number(cfg, "llm.request_deadline_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
+    _number(cfg, "llm.backoff_s", lambda v: v >= 0, "a number of seconds >= 0")
+    _number(cfg, "llm.backoff_max_s", lambda v: v >= 0, "a number of seconds >= 0")
+    _number(cfg, "validation.min_turns", lambda v: v >= 1, "a positive integer", integer=True)
+    _number(cfg, "validation.repeat_ngram", lambda v: v >= 1, "a positive integer", integer=True)
+    _number(cfg, "validation.max_ngram_repeats", lambda v: v >= 1, "a positive integer", integer=True)
+    _number(cfg, "validation.enumeration_run", lambda v: v >= 2, "an integer >= 2", integer=True)
+    _number(cfg, "dedup.minhash_threshold", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    _number(cfg, "dedup.num_perm", lambda v: v >= 2, "an integer >= 2", integer=True)
+    _number(cfg, "dedup.shingle_words", lambda v: v >= 1, "a positive integer", integer=True)
+    check_dedup(float(cfg.dedup.minhash_threshold), int(cfg.dedup.num_perm))
+    check_ratios(cfg.split)
+    check_sampling(cfg)
+    check_template(load_template(cfg.prompt.template), str(cfg.prompt.mode))
