@@ -77,6 +77,15 @@ def test_rejection_reasons(text, reason):
     assert reason in check(text).reasons
 
 
+@pytest.mark.parametrize("label", ["0", "00", "0. neutral", "8"])
+def test_a_label_number_outside_1_to_k_is_rejected_never_wrapped(label):
+    """``(0)`` must not become class -1, i.e. the last class, by Python's negative indexing."""
+    parsed = check(f"Joey: Hi. ({label})\nRachel: Hey. (2)\nRoss: Hello. (1)\nJoey: Bye. (3)")
+    assert parsed.reasons == ["label_out_of_range"]
+    assert [label for _, _, label in parsed.turns] == ["joy", "neutral", "surprise"]
+    assert parsed.label_ids == [1, 0, 2]
+
+
 def test_balanced_target_and_truncation():
     text = "Joey: Hi. (1)\nRachel: Hey. (2)\nRoss: Hello. (1)"
     assert check(text, target="joy").accepted

@@ -137,9 +137,10 @@ def test_balanced_reasks_a_dialogue_missing_its_target(tmp_path):
 
 
 def test_validation_error_stops_the_run_naming_the_parameter(tmp_path):
+    # The server's own limit (TGI's --max-stop-sequences, 4 here): only the server can refuse it.
     with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
-        with pytest.raises(GenerationError, match="top_k"):
-            generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "sampling.top_k=0"))
+        with pytest.raises(GenerationError, match="stop"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "sampling.stop=[a,b,c]"))
         assert len(server.requests) >= 1 and not server.answered
     assert read_jsonl(out_dir(tmp_path) / "requests.jsonl") == []
 

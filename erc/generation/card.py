@@ -3,15 +3,13 @@
 A generated set is only reusable if it says how it was made: model and server, the template hash
 (the prompt is a reconstruction), the parameters as sent and what the backend could not honour,
 whether decoding was constrained, counts, label histogram, rejection reasons and throughput.
+Written by :func:`erc.generation.postprocess.write_card`.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-from erc.io import write_text_atomic
 
 
 def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
@@ -58,8 +56,3 @@ Files: `train/dev/test.jsonl` (read with `erc.data.load_benchmark("{card['datase
 `dialogues.jsonl` (all, with their split), `utterances.parquet` (one row per utterance),
 `requests.jsonl` (every raw LLM answer), `runs.jsonl`, `card.json`, `label_distribution.png`.
 """
-
-
-def write_card(out_dir: Path, card: dict[str, Any]) -> None:
-    write_text_atomic(out_dir / "card.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
-    write_text_atomic(out_dir / "README.md", readme_text(card))

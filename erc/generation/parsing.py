@@ -27,7 +27,11 @@ from typing import Any
 from erc.data.labels import canonical_label
 from erc.data.schema import DataError
 
-REASONS = ("no_dialogue", "too_few_turns", "label_out_of_range", "unknown_label", "malformed_line",
+# The answer held no dialogue at all (empty, or prose only): the server, template or model failed,
+# not the dialogue, so such answers do not use up a slot (see erc.generation.pipeline).
+NO_DIALOGUE = "no_dialogue"
+
+REASONS = (NO_DIALOGUE, "too_few_turns", "label_out_of_range", "unknown_label", "malformed_line",
            "unknown_speaker", "balanced_target_missing", "truncated", "degenerate_repetition",
            "label_enumeration")
 
@@ -95,7 +99,7 @@ def parse_turns(text: str, benchmark: str, labels: list[str]) -> ParsedDialogue:
     matches = [(i, _TURN.match(line)) for i, line in enumerate(lines)]
     found = [i for i, m in matches if m]
     if not found:
-        return ParsedDialogue([], ["no_dialogue"])
+        return ParsedDialogue([], [NO_DIALOGUE])
     reasons: set[str] = set()
     turns, ids, by_name = [], [], 0
     for i, match in matches[found[0]:found[-1] + 1]:

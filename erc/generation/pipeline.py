@@ -2,14 +2,19 @@
 
 Dialogue ``k`` is a slot with a fixed prompt (speakers, balanced target) and a sequence of derived
 seeds, one per attempt. A slot is finished when an attempt is accepted or ``max_attempts`` requests
-were made. What is finished is read back from ``requests.jsonl`` by fingerprint, so rerunning the
-same command continues where a crash stopped it and raising ``n_dialogues`` only adds slots.
-Requests run on ``llm.concurrency`` workers (bounded in-flight requests) over round-robin replicas.
+were made and at least one answer held a dialogue. A slot whose answers held no dialogue at all
+(empty, or prose: the server, template or model was at fault, not the dialogue) stays open: the next
+run asks it ``max_attempts`` more times with the following seeds. What is finished is read back
+from ``requests.jsonl`` by fingerprint, so rerunning the same command continues where a crash
+stopped it and raising ``n_dialogues`` only adds slots. Requests run on ``llm.concurrency`` workers
+(bounded in-flight requests) over round-robin replicas; one ``generate`` holds ``out_dir`` at a time
+(:class:`erc.locks.FolderLock`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import time
@@ -24,13 +29,15 @@ from tqdm.auto import tqdm
 from erc.data.labels import label_set
 from erc.errors import UserError
 from erc.generation.backends import Backend, FatalRequestError, TransientError, make_backend
+from erc.generation.checks import check_generation_config
 from erc.generation.grammar import DialogueGrammar
-from erc.generation.parsing import Rules, validate
+from erc.generation.parsing import NO_DIALOGUE, Rules, validate
 from erc.generation.postprocess import postprocess
 from erc.generation.prompts import DialogueSpec, load_template, plan_dialogue, render_user_prompt
 from erc.generation.sampling import Sampling, derive_seed, warn_lost
 from erc.generation.store import RequestStore, canonical_hash, fingerprint
 from erc.io import append_jsonl
+from erc.locks import FolderLock
 
 log = logging.getLogger(__name__)
 
@@ -41,39 +48,65 @@ class GenerationError(UserError, RuntimeError):
 
 @dataclass
 class Job:
-    """One dialogue slot still to finish, starting at attempt ``first_attempt``."""
+    """One dialogue slot still to finish: attempts ``first_attempt`` up to (not including) ``end_attempt``."""
 
     spec: DialogueSpec
     prompt: str
     grammar: DialogueGrammar | None
     first_attempt: int
+    end_attempt: int
+
+
+RESUME = "Nothing finished is lost: rerun the same command to resume."
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``llm.max_retries``, ``llm.backoff_s``, ``llm.backoff_max_s`` as plain numbers."""
+    """``llm.max_retries``, ``llm.backoff_s``, ``llm.backoff_max_s`` and ``llm.request_deadline_s``
+    (None: no deadline) as plain numbers."""
 
     max_retries: int
     backoff_s: float
     backoff_max_s: float
+    deadline_s: float | None = None
 
     @classmethod
-    def from_config(cls, llm: DictConfig) -> RetryPolicy:
-        return cls(int(llm.max_retries), float(llm.backoff_s), float(llm.backoff_max_s))
+    def from_config(cls, llm: DictConfig, backend: Backend) -> RetryPolicy:
+        """The deadline applies only to backends that can be interrupted mid-request (see
+        :attr:`Backend.interruptible`)."""
+        deadline = llm.get("request_deadline_s") if backend.interruptible else None
+        return cls(int(llm.max_retries), float(llm.backoff_s), float(llm.backoff_max_s),
+                   None if deadline is None else float(deadline))
 
 
-async def with_retries(call, *args, policy: RetryPolicy, what: str):
-    """Await ``call(*args)``, retrying :class:`TransientError` with exponential backoff and jitter
-    (half the delay fixed, half random, so replicas recovering together are not hit in lockstep)."""
+async def with_retries(call, *args, policy: RetryPolicy, what: str, failures: Counter[str] | None = None):
+    """Await ``call(*args)``, retrying :class:`TransientError` (malformed answers included) with
+    exponential backoff and jitter (half the delay fixed, half random, so replicas recovering together
+    are not hit in lockstep). ``policy.deadline_s`` bounds all tries and waits together: a server that
+    accepts connections and never answers would otherwise hold a request for ``max_retries + 1``
+    client timeouts. Each retried fault is counted in ``failures`` by its type."""
+    started = time.monotonic()
     for retry in range(policy.max_retries + 1):
+        left = None if policy.deadline_s is None else policy.deadline_s - (time.monotonic() - started)
         try:
-            return await call(*args)
+            async with asyncio.timeout(left) as budget:
+                return await call(*args)
+        except TimeoutError:
+            if not budget.expired():
+                raise
+            raise GenerationError(f"{what}: no answer within llm.request_deadline_s={policy.deadline_s:g} s "
+                                  f"({retry + 1} tries): the server accepts requests but does not answer; check "
+                                  f"it, or raise llm.request_deadline_s for a slow one. {RESUME}") from None
         except TransientError as err:
+            if failures is not None:
+                failures[type(err).__name__] += 1
             if retry == policy.max_retries:
-                raise GenerationError(f"{what}: gave up after {policy.max_retries} retries: {err}. Nothing "
-                                      f"finished is lost: rerun the same command to resume.") from err
+                raise GenerationError(f"{what}: gave up after {policy.max_retries} retries: {err}. {RESUME}") from err
             delay = min(policy.backoff_max_s, policy.backoff_s * 2**retry)
             delay = delay / 2 + random.uniform(0, delay / 2)
+            if policy.deadline_s is not None and time.monotonic() - started + delay >= policy.deadline_s:
+                raise GenerationError(f"{what}: gave up after {retry + 1} tries within llm.request_deadline_s="
+                                      f"{policy.deadline_s:g} s: {err}. {RESUME}") from err
             log.warning("%s: %s; retry %d/%d in %.1fs", what, err, retry + 1, policy.max_retries, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
@@ -87,6 +120,7 @@ class Progress:
         self.start = time.monotonic()
         self.requests = self.accepted = self.rejected = self.failed = self.tokens = 0
         self.reasons: Counter[str] = Counter()
+        self.retried: Counter[str] = Counter()  # transient faults retried, by type (MalformedAnswerError, ...)
 
     def request_done(self, accepted: bool, tokens: int | None, reasons: list[str]) -> None:
         self.requests += 1
@@ -108,7 +142,8 @@ class Progress:
                 "slots_failed": self.failed, "generated_tokens": self.tokens, "wall_s": round(wall, 3),
                 "dialogues_per_min": round(60 * self.accepted / wall, 2) if wall else None,
                 "tokens_per_s": round(self.tokens / wall, 2) if wall else None,
-                "rejection_reasons": dict(sorted(self.reasons.items()))}
+                "rejection_reasons": dict(sorted(self.reasons.items())),
+                "retried_faults": dict(sorted(self.retried.items()))}
 
 
 class Generator:
@@ -125,7 +160,7 @@ class Generator:
         self.parameters = backend.request_parameters()
         # Plain values for the per-request path (OmegaConf access is slow at hundreds of requests/s).
         self.base_seed, self.max_attempts, self.mode = int(cfg.seed), int(cfg.max_attempts), str(cfg.prompt.mode)
-        self.retry = RetryPolicy.from_config(cfg.llm)
+        self.retry = RetryPolicy.from_config(cfg.llm, backend)
         self.setup = {"backend": backend.kind, "model": provenance["model"], "template_hash": self.template.hash,
                       "parameters": self.parameters, "constrained": backend.sampling.constrained,
                       "grammar": OmegaConf.to_container(cfg.sampling.grammar) if backend.sampling.constrained else None,
@@ -152,10 +187,11 @@ class Generator:
                            template_hash=self.template.hash, prompt=job_prompt, parameters=self.parameters,
                            seed=seed, grammar=grammar.gbnf() if grammar else None)
 
-    def plan(self) -> tuple[list[Job], int]:
-        """The jobs still to run, and how many slots are already finished."""
+    def plan(self) -> tuple[list[Job], int, int]:
+        """The jobs still to run, how many slots are already finished, and how many of the jobs are
+        slots reopened because no answer so far held a dialogue."""
         gen = self.cfg.benchmark.generation
-        jobs, finished = [], 0
+        jobs, finished, reopened = [], 0, 0
         for index in range(int(self.cfg.n_dialogues)):
             spec = plan_dialogue(index, seed=int(self.cfg.seed), mode=self.cfg.prompt.mode, labels=self.labels,
                                  speaker_pool=list(gen.speaker_pool),
@@ -167,23 +203,30 @@ class Generator:
                 g = self.cfg.sampling.grammar
                 grammar = DialogueGrammar(spec.speakers, len(self.labels), self.rules.min_turns, int(g.max_turns),
                                           int(g.max_utterance_chars), bool(g.no_label_counting))
-            first = self._first_missing_attempt(index, prompt, grammar)
-            if first is None:
+            attempts = self._attempts_to_run(index, prompt, grammar)
+            if attempts is None:
                 finished += 1
             else:
-                jobs.append(Job(spec, prompt, grammar, first))
-        return jobs, finished
+                jobs.append(Job(spec, prompt, grammar, *attempts))
+                reopened += attempts[0] >= self.max_attempts
+        return jobs, finished, reopened
 
-    def _first_missing_attempt(self, index: int, prompt: str, grammar: DialogueGrammar | None) -> int | None:
-        """The first attempt of slot ``index`` not in the store; None when the slot is finished
-        (an attempt was accepted, or all ``max_attempts`` were made)."""
-        for attempt in range(self.max_attempts):
-            done = self.store.by_fingerprint.get(self._fingerprint(prompt, self._seed(index, attempt), grammar))
-            if done is None:
-                return attempt
+    def _attempts_to_run(self, index: int, prompt: str, grammar: DialogueGrammar | None) -> tuple[int, int] | None:
+        """``(first, end)`` attempts slot ``index`` still needs, or None when it is finished.
+
+        Attempts come in rounds of ``max_attempts``. A slot is finished by an accepted attempt, or by a
+        complete round when some answer held a dialogue (rejected for its content: the model had its
+        chances). When no answer held one, a complete round opens the next round."""
+        made, dialogue_seen = 0, False
+        while (done := self.store.by_fingerprint.get(
+                self._fingerprint(prompt, self._seed(index, made), grammar))) is not None:
             if done["status"] == "accepted":
                 return None
-        return None
+            dialogue_seen |= NO_DIALOGUE not in done["reasons"]
+            made += 1
+        if made and made % self.max_attempts == 0:
+            return None if dialogue_seen else (made, made + self.max_attempts)
+        return made, (made // self.max_attempts + 1) * self.max_attempts
 
     def _seed(self, index: int, attempt: int) -> int:
         return derive_seed(self.base_seed, index, attempt)
@@ -191,11 +234,11 @@ class Generator:
     async def run_job(self, job: Job, progress: Progress) -> None:
         """Ask for one slot's dialogue, re-asking with the next derived seed until accepted."""
         accepted = False
-        for attempt in range(job.first_attempt, self.max_attempts):
+        for attempt in range(job.first_attempt, job.end_attempt):
             seed = self._seed(job.spec.index, attempt)
             started = time.monotonic()
             completion = await with_retries(self.backend.complete, job.prompt, seed, job.grammar, policy=self.retry,
-                                            what=f"dialogue {job.spec.index}")
+                                            what=f"dialogue {job.spec.index}", failures=progress.retried)
             latency = time.monotonic() - started
             parsed = validate(completion.text, truncated=completion.truncated, benchmark=self.benchmark,
                               labels=self.labels, speakers=list(job.spec.speakers), target=job.spec.target,
@@ -245,7 +288,8 @@ class Generator:
 
 
 async def run_requests(cfg: DictConfig) -> dict[str, Any]:
-    """Generate every missing request of ``cfg`` into ``<out_dir>/requests.jsonl``."""
+    """Generate every missing request of ``cfg`` into ``<out_dir>/requests.jsonl``. A run with nothing
+    to do leaves ``runs.jsonl`` as it was, so a rerun changes no file."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sampling = Sampling.from_config(cfg.sampling, list(cfg.llm.stop))
@@ -255,13 +299,16 @@ async def run_requests(cfg: DictConfig) -> dict[str, Any]:
     run: dict[str, Any] = {"started_at": started, "n_dialogues": int(cfg.n_dialogues),
                            "concurrency": int(cfg.llm.concurrency), "not_honoured": backend.lost}
     try:
-        provenance = await with_retries(backend.start, policy=RetryPolicy.from_config(cfg.llm),
+        provenance = await with_retries(backend.start, policy=RetryPolicy.from_config(cfg.llm, backend),
                                         what=f"{backend.kind} backend")
         generator = Generator(cfg, backend, provenance)
-        jobs, finished = generator.plan()
+        jobs, finished, reopened = generator.plan()
         run.update(provenance=provenance, setup=generator.setup, setup_hash=generator.setup_hash,
-                   slots_already_finished=finished, slots_to_run=len(jobs))
+                   slots_already_finished=finished, slots_to_run=len(jobs), slots_reopened=reopened)
         log.info("%s: %d dialogue slot(s) finished before, %d to run", out_dir, finished, len(jobs))
+        if reopened:
+            log.warning("%s: %d slot(s) got no dialogue in any earlier answer (empty or prose only) and are asked "
+                        "again with new seeds", out_dir, reopened)
         run.update(await generator.run(jobs))
     except BaseException as err:
         run["error"] = f"{type(err).__name__}: {err}"
@@ -269,16 +316,48 @@ async def run_requests(cfg: DictConfig) -> dict[str, Any]:
     finally:
         await backend.close()
         run["finished_at"] = time.time()
-        append_jsonl(out_dir / "runs.jsonl", run)
+        if run.get("slots_to_run") != 0:
+            append_jsonl(out_dir / "runs.jsonl", run)
     return run
+
+
+# A run keeping fewer dialogues than this share of n_dialogues is reported as a warning.
+LOW_YIELD = 0.5
+
+
+def check_yield(cfg: DictConfig, card: dict[str, Any]) -> None:
+    """Say when a run kept far fewer dialogues than asked (a warning with the rejection counts) and
+    stop with :class:`GenerationError` when it kept none: a silent exit 0 with an empty set sends the
+    user on to training. Mostly truncated answers name ``sampling.max_new_tokens``."""
+    kept, asked, requests = card["counts"]["kept"], int(cfg.n_dialogues), card["counts"]["requests"]
+    rejections = card["rejections"]
+    truncated = rejections.get("truncated", 0)
+    if truncated * 2 >= requests > 0:
+        log.warning("%s: %d of %d answers were cut by the token limit (finish_reason=length): raise "
+                    "sampling.max_new_tokens (now %d)", cfg.out_dir, truncated, requests,
+                    int(cfg.sampling.max_new_tokens))
+    summary = (f"{cfg.out_dir}: {kept} of {asked} dialogues kept from {requests} requests; rejected requests by "
+               f"reason: {json.dumps(rejections)}, duplicates removed: {json.dumps(card['counts']['duplicates_removed'])}")
+    if kept == 0:
+        hint = (f" Most answers were cut by the token limit: raise sampling.max_new_tokens (now "
+                f"{int(cfg.sampling.max_new_tokens)})." if truncated * 2 >= requests else
+                " See the rejected answers in requests.jsonl (field 'reasons').")
+        raise GenerationError(f"no dialogue kept. {summary}.{hint}")
+    if kept < LOW_YIELD * asked:
+        log.warning("far fewer dialogues than asked: %s", summary)
 
 
 def generate(cfg: DictConfig) -> dict[str, Any]:
     """Generate the dataset of ``cfg`` (``conf/generate.yaml``), then post-process it.
     With ``postprocess_only`` no LLM is called: parsing, dedup, split and export are redone from
-    ``requests.jsonl``. Returns the run's figures and the post-processing summary."""
+    ``requests.jsonl``. Every setting is checked first, then ``out_dir`` is locked for this process
+    (a second ``generate`` on it is refused, naming this one's pid and host). Returns the run's
+    figures and the post-processing summary; raises :class:`GenerationError` when no dialogue was kept."""
+    check_generation_config(cfg)
     result: dict[str, Any] = {}
-    if not cfg.postprocess_only:
-        result["generation"] = asyncio.run(run_requests(cfg))
-    result.update(postprocess(cfg))
+    with FolderLock(cfg.out_dir, what="generate.py"):
+        if not cfg.postprocess_only:
+            result["generation"] = asyncio.run(run_requests(cfg))
+        result.update(postprocess(cfg))
+    check_yield(cfg, result)
     return result

@@ -4,12 +4,18 @@ Re-parses every stored answer with the current parser (a better parser never nee
 keeps each dialogue slot's first accepted attempt, removes duplicates, splits by hashed id, and
 exports ``dialogues.jsonl``, ``train/dev/test.jsonl``, ``utterances.parquet``, the data card and
 ``label_distribution.png``. Rerunnable any time: ``python generate.py ... postprocess_only=true``.
+
+A file is written only when its bytes change, and the card's ``created_at`` alone never counts as a
+change: a rerun with nothing new leaves every file (and its mtime) as it was, so whatever watches
+the files (training job keys, make) sees no new data.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -19,17 +25,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
-from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl, write_dialogues_jsonl
+from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
 from erc.data.labels import label_set, sentiment_of
 from erc.data.load import load_benchmark
 from erc.data.plots import plot_label_distribution
 from erc.data.schema import SPLITS, DataError, Dialogue, Utterance
-from erc.generation.card import write_card
+from erc.generation.card import readme_text
 from erc.generation.dedup import deduplicate
-from erc.generation.parsing import Rules, validate
+from erc.generation.parsing import NO_DIALOGUE, Rules, validate
 from erc.generation.sampling import deviations_from_table_ii
-from erc.generation.split import assign_split, check_ratios
+from erc.generation.split import assign_splits, check_ratios, dialogues_needed
 from erc.generation.store import read_records
+from erc.io import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +52,13 @@ def _dialogue(record: dict[str, Any], turns: list[tuple[str, str, str]], benchma
 
 
 def accepted_dialogues(records: list[dict[str, Any]], benchmark: str, source: str, rules: Rules
-                       ) -> tuple[list[Dialogue], Counter[str]]:
-    """Each slot's first accepted attempt under the current parser, in slot order, and the
-    rejection reasons over all records."""
+                       ) -> tuple[list[Dialogue], Counter[str], list[int]]:
+    """Each slot's first accepted attempt under the current parser, in slot order, the rejection
+    reasons over all records, and the slots none of whose answers held a dialogue (open: the next
+    run asks them again)."""
     labels = label_set(benchmark)
     reasons: Counter[str] = Counter()
+    without_dialogue: list[int] = []
     by_slot: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         if record["benchmark"] != benchmark:
@@ -58,19 +67,36 @@ def accepted_dialogues(records: list[dict[str, Any]], benchmark: str, source: st
         by_slot[record["dialogue"]].append(record)
     dialogues = []
     for slot in sorted(by_slot):
-        chosen = None
+        chosen, dialogue_seen = None, False
         for record in sorted(by_slot[slot], key=lambda r: r["attempt"]):
             parsed = validate(record["text"], truncated=record["finish_reason"] == "length", benchmark=benchmark,
                               labels=labels, speakers=record["speakers"], target=record["target"], rules=rules)
             reasons.update(parsed.reasons)
+            dialogue_seen |= NO_DIALOGUE not in parsed.reasons
             if parsed.accepted and chosen is None:
                 chosen = _dialogue(record, parsed.turns, benchmark, source)
         if chosen is not None:
             dialogues.append(chosen)
-    return dialogues, reasons
+        elif not dialogue_seen:
+            without_dialogue.append(slot)
+    return dialogues, reasons, without_dialogue
 
 
-def write_parquet(path: Path, dialogues: list[Dialogue], labels: list[str]) -> None:
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` (atomically) unless the file already holds exactly these bytes;
+    True when it was written."""
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    write_atomic(path, lambda handle: handle.write(data), binary=True)
+    return True
+
+
+def jsonl_bytes(dialogues: list[Dialogue]) -> bytes:
+    """The synthetic JSONL format (see :mod:`erc.data.formats.synthetic_jsonl`) as bytes."""
+    return "".join(json.dumps(d.to_dict(), ensure_ascii=False) + "\n" for d in dialogues).encode()
+
+
+def parquet_bytes(dialogues: list[Dialogue], labels: list[str]) -> bytes:
     """One row per utterance, the table shape pandas and datasets users expect."""
     rows = [{"dialogue_id": d.id, "split": d.split, "turn": i, "speaker": u.speaker, "text": u.text,
              "label": u.label, "label_id": labels.index(u.label), "sentiment": u.sentiment, "source": d.source,
@@ -80,9 +106,29 @@ def write_parquet(path: Path, dialogues: list[Dialogue], labels: list[str]) -> N
                         ("speaker", pa.string()), ("text", pa.string()), ("label", pa.string()),
                         ("label_id", pa.int32()), ("sentiment", pa.string()), ("source", pa.string()),
                         ("target", pa.string()), ("seed", pa.int64()), ("fingerprint", pa.string())])
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer)
+    return buffer.getvalue()
+
+
+def plot_bytes(sets: dict[str, Counter[str]], labels: list[str], title: str, folder: Path) -> bytes:
+    """The label-distribution PNG as bytes (drawn into a temporary file of ``folder``)."""
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".plot.") as tmp:
+        return plot_label_distribution(sets, labels, title, Path(tmp) / "plot.png").read_bytes()
+
+
+def write_card(out_dir: Path, card: dict[str, Any]) -> None:
+    """``card.json`` and ``README.md``; when the card differs from the one on disk only in
+    ``created_at``, the old card (and its date) stays."""
+    path = out_dir / "card.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except ValueError:
+        old = None
+    if isinstance(old, dict) and "created_at" in old and {**old, "created_at": card["created_at"]} == card:
+        card = old
+    write_if_changed(path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
+    write_if_changed(out_dir / "README.md", readme_text(card).encode())
 
 
 def _label_counts(dialogues: list[Dialogue]) -> Counter[str]:
@@ -134,19 +180,26 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
     name = f"{benchmark}_{source}"
     labels = label_set(benchmark)
     ratios = check_ratios(cfg.split)
-    found, reasons = accepted_dialogues(records, benchmark, source, Rules.from_config(cfg.validation))
+    found, reasons, without_dialogue = accepted_dialogues(records, benchmark, source,
+                                                          Rules.from_config(cfg.validation))
+    if without_dialogue:
+        log.warning("%s: %d slot(s) got no dialogue in any answer (empty or prose only), e.g. %s: they stay open "
+                    "and the next run of the same command asks them again with new seeds", out_dir,
+                    len(without_dialogue), without_dialogue[:5])
     kept, removed = deduplicate(found, threshold=float(cfg.dedup.minhash_threshold),
                                 num_perm=int(cfg.dedup.num_perm), shingle_words=int(cfg.dedup.shingle_words))
+    splits = assign_splits([d.id for d in kept], ratios)
     for dialogue in kept:
-        dialogue.split = assign_split(dialogue.id, ratios)
+        dialogue.split = splits[dialogue.id]
+    if 0 < len(kept) < dialogues_needed(ratios):
+        empty = [s for s in SPLITS if ratios[s] > 0 and s not in splits.values()]
+        log.warning("%s: split(s) %s empty: %d dialogue(s) kept, %d needed for one in every split with a non-zero "
+                    "ratio; raise n_dialogues or set those ratios to 0", out_dir, ", ".join(empty), len(kept),
+                    dialogues_needed(ratios))
+    write_if_changed(out_dir / "dialogues.jsonl", jsonl_bytes(kept))
     for split in SPLITS:
-        if kept and ratios[split] > 0 and not any(d.split == split for d in kept):
-            log.warning("%s: split %r is empty with %d dialogues; raise n_dialogues or the split ratios",
-                        out_dir, split, len(kept))
-    write_dialogues_jsonl(out_dir / "dialogues.jsonl", kept)
-    for split in SPLITS:
-        write_dialogues_jsonl(out_dir / f"{split}.jsonl", [d for d in kept if d.split == split])
-    write_parquet(out_dir / "utterances.parquet", kept, labels)
+        write_if_changed(out_dir / f"{split}.jsonl", jsonl_bytes([d for d in kept if d.split == split]))
+    write_if_changed(out_dir / "utterances.parquet", parquet_bytes(kept, labels))
 
     throughput = _throughput(out_dir, records)
     last = throughput["last_run"] or {}
@@ -165,6 +218,7 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
             "max_attempts": int(cfg.max_attempts)},
         "counts": {"requests": len(records), "dialogue_slots": len({r["dialogue"] for r in records}),
                    "accepted": len(found), "duplicates_removed": removed, "kept": len(kept),
+                   "slots_without_dialogue": len(without_dialogue),
                    "dialogues": {s: sum(d.split == s for d in kept) for s in SPLITS},
                    "utterances": {s: sum(len(d) for d in kept if d.split == s) for s in SPLITS}},
         "labels": {label: counts.get(label, 0) for label in labels},
@@ -174,7 +228,8 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
         "dedup": OmegaConf.to_container(cfg.dedup, resolve=True), "split": ratios,
     }
     write_card(out_dir, card)
-    plot_label_distribution(_reference_sets(cfg, benchmark, name, counts), labels,
-                            f"Label distribution: {benchmark} and generated sets", out_dir / "label_distribution.png")
+    write_if_changed(out_dir / "label_distribution.png",
+                     plot_bytes(_reference_sets(cfg, benchmark, name, counts), labels,
+                                f"Label distribution: {benchmark} and generated sets", out_dir))
     log.info("%s: %d dialogues kept (%s)", out_dir, len(kept), card["counts"]["dialogues"])
     return card

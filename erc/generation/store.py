@@ -4,6 +4,11 @@ Every LLM answer is kept raw with its fingerprint, so that (a) a rerun skips wha
 SIGKILL loses at most the requests in flight (each line is flushed as soon as it is written), and
 (c) parsing can be improved and rerun without a single new LLM call. A crash mid-write leaves a
 torn last line: it is detected, reported and cut off before the next append, never fatal.
+
+One fingerprint is one request, so the store holds each at most once. A file with repeats (two
+processes on one folder before the lock existed, or files concatenated by hand) is read with the
+first record of each fingerprint kept (the file's order, so the choice is reproducible) and a warning
+saying how many were ignored; the file itself is left as it is.
 """
 
 from __future__ import annotations
@@ -40,7 +45,15 @@ def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict) or "fingerprint" not in record:
             raise DataError(f"{path}: record {number}: not a request record (no field 'fingerprint')")
-    return records
+    by_fingerprint: dict[str, dict[str, Any]] = {}
+    for record in records:
+        by_fingerprint.setdefault(record["fingerprint"], record)
+    first = list(by_fingerprint.values())  # dicts keep insertion order: the file's order
+    if len(first) < len(records):
+        log.warning("%s: %d record(s) repeat the fingerprint of an earlier one (the same request made twice, "
+                    "e.g. by two processes on one out_dir); the first of each is used, the repeats ignored",
+                    path, len(records) - len(first))
+    return first
 
 
 class RequestStore:

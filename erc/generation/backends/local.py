@@ -52,6 +52,9 @@ def check_gbnf(llama, gbnf: str) -> None:
 class LocalBackend(Backend):
     kind = "local"
     speaks_gbnf = True
+    # The model computes in a worker thread that cannot be stopped: abandoning a request would let
+    # the next one run on the same model at once. In-process, nothing can fall silent anyway.
+    interruptible = False
 
     def __init__(self, cfg: Any, sampling) -> None:
         super().__init__(cfg, sampling)
