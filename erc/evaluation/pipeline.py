@@ -126,9 +126,10 @@ def _wandb_mode(configured: str | None) -> str | None:
     return "offline"
 
 
-def _log_to_wandb(cfg: DictConfig, out_dir: Path, table3: pd.DataFrame, analysis: RankAnalysis | None,
-                  plots: list[Path]) -> str:
-    """Log the tables (as ``wandb.Table``), the omnibus statistics and the plots to a job_type=evaluate run."""
+def _log_to_wandb(cfg: DictConfig, out_dir: Path, table3: pd.DataFrame, analysis: RankAnalysis,
+                  plots: list[Path], partial: str | None) -> str:
+    """Log the tables (as ``wandb.Table``), the omnibus statistics, m and completeness, and the plots to a
+    job_type=evaluate run."""
     import wandb
 
     run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group,
@@ -136,12 +137,13 @@ def _log_to_wandb(cfg: DictConfig, out_dir: Path, table3: pd.DataFrame, analysis
                      config=OmegaConf.to_container(cfg, resolve=True), reinit="create_new")
     try:
         data: dict[str, Any] = {"table3": wandb.Table(dataframe=table3)}
-        if analysis is not None:
-            data["table4"] = wandb.Table(dataframe=analysis.comparisons)
-            long = analysis.scores.stack().rename("wf1").reset_index().rename(columns={"level_1": "instance"})
-            long["rank"] = analysis.ranks.stack().to_numpy()
-            data["table4_ranks"] = wandb.Table(dataframe=long)
-            run.summary.update({f"friedman/{k}": v for k, v in analysis.omnibus.items()})
+        data["table4"] = wandb.Table(dataframe=analysis.comparisons)
+        long = analysis.scores.stack().rename("wf1").reset_index().rename(columns={"level_1": "instance"})
+        long["rank"] = analysis.ranks.stack().to_numpy()
+        data["table4_ranks"] = wandb.Table(dataframe=long)
+        run.summary.update({f"friedman/{k}": v for k, v in _finite(analysis.omnibus).items()})
+        run.summary.update({"friedman/m": analysis.m, "friedman/complete": partial is None,
+                            "friedman/partial": partial or ""})
         data.update({f"plots/{p.stem}": wandb.Image(str(p)) for p in plots})
         run.log(data)
         return run.dir
@@ -206,7 +208,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     files += [json_path, *plots]
     result: dict[str, Any] = {**summary, "output_dir": str(out_dir), "files": [str(f) for f in files]}
     if cfg.wandb.get("log"):
-        result["wandb_dir"] = _log_to_wandb(cfg, out_dir, table3_frame(table), analysis, plots)
+        result["wandb_dir"] = _log_to_wandb(cfg, out_dir, table3_frame(table), analysis, plots, partial)
     print((out_dir / "table4.md").read_text(encoding="utf-8"))
     _announce(out_dir, files)
     return result
