@@ -7,12 +7,13 @@ from omegaconf import DictConfig
 
 import erc  # noqa: F401  (registers the config resolvers)
 from erc.cli import check_command_line, exit_on_user_error
-from erc.training import train
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
+    from erc.training import train  # imported here: the command-line check and --help need no torch
+
     metrics = train(cfg)
     return metrics.get(f"test/{cfg.data.benchmark}_org/wf1", float("nan"))
 
