@@ -138,12 +138,20 @@ def test_templates_must_carry_exactly_their_mode_s_slots(tmp_path, prompt, text,
         assert server.requests == []
 
 
-def test_the_shipped_templates_pass():
-    from erc.generation.checks import check_template
-    from erc.generation.prompts import load_template
+@pytest.mark.parametrize("llm", ["local", "tgi", "openai"])
+def test_every_shipped_config_passes_the_checks(llm):
+    from hydra import compose, initialize_config_dir
 
-    for mode in ("natural", "balanced"):
-        check_template(load_template(PROJECT_ROOT / "conf" / "prompt" / "templates" / f"{mode}.txt"), mode)
+    from erc.config import CONFIG_DIR
+    from erc.generation.checks import check_generation_config
+
+    conf = PROJECT_ROOT / "conf"
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for benchmark in sorted(p.stem for p in (conf / "benchmark").glob("*.yaml")):
+            for prompt in ("natural", "balanced"):
+                for sampling in sorted(p.stem for p in (conf / "sampling").glob("*.yaml")):
+                    check_generation_config(compose("generate", overrides=[
+                        f"llm={llm}", f"benchmark={benchmark}", f"prompt={prompt}", f"sampling={sampling}"]))
 
 
 def test_generate_py_with_n_dialogues_0_exits_2_with_one_line(tmp_path):
