@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from test_evaluate import INSTANCES, PAPER_SCORES, make_cfg, paper_matrix, write_paper_sweep, write_result
 
 from erc.config import CONFIG_DIR, PROJECT_ROOT
-from erc.errors import ConfigError
+from erc.errors import ConfigError, DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError
 from erc.evaluation.collect import rows_from_wandb_runs
@@ -193,6 +193,15 @@ def test_no_input_and_no_wandb_key_is_one_line_naming_the_three_inputs(tmp_path)
                            "needs W&B online, but no W&B API key is configured")
     for way in ("sweep=<a train.py multirun folder>", "scores=<a scores CSV>", "wandb.project=<project>"):
         assert way in line
+
+
+@pytest.mark.slow  # wandb waits ~20 s for its service before giving up on the refused server
+def test_an_unreachable_wandb_server_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: refused at once
+    with pytest.raises(DataError, match=r"^reading W&B runs of erc failed: .*127\.0\.0\.1:9.* or give sweep="):
+        evaluate(make_cfg(tmp_path, "wandb.project=erc"))
 
 
 @pytest.fixture

@@ -331,7 +331,11 @@ def read_wandb(project: str, entity: str | None = None, group: str | None = None
     path = f"{entity}/{project}" if entity else project
     filters = {"group": group} if group else {}
     where = path + (f", group {group}" if group else "")
-    return rows_from_wandb_runs(_iter_runs(wandb.Api().runs(path, filters=filters)), where, select)
+    try:
+        return rows_from_wandb_runs(_iter_runs(wandb.Api().runs(path, filters=filters)), where, select)
+    except wandb.errors.Error as err:  # bad key, server down, unknown project: the user's to fix
+        raise DataError(f"reading W&B runs of {where} failed: {err}. Check the API key, WANDB_BASE_URL and "
+                        "wandb.project/wandb.entity, or give sweep=<folder> or scores=<csv> instead.") from None
 
 
 def rows_from_wandb_runs(runs: Iterable[Any], where: str, select: Mapping[str, Any] | None = None
