@@ -30,6 +30,7 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaConfig, RobertaModel
 
 from erc.data import DataError
+from erc.errors import ConfigError
 
 # Random-weight sizes for tests, CPU demos and benchmarks.
 LOCAL_SIZES: dict[str, dict[str, int]] = {
@@ -138,6 +139,49 @@ def local_tokenizer(vocab_size: int = LOCAL_VOCAB_SIZE) -> PreTrainedTokenizerBa
 def is_local(name: str) -> bool:
     """Whether ``name`` is a locally built random backbone rather than a pretrained checkpoint."""
     return name in LOCAL_SIZES
+
+
+# Hub names the configs and README use: a name close to one of these (or to a local size) is a typo.
+KNOWN_HUB_BACKBONES: tuple[str, ...] = ("roberta-large", "roberta-base", "FacebookAI/roberta-large",
+                                        "FacebookAI/roberta-base")
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(var, "").lower() in ("1", "true", "yes", "on")
+               for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:                    # not a valid repo id (HFValidationError)
+        return False
+
+
+def check_backbone_name(name: str, key: str) -> None:
+    """Resolve backbone ``name`` locally before any download: a local size (``tiny``, ``small``), a model
+    folder (with ``config.json``) or a model in the Hugging Face cache pass; so does any other hub name
+    when the hub is reachable (``HF_HUB_OFFLINE`` unset), unless it is a near miss of a known name
+    (``tinyy``, ``roberta-larg``), which is a :class:`ConfigError` naming ``key`` and the valid choices."""
+    if is_local(name) or (Path(name).expanduser() / "config.json").is_file() or _in_hub_cache(name):
+        return
+    import difflib
+
+    choices = (*LOCAL_SIZES, *KNOWN_HUB_BACKBONES)
+    near = [] if any(known in name for known in KNOWN_HUB_BACKBONES) else \
+        difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
+    looks_like_folder = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+    if not (near or looks_like_folder or _hub_offline()):
+        return                              # a hub name: from_pretrained downloads it
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    where = "the folder has no config.json" if looks_like_folder else (
+        "not in the Hugging Face cache and HF_HUB_OFFLINE is set" if _hub_offline() else
+        "not a local size, a model folder or a cached model")
+    raise ConfigError(f"{key}={name!r}: {where}; {hint}valid: {', '.join(LOCAL_SIZES)} (random weights, "
+                      f"local tokenizer), a folder holding a RoBERTa model (config.json), or a Hugging Face "
+                      f"model name such as roberta-large")
 
 
 def build_tokenizer(name: str) -> PreTrainedTokenizerBase:

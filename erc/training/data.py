@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from erc.data import Dialogue
+from erc.training.resume import loader_generator
 
 
 class EpochPermutation(Sampler[int]):
@@ -70,13 +71,17 @@ class BucketBatchSampler(Sampler[list[int]]):
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the batches are drawn at the first ``next``, not when the iterator is made. Lightning
+        # makes a resumed run's first iterator before it calls ``set_epoch``; drawn eagerly, the resumed
+        # epoch would replay epoch 0's order.
         batches = self._batches()
         if self.world_size == 1 or not self.shuffle:
-            return iter(batches)
+            yield from batches
+            return
         # Training ranks must take the same number of steps (gradient all-reduce): wrap around.
         per_rank = math.ceil(len(batches) / self.world_size)
         batches = (batches * 2)[: per_rank * self.world_size]
-        return iter(batches[self.rank::self.world_size])
+        yield from batches[self.rank::self.world_size]
 
     def __len__(self) -> int:
         bs = self.batch_size
@@ -111,10 +116,13 @@ class ERCDataModule(pl.LightningDataModule):
                                      batch_size or (self.batch_size if shuffle else self.eval_batch_size),
                                      shuffle=shuffle, seed=self.seed, bucket_batches=self.bucket_batches,
                                      rank=rank, world_size=world)
-        # Pinned host memory makes the copy to a GPU asynchronous; it only costs on CPU-only machines.
+        # Pinned host memory makes the copy to a GPU asynchronous; it only costs on CPU-only machines. The
+        # loader's own generator: making an iterator draws its worker seed from it, not from the global
+        # stream that dropout uses (see erc.training.resume).
         return DataLoader(samples, batch_sampler=sampler, collate_fn=self.classifier.collate,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(),
+                          generator=loader_generator(self.seed, "train" if shuffle else "eval"))
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -11,6 +11,13 @@ resolved config (paths of outputs, logger and Hydra settings left out), so rerun
 finds them: finished steps are skipped (their metrics come from ``progress.json``, the best weights
 from ``<phase>/best.ckpt``), an interrupted phase continues from its ``last.ckpt`` (deleted once the
 phase is done). ``resume=false`` starts over.
+
+A resumed job is the same job: with the same seed it ends, on a CPU, at bit-identical metrics to an
+uninterrupted run (random streams keyed by position, atomic checkpoints: :mod:`erc.training.resume`);
+each resume is recorded in ``progress.json`` and ``results.json`` (``resumes``). A job folder is held by
+one process at a time (:class:`erc.locks.FolderLock`): a second ``train.py`` on the same job is refused,
+naming the holder. The job key hashes the content of the generated sets' split files, so rewriting them
+unchanged (``make demo`` again) resumes.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +37,17 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from erc.data import DataError, Dialogue, load_benchmark, split_name
+from erc.errors import UserError
+from erc.locks import FolderLock
 from erc.training.data import ERCDataModule
 from erc.training.module import ERCClassifier
 from erc.training.phases import FitContext, build_classifier
+from erc.training.resume import (AtomicCheckpointIO, EpochSeeds, completed_epochs, seed_everything_at,
+                                 set_aside, unreadable_reason)
 from erc.training.schedule import PhaseSchedule, phase_schedule
 from erc.io import write_json_atomic
 from erc.training.tracking import git_revision, make_wandb_logger, resolved_config
+from erc.training.validation import validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +79,29 @@ class BestDevMetrics(Callback):
         self.best_score, self.best = state["best_score"], state["best"]
 
 
+# The files of a generated set that training reads (requests.jsonl and runs.jsonl are generation's logs).
+SPLIT_FILES: tuple[str, ...] = ("train.jsonl", "dev.jsonl", "test.jsonl")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's content, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def job_key(cfg: DictConfig) -> str:
     """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change,
-    including a generated set regenerated in place (its files' sizes and times are part of the hash)."""
+    including a generated set regenerated in place with other dialogues (the content of its split files
+    is part of the hash; rewriting the same content, as a rerun of post-processing does, keeps the key)."""
     plain = resolved_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
     plain["data_dir"] = str(cfg.paths.data_dir)
     synthetic = Path(cfg.paths.data_dir) / "synthetic"
-    plain["generated_files"] = {str(p.relative_to(synthetic)): [p.stat().st_size, p.stat().st_mtime_ns]
+    plain["generated_files"] = {f"{name}/{split}": file_digest(synthetic / name / split)
                                 for name in cfg.data.test if split_name(name)[1] != "org"
-                                for p in sorted((synthetic / name).glob("*.jsonl"))}
+                                for split in SPLIT_FILES if (synthetic / name / split).is_file()}
     digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{cfg.classifier.name}-{cfg.data.name}-s{cfg.seed}-{digest}"
 
@@ -97,11 +124,10 @@ class Experiment:
         self.key = job_key(cfg)
         self.work_dir = Path(cfg.checkpoint_dir) / self.key
         self.progress_path = self.work_dir / "progress.json"
-        self.progress: dict[str, Any] = {}
-        if cfg.resume and self.progress_path.is_file():
-            self.progress = json.loads(self.progress_path.read_text())
+        self.progress: dict[str, Any] = {"resumes": []}
         self.metrics: dict[str, float] = {}
         self.confusion: dict[str, list[list[int]]] = {}
+        self.skipped_test_sets: dict[str, str] = {}
         self.timings: dict[str, float] = {}
         self._dialogues: dict[tuple[str, str], list[Dialogue]] = {}
         self._samples: dict[tuple[str, str], list[Any]] = {}
@@ -110,7 +136,22 @@ class Experiment:
         self.logger: Any = None
         self._pending_weights: str | None = None
 
+    def load_progress(self) -> None:
+        """Read what earlier runs of this job finished (``progress.json``), unless ``resume=false``; done once
+        the job folder is held, since a run that held it before may just have finished."""
+        if self.cfg.resume and self.progress_path.is_file():
+            self.progress = {"resumes": [], **json.loads(self.progress_path.read_text())}
+
     # ---- data ---------------------------------------------------------------------------------
+    def load_data(self) -> None:
+        """Every split this job reads, so missing or empty data fails before any model is built."""
+        if self.cfg.data.pretrain:
+            for split in ("train", "dev"):
+                self.dialogues(self.cfg.data.pretrain, split)
+        for split in ("train", "dev"):
+            self.dialogues(self.cfg.data.finetune, split)
+        self.test_sets()
+
     def dialogues(self, name: str, split: str) -> list[Dialogue]:
         """One split of a dataset, cut to ``data.limit_dialogues`` when that is set."""
         if (name, split) not in self._dialogues:
@@ -120,21 +161,40 @@ class Experiment:
         return self._dialogues[(name, split)]
 
     def test_sets(self) -> list[str]:
-        """The benchmark's test split and every generated test split of it that exists (a missing
-        generated set that this job pretrains on is an error; others are skipped, saying so)."""
+        """The benchmark's test split and every generated test split of it that exists and has dialogues.
+
+        The benchmark's and the pretrain set's test splits are required: missing or empty, they are an
+        error before any training. Other generated sets that are not generated yet, or whose test split is
+        empty, are skipped with a warning and listed in results.json (``skipped_test_sets``), so no test
+        set disappears from the results unsaid."""
         if self._test_sets is not None:
             return self._test_sets
         names = []
         for name in self.cfg.data.test:
             _, source = split_name(name)
-            if source != "org" and name != self.cfg.data.pretrain:
-                if not (self.data_dir / "synthetic" / name / "test.jsonl").is_file():
-                    log.info("test set %s not generated yet (%s): skipped", name, self.data_dir / "synthetic" / name)
-                    continue
-            self.dialogues(name, "test")
-            names.append(name)
+            required = source == "org" or name == self.cfg.data.pretrain
+            if not required and not (self.data_dir / "synthetic" / name / "test.jsonl").is_file():
+                self._skip_test_set(name, f"not generated yet ({self.data_dir / 'synthetic' / name})")
+                continue
+            if self.dialogues(name, "test"):
+                names.append(name)
+            elif required:
+                raise DataError(f"{name}: the test split has no dialogues (data.limit_dialogues="
+                                f"{self.cfg.data.get('limit_dialogues')}); a generated set needs a non-zero "
+                                f"split.test, e.g. `python generate.py ... split.test=0.2`")
+            else:
+                self._skip_test_set(name, "its test split has no dialogues")
         self._test_sets = names
         return names
+
+    def _skip_test_set(self, name: str, reason: str) -> None:
+        log.warning("test set %s skipped: %s", name, reason)
+        self.skipped_test_sets[name] = reason
+
+    def build(self) -> None:
+        """The classifier, its initial weights drawn from the stream ``(seed, "init")``."""
+        seed_everything_at(int(self.cfg.seed), "init")
+        self.classifier = build_classifier(self.cfg.classifier, self.benchmark)
 
     def samples(self, name: str, split: str) -> list[Any]:
         if (name, split) not in self._samples:
@@ -161,21 +221,23 @@ class Experiment:
         """A Trainer from ``conf/trainer`` plus the phase's epochs, clipping and accumulation."""
         kwargs = OmegaConf.to_container(self.cfg.trainer, resolve=True)
         kwargs.update(default_root_dir=str(folder), callbacks=callbacks, logger=logger if logger else False,
-                      num_sanity_val_steps=0, use_distributed_sampler=False)
+                      num_sanity_val_steps=0, use_distributed_sampler=False, plugins=[AtomicCheckpointIO()])
         if schedule is not None:
             kwargs.update(max_epochs=schedule.epochs, gradient_clip_val=schedule.clip_norm,
                           accumulate_grad_batches=schedule.accumulate)
         return pl.Trainer(**kwargs)
 
-    def selection_callbacks(self, monitor: str, folder: Path, schedule: PhaseSchedule) -> list[Callback]:
+    def selection_callbacks(self, monitor: str, folder: Path, schedule: PhaseSchedule, stream: str
+                            ) -> list[Callback]:
         """Best weights by the dev score (``best.ckpt``, weights only: all a later step needs), the full
-        state after every epoch (``last.ckpt``, to resume), the dev metrics at the best epoch, early stopping."""
+        state after every epoch (``last.ckpt``, to resume), the dev metrics at the best epoch, the random
+        streams reseeded per epoch from ``(seed, stream, epoch)``, early stopping."""
         callbacks: list[Callback] = [
             ModelCheckpoint(dirpath=str(folder), filename="best", monitor=monitor, mode="max", save_top_k=1,
                             save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False),
             ModelCheckpoint(dirpath=str(folder), filename="last", monitor=None, save_top_k=1,
                             enable_version_counter=False),
-            BestDevMetrics(monitor)]
+            BestDevMetrics(monitor), EpochSeeds(int(self.cfg.seed), stream)]
         if schedule.early_stopping_patience:
             callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=schedule.early_stopping_patience))
         return callbacks
@@ -183,9 +245,11 @@ class Experiment:
     def fit_context(self, phase: str, schedule: PhaseSchedule, datamodule: ERCDataModule, dataset: str
                     ) -> FitContext:
         def make_trainer(tag: str, sched: PhaseSchedule) -> pl.Trainer:
+            # The classifier resumes from folder/last.ckpt when it is there: check it first (see resume_point).
             folder = self.work_dir / phase / tag
-            return self.trainer(folder, sched, self.selection_callbacks(f"{tag}/dev/{sched.select}", folder, sched),
-                                logger=None)
+            self.resume_point(f"{phase}/{tag}", folder / "last.ckpt")
+            callbacks = self.selection_callbacks(f"{tag}/dev/{sched.select}", folder, sched, f"{phase}/{tag}")
+            return self.trainer(folder, sched, callbacks, logger=None)
 
         def make_datamodule(classifier: ERCClassifier, sched: PhaseSchedule) -> ERCDataModule:
             return self.datamodule(classifier, dataset, sched)
@@ -199,11 +263,38 @@ class Experiment:
         if rank_zero_only.rank == 0:
             write_json_atomic(self.progress_path, self.progress)
 
+    def record_resume(self, step: str, **details: Any) -> None:
+        """Note that this run continued ``step`` from an earlier one (saved at once: a run killed again
+        keeps the record)."""
+        self.progress["resumes"].append({"step": step, **details, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        self.save_progress()
+
+    def resume_point(self, step: str, last: Path) -> str | None:
+        """``last`` when this run should continue ``step`` from it (``resume=true`` and a readable file), else
+        None; an unreadable one is set aside and the step restarts. Either is recorded in ``resumes``."""
+        if not self.cfg.resume or not last.is_file():
+            return None
+        reason = unreadable_reason(last)
+        if reason:
+            if rank_zero_only.rank == 0:         # one process moves files; every rank restarts the step
+                aside = set_aside(last, reason)
+                self.record_resume(step, restarted=f"{last} was unreadable ({reason}); moved to {aside}")
+            return None
+        epochs = completed_epochs(last)
+        log.info("%s: resuming from %s (%d epoch(s) done)", step, last, epochs)
+        self.record_resume(step, checkpoint=str(last), epochs_done=epochs)
+        return str(last)
+
     def ensure_weights(self) -> None:
         """Load the best weights of the last finished phase when a rerun skipped it (loaded lazily, only
         when a step still needs them)."""
         if self._pending_weights:
-            state = torch.load(self._pending_weights, map_location="cpu", weights_only=False)["state_dict"]
+            path = Path(self._pending_weights)
+            if not path.is_file() or unreadable_reason(path):
+                raise UserError(f"{path}: the selected weights of a finished phase are missing or unreadable "
+                                f"({unreadable_reason(path) or 'no such file'}); rerun with resume=false to train this "
+                                f"job again, or delete {self.work_dir}")
+            state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
             self.classifier.load_state_dict(state)
             self._pending_weights = None
 
@@ -213,6 +304,8 @@ class Experiment:
         if not done:
             return False
         log.info("%s: done by a previous run of this job (%s); reusing it", step, self.work_dir)
+        self.record_resume(step, reused="finished step: metrics from progress.json" +
+                           (f", weights from {done['best']}" if done.get("best") else ""))
         self.metrics.update(done["metrics"])
         self.confusion.update(done["confusion"])
         if done.get("best"):
@@ -225,18 +318,17 @@ class Experiment:
             return
         self.ensure_weights()                      # fine-tuning starts from the best pretrained weights
         started = time.time()
+        seed_everything_at(int(self.cfg.seed), phase, "start")   # before_fit's draws (a teacher's weights)
         schedule = phase_schedule(self.cfg.schedule, phase)
         folder = self.work_dir / phase
         monitor = f"{phase}/dev/{schedule.select}"
         self.classifier.phase, self.classifier.eval_prefix, self.classifier.schedule = phase, f"{phase}/dev", schedule
         datamodule = self.datamodule(self.classifier, dataset, schedule)
         self.classifier.before_fit(self.fit_context(phase, schedule, datamodule, dataset))
-        callbacks = self.selection_callbacks(monitor, folder, schedule)
+        callbacks = self.selection_callbacks(monitor, folder, schedule, phase)
         trainer = self.trainer(folder, schedule, callbacks, self.logger)
         last = folder / "last.ckpt"
-        resume_from = str(last) if self.cfg.resume and last.is_file() else None
-        if resume_from:
-            log.info("%s: resuming from %s", phase, resume_from)
+        resume_from = self.resume_point(phase, last)
         trainer.fit(self.classifier, datamodule=datamodule, ckpt_path=resume_from)
         best_path, best = callbacks[0].best_model_path, callbacks[2]
         if not best_path:
@@ -309,15 +401,21 @@ def _sweep_group(cfg: DictConfig) -> str | None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment (see the module docstring); returns every metric, also written to results.json."""
     started = time.time()
+    validate_train_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True)
     exp = Experiment(cfg)
-    if cfg.data.pretrain:
-        for split in ("train", "dev"):
-            exp.dialogues(cfg.data.pretrain, split)
-    for split in ("train", "dev"):
-        exp.dialogues(cfg.data.finetune, split)
-    exp.test_sets()  # fail on missing data before any training
-    exp.classifier = build_classifier(cfg.classifier, exp.benchmark)
+    # One process per job folder (rank 0 holds it for a DDP job), from before any data is read until
+    # results.json is written.
+    with FolderLock(exp.work_dir, what="train.py") if rank_zero_only.rank == 0 else nullcontext():
+        exp.load_progress()
+        exp.load_data()
+        return run_experiment(exp, started)
+
+
+def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
+    """Build the classifier and run every step of ``exp`` (the job folder is held), then write results.json."""
+    cfg = exp.cfg
+    exp.build()
     config = resolved_config(cfg)
     if cfg.logger.get("name", "none") == "wandb":
         # A resumed job continues its W&B run; a fresh start (resume=false) gets a run of its own.
@@ -334,7 +432,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         exp.timings["total_s"] = round(time.time() - started, 3)
         results = {"identity": exp.identity, "metrics": exp.metrics, "confusion": exp.confusion,
                    "labels": exp.classifier.labels, "config": config, "git": git_revision(),
-                   "checkpoints": str(exp.work_dir), "timings": exp.timings}
+                   "checkpoints": str(exp.work_dir), "timings": exp.timings,
+                   "resumes": exp.progress["resumes"], "skipped_test_sets": exp.skipped_test_sets}
         if rank_zero_only.rank == 0:
             write_json_atomic(exp.output_dir / "results.json", results)
             log.info("results: %s", exp.output_dir / "results.json")

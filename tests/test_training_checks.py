@@ -1,0 +1,255 @@
+"""Where separately tested training pieces are joined: config values checked before any work, per-phase
+schedule overrides reaching the phase's optimizer and Trainer, the selected (not the last) weights and dev
+metrics handed from phase to phase and into results.json, EmoOne's loss weights reaching its loss, job
+identity by content, empty test splits, atomic checkpoints and backbone names resolved locally."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import DataError, load_benchmark
+from erc.errors import ConfigError, UserError
+from erc.models.backbone import check_backbone_name
+from erc.training import train
+from erc.training.metrics import classification_metrics
+from erc.training.phases import build_classifier
+from erc.training.resume import AtomicCheckpointIO, unreadable_reason
+from erc.training.runner import Experiment, job_key
+from erc.training.schedule import _CHECKS, PhaseSchedule
+
+TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4", "logger=none",
+        "trainer.enable_progress_bar=false"]
+
+
+def compose_train(tmp_path: Path, data_dir: Path, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[
+            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.output_dir={tmp_path / 'out'}", *overrides])
+
+
+# ---- config values ------------------------------------------------------------------------------
+@pytest.mark.parametrize("override, message", [
+    ("data.limit_dialogues=-5", re.escape("data.limit_dialogues must be a positive integer or null (every dialogue), "
+                                          "got -5")),
+    ("data.limit_dialogues=0", re.escape("data.limit_dialogues must be a positive integer or null (every dialogue), "
+                                         "got 0")),
+    ("data.limit_dialogues=2.5", re.escape("data.limit_dialogues must be a positive integer")),
+    ("data.num_workers=-1", re.escape("data.num_workers must be an integer >= 0, got -1")),
+    ("seed=abc", re.escape("seed must be an integer, got 'abc'")),
+    ("schedule.lr=abc", re.escape("schedule.lr must be a positive number, got 'abc'")),
+    ("schedule.finetune.lr=-1e-5", re.escape("schedule.finetune.lr must be a positive number, got -1e-05")),
+    ("schedule.pretrain.epochs=0", re.escape("schedule.pretrain.epochs must be a positive integer, got 0")),
+    ("schedule.batch_size=1.5", re.escape("schedule.batch_size must be a positive integer, got 1.5")),
+    ("schedule.select=f1", re.escape("schedule.select must be one of wf1, acc, mf1, got 'f1'")),
+    ("schedule.warmup_ratio=2", re.escape("schedule.warmup_ratio must be a number in [0, 1], got 2")),
+    ("schedule.betas=[0.9,1.5]", re.escape("schedule.betas must be two numbers in [0, 1)")),
+    ("schedule.clip_norm=0", re.escape("schedule.clip_norm must be a positive number or null, got 0")),
+    ("schedule.finetune.early_stopping_patience=0",
+     re.escape("schedule.finetune.early_stopping_patience must be a positive integer or null, got 0")),
+    ("classifier.backbone=tinyy", "classifier.backbone='tinyy': .*did you mean 'tiny'\\? valid: tiny, small"),
+])
+def test_bad_config_values_are_refused_before_any_work_naming_the_key(tmp_path, override, message) -> None:
+    # An empty data folder: had the check come after reading data, this would be a MissingDataError.
+    cfg = compose_train(tmp_path, tmp_path / "no-data", [*TINY, "data=meld_bal", override])
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not (tmp_path / "logs").exists()
+
+
+def test_bad_config_value_on_the_command_line_is_one_error_line_and_exit_2(tmp_path) -> None:
+    job = subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), *TINY, "data.limit_dialogues=-5",
+                          f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path}"],
+                         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=120)
+    assert job.returncode == 2
+    assert "error: data.limit_dialogues must be a positive integer or null (every dialogue), got -5" in job.stderr
+    assert "Traceback" not in job.stderr
+
+
+def test_every_schedule_field_is_checked_and_settable_per_phase() -> None:
+    names = {f.name for f in fields(PhaseSchedule)}
+    assert set(_CHECKS) == names
+    assert set(OmegaConf.load(CONFIG_DIR / "schedule" / "_phase.yaml")) == names
+    for schedule in ("debug", "default", "demo", "paper"):
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"schedule={schedule}", "schedule.finetune.lr=5e-6",
+                                                          "schedule.pretrain.no_decay=[bias]"])
+        assert cfg.schedule.finetune.lr == 5e-6 and list(cfg.schedule.pretrain.no_decay) == ["bias"], schedule
+
+
+def test_per_phase_overrides_reach_each_phase_optimizer_and_trainer(tmp_path, data_dir) -> None:
+    """The README's ``schedule.finetune.lr=5e-6``, and every other key, per phase."""
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal", "schedule.lr=1e-3", "schedule.finetune.lr=5e-6",
+                                             "schedule.pretrain.eps=1e-7", "schedule.finetune.betas=[0.8,0.9]",
+                                             "schedule.finetune.weight_decay=0.5", "schedule.pretrain.clip_norm=3",
+                                             "schedule.finetune.accumulate=2", "schedule.finetune.epochs=2"])
+    exp = Experiment(cfg)
+    exp.load_data()
+    exp.build()
+    seen = {}
+    for phase, dataset in (("pretrain", "meld_bal"), ("finetune", "meld")):
+        exp.fit(phase, dataset)
+        trainer = exp.classifier.trainer
+        optimizer = trainer.optimizers[0]
+        seen[phase] = (optimizer.param_groups[0]["initial_lr"], optimizer.defaults["eps"], optimizer.defaults["betas"],
+                       optimizer.param_groups[0]["weight_decay"], trainer.gradient_clip_val,
+                       trainer.accumulate_grad_batches, trainer.max_epochs)
+    assert seen["pretrain"] == (1e-3, 1e-7, (0.9, 0.999), 0.01, 3, 1, 1)
+    assert seen["finetune"] == (5e-6, 1e-8, (0.8, 0.9), 0.5, 10, 2, 2)
+
+
+# ---- runner <-> checkpoints --------------------------------------------------------------------------
+# Pretraining whose dev score peaks before the last epoch (epoch 2 of 0..3): the selected weights differ
+# from the last ones, so handing on the wrong ones shows.
+PEAKS_EARLY = ["classifier=compm", "classifier.backbone=tiny", "data=meld_bal", "data.limit_dialogues=8",
+               "schedule=demo", "schedule.lr=1e-2", "schedule.pretrain.epochs=4", "schedule.finetune.epochs=1",
+               "logger=none", "trainer.enable_progress_bar=false", "seed=4"]
+
+
+def test_selected_weights_and_their_dev_metrics_are_handed_on_not_the_last_epochs(tmp_path, data_dir) -> None:
+    cfg = compose_train(tmp_path, data_dir, PEAKS_EARLY)
+    exp = Experiment(cfg)
+    exp.load_data()
+    exp.build()
+    exp.fit("pretrain", "meld_bal")
+    best = torch.load(exp.progress["pretrain"]["best"], map_location="cpu", weights_only=False)
+    assert best["epoch"] < exp.progress["pretrain"]["epochs"] - 1 == 3   # the premise: an earlier epoch won
+    # What fine-tuning and the pretrain tests start from: the selected weights.
+    state = exp.classifier.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in best["state_dict"].items())
+    # The dev figures reported are those of the selected epoch: recomputed from its weights.
+    exp.classifier.eval()
+    datamodule = exp.datamodule(exp.classifier, "meld_bal", exp.classifier.schedule)
+    y_true, y_pred = [], []
+    with torch.no_grad():
+        for batch in datamodule.val_dataloader():
+            y_true += batch["labels"].tolist()
+            y_pred += exp.classifier(batch).argmax(-1).tolist()
+    expected = classification_metrics(y_true, y_pred, exp.classifier.labels)
+    assert exp.metrics["pretrain/dev/epoch"] == best["epoch"]
+    for key in ("wf1", "acc", "mf1"):
+        assert exp.metrics[f"pretrain/dev/{key}"] == pytest.approx(expected[key], abs=1e-12), key
+    assert exp.confusion["pretrain/dev"] == expected["confusion"]
+    # A rerun that reuses the finished pretraining loads the same selected weights.
+    rerun = Experiment(cfg)
+    rerun.load_progress()
+    rerun.build()
+    assert rerun.reuse("pretrain")
+    rerun.ensure_weights()
+    assert all(torch.equal(rerun.classifier.state_dict()[k], v) for k, v in best["state_dict"].items())
+
+
+def test_missing_selected_weights_of_a_finished_phase_is_a_clear_error(tmp_path, data_dir) -> None:
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal"])
+    train(cfg)
+    (best,) = (tmp_path / "logs").glob("**/pretrain/best.ckpt")
+    best.write_bytes(best.read_bytes()[:100])
+    for progress in (tmp_path / "logs").glob("**/progress.json"):      # only pretraining finished
+        data = json.loads(progress.read_text())
+        progress.write_text(json.dumps({k: v for k, v in data.items() if not k.startswith(("finetune", "test"))}))
+    with pytest.raises(UserError, match=rf"{best}: the selected weights of a finished phase are missing or unreadable"):
+        train(cfg)
+
+
+# ---- config <-> loss ----------------------------------------------------------------------------------
+def test_emoone_loss_weights_from_the_config_reach_its_loss(shared_data) -> None:
+    def loss_and_ce(*overrides: str) -> tuple[torch.Tensor, torch.Tensor]:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=["classifier=emoone", "classifier.backbone=tiny", *overrides])
+        torch.manual_seed(0)
+        module = build_classifier(cfg.classifier, "meld")
+        batch = module.collate(module.encode(load_benchmark("meld", "train", shared_data)[:3]))
+        logits = module(batch)
+        return module.loss(batch, logits), F.cross_entropy(logits, batch["labels"])
+
+    loss, ce = loss_and_ce("classifier.w2=0")
+    assert torch.allclose(loss, ce, rtol=0, atol=1e-7)                  # w2=0: plain cross-entropy
+    loss, ce = loss_and_ce("classifier.w1=2", "classifier.w2=0")
+    assert torch.allclose(loss, 2 * ce, rtol=0, atol=1e-6)
+    loss, ce = loss_and_ce()                                            # the gray term is there by default
+    assert (loss - ce).item() > 0.1
+
+
+# ---- job identity ----------------------------------------------------------------------------------
+def test_job_key_follows_the_generated_splits_content_not_their_file_times(tmp_path, data_dir) -> None:
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal"])
+    key = job_key(cfg)
+    folder = data_dir / "synthetic" / "meld_bal"
+    for split in ("train", "dev", "test"):                             # rewritten, same content (make demo again)
+        path = folder / f"{split}.jsonl"
+        text = path.read_text()
+        path.unlink()
+        path.write_text(text)
+        os.utime(path, ns=(1, 1))
+    (folder / "runs.jsonl").write_text('{"run": 2}\n')                 # generation's own logs do not count
+    assert job_key(cfg) == key
+    lines = (folder / "dev.jsonl").read_text().splitlines(keepends=True)
+    (folder / "dev.jsonl").write_text("".join(lines[:-1]))             # other dialogues: another job
+    assert job_key(cfg) != key
+
+
+# ---- test splits -----------------------------------------------------------------------------------
+def test_empty_generated_test_split_is_listed_as_skipped_in_results(tmp_path, data_dir) -> None:
+    (data_dir / "synthetic" / "meld_bal" / "test.jsonl").write_text("")
+    metrics = train(compose_train(tmp_path, data_dir, [*TINY, "data=meld"]))
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["skipped_test_sets"] == {
+        "meld_bal": "its test split has no dialogues",
+        "meld_nat": f"not generated yet ({data_dir / 'synthetic' / 'meld_nat'})"}
+    assert "test/meld_org/wf1" in metrics and not any("meld_bal" in key for key in metrics)
+
+
+def test_empty_test_split_of_the_pretrain_set_is_an_error_before_training(tmp_path, data_dir) -> None:
+    (data_dir / "synthetic" / "meld_bal" / "test.jsonl").write_text("")
+    with pytest.raises(DataError, match="meld_bal: the test split has no dialogues"):
+        train(compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal"]))
+    assert not list((tmp_path / "logs").glob("**/*.ckpt"))
+
+
+# ---- checkpoints and backbones ---------------------------------------------------------------------
+def test_checkpoint_writes_are_atomic(tmp_path) -> None:
+    path = tmp_path / "last.ckpt"
+    io = AtomicCheckpointIO()
+    io.save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+    before = path.read_bytes()
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        io.save_checkpoint({"epoch": 2, "w": torch.zeros(3), "x": Unpicklable()}, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert unreadable_reason(path) is None
+    path.write_bytes(before[: len(before) // 2])
+    assert "not a complete checkpoint" in unreadable_reason(path)
+
+
+def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatch) -> None:
+    for name in ("tiny", "small", "roberta-large", "xlm-roberta-large"):   # hub names pass through unchecked
+        check_backbone_name(name, "classifier.backbone")
+    for typo, near in (("tinyy", "tiny"), ("smal", "small"), ("roberta-larg", "roberta-large")):
+        with pytest.raises(ConfigError, match=rf"classifier.backbone='{typo}': .*did you mean '{near}'"):
+            check_backbone_name(typo, "classifier.backbone")
+    with pytest.raises(ConfigError, match="the folder has no config.json"):
+        check_backbone_name(str(tmp_path), "classifier.backbone")
+    (tmp_path / "config.json").write_text("{}")
+    check_backbone_name(str(tmp_path), "classifier.backbone")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
+        check_backbone_name("roberta-large", "classifier.backbone")

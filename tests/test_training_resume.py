@@ -1,0 +1,179 @@
+"""A killed and rerun training job is the same job: real ``train.py`` subprocesses killed with SIGKILL and
+rerun end at bit-identical metrics and weights to an uninterrupted run with the same seed; an unreadable
+``last.ckpt`` is set aside and its phase restarts; a second ``train.py`` on a job that is running is refused.
+
+The job (CoMPM, tiny backbone, pretrain on the small generated ``meld_bal`` fixture, fine-tune on a MELD
+slice) is chosen so that the selected pretrain epoch comes after the kill point: what the resumed process
+trains decides the results, so a resume that drew other random numbers would change them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from erc.config import PROJECT_ROOT
+from erc.locks import FolderLock
+from erc.training.resume import completed_epochs
+
+JOB = ["classifier=compm", "classifier.backbone=tiny", "data=meld_bal", "data.limit_dialogues=8", "schedule=demo",
+       "schedule.lr=1e-2", "schedule.pretrain.epochs=4", "schedule.finetune.epochs=1", "logger=none",
+       "trainer.enable_progress_bar=false", "seed=4"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline"}
+
+
+@pytest.fixture(scope="module")
+def job_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, fixtures_dir: Path) -> Path:
+    """Real MELD (linked) and the generated meld_bal fixture, shared by this module's jobs."""
+    root = tmp_path_factory.mktemp("resume") / "data"
+    (root / "synthetic").mkdir(parents=True)
+    (root / "meld").symlink_to(shared_data / "meld")
+    shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
+    return root
+
+
+def job_args(data_dir: Path, log_dir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(PROJECT_ROOT / "train.py"), *JOB, f"paths.data_dir={data_dir}",
+            f"paths.log_dir={log_dir}", *overrides]
+
+
+def work_dir(log_dir: Path) -> Path:
+    (folder,) = (log_dir / "train" / "checkpoints").iterdir()
+    return folder
+
+
+def run_to_end(args: list[str], cwd: Path) -> tuple[dict, str]:
+    """Run a job to its end; its newest results.json and its console output (log lines included)."""
+    job = subprocess.run(args, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=300)
+    assert job.returncode == 0, job.stdout[-3000:]
+    newest = max((cwd / "logs" / "train" / "runs").glob("*/results.json"), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads(newest.read_text()), job.stdout
+
+
+def run_until_killed(args: list[str], cwd: Path, ready: Callable[[], bool]) -> None:
+    """Start a job and SIGKILL it as soon as ``ready()`` holds (it must not end first)."""
+    job = subprocess.Popen(args, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not ready() and job.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    job.send_signal(signal.SIGKILL)
+    job.wait()
+    assert job.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+
+
+def epochs_in(checkpoint: Path, at_least: int) -> Callable[[], bool]:
+    """Whether ``checkpoint`` holds at least ``at_least`` finished epochs (it is replaced atomically)."""
+    return lambda: checkpoint.is_file() and completed_epochs(checkpoint) >= at_least
+
+
+def step_done(log_dir: Path, step: str) -> Callable[[], bool]:
+    def done() -> bool:
+        paths = list((log_dir / "train" / "checkpoints").glob("*/progress.json"))
+        return bool(paths) and step in json.loads(paths[0].read_text())
+    return done
+
+
+def best_weights(log_dir: Path, phase: str) -> dict[str, torch.Tensor]:
+    return torch.load(work_dir(log_dir) / phase / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+def assert_same_job(results: dict, log_dir: Path, reference: dict, reference_dir: Path) -> None:
+    """Every metric equal (==, not approx), every confusion matrix equal, the selected weights equal."""
+    assert results["metrics"].keys() == reference["metrics"].keys()
+    for key, value in reference["metrics"].items():
+        assert results["metrics"][key] == value, key
+    assert results["confusion"] == reference["confusion"]
+    for phase in ("pretrain", "finetune"):
+        mine, theirs = best_weights(log_dir, phase), best_weights(reference_dir, phase)
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), phase
+
+
+@pytest.fixture(scope="module")
+def reference(job_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """The uninterrupted job: its results and its log folder."""
+    cwd = tmp_path_factory.mktemp("reference")
+    results, _ = run_to_end(job_args(job_data, cwd / "logs"), cwd)
+    assert results["resumes"] == []
+    return results, cwd / "logs"
+
+
+def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path, job_data, reference) -> None:
+    args = job_args(job_data, tmp_path / "logs")
+    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
+    done = completed_epochs(last())
+    assert 1 <= done < 4
+    # The pretrain epoch selected by the uninterrupted run was trained after the kill point: the resumed
+    # process's random draws decide it (else this test could not see a resume that draws differently).
+    assert reference[0]["metrics"]["pretrain/dev/epoch"] >= done
+
+    results, _ = run_to_end(args, tmp_path)
+    assert_same_job(results, tmp_path / "logs", *reference)
+    (resume,) = results["resumes"]
+    assert resume["step"] == "pretrain" and resume["epochs_done"] == done and resume["at"]
+    assert resume["checkpoint"] == str(work_dir(tmp_path / "logs") / "pretrain" / "last.ckpt")
+
+
+def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference) -> None:
+    args = job_args(job_data, tmp_path / "logs")
+    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
+    path = last()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])           # a copy cut short, a disk that filled
+
+    results, output = run_to_end(args, tmp_path)
+    assert f"{path}: cannot resume from it" in output
+    assert (path.parent / "last.ckpt.corrupt").read_bytes() == data[: len(data) // 2]
+    (restart,) = results["resumes"]                    # restarted from scratch, not resumed
+    assert restart["step"] == "pretrain" and "unreadable" in restart["restarted"] and "checkpoint" not in restart
+    assert_same_job(results, tmp_path / "logs", *reference)
+
+
+def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, job_data) -> None:
+    args = job_args(job_data, tmp_path / "logs", "schedule.pretrain.epochs=200")
+    first = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        held = lambda: any(f'"pid": {first.pid},' in p.read_text()
+                           for p in (tmp_path / "logs" / "train" / "checkpoints").glob("*/.lock"))
+        deadline = time.time() + 120
+        while not held() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(args, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first job ended before the second was refused"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 2
+    (message,) = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
+    assert f"{work_dir(tmp_path / 'logs')} is in use by another train.py" in message
+    assert f"pid {first.pid} on host {socket.gethostname()}" in message and "Traceback" not in second.stderr
+    with FolderLock(work_dir(tmp_path / "logs"), what="test"):    # the lock died with its holder
+        pass
+
+
+@pytest.mark.slow
+def test_job_killed_at_several_points_resumes_to_the_uninterrupted_result(tmp_path, job_data, reference) -> None:
+    """Killed after pretrain epoch 1, again after epoch 2, then during fine-tuning (the pretrained
+    weights then come from best.ckpt in a fresh process), and rerun to the end."""
+    args = job_args(job_data, tmp_path / "logs")
+    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
+    run_until_killed(args, tmp_path, epochs_in(last(), completed_epochs(last()) + 1))
+    run_until_killed(args, tmp_path, step_done(tmp_path / "logs", "pretrain/test"))
+    assert not list(work_dir(tmp_path / "logs").glob("finetune/*.ckpt"))   # killed in fine-tune epoch 0
+
+    results, _ = run_to_end(args, tmp_path)
+    assert_same_job(results, tmp_path / "logs", *reference)
+    assert [r["step"] for r in results["resumes"]] == ["pretrain", "pretrain", "pretrain", "pretrain/test"]
