@@ -83,7 +83,8 @@ def find_gaps(table: pd.DataFrame, matrix: pd.DataFrame, unfinished: list[str], 
                               if s in splits and f"{b}_{s}" not in set(matrix.index)]
 
     reported = table.dropna(subset=["benchmark"])
-    seeds = sorted({s for s in reported["seed"] if s is not None and not _is_nan(s)}, key=lambda s: (len(str(s)), str(s)))
+    seeds = sorted({s for s in reported["seed"] if s is not None and not _is_nan(s)},
+                   key=lambda s: (len(str(s)), str(s)))  # numeric order for integer seeds
     jobs = set(zip(reported["model"], reported["source"], reported["benchmark"], reported["seed"].astype(str)))
     jobless = set()
     for model, source in planned:
