@@ -34,6 +34,13 @@ def strip_secrets(value: Any) -> Any:
     return value
 
 
+def public_config(cfg: DictConfig) -> dict[str, Any]:
+    """The job's config as plain data, interpolations resolved, Hydra's own node and every secret removed:
+    what may be written to results.json and uploaded to W&B."""
+    plain = OmegaConf.create({k: v for k, v in cfg.items() if k != "hydra"})
+    return strip_secrets(OmegaConf.to_container(plain, resolve=True))
+
+
 def secret_overrides(argv: list[str]) -> list[str]:
     """The command-line overrides that set a secret key to a literal value (an interpolation such as
     ``${oc.env:MY_KEY}`` names where the secret is, so it may be written down)."""

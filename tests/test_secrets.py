@@ -202,6 +202,19 @@ def test_train_with_offline_wandb_writes_no_secret_and_no_command_line(tmp_path,
     assert any(p.name == "results.json" for p in files) and any(p.suffix == ".ckpt" for p in files)
 
 
+def test_evaluate_with_offline_wandb_writes_no_secret(tmp_path) -> None:
+    """evaluate.py's own W&B run (wandb.log=true) gets the config without secrets and without the command line."""
+    scores = PROJECT_ROOT / "tests" / "fixtures" / "paper_table4_scores.csv"
+    args = [f"scores={scores}", "wandb.log=true", f"paths.log_dir={tmp_path / 'logs'}",
+            f"+wandb.api_key=${{erc.secret_file:{secret_file(tmp_path)}}}", "+wandb.token=${oc.env:ERC_TGI_TOKEN}"]
+    job = run_entry_point("evaluate.py", args, tmp_path, secret_env())
+    assert job.returncode == 0, job.stderr[-3000:]
+    files = assert_no_secret_written(tmp_path / "logs")
+    (record,) = [p for p in files if p.suffix == ".wandb"]
+    data = record.read_bytes()
+    assert b"table4" in data and b"wandb.log=true" not in data   # the search reads W&B's record; no command line
+
+
 @pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
 def test_train_and_evaluate_refuse_a_secret_on_the_command_line(tmp_path, script) -> None:
     job = run_entry_point(script, [f"+logger.api_key={CLI_SECRET}", f"paths.log_dir={tmp_path / 'logs'}"],

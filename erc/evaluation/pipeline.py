@@ -26,6 +26,7 @@ from erc.evaluation.completeness import Gaps, complete_columns, find_gaps, plann
 from erc.evaluation.plots import plot_cd_diagram, plot_rank_heatmap
 from erc.evaluation.tables import Display, table3_frame, write_table3, write_table4
 from erc.io import write_text_atomic
+from erc.secrets import public_config, wandb_settings
 
 log = logging.getLogger(__name__)
 METHOD = ("Friedman rank sums over test sets (1 = best); two-sided exact p-values for pairwise rank-sum "
@@ -134,7 +135,7 @@ def _log_to_wandb(cfg: DictConfig, out_dir: Path, table3: pd.DataFrame, analysis
 
     run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group,
                      job_type="evaluate", dir=str(out_dir), mode=_wandb_mode(cfg.wandb.get("mode")),
-                     config=OmegaConf.to_container(cfg, resolve=True), reinit="create_new")
+                     config=public_config(cfg), settings=wandb_settings(), reinit="create_new")
     try:
         data: dict[str, Any] = {"table3": wandb.Table(dataframe=table3)}
         data["table4"] = wandb.Table(dataframe=analysis.comparisons)
