@@ -25,6 +25,10 @@ from erc.errors import ConfigError
 SECRET_KEY = re.compile(r"(?:^|[_\-.])(?:(?:api|access|private|secret)[_-]?key|token|secret|password|passwd|credentials?)$", re.IGNORECASE)
 
 
+# ``scheme://user:password@host``: a password inside a URL given on the command line.
+URL_CREDENTIALS = re.compile(r"\w://[^/@\s:]+:[^/@\s]+@")
+
+
 def strip_secrets(value: Any) -> Any:
     """A copy of a plain config container without any key that looks like a secret."""
     if isinstance(value, dict):
@@ -50,7 +54,7 @@ def secret_overrides(argv: list[str]) -> list[str]:
             continue
         key, value = arg.split("=", 1)
         leaf = key.lstrip("+~").rsplit(".", 1)[-1]
-        if SECRET_KEY.search(leaf) and not _names_a_place(value):
+        if (SECRET_KEY.search(leaf) and not _names_a_place(value)) or URL_CREDENTIALS.search(value):
             found.append(key.lstrip("+~"))
     return found
 
@@ -110,6 +114,11 @@ def refuse_on_command_line(argv: list[str]) -> None:
     keys = secret_overrides(argv)
     if keys:
         key = keys[0]
+        if not SECRET_KEY.search(key.rsplit(".", 1)[-1]):
+            raise ConfigError(f"{key} holds a URL with credentials (user:password@), which Hydra would write to "
+                              f".hydra/overrides.yaml and generation to requests.jsonl: give the URL without them "
+                              f"and the secret as a bearer token from the environment (llm.token for tgi, "
+                              f"llm.api_key for openai)")
         raise ConfigError(
             f"{key} was given on the command line, where Hydra would write it to .hydra/overrides.yaml and the "
             f"job log and W&B would record it. Pass it through the environment or a file instead, e.g. "

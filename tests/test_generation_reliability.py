@@ -116,6 +116,7 @@ def template(tmp_path: Path, text: str) -> str:
     (["dedup.minhash_threshold=0"], "dedup.minhash_threshold"),
     (["dedup.minhash_threshold=0.99"], r"dedup.minhash_threshold=0.99 with dedup.num_perm=128"),
     (["validation.min_turns=0"], "validation.min_turns"),
+    (["llm.url=[http://127.0.0.1:9,http://user:pw@127.0.0.1:9]"], "llm.url"),
 ])
 def test_bad_values_are_refused_naming_the_key_before_any_request(tmp_path, overrides, key):
     with LoopbackTGI(ScriptedDialogues(LABELS)) as server:

@@ -248,6 +248,9 @@ def test_train_and_evaluate_refuse_a_secret_on_the_command_line(tmp_path, script
     ("data.max_utterance_tokens=64", None),
     ("+tokenizer=bert", None),
     ("llm.url=http://127.0.0.1:8080", None),
+    ("llm.url=http://user:pw@127.0.0.1:8080", "llm.url"),  # a password inside a URL
+    ("llm.url=[http://a:8080,https://u:p@b:8080/v1]", "llm.url"),
+    ("paths.data_dir=/data/user@host:2", None),
     ("classifier.backbone=tiny", None),
 ])
 def test_secret_overrides(override, refused) -> None:

@@ -9,6 +9,7 @@ target emotion). :func:`check_generation_config` raises :class:`ConfigError` nam
 from __future__ import annotations
 
 import string
+from urllib.parse import urlsplit
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +86,19 @@ def check_dedup(threshold: float, num_perm: int) -> None:
                           f"({err}): lower the threshold (e.g. 0.98 at 128 permutations) or raise num_perm") from None
 
 
+def check_urls(cfg: DictConfig) -> None:
+    """``llm.url`` (one URL or a list) without credentials in it: a URL is recorded in requests.jsonl,
+    runs.jsonl and the data card, so ``http://user:password@host`` would write the password there."""
+    urls = cfg.llm.get("url")
+    for url in [urls] if isinstance(urls, str) else list(urls or []):
+        parts = urlsplit(str(url))
+        if parts.username or parts.password:
+            host = parts.hostname or "?"
+            raise ConfigError(f"llm.url must not hold credentials ({parts.scheme}://***@{host}...): a URL is written "
+                              f"to requests.jsonl and the data card. Give the URL without them and the secret as a "
+                              f"bearer token (llm.token for tgi, llm.api_key for openai; from the environment)")
+
+
 def check_generation_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first setting of ``cfg`` that cannot work."""
     _number(cfg, "n_dialogues", lambda v: v >= 1, "a positive integer (the number of dialogue slots)", integer=True)
@@ -107,3 +121,4 @@ def check_generation_config(cfg: DictConfig) -> None:
     check_ratios(cfg.split)
     check_sampling(cfg)
     check_template(load_template(cfg.prompt.template), str(cfg.prompt.mode))
+    check_urls(cfg)
