@@ -1,15 +1,14 @@
 """The training runner: pretrain on a synthetic set -> fine-tune on real MELD -> test, through real Hydra
-composition, real Lightning loops and a real offline W&B run; resuming after a kill; the pieces it is built
-from (metrics, schedules, length bucketing)."""
+composition, real Lightning loops and a real offline W&B run; the pieces it is built from (metrics,
+schedules, length bucketing). Killed jobs and resuming: tests/test_training_resume.py; config checks and
+the joins between the pieces: tests/test_training_checks.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -93,34 +92,6 @@ def test_empty_dev_split_is_a_clear_error_before_training(tmp_path, data_dir) ->
         train(cfg)
     assert not (tmp_path / "logs" / "train" / "checkpoints").exists() or not any(
         (tmp_path / "logs" / "train" / "checkpoints").rglob("*.ckpt"))
-
-
-def test_killed_job_resumes_from_its_last_checkpoint(tmp_path, data_dir) -> None:
-    args = [sys.executable, str(PROJECT_ROOT / "train.py"), *TINY, "data=meld_bal", "logger=none",
-            "schedule.pretrain.epochs=12",
-            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}"]
-    env = {**os.environ, **ONE_THREAD, "PYTHONUNBUFFERED": "1"}
-    job = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoints = tmp_path / "logs" / "train" / "checkpoints"
-    deadline = time.time() + 120
-    while not list(checkpoints.glob("*/pretrain/last.ckpt")) and job.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    assert job.returncode == -signal.SIGKILL, "the job ended before it could be killed"
-    (work,) = checkpoints.iterdir()
-    assert not (work / "progress.json").exists()              # killed during pretraining
-    epochs_done = torch.load(work / "pretrain" / "last.ckpt", weights_only=False)["epoch"] + 1
-    assert 1 <= epochs_done < 12
-
-    rerun = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    progress = json.loads((work / "progress.json").read_text())
-    assert progress["pretrain"]["resumed_from"] == str(work / "pretrain" / "last.ckpt")
-    assert progress["finetune"]["resumed_from"] is None
-    (results,) = (tmp_path / "logs" / "train" / "runs").glob("*/results.json")
-    metrics = json.loads(results.read_text())["metrics"]
-    assert "test/meld_org/wf1" in metrics and "test/meld_bal/wf1" in metrics
 
 
 def test_metrics_are_sklearn_weighted_f1_over_the_fixed_label_set() -> None:

@@ -24,6 +24,7 @@ from erc.data import DataError, load_benchmark
 from erc.errors import ConfigError, UserError
 from erc.models.backbone import check_backbone_name
 from erc.training import train
+from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
 from erc.training.resume import AtomicCheckpointIO, unreadable_reason
@@ -253,3 +254,14 @@ def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatc
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(ConfigError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
         check_backbone_name("roberta-large", "classifier.backbone")
+
+
+def test_batch_order_is_drawn_at_the_first_batch_not_when_the_iterator_is_made() -> None:
+    """Lightning makes a resumed run's first iterator before it calls set_epoch."""
+    sampler = BucketBatchSampler(list(range(40)), batch_size=4, shuffle=True, seed=3, bucket_batches=2)
+    sampler.sampler.set_epoch(2)
+    epoch2 = list(sampler)
+    sampler.sampler.set_epoch(0)
+    early = iter(sampler)
+    sampler.sampler.set_epoch(2)
+    assert list(early) == epoch2 != list(BucketBatchSampler(list(range(40)), 4, True, seed=3, bucket_batches=2))

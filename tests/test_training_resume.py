@@ -22,9 +22,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from erc.config import PROJECT_ROOT
+from hydra import compose, initialize_config_dir
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.errors import LockError
 from erc.locks import FolderLock
+from erc.training import train
 from erc.training.resume import completed_epochs
+from erc.training.runner import job_key
 
 JOB = ["classifier=compm", "classifier.backbone=tiny", "data=meld_bal", "data.limit_dialogues=8", "schedule=demo",
        "schedule.lr=1e-2", "schedule.pretrain.epochs=4", "schedule.finetune.epochs=1", "logger=none",
@@ -125,23 +130,31 @@ def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path
     assert resume["checkpoint"] == str(work_dir(tmp_path / "logs") / "pretrain" / "last.ckpt")
 
 
-def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference) -> None:
-    args = job_args(job_data, tmp_path / "logs")
-    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
-    run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
-    path = last()
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])           # a copy cut short, a disk that filled
+def compose_job(data_dir: Path, log_dir: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=[*JOB, f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}",
+                                                       f"paths.output_dir={log_dir / 'out'}", *overrides])
 
-    results, output = run_to_end(args, tmp_path)
-    assert f"{path}: cannot resume from it" in output
-    assert (path.parent / "last.ckpt.corrupt").read_bytes() == data[: len(data) // 2]
+
+def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference, caplog) -> None:
+    cfg = compose_job(job_data, tmp_path / "logs")
+    last = Path(cfg.checkpoint_dir) / job_key(cfg) / "pretrain" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"epoch": 1, "state_dict": {}}, last)
+    torn = last.read_bytes()[:200]                     # a copy cut short, a disk that filled
+    last.write_bytes(torn)
+
+    train(cfg)
+    assert f"{last}: cannot resume from it: not a complete checkpoint" in caplog.text
+    assert (last.parent / "last.ckpt.corrupt").read_bytes() == torn
+    results = json.loads((tmp_path / "logs" / "out" / "results.json").read_text())
     (restart,) = results["resumes"]                    # restarted from scratch, not resumed
     assert restart["step"] == "pretrain" and "unreadable" in restart["restarted"] and "checkpoint" not in restart
     assert_same_job(results, tmp_path / "logs", *reference)
 
 
 def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, job_data) -> None:
+    """The holder is a real train.py; the second is this test process, on the same job."""
     args = job_args(job_data, tmp_path / "logs", "schedule.pretrain.epochs=200")
     first = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -150,15 +163,15 @@ def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, jo
         deadline = time.time() + 120
         while not held() and first.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        second = subprocess.run(args, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+        with pytest.raises(LockError) as refused:
+            train(compose_job(job_data, tmp_path / "logs", "schedule.pretrain.epochs=200"))
         assert first.poll() is None, "the first job ended before the second was refused"
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
-    assert second.returncode == 2
-    (message,) = [line for line in second.stderr.splitlines() if line.startswith("error: ")]
-    assert f"{work_dir(tmp_path / 'logs')} is in use by another train.py" in message
-    assert f"pid {first.pid} on host {socket.gethostname()}" in message and "Traceback" not in second.stderr
+    assert f"{work_dir(tmp_path / 'logs')} is in use by another train.py" in str(refused.value)
+    assert f"pid {first.pid} on host {socket.gethostname()}" in str(refused.value)
+    assert not (tmp_path / "logs" / "out").exists()   # refused before any work
     with FolderLock(work_dir(tmp_path / "logs"), what="test"):    # the lock died with its holder
         pass
 

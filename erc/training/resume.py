@@ -7,8 +7,9 @@ too) generators are reseeded from ``(seed, stream, epoch)`` (``stream``: ``pretr
 draws (dropout masks, a teacher's initial weights) thus never depends on what ran before it in the
 process: a run resumed at epoch 3 of fine-tuning, after its pretraining was reused from an earlier
 process, draws exactly what the uninterrupted run drew. DataLoaders get their own seeded generator
-(:mod:`erc.training.data`), so creating an iterator consumes nothing from the global stream, and the
-data order is a function of ``(seed, epoch)``. Checkpoints are written at epoch ends only, so the
+(:mod:`erc.training.data`): making an iterator draws a worker seed, and Lightning makes a resumed run's
+first iterator before the epoch's reseed but an uninterrupted run's after it, which would shift every
+later draw by one. The data order is a function of ``(seed, epoch)``, drawn at an epoch's first batch. Checkpoints are written at epoch ends only, so the
 generators' states at that moment are never needed again: the epoch number, which the checkpoint
 carries, is all a resumed run needs to continue every stream.
 

@@ -174,21 +174,22 @@ class Experiment:
             _, source = split_name(name)
             required = source == "org" or name == self.cfg.data.pretrain
             if not required and not (self.data_dir / "synthetic" / name / "test.jsonl").is_file():
-                self._skip_test_set(name, f"not generated yet ({self.data_dir / 'synthetic' / name})")
+                self._skip_test_set(name, f"not generated yet ({self.data_dir / 'synthetic' / name})", logging.INFO)
                 continue
             if self.dialogues(name, "test"):
                 names.append(name)
             elif required:
+                fix = "check the benchmark's files" if source == "org" else \
+                    "a generated set needs a non-zero split.test, e.g. `python generate.py ... split.test=0.2`"
                 raise DataError(f"{name}: the test split has no dialogues (data.limit_dialogues="
-                                f"{self.cfg.data.get('limit_dialogues')}); a generated set needs a non-zero "
-                                f"split.test, e.g. `python generate.py ... split.test=0.2`")
+                                f"{self.cfg.data.get('limit_dialogues')}); {fix}")
             else:
-                self._skip_test_set(name, "its test split has no dialogues")
+                self._skip_test_set(name, "its test split has no dialogues", logging.WARNING)
         self._test_sets = names
         return names
 
-    def _skip_test_set(self, name: str, reason: str) -> None:
-        log.warning("test set %s skipped: %s", name, reason)
+    def _skip_test_set(self, name: str, reason: str, level: int) -> None:
+        log.log(level, "test set %s skipped: %s", name, reason)
         self.skipped_test_sets[name] = reason
 
     def build(self) -> None:
