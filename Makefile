@@ -5,6 +5,13 @@ BIN := $(VENV)/bin
 # Written after a successful install; older than requirements.txt means the pins changed: reinstall.
 STAMP := $(VENV)/.installed
 export PYTHONUNBUFFERED := 1
+# llama-cpp-python compiles llama.cpp on install. Its default (-march=native) uses Intel AMX where the CPU has it,
+# and AMX faults in virtual machines that do not enable it (a SIGSEGV in ggml_backend_amx_mul_mat): build for
+# AVX2 instead, which runs on every x86-64 CPU of the last decade. Set CMAKE_ARGS yourself for CUDA or native tuning.
+ifeq ($(shell uname -m),x86_64)
+CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+export CMAKE_ARGS
+endif
 
 .PHONY: install test test-all demo data stats bench clean
 
