@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.callbacks import EarlyStopping
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -97,7 +98,9 @@ def test_per_phase_overrides_reach_each_phase_optimizer_and_trainer(tmp_path, da
     cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal", "schedule.lr=1e-3", "schedule.finetune.lr=5e-6",
                                              "schedule.pretrain.eps=1e-7", "schedule.finetune.betas=[0.8,0.9]",
                                              "schedule.finetune.weight_decay=0.5", "schedule.pretrain.clip_norm=3",
-                                             "schedule.finetune.accumulate=2", "schedule.finetune.epochs=2"])
+                                             "schedule.finetune.accumulate=2", "schedule.finetune.epochs=2",
+                                             "schedule.finetune.select=acc",
+                                             "schedule.finetune.early_stopping_patience=3"])
     exp = Experiment(cfg)
     exp.load_data()
     exp.build()
@@ -106,11 +109,13 @@ def test_per_phase_overrides_reach_each_phase_optimizer_and_trainer(tmp_path, da
         exp.fit(phase, dataset)
         trainer = exp.classifier.trainer
         optimizer = trainer.optimizers[0]
+        stopping = [(c.monitor, c.patience) for c in trainer.callbacks if isinstance(c, EarlyStopping)]
         seen[phase] = (optimizer.param_groups[0]["initial_lr"], optimizer.defaults["eps"], optimizer.defaults["betas"],
                        optimizer.param_groups[0]["weight_decay"], trainer.gradient_clip_val,
-                       trainer.accumulate_grad_batches, trainer.max_epochs)
-    assert seen["pretrain"] == (1e-3, 1e-7, (0.9, 0.999), 0.01, 3, 1, 1)
-    assert seen["finetune"] == (5e-6, 1e-8, (0.8, 0.9), 0.5, 10, 2, 2)
+                       trainer.accumulate_grad_batches, trainer.max_epochs, trainer.checkpoint_callback.monitor,
+                       stopping)
+    assert seen["pretrain"] == (1e-3, 1e-7, (0.9, 0.999), 0.01, 3, 1, 1, "pretrain/dev/wf1", [])
+    assert seen["finetune"] == (5e-6, 1e-8, (0.8, 0.9), 0.5, 10, 2, 2, "finetune/dev/acc", [("finetune/dev/acc", 3)])
 
 
 # ---- runner <-> checkpoints --------------------------------------------------------------------------
@@ -265,3 +270,12 @@ def test_batch_order_is_drawn_at_the_first_batch_not_when_the_iterator_is_made()
     early = iter(sampler)
     sampler.sampler.set_epoch(2)
     assert list(early) == epoch2 != list(BucketBatchSampler(list(range(40)), 4, True, seed=3, bucket_batches=2))
+
+
+def test_backbone_folder_that_cannot_be_loaded_is_a_config_error_naming_the_key(tmp_path, data_dir) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"model_type": "roberta"}')        # no weights
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld", f"classifier.backbone={model}"])
+    with pytest.raises(ConfigError, match=rf"classifier.backbone='{model}' could not be loaded: .*model.safetensors"):
+        train(cfg)

@@ -190,3 +190,25 @@ def test_job_killed_at_several_points_resumes_to_the_uninterrupted_result(tmp_pa
     results, _ = run_to_end(args, tmp_path)
     assert_same_job(results, tmp_path / "logs", *reference)
     assert [r["step"] for r in results["resumes"]] == ["pretrain", "pretrain", "pretrain", "pretrain/test"]
+
+
+@pytest.mark.slow
+def test_emoone_killed_while_fine_tuning_its_teacher_resumes_to_the_uninterrupted_result(tmp_path, job_data) -> None:
+    """EmoOne with a self-teacher (S): killed once pretraining is done (the rerun builds the fine-tune
+    teacher in a new process), then after that teacher's first epoch (the rerun resumes it from its
+    last.ckpt and trains the student in a new process)."""
+    emoone = ["classifier=emoone", "classifier.gray=teacher", "schedule.pretrain.epochs=2", "schedule.finetune.epochs=2"]
+    reference_dir = tmp_path / "reference"
+    reference_dir.mkdir()
+    reference, _ = run_to_end(job_args(job_data, reference_dir / "logs", *emoone), reference_dir)
+    args = job_args(job_data, tmp_path / "logs", *emoone)
+    teacher = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/finetune/teacher/last.ckpt"),
+                           Path("/-"))
+    run_until_killed(args, tmp_path, step_done(tmp_path / "logs", "pretrain/test"))
+    assert not teacher().exists()
+    run_until_killed(args, tmp_path, lambda: epochs_in(teacher(), 1)())
+    assert not (work_dir(tmp_path / "logs") / "finetune" / "teacher" / "probs.pt").exists()
+
+    results, _ = run_to_end(args, tmp_path)
+    assert_same_job(results, tmp_path / "logs", reference, reference_dir / "logs")
+    assert [r["step"] for r in results["resumes"]] == ["pretrain", "pretrain/test"] * 2 + ["finetune/teacher"]

@@ -3,21 +3,22 @@ that are whole or absent, and unreadable checkpoints set aside instead of failin
 
 Random streams. At the start of every training epoch, Python's, numpy's and torch's (every CUDA device's
 too) generators are reseeded from ``(seed, stream, epoch)`` (``stream``: ``pretrain``, ``finetune``,
-``finetune/teacher``, ...), and the start of each phase from ``(seed, phase, "start")``. What an epoch
-draws (dropout masks, a teacher's initial weights) thus never depends on what ran before it in the
-process: a run resumed at epoch 3 of fine-tuning, after its pretraining was reused from an earlier
-process, draws exactly what the uninterrupted run drew. DataLoaders get their own seeded generator
-(:mod:`erc.training.data`): making an iterator draws a worker seed, and Lightning makes a resumed run's
-first iterator before the epoch's reseed but an uninterrupted run's after it, which would shift every
-later draw by one. The data order is a function of ``(seed, epoch)``, drawn at an epoch's first batch. Checkpoints are written at epoch ends only, so the
-generators' states at that moment are never needed again: the epoch number, which the checkpoint
-carries, is all a resumed run needs to continue every stream.
+``finetune/teacher``, ...); the classifier's initial weights come from ``(seed, "init")`` and the start
+of each phase from ``(seed, phase, "start")``. What an epoch draws (dropout masks, a teacher's initial
+weights) thus never depends on what ran before it in the process: a run resumed at epoch 3 of
+fine-tuning, after its pretraining was reused from an earlier process, draws exactly what the
+uninterrupted run drew. DataLoaders get their own seeded generator (:mod:`erc.training.data`): making an
+iterator draws a worker seed, and Lightning makes a resumed run's first iterator before the epoch's
+reseed but an uninterrupted run's after it, which would shift every later draw by one. The data order is
+a function of ``(seed, epoch)``, drawn at an epoch's first batch. Checkpoints are written at epoch ends
+only, so the generators' states at that moment are never needed again: the epoch number, which the
+checkpoint carries, is all a resumed run needs to continue every stream (so they are not stored).
 
 Checkpoints are written to a temporary file and renamed (:class:`AtomicCheckpointIO`), so a kill leaves
 the previous ``last.ckpt`` or the new one, never half of one. A ``last.ckpt`` that cannot be read
-anyway (copied half-way, a disk that filled before this fix) is moved aside by
-:func:`set_aside` and its phase restarts: training is deterministic, so the results are
-those of an uninterrupted run, at the cost of the epochs lost.
+anyway (copied half-way, written by an older version) is moved aside by :func:`set_aside` and its phase
+restarts: training is deterministic, so the results are those of an uninterrupted run, at the cost of
+the epochs lost.
 """
 
 from __future__ import annotations

@@ -32,12 +32,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from erc.data import DataError, Dialogue, load_benchmark, split_name
-from erc.errors import UserError
+from erc.errors import ConfigError, UserError
 from erc.locks import FolderLock
 from erc.training.data import ERCDataModule
 from erc.training.module import ERCClassifier
@@ -416,7 +417,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
     """Build the classifier and run every step of ``exp`` (the job folder is held), then write results.json."""
     cfg = exp.cfg
-    exp.build()
+    try:
+        exp.build()
+    except InstantiationException as err:
+        if not isinstance(err.__cause__, OSError):
+            raise
+        # from_pretrained: no such model on the hub, no network, a model folder without weights
+        raise ConfigError(f"classifier.backbone={cfg.classifier.get('backbone')!r} could not be loaded: "
+                          f"{err.__cause__}") from err
     config = resolved_config(cfg)
     if cfg.logger.get("name", "none") == "wandb":
         # A resumed job continues its W&B run; a fresh start (resume=false) gets a run of its own.
