@@ -1,6 +1,7 @@
 """A killed and rerun training job is the same job: real ``train.py`` subprocesses killed with SIGKILL and
 rerun end at bit-identical metrics and weights to an uninterrupted run with the same seed; an unreadable
-``last.ckpt`` is set aside and its phase restarts; a second ``train.py`` on a job that is running is refused.
+``last.ckpt`` is set aside and its phase restarts (to the same result); a job that a real ``train.py`` is
+running is refused to a second process, naming the holder.
 
 The job (CoMPM, tiny backbone, pretrain on the small generated ``meld_bal`` fixture, fine-tune on a MELD
 slice) is chosen so that the selected pretrain epoch comes after the kill point: what the resumed process
@@ -197,7 +198,8 @@ def test_emoone_killed_while_fine_tuning_its_teacher_resumes_to_the_uninterrupte
     """EmoOne with a self-teacher (S): killed once pretraining is done (the rerun builds the fine-tune
     teacher in a new process), then after that teacher's first epoch (the rerun resumes it from its
     last.ckpt and trains the student in a new process)."""
-    emoone = ["classifier=emoone", "classifier.gray=teacher", "schedule.pretrain.epochs=2", "schedule.finetune.epochs=2"]
+    emoone = ["classifier=emoone", "classifier.gray=teacher", "schedule.pretrain.epochs=2",
+              "schedule.finetune.epochs=2"]
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
     reference, _ = run_to_end(job_args(job_data, reference_dir / "logs", *emoone), reference_dir)
