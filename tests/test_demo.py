@@ -11,13 +11,18 @@ import sys
 from erc.config import PROJECT_ROOT
 
 
-def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_path):
-    out = tmp_path / "demo"
+def run_demo(shared_data, out) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     run = subprocess.run([sys.executable, "-m", "erc.demo", "--data-dir", str(shared_data), "--out", str(out),
                           "--dialogues", "10", "--limit-dialogues", "8"],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
+def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_path):
+    out = tmp_path / "demo"
+    run = run_demo(shared_data, out)
 
     for name in ("meld_nat", "meld_bal"):
         card = json.loads((out / "data" / "synthetic" / name / "card.json").read_text())
@@ -37,3 +42,14 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_p
     # the benchmark copy is only read: the generated sets live in the demo folder, MELD is linked in
     assert (out / "data" / "meld").resolve() == (shared_data / "meld").resolve()
     assert not (out / "data" / "synthetic").is_symlink()
+
+    # A rerun resumes: no generated file is rewritten, and every job reuses every finished step.
+    generated = {p: p.stat().st_mtime_ns for p in (out / "data" / "synthetic").rglob("*.jsonl")}
+    run_demo(shared_data, out)
+    assert {p: p.stat().st_mtime_ns for p in generated} == generated
+    again = [json.loads(p.read_text()) for p in sorted((out / "train").glob("*/results.json"))]
+    assert [r["metrics"] for r in again] == [r["metrics"] for r in results]
+    for r in again:
+        reused = {entry["step"] for entry in r["resumes"] if entry.get("reused")}
+        steps = {"finetune", "test"} | ({"pretrain", "pretrain/test"} if r["identity"]["source"] != "org" else set())
+        assert reused == steps, (r["identity"], r["resumes"])
