@@ -22,7 +22,8 @@ from erc.errors import ConfigError
 
 # A key is a secret when its last word is one of these (``token``, ``hf_token``, ``api_key``, ``client_secret``),
 # not when the word only appears inside it (``max_new_tokens``, ``tokenizer`` are settings to record).
-SECRET_KEY = re.compile(r"(?:^|[_\-.])(?:(?:api|access|private|secret)[_-]?key|token|secret|password|passwd|credentials?)$", re.IGNORECASE)
+SECRET_KEY = re.compile(r"(?:^|[_\-.])(?:(?:api|access|private|secret)[_-]?key|token|secret|password|passwd"
+                        r"|credentials?)$", re.IGNORECASE)
 
 
 # ``scheme://user:password@host``: a password inside a URL given on the command line.
