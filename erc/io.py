@@ -8,6 +8,7 @@ umask), so colleagues sharing a group folder can read results; ``mkstemp`` alone
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -100,3 +101,12 @@ def append_jsonl(path: Path | str, record: Any) -> None:
     """Append one record (one line) to a small log such as ``runs.jsonl``."""
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def sha256_of(path: Path | str) -> str:
+    """sha256 of a file's content, read in 1 MiB blocks (downloads are verified with it, job keys built on it)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

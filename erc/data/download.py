@@ -12,7 +12,6 @@ interrupted run never leaves a truncated file behind.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from erc.cli import exit_on_user_error
 from erc.data.load import HOW_TO_GET, default_data_dir
 from erc.data.schema import DataError
+from erc.io import sha256_of
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
 MELD = ("declare-lab/MELD", "2d2011b409d3ca2d7e94460cd007d434b1d0a102")
@@ -59,14 +59,6 @@ FILES: tuple[RemoteFile, ...] = (
     RemoteFile(*EMORYNLP, "json/emotion-detection-tst.json", "emorynlp/emotion-detection-tst.json",
                "2da84b0bffbc9da2f3b9de8016c2d3ae5478e6ccb26d473313368373b427dedc"),
 )
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(remote: RemoteFile, data_dir: Path, base_url: str = GITHUB_RAW, timeout: float = 60.0) -> Path:

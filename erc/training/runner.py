@@ -39,6 +39,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from erc.data import DataError, Dialogue, load_benchmark, split_name
 from erc.errors import ConfigError, UserError
+from erc.io import sha256_of, write_json_atomic
 from erc.locks import FolderLock
 from erc.training.data import ERCDataModule
 from erc.training.module import ERCClassifier
@@ -46,7 +47,6 @@ from erc.training.phases import FitContext, build_classifier
 from erc.training.resume import (AtomicCheckpointIO, EpochSeeds, completed_epochs, seed_everything_at,
                                  set_aside, unreadable_reason)
 from erc.training.schedule import PhaseSchedule, phase_schedule
-from erc.io import write_json_atomic
 from erc.training.tracking import git_revision, make_wandb_logger, resolved_config
 from erc.training.validation import validate_train_config
 
@@ -84,15 +84,6 @@ class BestDevMetrics(Callback):
 SPLIT_FILES: tuple[str, ...] = ("train.jsonl", "dev.jsonl", "test.jsonl")
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's content, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def job_key(cfg: DictConfig) -> str:
     """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change,
     including a generated set regenerated in place with other dialogues (the content of its split files
@@ -100,7 +91,7 @@ def job_key(cfg: DictConfig) -> str:
     plain = resolved_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
     plain["data_dir"] = str(cfg.paths.data_dir)
     synthetic = Path(cfg.paths.data_dir) / "synthetic"
-    plain["generated_files"] = {f"{name}/{split}": file_digest(synthetic / name / split)
+    plain["generated_files"] = {f"{name}/{split}": sha256_of(synthetic / name / split)
                                 for name in cfg.data.test if split_name(name)[1] != "org"
                                 for split in SPLIT_FILES if (synthetic / name / split).is_file()}
     digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
