@@ -41,13 +41,14 @@ from erc.data import DataError, Dialogue, load_benchmark, split_name
 from erc.errors import ConfigError, UserError
 from erc.io import sha256_of, write_json_atomic
 from erc.locks import FolderLock
+from erc.secrets import public_config
 from erc.training.data import ERCDataModule
 from erc.training.module import ERCClassifier
 from erc.training.phases import FitContext, build_classifier
 from erc.training.resume import (AtomicCheckpointIO, EpochSeeds, completed_epochs, seed_everything_at,
                                  set_aside, unreadable_reason)
 from erc.training.schedule import PhaseSchedule, phase_schedule
-from erc.training.tracking import git_revision, make_wandb_logger, resolved_config
+from erc.training.tracking import git_revision, make_wandb_logger
 from erc.training.validation import validate_train_config
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def job_key(cfg: DictConfig) -> str:
     """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change,
     including a generated set regenerated in place with other dialogues (the content of its split files
     is part of the hash; rewriting the same content, as a rerun of post-processing does, keeps the key)."""
-    plain = resolved_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
+    plain = public_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
     plain["data_dir"] = str(cfg.paths.data_dir)
     synthetic = Path(cfg.paths.data_dir) / "synthetic"
     plain["generated_files"] = {f"{name}/{split}": sha256_of(synthetic / name / split)
@@ -416,7 +417,7 @@ def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
         # from_pretrained: no such model on the hub, no network, a model folder without weights
         raise ConfigError(f"classifier.backbone={cfg.classifier.get('backbone')!r} could not be loaded: "
                           f"{err.__cause__}") from err
-    config = resolved_config(cfg)
+    config = public_config(cfg)
     if cfg.logger.get("name", "none") == "wandb":
         # A resumed job continues its W&B run; a fresh start (resume=false) gets a run of its own.
         run_id = exp.key if cfg.resume else f"{exp.key}-{time.strftime('%Y%m%d-%H%M%S')}"

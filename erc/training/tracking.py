@@ -13,17 +13,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from erc.config import PROJECT_ROOT
-from erc.secrets import strip_secrets, wandb_settings
+from erc.secrets import wandb_settings
 
-
-
-def resolved_config(cfg: DictConfig) -> dict[str, Any]:
-    """The job's config, interpolations resolved, Hydra's own node and secrets removed: what was run."""
-    plain = {k: v for k, v in cfg.items() if k != "hydra"}
-    return strip_secrets(OmegaConf.to_container(OmegaConf.create(plain), resolve=True))
 
 
 def wandb_mode(configured: str | None = None) -> str:
