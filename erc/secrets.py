@@ -12,6 +12,8 @@ to their own ``llm.url`` (see ``erc.generation.backends.tgi.ConfiguredTokenClien
 
 from __future__ import annotations
 
+import netrc
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -150,3 +152,15 @@ def wandb_settings() -> Any:
     import wandb
 
     return wandb.Settings(disable_git=True, x_disable_meta=True)
+
+
+def wandb_api_key_configured() -> bool:
+    """Whether wandb would find an API key: ``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc for the
+    W&B host (``WANDB_BASE_URL``, default api.wandb.ai). An unreadable ~/.netrc counts as none."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+        return netrc.netrc().authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False

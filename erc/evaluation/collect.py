@@ -25,7 +25,6 @@ import csv
 import io
 import json
 import math
-import netrc
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -39,6 +38,7 @@ from omegaconf import OmegaConf
 from erc.data import BENCHMARKS, SOURCES, DataError, split_name
 from erc.data.text import read_text
 from erc.errors import ConfigError
+from erc.secrets import wandb_api_key_configured
 
 COLUMNS = ["classifier", "variant", "source", "benchmark", "test_set", "seed", "wf1", "origin"]
 # Classifiers in the paper's column order; others follow in order of appearance.
@@ -279,17 +279,6 @@ def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
                      "benchmark": split_test_set(test_set)[0], "test_set": test_set, "seed": None,
                      "wf1": _to_score(value / scale, where), "origin": where})
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def wandb_api_key_configured() -> bool:
-    """Whether wandb would find an API key: ``WANDB_API_KEY`` or a ``wandb login`` entry in ~/.netrc."""
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
-        return netrc.netrc().authenticators(host) is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
 
 
 def _wandb_unreachable_reason() -> str | None:

@@ -20,13 +20,12 @@ from erc.data import SOURCES, DataError
 from erc.errors import ConfigError
 from erc.evaluation.analysis import (AGGREGATION, TIES_HANDLING, IncompleteResultsError, RankAnalysis, cell_stats,
                                      comparison_pairs, rank_analysis, score_matrix)
-from erc.evaluation.collect import (check_select, read_scores_csv, read_sweep, read_wandb, select_rows,
-                                    wandb_api_key_configured)
+from erc.evaluation.collect import check_select, read_scores_csv, read_sweep, read_wandb, select_rows
 from erc.evaluation.completeness import Gaps, complete_columns, find_gaps, planned_comparisons
 from erc.evaluation.plots import plot_cd_diagram, plot_rank_heatmap
 from erc.evaluation.tables import Display, table3_frame, write_table3, write_table4
 from erc.io import write_text_atomic
-from erc.secrets import public_config, wandb_settings
+from erc.secrets import public_config, wandb_api_key_configured, wandb_settings
 
 log = logging.getLogger(__name__)
 METHOD = ("Friedman rank sums over test sets (1 = best); two-sided exact p-values for pairwise rank-sum "

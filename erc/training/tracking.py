@@ -7,7 +7,6 @@ later); ``WANDB_MODE`` or ``logger.mode`` override that. results.json never depe
 
 from __future__ import annotations
 
-import netrc
 import os
 import subprocess
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from erc.config import PROJECT_ROOT
-from erc.secrets import wandb_settings
+from erc.secrets import wandb_api_key_configured, wandb_settings
 
 
 
@@ -26,14 +25,7 @@ def wandb_mode(configured: str | None = None) -> str:
         return configured
     if os.environ.get("WANDB_MODE"):
         return {"dryrun": "offline", "run": "online"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        if netrc.netrc().authenticators("api.wandb.ai"):
-            return "online"
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        pass
-    return "offline"
+    return "online" if wandb_api_key_configured() else "offline"
 
 
 def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], save_dir: Path,
