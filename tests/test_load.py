@@ -5,7 +5,7 @@ import json
 import pytest
 
 from erc.data import (DataError, Dialogue, MissingDataError, Utterance, load_benchmark, read_dialogues_jsonl,
-                      split_name, write_dialogues_jsonl)
+                      parse_dataset, write_dialogues_jsonl)
 
 
 def _dialogue(i: int) -> Dialogue:
@@ -61,14 +61,14 @@ def test_missing_benchmark_names_what_was_looked_for(tmp_path):
 
 
 @pytest.mark.parametrize("name,expected", [("meld", ("meld", "org")), ("emorynlp_nat", ("emorynlp", "nat"))])
-def test_split_name(name, expected):
-    assert split_name(name) == expected
+def test_parse_dataset(name, expected):
+    assert parse_dataset(name) == expected
 
 
 @pytest.mark.parametrize("bad", ["meld_gpt", "friends", "meld_org"])
 def test_bad_names_and_splits_are_errors(bad):
     with pytest.raises(DataError, match="unknown dataset"):
-        split_name(bad)
+        parse_dataset(bad)
     with pytest.raises(DataError, match="unknown split 'valid'"):
         load_benchmark("meld", "valid")
 

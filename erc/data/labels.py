@@ -1,5 +1,10 @@
 """Label sets, read from ``conf/benchmark/<name>.yaml``: the single source of the class order.
 
+The files are package data, read here by every part that needs a label (data loaders, models, prompts,
+metrics), so the class ids of a trained model cannot depend on a command line: an override of the class-defining
+keys in a composed ``benchmark`` group (``benchmark.labels=[...]``) is refused by :func:`check_not_overridden`
+instead of being ignored by the loaders. A new label set is a new or edited file.
+
 The reference ERC code builds its label list from the labels present in the data, so class ids
 shift silently when a split lacks a class (and differ between scripts). Here the order is fixed
 per benchmark in config, and ``label_set(b)[i]`` is class ``i`` in data, models, prompts and metrics.
@@ -13,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from erc.config import CONFIG_DIR
-from erc.data.schema import DataError
+from erc.errors import DataError
 
 BENCHMARKS: tuple[str, ...] = ("meld", "emorynlp", "iemocap")
 
@@ -25,6 +30,27 @@ def benchmark_info(benchmark: str) -> dict[str, Any]:
         raise DataError(f"unknown benchmark {benchmark!r}; valid: {', '.join(BENCHMARKS)}")
     cfg = OmegaConf.load(CONFIG_DIR / "benchmark" / f"{benchmark}.yaml")
     return OmegaConf.to_container(cfg, resolve=False)  # type: ignore[return-value]
+
+
+# The keys of a benchmark file that define its classes: what an override must not change.
+CLASS_KEYS: tuple[str, ...] = ("labels", "sentiment", "label_aliases", "skip_labels")
+
+
+def check_not_overridden(composed: Any, where: str = "benchmark") -> None:
+    """Raise :class:`ConfigError` when a composed ``benchmark`` group's class-defining keys differ from its file."""
+    from omegaconf import OmegaConf
+
+    from erc.errors import ConfigError
+
+    name = str(composed["name"])
+    info = benchmark_info(name)
+    for key in CLASS_KEYS:
+        value = composed.get(key)
+        value = OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+        if value != info.get(key):
+            raise ConfigError(f"{where}.{key} differs from conf/benchmark/{name}.yaml: the label set, its order and "
+                              f"its sentiment groups are fixed per benchmark (class ids of data, prompts and trained "
+                              f"models depend on them), so they cannot be overridden; edit or add a benchmark file")
 
 
 def label_set(benchmark: str) -> list[str]:

@@ -18,6 +18,7 @@ from erc.data.formats.erc_tsv import read_erc_tsv
 from erc.data.formats.iemocap_release import read_iemocap_release, session_dirs
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
 from erc.data.labels import BENCHMARKS, benchmark_info
+from erc.data.names import parse_dataset
 from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,6 @@ HOW_TO_GET = {
 def default_data_dir() -> Path:
     """``$ERC_DATA_DIR`` when set, else ``data/`` in the project (the same rule as conf/paths)."""
     return Path(os.environ.get("ERC_DATA_DIR") or PROJECT_ROOT / "data")
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """``"meld_bal"`` -> ``("meld", "bal")``; ``"meld"`` -> ``("meld", "org")``."""
-    benchmark, _, source = name.partition("_")
-    if benchmark not in BENCHMARKS or source not in ("", "nat", "bal"):
-        raise DataError(f"unknown dataset {name!r}; valid: a benchmark ({', '.join(BENCHMARKS)}) "
-                        f"or <benchmark>_nat / <benchmark>_bal for a generated set")
-    return benchmark, source or "org"
 
 
 def _tsv_file(folder: Path, split: str) -> Path | None:
@@ -82,7 +74,7 @@ def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | Non
     (by raw label or reason), e.g. IEMOCAP's labels outside the 6-way set."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-    benchmark, source = split_name(name)
+    benchmark, source = parse_dataset(name)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     skipped: Counter[str] = Counter()
     if source != "org":

@@ -8,13 +8,10 @@ from typing import Any, Literal
 from erc.errors import DataError, MissingDataError
 
 Split = Literal["train", "dev", "test"]
-Source = Literal["org", "nat", "bal"]
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-# org: the benchmark's own data; nat / bal: LLM-generated "natural" and "balanced" sets.
-SOURCES: tuple[str, ...] = ("org", "nat", "bal")
 
-__all__ = ["DataError", "Dialogue", "MissingDataError", "SOURCES", "SPLITS", "Utterance"]
+__all__ = ["DataError", "Dialogue", "MissingDataError", "SPLITS", "Utterance"]
 
 
 @dataclass

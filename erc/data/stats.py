@@ -17,7 +17,8 @@ from pathlib import Path
 
 from erc.cli import exit_on_user_error
 from erc.data.labels import BENCHMARKS, label_set
-from erc.data.load import default_data_dir, load_benchmark_with_report, split_name
+from erc.data.load import default_data_dir, load_benchmark_with_report
+from erc.data.names import parse_dataset
 from erc.data.plots import plot_label_distribution
 from erc.data.schema import SPLITS, Dialogue, MissingDataError
 
@@ -45,7 +46,7 @@ def split_stats(dialogues: list[Dialogue], labels: list[str], skipped: Counter[s
 
 def dataset_stats(name: str, data_dir: Path) -> dict[str, SplitStats]:
     """Statistics of every split of ``name`` that exists; raises DataError when none does."""
-    benchmark, _ = split_name(name)
+    benchmark, _ = parse_dataset(name)
     labels = label_set(benchmark)
     found: dict[str, SplitStats] = {}
     missing: list[MissingDataError] = []
@@ -96,7 +97,7 @@ def report(everything: dict[str, dict[str, SplitStats]], out_dir: Path) -> None:
     for name, stats in everything.items():
         print(format_table(name, stats))
     for benchmark in BENCHMARKS:
-        members = [n for n in everything if split_name(n)[0] == benchmark]
+        members = [n for n in everything if parse_dataset(n)[0] == benchmark]
         if not members:
             continue
         totals = {n: Counter() for n in members}

@@ -16,14 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from erc.data import DataError
+from erc.data import SOURCES, DataError
 from erc.evaluation import friedman
 from erc.evaluation.collect import add_models, order_classifiers, order_test_sets
 
 AGGREGATION = "mean W-F1 over seeds per (classifier, source, test set)"
 TIES_HANDLING = ("tied scores get the average of the ranks they span; exact p-values use the untied "
                  "null distribution with P(|D| >= d) = P(|D| >= ceil(d)), since D is integer-valued")
-SOURCE_ORDER = ("org", "nat", "bal")
 
 
 class IncompleteResultsError(DataError):
@@ -49,7 +48,7 @@ def instances_in_order(table: pd.DataFrame) -> list[tuple[str, str]]:
     table = add_models(table)
     models = order_classifiers(table["model"])
     present = set(zip(table["model"], table["source"]))
-    return [(m, s) for m in models for s in SOURCE_ORDER if (m, s) in present]
+    return [(m, s) for m in models for s in SOURCES if (m, s) in present]
 
 
 def score_matrix(table: pd.DataFrame) -> pd.DataFrame:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from erc.evaluation.analysis import SOURCE_ORDER, comparison_pairs, instance_name
-from erc.evaluation.collect import add_models, order_classifiers, split_test_set
+from erc.data import SOURCES, parse_test_set, test_set_name
+from erc.evaluation.analysis import comparison_pairs, instance_name
+from erc.evaluation.collect import add_models, order_classifiers
 
 
 @dataclass
@@ -54,7 +55,7 @@ class Gaps:
 def _planned_instances(table: pd.DataFrame, mode: str, control: str) -> list[tuple[str, str]]:
     models = order_classifiers(table["model"])
     sources = set(table["source"]) | ({control} if mode == "control" else set())
-    return [(m, s) for m in models for s in SOURCE_ORDER if s in sources]
+    return [(m, s) for m in models for s in SOURCES if s in sources]
 
 
 def find_gaps(table: pd.DataFrame, matrix: pd.DataFrame, unfinished: list[str], mode: str = "control",
@@ -70,17 +71,17 @@ def find_gaps(table: pd.DataFrame, matrix: pd.DataFrame, unfinished: list[str], 
         if column in present:
             continue
         if mode == "control" and source == control:
-            compared = [instance_name(model, s) for s in SOURCE_ORDER
+            compared = [instance_name(model, s) for s in SOURCES
                         if s != control and instance_name(model, s) in present]
             gaps.missing_controls.append(f"{column} (the control of {', '.join(compared) or 'no instance'})")
         else:
             gaps.missing_instances.append(column)
 
-    parsed = [split_test_set(t) for t in matrix.index]
+    parsed = [parse_test_set(t) for t in matrix.index]
     benchmarks = list(dict.fromkeys(b for b, _ in parsed if b))
     splits = {s for _, s in parsed if s}
-    gaps.missing_test_sets = [f"{b}_{s}" for b in benchmarks for s in SOURCE_ORDER
-                              if s in splits and f"{b}_{s}" not in set(matrix.index)]
+    gaps.missing_test_sets = [test_set_name(b, s) for b in benchmarks for s in SOURCES
+                              if s in splits and test_set_name(b, s) not in set(matrix.index)]
 
     reported = table.dropna(subset=["benchmark"])
     seeds = sorted({s for s in reported["seed"] if s is not None and not _is_nan(s)},
@@ -99,7 +100,7 @@ def find_gaps(table: pd.DataFrame, matrix: pd.DataFrame, unfinished: list[str], 
     for column in matrix.columns:
         model, _, source = column.rpartition("_")
         for test_set in matrix.index[matrix[column].isna()]:
-            if (model, source, split_test_set(test_set)[0]) not in jobless:  # else its job is listed already
+            if (model, source, parse_test_set(test_set)[0]) not in jobless:  # else its job is listed already
                 gaps.missing_cells.append(f"({model}, {source}, {test_set})")
     return gaps
 

@@ -20,11 +20,12 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from erc.data import SOURCES  # noqa: E402
 from erc.evaluation.analysis import RankAnalysis  # noqa: E402
 from erc.evaluation.tables import Display, omnibus_text  # noqa: E402
 from erc.io import write_atomic  # noqa: E402
 
-_MARKERS = {"org": "o", "nat": "s", "bal": "D"}
+_MARKERS = dict(zip(SOURCES, "osD^v"))
 
 
 def _colors(instances: list[str]) -> dict[str, tuple]:

@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from erc.data import BENCHMARKS, benchmark_info
-from erc.evaluation.analysis import AGGREGATION, SOURCE_ORDER, TIES_HANDLING, RankAnalysis, cell_stats
-from erc.evaluation.collect import add_models, order_classifiers, split_test_set
+from erc.data import BENCHMARKS, SOURCES, benchmark_info, parse_test_set
+from erc.data.names import SOURCE_TITLES
+from erc.evaluation.analysis import AGGREGATION, TIES_HANDLING, RankAnalysis, cell_stats
+from erc.evaluation.collect import add_models, order_classifiers
 from erc.io import write_text_atomic
 
 MISSING = "—"
@@ -31,7 +32,7 @@ class Display:
     p_digits: int = 4
     p_mode: str = "truncate"
     names: Mapping[str, str] = field(default_factory=dict)
-    sources: Mapping[str, str] = field(default_factory=lambda: {"org": "Org", "nat": "Nat", "bal": "Bal"})
+    sources: Mapping[str, str] = field(default_factory=lambda: dict(SOURCE_TITLES))
 
     def __post_init__(self) -> None:
         if self.p_mode not in ("truncate", "round"):
@@ -64,7 +65,7 @@ class Display:
         return f"{self.model(model)} {self.source(source)}"
 
     def test_set(self, test_set: str) -> str:
-        benchmark, split = split_test_set(test_set)
+        benchmark, split = parse_test_set(test_set)
         if benchmark in BENCHMARKS:
             return f"{benchmark_info(benchmark)['display_name']} {self.source(split)}"
         return test_set
@@ -123,7 +124,7 @@ def table3_frame(table: pd.DataFrame) -> pd.DataFrame:
     stats = cell_stats(table[table["test_set"] == table["benchmark"].astype(str) + "_org"])
     known = table["benchmark"].dropna()
     benchmarks = [b for b in BENCHMARKS if b in set(known)] + sorted(set(known) - set(BENCHMARKS))
-    sources = [s for s in SOURCE_ORDER if s in set(table["source"])]
+    sources = [s for s in SOURCES if s in set(table["source"])]
     records = []
     for benchmark in benchmarks:
         for source in sources:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
 from erc.data.labels import label_set, sentiment_of
 from erc.data.load import load_benchmark
+from erc.data.names import GENERATED_SOURCES, dataset_name
 from erc.data.plots import plot_label_distribution
 from erc.data.schema import SPLITS, DataError, Dialogue, Utterance
 from erc.generation.card import readme_text
@@ -144,8 +145,8 @@ def _reference_sets(cfg: DictConfig, benchmark: str, own: str, own_counts: Count
                               Counter())
     except DataError as err:
         log.warning("label_distribution.png without the reference %s: %s", benchmark, str(err).splitlines()[0])
-    for source in ("nat", "bal"):
-        name = f"{benchmark}_{source}"
+    for source in GENERATED_SOURCES:
+        name = dataset_name(benchmark, source)
         if name == own:
             sets[name] = own_counts
             continue

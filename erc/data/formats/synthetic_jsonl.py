@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from erc.data.labels import canonical_label
-from erc.data.schema import SOURCES, DataError, Dialogue, Utterance
+from erc.data.names import SOURCES
+from erc.data.schema import DataError, Dialogue, Utterance
 from erc.data.text import read_text
 from erc.io import write_jsonl_atomic
 

@@ -1,0 +1,74 @@
+"""The experiment's two axes, benchmark and source, and the one spelling of every name made from them.
+
+A dataset is ``<benchmark>`` (the benchmark's own data, source ``org``) or ``<benchmark>_<source>`` (a set
+generated for it, in ``<data_dir>/synthetic/<benchmark>_<source>/``); a test set in metric names is always
+``<benchmark>_<source>`` (``test/meld_org/wf1``). Every module that makes or reads such a name goes through
+here, so the list of sources and the parsing rule live in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from erc.data.labels import BENCHMARKS
+from erc.errors import DataError
+
+# org: the benchmark's own data; nat / bal: LLM-generated "natural" and "balanced" sets (the paper's order).
+SOURCES: tuple[str, ...] = ("org", "nat", "bal")
+GENERATED_SOURCES: tuple[str, ...] = tuple(s for s in SOURCES if s != "org")
+# Display names (tables, plots).
+SOURCE_TITLES: dict[str, str] = {"org": "Org", "nat": "Nat", "bal": "Bal"}
+
+
+def check_axes(benchmark: str, source: str, where: str = "data") -> None:
+    """Raise :class:`DataError` naming ``<where>.benchmark`` or ``<where>.source`` when either is unknown."""
+    if benchmark not in BENCHMARKS:
+        raise DataError(f"{where}.benchmark={benchmark!r} is not a benchmark; valid: {', '.join(BENCHMARKS)}")
+    if source not in SOURCES:
+        raise DataError(f"{where}.source={source!r} is not a source; valid: {', '.join(SOURCES)} "
+                        f"(org: the benchmark's own data; nat, bal: a generated set)")
+
+
+def dataset_name(benchmark: str, source: str) -> str:
+    """``("meld", "org")`` -> ``"meld"``; ``("meld", "bal")`` -> ``"meld_bal"``."""
+    check_axes(benchmark, source)
+    return benchmark if source == "org" else f"{benchmark}_{source}"
+
+
+def pretrain_set(benchmark: str, source: str) -> str | None:
+    """The generated set an experiment pretrains on: ``dataset_name(benchmark, source)``, None for ``org``."""
+    return None if source == "org" else dataset_name(benchmark, source)
+
+
+def test_set_name(benchmark: str, source: str) -> str:
+    """The test set's name in metrics and tables: ``("meld", "org")`` -> ``"meld_org"``."""
+    check_axes(benchmark, source)
+    return f"{benchmark}_{source}"
+
+
+def parse_dataset(name: str) -> tuple[str, str]:
+    """``"meld_bal"`` -> ``("meld", "bal")``; ``"meld"`` -> ``("meld", "org")``; else :class:`DataError`."""
+    benchmark, _, source = name.partition("_")
+    if benchmark not in BENCHMARKS or source not in ("", *GENERATED_SOURCES):
+        raise DataError(f"unknown dataset {name!r}; valid: a benchmark ({', '.join(BENCHMARKS)}) or "
+                        f"{' / '.join(f'<benchmark>_{s}' for s in GENERATED_SOURCES)} for a generated set")
+    return benchmark, source or "org"
+
+
+def parse_test_set(name: str) -> tuple[str | None, str | None]:
+    """``"meld_bal"`` -> ``("meld", "bal")``, ``"meld_org"`` -> ``("meld", "org")``; a name of another form
+    -> ``(None, None)`` (a column a user's scores file may hold that is not a test set of the paper's design)."""
+    head, _, tail = name.rpartition("_")
+    if head and tail in SOURCES:
+        return head, tail
+    return None, None
+
+
+def datasets_of(benchmark: str) -> list[str]:
+    """Every dataset of a benchmark, in source order: ``meld``, ``meld_nat``, ``meld_bal``."""
+    return [dataset_name(benchmark, source) for source in SOURCES]
+
+
+def generated_sets(names: Iterable[str]) -> list[str]:
+    """The generated sets among dataset ``names`` (those whose source is not ``org``)."""
+    return [name for name in names if parse_dataset(name)[1] != "org"]
