@@ -149,7 +149,7 @@ def test_unfinished_wandb_runs_are_reported_not_skipped():
         source = data.partition("_")[2] or "org"
         return SimpleNamespace(id=run_id, name=run_id, state=state, job_type="finetune",
                                config={"classifier": {"name": "compm", "variant": "pm=pretrained"},
-                                       "data": {"name": data}, "seed": 1},
+                                       "data": {"name": data, "benchmark": "meld", "source": source}, "seed": 1},
                                summary_metrics={} if wf1 is None else {f"test/meld_{s}/wf1": wf1 for s in
                                                                         ("org", source)})
 

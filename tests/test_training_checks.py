@@ -29,7 +29,8 @@ from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
 from erc.training.resume import AtomicCheckpointIO, unreadable_reason
-from erc.training.runner import Experiment, job_key
+from erc.identity import job_key
+from erc.training.runner import Experiment
 from erc.training.schedule import _CHECKS, PhaseSchedule
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4", "logger=none",

@@ -30,7 +30,7 @@ from erc.errors import LockError
 from erc.locks import FolderLock
 from erc.training import train
 from erc.training.resume import completed_epochs
-from erc.training.runner import job_key
+from erc.identity import job_key
 
 JOB = ["classifier=compm", "classifier.backbone=tiny", "data=meld_bal", "data.limit_dialogues=8", "schedule=demo",
        "schedule.lr=1e-2", "schedule.pretrain.epochs=4", "schedule.finetune.epochs=1", "logger=none",

@@ -35,23 +35,16 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 
-from erc.data import BENCHMARKS, SOURCES, DataError, split_name
+from erc.data import BENCHMARKS, SOURCES, DataError, parse_test_set
 from erc.data.text import read_text
 from erc.errors import ConfigError
+from erc.identity import job_identity
 from erc.secrets import wandb_api_key_configured
 
 COLUMNS = ["classifier", "variant", "source", "benchmark", "test_set", "seed", "wf1", "origin"]
 # Classifiers in the paper's column order; others follow in order of appearance.
 KNOWN_CLASSIFIERS: tuple[str, ...] = ("compm", "emoone", "todkat")
 _TEST_METRIC = re.compile(r"^test/(?P<test_set>[^/]+)/wf1$")
-
-
-def split_test_set(test_set: str) -> tuple[str | None, str | None]:
-    """``"meld_bal"`` -> ``("meld", "bal")``; names not of the form ``<x>_<org|nat|bal>`` -> (None, None)."""
-    head, _, tail = test_set.rpartition("_")
-    if head and tail in SOURCES:
-        return head, tail
-    return None, None
 
 
 def empty_table() -> pd.DataFrame:
@@ -95,7 +88,7 @@ def rows_from_result(result: Mapping[str, Any], origin: str) -> list[dict[str, A
         if not match:
             continue
         test_set = match["test_set"]
-        if split_test_set(test_set)[0] != identity["benchmark"]:
+        if parse_test_set(test_set)[0] != identity["benchmark"]:
             continue  # another benchmark's test set: not a cell of this model's rows
         rows.append({
             "classifier": identity["classifier"], "variant": identity.get("variant"),
@@ -173,12 +166,12 @@ def _hydra_job_identity(config_path: Path) -> dict[str, Any] | None:
     if OmegaConf.select(config, "task_name", default=None, throw_on_resolution_failure=False) != "train":
         return None
     fields = {key: OmegaConf.select(config, key, default=None, throw_on_resolution_failure=False)
-              for key in ("classifier.name", "classifier.variant", "data.name", "seed")}
+              for key in ("classifier.name", "classifier.variant", "data.benchmark", "data.source", "seed")}
     try:
         return identity_from_config({"classifier": {"name": fields["classifier.name"],
                                                     "variant": fields["classifier.variant"]},
-                                     "data": {"name": fields["data.name"]}, "seed": fields["seed"]},
-                                    str(config_path))
+                                     "data": {"benchmark": fields["data.benchmark"], "source": fields["data.source"]},
+                                     "seed": fields["seed"]}, str(config_path))
     except DataError:
         return {}
 
@@ -276,7 +269,7 @@ def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
     rows = []
     for classifier, source, test_set, value, where in cells:
         rows.append({"classifier": classifier, "variant": None, "source": source,
-                     "benchmark": split_test_set(test_set)[0], "test_set": test_set, "seed": None,
+                     "benchmark": parse_test_set(test_set)[0], "test_set": test_set, "seed": None,
                      "wf1": _to_score(value / scale, where), "origin": where})
     return pd.DataFrame(rows, columns=COLUMNS)
 
@@ -292,17 +285,15 @@ def _wandb_unreachable_reason() -> str | None:
 
 
 def identity_from_config(config: Mapping[str, Any], origin: str) -> dict[str, Any]:
-    """A job identity from a W&B run's config: its ``identity`` entry if logged, else derived from the
-    resolved training config that train.py logs (``classifier.name``, ``classifier.variant``,
-    ``data.name``, ``seed``) the same way the training runner derives results.json's identity."""
+    """A job identity from a W&B run's config: its ``identity`` entry if logged, else
+    :func:`erc.identity.job_identity` of the resolved training config that train.py logs."""
     if isinstance(config.get("identity"), Mapping):
         return dict(config["identity"])
-    classifier, data = config.get("classifier"), config.get("data")
-    if not (isinstance(classifier, Mapping) and isinstance(data, Mapping) and data.get("name")):
-        raise DataError(f"{origin}: config has neither 'identity' nor 'classifier.name' and 'data.name'")
-    benchmark, source = split_name(str(data["name"]))
-    return {"classifier": classifier.get("name"), "variant": classifier.get("variant"), "data": data["name"],
-            "benchmark": benchmark, "source": source, "seed": config.get("seed")}
+    try:
+        return job_identity(config)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"{origin}: config has neither 'identity' nor 'classifier.name', 'data.benchmark', "
+                        f"'data.source' and 'seed' ({err!r})") from err
 
 
 def read_wandb(project: str, entity: str | None = None, group: str | None = None,
@@ -373,7 +364,7 @@ def order_test_sets(names: Iterable[str]) -> list[str]:
     unique = list(dict.fromkeys(names))
 
     def key(name: str) -> tuple[int, int, int]:
-        benchmark, split = split_test_set(name)
+        benchmark, split = parse_test_set(name)
         b = BENCHMARKS.index(benchmark) if benchmark in BENCHMARKS else len(BENCHMARKS)
         s = SOURCES.index(split) if split else len(SOURCES)
         return b, s, unique.index(name)

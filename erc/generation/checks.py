@@ -16,6 +16,8 @@ from typing import Any
 from datasketch import MinHashLSH
 from omegaconf import DictConfig
 
+from erc.data.labels import check_not_overridden
+from erc.data.names import GENERATED_SOURCES
 from erc.errors import ConfigError
 from erc.generation.prompts import PromptTemplate, load_template
 from erc.generation.split import check_ratios
@@ -122,3 +124,7 @@ def check_generation_config(cfg: DictConfig) -> None:
     check_sampling(cfg)
     check_template(load_template(cfg.prompt.template), str(cfg.prompt.mode))
     check_urls(cfg)
+    check_not_overridden(cfg.benchmark)
+    if cfg.prompt.suffix not in GENERATED_SOURCES:
+        raise ConfigError(f"prompt.suffix={cfg.prompt.suffix!r} names the set's source (its folder "
+                          f"<benchmark>_<source>); valid: {', '.join(GENERATED_SOURCES)}")

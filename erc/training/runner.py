@@ -7,8 +7,8 @@ train split (selection on its dev split) and tested again (``test/<benchmark>_<s
 skips the pretrain phase: the "Org" baseline.
 
 Resuming: a job's checkpoints live in ``<checkpoint_dir>/<job key>/``, the key being a hash of the
-resolved config (paths of outputs, logger and Hydra settings left out), so rerunning the same command
-finds them: finished steps are skipped (their metrics come from ``progress.json``, the best weights
+resolved config without the keys listed in ``not_in_job_key`` (:func:`erc.identity.job_key`), so rerunning
+the same command, or one that changes only such a key (the progress bar, W&B options), finds them: finished steps are skipped (their metrics come from ``progress.json``, the best weights
 from ``<phase>/best.ckpt``), an interrupted phase continues from its ``last.ckpt`` (deleted once the
 phase is done). ``resume=false`` starts over.
 
@@ -22,7 +22,6 @@ unchanged (``make demo`` again) resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -37,9 +36,10 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
 
-from erc.data import DataError, Dialogue, load_benchmark, split_name
+from erc.data import DataError, Dialogue, load_benchmark, parse_dataset, test_set_name
 from erc.errors import ConfigError, UserError
-from erc.io import sha256_of, write_json_atomic
+from erc.identity import job_identity, job_key
+from erc.io import write_json_atomic
 from erc.locks import FolderLock
 from erc.secrets import public_config
 from erc.training.data import ERCDataModule
@@ -52,10 +52,6 @@ from erc.training.tracking import git_revision, make_wandb_logger
 from erc.training.validation import validate_train_config
 
 log = logging.getLogger(__name__)
-
-# Config keys that do not change what a job computes: excluded from the job key used to find checkpoints.
-NOT_IN_JOB_KEY: tuple[str, ...] = ("hydra", "logger", "resume", "paths", "checkpoint_dir")
-
 
 class BestDevMetrics(Callback):
     """Keeps every dev metric of the epoch with the best monitored score (saved in checkpoints, so it
@@ -81,36 +77,12 @@ class BestDevMetrics(Callback):
         self.best_score, self.best = state["best_score"], state["best"]
 
 
-# The files of a generated set that training reads (requests.jsonl and runs.jsonl are generation's logs).
-SPLIT_FILES: tuple[str, ...] = ("train.jsonl", "dev.jsonl", "test.jsonl")
-
-
-def job_key(cfg: DictConfig) -> str:
-    """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change,
-    including a generated set regenerated in place with other dialogues (the content of its split files
-    is part of the hash; rewriting the same content, as a rerun of post-processing does, keeps the key)."""
-    plain = public_config(OmegaConf.create({k: v for k, v in cfg.items() if k not in NOT_IN_JOB_KEY}))
-    plain["data_dir"] = str(cfg.paths.data_dir)
-    synthetic = Path(cfg.paths.data_dir) / "synthetic"
-    plain["generated_files"] = {f"{name}/{split}": sha256_of(synthetic / name / split)
-                                for name in cfg.data.test if split_name(name)[1] != "org"
-                                for split in SPLIT_FILES if (synthetic / name / split).is_file()}
-    digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return f"{cfg.classifier.name}-{cfg.data.name}-s{cfg.seed}-{digest}"
-
-
-def identity_of(cfg: DictConfig) -> dict[str, Any]:
-    benchmark, source = split_name(cfg.data.name)
-    return {"classifier": cfg.classifier.name, "variant": cfg.classifier.get("variant"), "data": cfg.data.name,
-            "benchmark": benchmark, "source": source, "seed": int(cfg.seed)}
-
-
 class Experiment:
     """The state of one job: its data, classifier, logger, checkpoints folder and collected metrics."""
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
-        self.identity = identity_of(cfg)
+        self.identity = job_identity(cfg)
         self.benchmark = self.identity["benchmark"]
         self.data_dir = Path(cfg.paths.data_dir)
         self.output_dir = Path(cfg.paths.output_dir)
@@ -164,7 +136,7 @@ class Experiment:
             return self._test_sets
         names = []
         for name in self.cfg.data.test:
-            _, source = split_name(name)
+            _, source = parse_dataset(name)
             required = source == "org" or name == self.cfg.data.pretrain
             if not required and not (self.data_dir / "synthetic" / name / "test.jsonl").is_file():
                 self._skip_test_set(name, f"not generated yet ({self.data_dir / 'synthetic' / name})", logging.INFO)
@@ -350,8 +322,7 @@ class Experiment:
         eval_batch_size = phase_schedule(self.cfg.schedule, "finetune").eval_batch_size
         metrics, confusion = {}, {}
         for name in self.test_sets():
-            benchmark, source = split_name(name)
-            self.classifier.eval_prefix = f"{prefix}/{benchmark}_{source}"
+            self.classifier.eval_prefix = f"{prefix}/{test_set_name(*parse_dataset(name))}"
             datamodule = ERCDataModule(self.classifier, [], [], 1, eval_batch_size, int(self.cfg.seed))
             trainer.test(self.classifier, dataloaders=datamodule.loader(self.samples(name, "test"), shuffle=False),
                          verbose=False)

@@ -8,7 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from erc.errors import ConfigError
+from erc.data.names import check_axes, dataset_name, parse_dataset, pretrain_set
+from erc.errors import ConfigError, DataError
 from erc.models.backbone import check_backbone_name
 from erc.training.schedule import PHASES, phase_schedule
 
@@ -23,6 +24,7 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"seed must be an integer, got {cfg.seed!r}")
     if not isinstance(cfg.resume, bool):
         raise ConfigError(f"resume must be true or false, got {cfg.resume!r}")
+    check_data_axes(cfg.data)
     limit = cfg.data.get("limit_dialogues")
     if limit is not None and not (_integer(limit) and limit > 0):
         raise ConfigError(f"data.limit_dialogues must be a positive integer or null (every dialogue), got {limit!r}")
@@ -33,3 +35,49 @@ def validate_train_config(cfg: DictConfig) -> None:
         phase_schedule(cfg.schedule, phase)
     if cfg.classifier.get("backbone") is not None:
         check_backbone_name(str(cfg.classifier.backbone), "classifier.backbone")
+
+
+def _hydra_data_choice() -> str | None:
+    """The ``data=...`` choice of the running Hydra job, None when train() is called without Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return HydraConfig.get().runtime.choices.get("data")
+
+
+def check_data_axes(data: DictConfig) -> None:
+    """The experiment is its two axes, ``data.benchmark`` and ``data.source``; every derived key must agree with
+    them (``conf/data/_dataset.yaml``), and a ``data=<benchmark>_<source>`` choice with the axes it names, so that
+    ``data=meld_bal data.benchmark=iemocap`` is refused instead of being trained under a misleading name."""
+    try:
+        check_axes(str(data.benchmark), str(data.source))
+    except DataError as err:
+        raise ConfigError(str(err)) from err
+    benchmark, source = str(data.benchmark), str(data.source)
+    name = dataset_name(benchmark, source)
+    choice = _hydra_data_choice()
+    try:
+        chosen = parse_dataset(choice) if choice else None
+    except DataError:
+        chosen = None                    # a data config of the user's own, named freely
+    if chosen and choice != name:
+        raise ConfigError(f"data={choice} is benchmark {chosen[0]} with source {chosen[1]}, but the overrides make it "
+                          f"data.benchmark={benchmark} data.source={source}: choose data={name} instead")
+    expected = {"name": name, "pretrain": pretrain_set(benchmark, source), "finetune": benchmark}
+    for key, value in expected.items():
+        if data.get(key) != value:
+            raise ConfigError(f"data.{key}={data.get(key)!r} contradicts data.benchmark={benchmark} and "
+                              f"data.source={source} (it must be {value!r}); change the benchmark or the source "
+                              f"(e.g. data={name}), not data.{key}")
+    tests = list(data.test or [])
+    for test in tests:
+        try:
+            test_benchmark, _ = parse_dataset(str(test))
+        except DataError as err:
+            raise ConfigError(f"data.test: {err}") from err
+        if test_benchmark != benchmark:
+            raise ConfigError(f"data.test holds {test!r}, a dataset of {test_benchmark}, but the experiment's "
+                              f"benchmark is {benchmark}; list only {benchmark}'s datasets")
+    if benchmark not in tests:
+        raise ConfigError(f"data.test={tests} must include the benchmark's own test split {benchmark!r}")
