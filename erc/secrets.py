@@ -6,7 +6,7 @@ Its value comes from the environment (``${oc.env:OPENAI_API_KEY,null}``) or a fi
 ``.hydra/overrides.yaml`` and ``hydra.yaml``, its error line repeats them, and W&B records the command
 line in every run it syncs. :func:`refuse_on_command_line` stops such an override before Hydra starts;
 :func:`strip_secrets` removes secret keys from whatever config is written (results.json, W&B, cards);
-:func:`wandb_settings` keeps the command line and git state out of W&B runs. Backends send a token only
+:func:`erc.tracking.wandb_settings` keeps the command line and git state out of W&B runs. Backends send a token only
 to their own ``llm.url`` (see ``erc.generation.backends.tgi.ConfiguredTokenClient``).
 """
 
@@ -143,15 +143,6 @@ def read_secret_file(path: str) -> str:
     if not secret:
         raise ConfigError(f"secret file {file} has nothing on its first line: put the secret there")
     return secret
-
-
-def wandb_settings() -> Any:
-    """W&B settings for every run this project starts: no git state (a remote URL can hold a token, the diff
-    uncommitted secrets) and no run metadata (it holds the command line). What ran is in the run's config
-    (without secrets) and in results.json, which records the git revision."""
-    import wandb
-
-    return wandb.Settings(disable_git=True, x_disable_meta=True)
 
 
 def wandb_api_key_configured() -> bool:

@@ -40,6 +40,7 @@ from erc.data.text import read_text
 from erc.errors import ConfigError
 from erc.identity import job_identity
 from erc.secrets import wandb_api_key_configured
+from erc.tracking import wandb_mode
 
 COLUMNS = ["classifier", "variant", "source", "benchmark", "test_set", "seed", "wf1", "origin"]
 # Classifiers in the paper's column order; others follow in order of appearance.
@@ -276,9 +277,8 @@ def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
 
 def _wandb_unreachable_reason() -> str | None:
     """Why reading runs through ``wandb.Api()`` cannot work here (checked before any W&B call), or None."""
-    mode = os.environ.get("WANDB_MODE", "").lower()
-    if mode in ("offline", "disabled", "dryrun"):
-        return f"WANDB_MODE={mode} is set"
+    if wandb_mode() != "online" and os.environ.get("WANDB_MODE"):
+        return f"WANDB_MODE={os.environ['WANDB_MODE']} is set"
     if not wandb_api_key_configured():
         return "no W&B API key is configured (WANDB_API_KEY or `wandb login`)"
     return None

@@ -25,7 +25,8 @@ from erc.evaluation.completeness import Gaps, complete_columns, find_gaps, plann
 from erc.evaluation.plots import plot_cd_diagram, plot_rank_heatmap
 from erc.evaluation.tables import Display, table3_frame, write_table3, write_table4
 from erc.io import write_text_atomic
-from erc.secrets import public_config, wandb_api_key_configured, wandb_settings
+from erc.secrets import public_config
+from erc.tracking import wandb_mode, wandb_settings
 
 log = logging.getLogger(__name__)
 METHOD = ("Friedman rank sums over test sets (1 = best); two-sided exact p-values for pairwise rank-sum "
@@ -117,15 +118,6 @@ def _friedman_json(analysis: RankAnalysis, cfg: DictConfig, source: dict[str, An
     }
 
 
-def _wandb_mode(configured: str | None) -> str | None:
-    """The configured mode, else WANDB_MODE (wandb reads it itself), else offline when no API key is known."""
-    if configured:
-        return configured
-    if os.environ.get("WANDB_MODE") or wandb_api_key_configured():
-        return None
-    return "offline"
-
-
 def _log_to_wandb(cfg: DictConfig, out_dir: Path, table3: pd.DataFrame, analysis: RankAnalysis,
                   plots: list[Path], partial: str | None) -> str:
     """Log the tables (as ``wandb.Table``), the omnibus statistics, m and completeness, and the plots to a
@@ -133,7 +125,7 @@ def _log_to_wandb(cfg: DictConfig, out_dir: Path, table3: pd.DataFrame, analysis
     import wandb
 
     run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity, group=cfg.wandb.group,
-                     job_type="evaluate", dir=str(out_dir), mode=_wandb_mode(cfg.wandb.get("mode")),
+                     job_type="evaluate", dir=str(out_dir), mode=wandb_mode(cfg.wandb.get("mode")),
                      config=public_config(cfg), settings=wandb_settings(), reinit="create_new")
     try:
         data: dict[str, Any] = {"table3": wandb.Table(dataframe=table3)}

@@ -1,8 +1,7 @@
 """Experiment tracking: the W&B logger of a job, its resolved config without secrets, results.json, git revision.
 
-W&B runs online when an API key is configured (``WANDB_API_KEY`` or a ``~/.netrc`` entry for api.wandb.ai)
-and offline otherwise (the run directory lands in the job's output folder; ``wandb sync <dir>`` uploads it
-later); ``WANDB_MODE`` or ``logger.mode`` override that. results.json never depends on a W&B server.
+The run's mode follows :func:`erc.tracking.wandb_mode` (online with an API key, else offline into the job's
+output folder; ``logger.mode`` or ``WANDB_MODE`` override it). results.json never depends on a W&B server.
 """
 
 from __future__ import annotations
@@ -15,17 +14,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from erc.config import PROJECT_ROOT
-from erc.secrets import wandb_api_key_configured, wandb_settings
+from erc.tracking import wandb_mode, wandb_settings
 
-
-
-def wandb_mode(configured: str | None = None) -> str:
-    """``online`` when an API key is available, else ``offline`` (``configured``/``WANDB_MODE`` win)."""
-    if configured:
-        return configured
-    if os.environ.get("WANDB_MODE"):
-        return {"dryrun": "offline", "run": "online"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
-    return "online" if wandb_api_key_configured() else "offline"
 
 
 def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], save_dir: Path,
