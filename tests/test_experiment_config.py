@@ -1,0 +1,141 @@
+"""The experiment is benchmark x source, named once: every ``data=`` choice derives the same datasets the
+hand-written files used to hold, contradicting overrides are refused naming the key, label sets cannot be
+overridden silently, and the one list of keys that do not change a job (``not_in_job_key``) keeps both its
+checkpoint folder (a changed progress bar resumes the job) and its sweep folder name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import BENCHMARKS, parse_dataset
+from erc.errors import ConfigError
+from erc.identity import job_identity, job_key
+from erc.training.validation import check_data_axes
+
+TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=3", "logger=none"]
+
+
+def compose_config(name: str, tmp_path: Path, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name=name, overrides=[f"paths.data_dir={tmp_path / 'data'}",
+                                                    f"paths.log_dir={tmp_path / 'logs'}",
+                                                    f"paths.output_dir={tmp_path / 'out'}", *overrides])
+
+
+def run_script(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, str(PROJECT_ROOT / script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# ---- one place derives the datasets -------------------------------------------------------------------
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+@pytest.mark.parametrize("source", ["org", "nat", "bal"])
+def test_every_data_choice_derives_its_datasets_from_its_two_axes(tmp_path, benchmark, source) -> None:
+    choice = benchmark if source == "org" else f"{benchmark}_{source}"
+    data = OmegaConf.to_container(compose_config("train", tmp_path, [f"data={choice}"]).data, resolve=True)
+    # What the nine hand-copied files held before they were reduced to their axes.
+    assert data == {"benchmark": benchmark, "source": source, "name": choice,
+                    "pretrain": None if source == "org" else choice, "finetune": benchmark,
+                    "test": [benchmark, f"{benchmark}_nat", f"{benchmark}_bal"],
+                    "limit_dialogues": None, "num_workers": 0}
+    assert parse_dataset(data["name"]) == (benchmark, source)
+
+
+def test_the_job_identity_comes_from_the_axes_not_from_a_name(tmp_path) -> None:
+    cfg = compose_config("train", tmp_path, ["data=emorynlp_nat", "classifier=todkat", "seed=4"])
+    assert job_identity(cfg) == {"classifier": "todkat", "variant": cfg.classifier.get("variant"),
+                                 "data": "emorynlp_nat", "benchmark": "emorynlp", "source": "nat", "seed": 4}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.source=synthetic", "data.source='synthetic' is not a source; valid: org, nat, bal"),
+    ("data.benchmark=friends", "data.benchmark='friends' is not a benchmark; valid: meld, emorynlp, iemocap"),
+    ("data.pretrain=emorynlp_bal", "data.pretrain='emorynlp_bal' contradicts data.benchmark=meld and data.source=bal"),
+    ("data.pretrain=null", "data.pretrain=None contradicts data.benchmark=meld and data.source=bal"),
+    ("data.finetune=iemocap", "data.finetune='iemocap' contradicts data.benchmark=meld"),
+    ("data.name=meld", "data.name='meld' contradicts data.benchmark=meld and data.source=bal"),
+    ("data.test=[meld,iemocap_bal]", "data.test holds 'iemocap_bal', a dataset of iemocap"),
+    ("data.test=[meld_bal]", "data.test=['meld_bal'] must include the benchmark's own test split 'meld'"),
+])
+def test_an_override_that_contradicts_the_axes_is_refused_naming_the_key(tmp_path, override, message) -> None:
+    cfg = compose_config("train", tmp_path, ["data=meld_bal", override])
+    with pytest.raises(ConfigError) as err:
+        check_data_axes(cfg.data)
+    assert message in str(err.value)
+
+
+def test_train_py_refuses_a_data_choice_whose_benchmark_was_overridden(tmp_path) -> None:
+    job = run_script("train.py", ["data=meld_bal", "data.benchmark=iemocap", *TINY,
+                                  f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"], tmp_path)
+    assert job.returncode == 2, job.stderr[-3000:]
+    assert job.stderr.strip().splitlines()[-1] == (
+        "error: data=meld_bal is benchmark meld with source bal, but the overrides make it data.benchmark=iemocap "
+        "data.source=bal: choose data=iemocap_bal instead")
+    assert not (tmp_path / "logs" / "train" / "checkpoints").exists()      # refused before any work
+
+
+def test_generate_py_refuses_an_overridden_label_set(tmp_path) -> None:
+    job = run_script("generate.py", ["benchmark=meld", "benchmark.labels=[joy,neutral]", "n_dialogues=2",
+                                     f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"],
+                     tmp_path)
+    assert job.returncode == 2, job.stderr[-3000:]
+    assert job.stderr.strip().splitlines()[-1].startswith(
+        "error: benchmark.labels differs from conf/benchmark/meld.yaml: the label set, its order and its sentiment "
+        "groups are fixed per benchmark")
+    assert not (tmp_path / "data").exists()
+
+
+# ---- one list of keys that do not change a job ------------------------------------------------------
+COSMETIC = ["trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "data.num_workers=1",
+            "logger=none", "logger.project=other", "resume=false", "trainer.enable_model_summary=true"]
+
+
+def test_keys_that_do_not_change_a_job_leave_its_key_alone_and_others_change_it(tmp_path) -> None:
+    tiny = [o for o in TINY if not o.startswith("logger=")]                  # logger=wandb, the default
+    base = compose_config("train", tmp_path, ["data=meld_bal", *tiny])
+    listed = set(OmegaConf.to_container(base.not_in_job_key))
+    for override in COSMETIC:
+        assert override.split("=")[0].split(".")[0] in listed or override.split("=")[0] in listed
+        assert job_key(compose_config("train", tmp_path, ["data=meld_bal", *tiny, override])) == job_key(base), override
+    for override in ["schedule.lr=3e-5", "seed=2", "data.limit_dialogues=4", "trainer.precision=bf16-mixed",
+                     "classifier.pm=frozen"]:
+        assert job_key(compose_config("train", tmp_path, ["data=meld_bal", *tiny, override])) != job_key(base), override
+
+
+def test_a_rerun_that_changes_only_the_progress_bar_and_workers_resumes_instead_of_retraining(tmp_path, data_dir):
+    from erc.training import train
+
+    def run(out: str, *overrides: str) -> dict:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[
+                f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+                f"paths.output_dir={tmp_path / out}", "data=meld_bal", *TINY, *overrides])
+        train(cfg)
+        return json.loads((tmp_path / out / "results.json").read_text())
+
+    first = run("first", "trainer.enable_progress_bar=true")
+    again = run("again", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "data.num_workers=0")
+    assert again["checkpoints"] == first["checkpoints"]
+    assert [r["step"] for r in again["resumes"] if "reused" in r] == ["pretrain", "pretrain/test", "finetune", "test"]
+    assert again["metrics"] == first["metrics"]
+
+
+def test_sweep_folder_names_leave_out_the_same_keys(tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    job = run_script("train.py", ["-m", "data=meld", *TINY, "seed=7", "schedule.lr=abc", "data.num_workers=1",
+                                  "trainer.enable_progress_bar=false", f"paths.data_dir={tmp_path / 'data'}",
+                                  f"paths.log_dir={tmp_path / 'logs'}", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert job.returncode == 2, job.stderr[-3000:]                   # the job runs, and refuses its schedule.lr
+    (folder,) = [p.name for p in sweep.iterdir() if p.is_dir()]
+    assert folder == ("0_classifier.backbone=tiny,classifier=compm,data.limit_dialogues=3,data=meld,"
+                      "schedule.lr=abc,schedule=debug,seed=7")
