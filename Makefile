@@ -21,7 +21,7 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install -r requirements.txt
 	touch $(STAMP)
 
-install: $(STAMP)  ## create .venv and install the pinned requirements (llama-cpp-python compiles: ~7 min)
+install: $(STAMP)  ## create .venv and install the pinned requirements (llama-cpp-python compiles: ~8 min)
 
 test: $(STAMP)  ## the default test suite (what CI runs)
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -47,6 +48,26 @@ def write_atomic(path: Path | str, write: Callable[[IO[Any]], None], binary: boo
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def write_folder_atomic(folder: Path | str, write: Callable[[Path], None]) -> Path:
+    """Create the folder ``folder`` through ``write(tmp)`` on a temporary folder beside it and a rename, so a
+    reader never sees it half written. When another process created ``folder`` first (two DDP ranks building the
+    same cache), theirs is kept. The temporary folder is removed whatever happens."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.replace(tmp, folder)
+    except OSError as err:
+        if not folder.is_dir():       # not a lost race: a real failure
+            raise UserError(f"{folder}: could not write ({err.strerror or err}). Free disk space or fix the "
+                            f"folder's permissions and rerun.") from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 def write_text_atomic(path: Path | str, text: str) -> Path:

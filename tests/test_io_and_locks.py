@@ -17,7 +17,7 @@ import pytest
 
 from erc.config import PROJECT_ROOT
 from erc.errors import DataError, LockError, UserError
-from erc.io import append_jsonl, read_jsonl, write_atomic, write_text_atomic
+from erc.io import append_jsonl, read_jsonl, write_atomic, write_folder_atomic, write_text_atomic
 from erc.locks import FolderLock
 
 
@@ -62,6 +62,19 @@ def test_a_failing_writer_leaves_no_temporary_file(tmp_path):
     with pytest.raises(ZeroDivisionError):
         write_atomic(tmp_path / "x.json", half_then_fail)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_appears_whole_or_not_at_all_and_a_folder_won_by_another_process_is_kept(tmp_path):
+    def half_then_fail(tmp: Path) -> None:
+        (tmp / "vocab.json").write_text("{}")
+        raise ZeroDivisionError("a bug in the writer")
+    with pytest.raises(ZeroDivisionError):
+        write_folder_atomic(tmp_path / "tokenizer", half_then_fail)
+    assert list(tmp_path.iterdir()) == []                         # no half folder, no temporary one
+    write_folder_atomic(tmp_path / "tokenizer", lambda tmp: (tmp / "vocab.json").write_text("ours"))
+    write_folder_atomic(tmp_path / "tokenizer", lambda tmp: (tmp / "vocab.json").write_text("a late rank's"))
+    assert [p.name for p in tmp_path.iterdir()] == ["tokenizer"]
+    assert (tmp_path / "tokenizer" / "vocab.json").read_text() == "ours"   # the rename onto a full folder lost
 
 
 def test_read_jsonl_drops_a_torn_last_line_and_repairs(tmp_path, caplog):

@@ -12,18 +12,21 @@ interrupted run never leaves a truncated file behind.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import http.client
 import os
-import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from tqdm import tqdm
 
 from erc.cli import exit_on_user_error
 from erc.data.load import HOW_TO_GET, default_data_dir
 from erc.data.schema import DataError
-from erc.io import sha256_of
+from erc.io import sha256_of, write_atomic
 
 GITHUB_RAW = "https://raw.githubusercontent.com"
 MELD = ("declare-lab/MELD", "2d2011b409d3ca2d7e94460cd007d434b1d0a102")
@@ -67,26 +70,26 @@ def fetch(remote: RemoteFile, data_dir: Path, base_url: str = GITHUB_RAW, timeou
     if dest.is_file() and (remote.sha256 is None or sha256_of(dest) == remote.sha256):
         print(f"ok       {dest} (already present)")
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     url = remote.url(base_url)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, os.fdopen(fd, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    out.write(block)
-                    bar.update(len(block))
-        digest = sha256_of(Path(tmp))
-        if remote.sha256 is not None and digest != remote.sha256:
+    digest = hashlib.sha256()
+
+    def download(out: IO[bytes]) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                    for block in iter(lambda: response.read(1 << 16), b""):
+                        out.write(block)
+                        digest.update(block)
+                        bar.update(len(block))
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
+            raise DataError(f"{url}: download failed ({err}); nothing was saved to {dest}") from None
+        if remote.sha256 is not None and digest.hexdigest() != remote.sha256:
             raise DataError(f"{url}: checksum mismatch for {remote.dest}: expected sha256 {remote.sha256}, "
-                            f"got {digest}; the file was not saved")
-        os.replace(tmp, dest)
-    except OSError as err:
-        raise DataError(f"{url}: download failed ({err}); nothing was saved to {dest}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    note = "verified" if remote.sha256 else f"sha256 {digest} (not pinned)"
+                            f"got {digest.hexdigest()}; the file was not saved")
+
+    write_atomic(dest, download, binary=True)       # the temporary file is removed whatever happens
+    note = "verified" if remote.sha256 else f"sha256 {digest.hexdigest()} (not pinned)"
     print(f"fetched  {dest} ({note})")
     return dest
 
