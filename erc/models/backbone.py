@@ -19,6 +19,7 @@ pre-tokenizer without a prefix space (so ``<s1>`` splits into plain pieces as in
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import random
 import shutil
@@ -31,6 +32,8 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaConfig, 
 
 from erc.data import DataError
 from erc.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # Random-weight sizes for tests, CPU demos and benchmarks.
 LOCAL_SIZES: dict[str, dict[str, int]] = {
@@ -218,14 +221,52 @@ def build_encoder(name: str, pretrained: bool = True, overrides: dict[str, Any] 
     return RobertaModel.from_pretrained(name, add_pooling_layer=False, **(overrides or {}))
 
 
-def cls_vectors(encoder: RobertaModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The last layer's ``<s>`` vectors, as ``encoder(...).last_hidden_state[:, 0]`` gives them, for less work.
+_ATTENTION_FIELDS = ("query", "key", "value", "num_attention_heads", "attention_head_size", "scaling", "dropout")
 
-    Only position 0 of the last layer is read, so that layer computes keys and values for every position
-    but queries, attention output and feed-forward for position 0 alone: the same vectors (and, in
-    training, the same dropout distribution), without (L - 1) / L of the last layer's attention and
-    feed-forward work. That is about 40% of a 2-layer model, 20% of a 4-layer one and 4% of roberta-large.
+
+def has_fast_path_layout(encoder: torch.nn.Module) -> bool:
+    """Whether ``encoder`` is laid out as :func:`cls_vectors`' fast path expects: a bidirectional ``RobertaModel``
+    (transformers 5.x: ``embeddings``, ``encoder.layer[i].attention.self.{query, key, value, ...}``,
+    ``attention.output``, ``feed_forward_chunk``) without cross-attention. Another encoder, or a later transformers
+    that renames these parts, gets the plain forward instead of a wrong or failing shortcut."""
+    if not isinstance(encoder, RobertaModel) or encoder.config.is_decoder or encoder.config.add_cross_attention:
+        return False
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if not layers or not hasattr(encoder, "embeddings"):
+        return False
+    last = layers[-1]
+    attention = getattr(getattr(last, "attention", None), "self", None)
+    return (attention is not None and all(hasattr(attention, field) for field in _ATTENTION_FIELDS)
+            and hasattr(last.attention, "output") and hasattr(last, "feed_forward_chunk"))
+
+
+_reported_paths: set[type] = set()
+
+
+def cls_vectors(encoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The last layer's first-token (``<s>``) vectors, as ``encoder(...).last_hidden_state[:, 0]`` gives them,
+    for less work when the encoder allows it.
+
+    Fast path (:func:`has_fast_path_layout`): only position 0 of the last layer is read, so that layer computes
+    keys and values for every position but queries, attention output and feed-forward for position 0 alone: the
+    same vectors (and, in training, the same dropout distribution), without (L - 1) / L of the last layer's
+    attention and feed-forward work. That is about 40% of a 2-layer model, 20% of a 4-layer one and 4% of
+    roberta-large. Any other encoder runs its plain forward. Which path an encoder class takes is logged once.
     """
+    fast = has_fast_path_layout(encoder)
+    if type(encoder) not in _reported_paths:
+        _reported_paths.add(type(encoder))
+        log.info("cls_vectors: %s %s", type(encoder).__name__,
+                 "takes the fast path (last layer computed at the first token only)" if fast else
+                 "has another layout than RobertaModel's: its plain forward runs")
+    if not fast:
+        return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+    return _roberta_cls_vectors(encoder, input_ids, attention_mask)
+
+
+def _roberta_cls_vectors(encoder: RobertaModel, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                         ) -> torch.Tensor:
+    """:func:`cls_vectors`' fast path, written against transformers 5.24's ``RobertaModel``."""
     from transformers.masking_utils import create_bidirectional_mask
 
     hidden = encoder.embeddings(input_ids=input_ids)

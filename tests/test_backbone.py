@@ -1,0 +1,78 @@
+"""cls_vectors: the fast path on RoBERTa's layout gives the plain forward's first-token vectors; an encoder of another
+layout runs its plain forward; which path an encoder class took is logged once."""
+
+import logging
+
+import pytest
+import torch
+from transformers import DistilBertConfig, DistilBertModel, RobertaModel
+
+from erc.models.backbone import build_encoder, cls_vectors, encoder_config, has_fast_path_layout
+
+
+def padded_batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    ids = torch.randint(5, vocab, (3, 24))
+    mask = torch.ones_like(ids)
+    mask[1, 9:], mask[2, 2:] = 0, 0
+    ids[mask == 0] = 1
+    return ids, mask
+
+
+def plain_first_token(encoder: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+
+
+class TinyRoberta(RobertaModel):
+    """A RoBERTa class no other test has used, so its first cls_vectors call is the one that logs."""
+
+
+class TestFastPath:
+    @torch.no_grad()
+    def test_a_tiny_roberta_takes_the_fast_path_and_matches_the_plain_forward(self, caplog) -> None:
+        torch.manual_seed(1)
+        encoder = TinyRoberta(encoder_config("tiny"), add_pooling_layer=False).eval()
+        ids, mask = padded_batch(encoder.config.vocab_size)
+        assert has_fast_path_layout(encoder)
+        with caplog.at_level(logging.INFO, logger="erc.models.backbone"):
+            vectors = cls_vectors(encoder, ids, mask)
+            cls_vectors(encoder, ids, mask)
+        torch.testing.assert_close(vectors, plain_first_token(encoder, ids, mask), atol=1e-5, rtol=1e-4)
+        assert [r.getMessage() for r in caplog.records] == [
+            "cls_vectors: TinyRoberta takes the fast path (last layer computed at the first token only)"]
+
+    def test_the_fast_path_really_skips_work_at_other_positions(self) -> None:
+        """The last layer's feed-forward sees one position per sequence on the fast path, every position otherwise."""
+        encoder = build_encoder("tiny").eval()
+        ids, mask = padded_batch(encoder.config.vocab_size)
+        shapes = []
+        hook = encoder.encoder.layer[-1].intermediate.register_forward_hook(lambda m, i, o: shapes.append(o.shape[1]))
+        with torch.no_grad():
+            cls_vectors(encoder, ids, mask)
+            plain_first_token(encoder, ids, mask)
+        hook.remove()
+        assert shapes == [1, ids.shape[1]]
+
+
+@pytest.fixture
+def distilbert() -> DistilBertModel:
+    torch.manual_seed(2)
+    config = DistilBertConfig(vocab_size=200, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+    return DistilBertModel(config).eval()
+
+
+@torch.no_grad()
+def test_another_layout_runs_the_plain_forward_and_says_so(distilbert, caplog) -> None:
+    ids, mask = padded_batch(200)
+    assert not has_fast_path_layout(distilbert)
+    with caplog.at_level(logging.INFO, logger="erc.models.backbone"):
+        vectors = cls_vectors(distilbert, ids, mask)
+        cls_vectors(distilbert, ids, mask)
+    torch.testing.assert_close(vectors, plain_first_token(distilbert, ids, mask))
+    assert [r.getMessage() for r in caplog.records] == [
+        "cls_vectors: DistilBertModel has another layout than RobertaModel's: its plain forward runs"]
+
+
+def test_a_roberta_decoder_is_not_taken_for_the_supported_layout() -> None:
+    """A causal (decoder) RoBERTa attends differently from what the fast path computes."""
+    assert not has_fast_path_layout(RobertaModel(encoder_config("tiny", {"is_decoder": True}), add_pooling_layer=False))
