@@ -38,12 +38,35 @@ def file_digest(path: Path, head_bytes: int = 1 << 20) -> str:
     return f"{path.stat().st_size}-{hashlib.sha256(head).hexdigest()[:16]}"
 
 
+# The llama-cpp-python release model_vocab was written against (requirements.txt pins it).
+LLAMA_CPP_PINNED = "0.3.36"
+
+
+def model_vocab(llama) -> Any:
+    """The llama.cpp vocabulary of a loaded ``Llama``, which the grammar sampler needs.
+
+    Written against llama-cpp-python 0.3.36 with public API only: the ``Llama.model`` property (the C model
+    pointer) and the binding of llama.cpp's ``llama_model_get_vocab``; ``Llama`` itself keeps the vocabulary
+    only in a private attribute (``_model.vocab``). A release that changes either is an error naming the pin,
+    not a crash inside llama.cpp."""
+    import llama_cpp
+
+    get_vocab = getattr(llama_cpp, "llama_model_get_vocab", None)
+    model = getattr(llama, "model", None)
+    vocab = get_vocab(model) if get_vocab is not None and model is not None else None
+    if not vocab:
+        raise FatalRequestError(f"llama-cpp-python {_llama_cpp_version()} gives no model vocabulary through "
+                                f"Llama.model and llama_model_get_vocab (written against {LLAMA_CPP_PINNED}, the "
+                                f"version requirements.txt pins): install that version")
+    return vocab
+
+
 def check_gbnf(llama, gbnf: str) -> None:
     """Parse ``gbnf`` with llama.cpp. ``LlamaGrammar.from_string`` does not, and a grammar that
     fails to parse later is dropped with a log line, so generation would silently run free."""
     import llama_cpp
 
-    sampler = llama_cpp.llama_sampler_init_grammar(llama._model.vocab, gbnf.encode(), b"root")
+    sampler = llama_cpp.llama_sampler_init_grammar(model_vocab(llama), gbnf.encode(), b"root")
     if not sampler:
         raise FatalRequestError(f"llama.cpp cannot parse the dialogue grammar:\n{gbnf}")
     llama_cpp.llama_sampler_free(sampler)
