@@ -6,12 +6,13 @@ a topic vector (:mod:`erc.models.topic`) and by attention over commonsense sente
 (:mod:`erc.models.knowledge`). A transformer encoder then runs over the turns of each dialogue, with a
 key-padding mask, and a linear layer classifies every turn.
 
-Where this differs from the released code (something678/TodKat, see docs/reference-classifiers.md §4):
-its transformer layer receives ``(batch, turns, hidden)`` with ``batch_first=False``, so attention
-runs across the dialogues of a batch at the same turn index, unmasked (bug T1: a prediction depends on
-the dialogue it is batched with). Here attention runs over the turns of one dialogue, padded turns
-masked out, so a dialogue's logits do not depend on its batch. The released code also has no topic
-layer and no knowledge (both are switches here, off = the released architecture apart from T1).
+Where this differs from the released code (something678/TodKat; see
+docs/classifiers.md#differences-from-the-reference-code): its transformer layer receives
+``(batch, turns, hidden)`` with ``batch_first=False``, so attention runs across the dialogues of a batch
+at the same turn index, unmasked (bug T1: a prediction depends on the dialogue it is batched with). Here
+attention runs over the turns of one dialogue, padded turns masked out, so a dialogue's logits do not
+depend on its batch. The released code also has no topic layer and no knowledge (both are switches here,
+off = the released architecture apart from T1).
 """
 
 from __future__ import annotations
