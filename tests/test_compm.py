@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from erc.data import Dialogue, Utterance, load_benchmark
-from erc.models.compm import CoMPM, speaker_numbers
+from erc.models.compm import CoMPM
+from erc.models.context import speaker_numbers
 
 
 def dialogue(turns: list[tuple[str, str, str]], did: str = "d") -> Dialogue:

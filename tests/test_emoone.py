@@ -99,7 +99,7 @@ def test_cached_teacher_equals_a_fresh_teacher_forward():
     samples = student.encode(dialogues("meld", lines, copies=3))
     teacher.train()  # the pre-pass must switch to eval itself (dropout off)
     batches = [[0, 5, 7, 2, 11], [1, 3], [4, 6, 8, 9, 10]]  # padded batches of mixed lengths
-    probs = student.teacher_probabilities(teacher, samples, batches)
+    probs = teacher.probabilities(samples, batches)
     student.attach_teacher(samples, probs)
     teacher.eval()
     with torch.no_grad():
@@ -133,7 +133,7 @@ def test_teacher_class_i_is_student_class_i():
     for method in ("teacher", "teacher_post"):
         student = EmoOne("emorynlp", backbone="tiny", gray=method)
         samples = student.encode(dialogues("emorynlp", lines, copies=4))
-        student.attach_teacher(samples, student.teacher_probabilities(teacher, samples, [list(range(8))]))
+        student.attach_teacher(samples, teacher.probabilities(samples, [list(range(8))]))
         for sample in samples:
             gold = sample.dialogue.labels[sample.target]
             assert labels[gold] in ("peaceful", "powerful")
@@ -203,7 +203,9 @@ def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data
     from hydra import compose, initialize_config_dir
 
     from erc.config import CONFIG_DIR
+    from erc.models.base import FitContext
     from erc.models.emoone import EmoOne
+    from erc.training.phases import PhaseContext
     from erc.training.runner import Experiment
     from erc.training.schedule import phase_schedule
 
@@ -215,15 +217,18 @@ def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data
     experiment = Experiment(cfg)
     schedule = phase_schedule(cfg.schedule, "finetune")
 
+    class NoTeacherTraining(PhaseContext):
+        def fit_auxiliary(self, model, tag):
+            raise AssertionError("a teacher was trained although its distributions were cached")
+
     def pre_pass(resume: bool, forbid_training: bool) -> list[list[float]]:
         student = EmoOne("meld", backbone="tiny", gray="teacher")
         datamodule = experiment.datamodule(student, "meld", schedule)
-        ctx = experiment.fit_context("finetune", schedule, datamodule, "meld")
-        ctx.extras["resume"] = resume
+        ctx = PhaseContext("finetune", experiment.work_dir / "finetune", resume, schedule, datamodule,
+                           torch.device("cpu"), experiment.trainers, experiment.progress)
+        assert isinstance(ctx, FitContext)
         if forbid_training:
-            def no_training(tag, sched):
-                raise AssertionError("a teacher was trained although its distributions were cached")
-            ctx = dataclasses.replace(ctx, make_trainer=no_training)
+            ctx = NoTeacherTraining(**{f.name: getattr(ctx, f.name) for f in dataclasses.fields(ctx)})
         student.before_fit(ctx)
         return [s.gray for s in datamodule.train_samples]
 

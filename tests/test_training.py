@@ -23,7 +23,8 @@ from erc.data import DataError, MissingDataError, load_benchmark
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
-from erc.training.schedule import linear_warmup_decay, phase_schedule
+from erc.models.base import linear_warmup_decay
+from erc.training.schedule import phase_schedule
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4"]
 # One torch thread in test jobs: on a machine shared with other work, OpenMP threads spin-wait and a
@@ -129,7 +130,8 @@ def test_schedule_paper_gives_compm_its_reference_hyperparameters() -> None:
 
 
 def test_phase_blocks_override_shared_schedule_keys() -> None:
-    s = OmegaConf.create({"lr": 1e-5, "batch_size": 4, "pretrain": {"epochs": 2, "lr": 3e-5}, "finetune": {"epochs": 7}})
+    s = OmegaConf.create({"lr": 1e-5, "batch_size": 4, "pretrain": {"epochs": 2, "lr": 3e-5},
+                          "finetune": {"epochs": 7}})
     assert (phase_schedule(s, "pretrain").lr, phase_schedule(s, "pretrain").epochs) == (3e-5, 2)
     assert (phase_schedule(s, "finetune").lr, phase_schedule(s, "finetune").epochs) == (1e-5, 7)
 

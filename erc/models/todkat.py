@@ -24,11 +24,10 @@ import torch.nn.functional as F
 
 from erc.data import DataError, Dialogue
 from erc.models.backbone import build_encoder, build_tokenizer
+from erc.models.base import ERCClassifier, PhaseSchedule
 from erc.models.knowledge import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import topic_word_mask
-from erc.training.module import ERCClassifier
-from erc.training.schedule import PhaseSchedule
 
 KNOWLEDGE_CHOICES: tuple[str, ...] = ("none", "comet")
 

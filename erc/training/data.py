@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from erc.data import Dialogue
+from erc.models.base import ERCClassifier
 from erc.training.resume import loader_generator
 
 
@@ -91,10 +92,26 @@ class BucketBatchSampler(Sampler[list[int]]):
         return math.ceil((full * self.bucket_batches + math.ceil(rest / bs)) / self.world_size)
 
 
+def loader(classifier: ERCClassifier, samples: list[Any], batch_size: int, shuffle: bool, seed: int,
+           bucket_batches: int = 50, num_workers: int = 0) -> DataLoader:
+    """A DataLoader over ``samples`` with length-bucketed batches (train, dev and every test set) collated by
+    ``classifier``, sharded across DDP ranks."""
+    rank, world = _rank_and_world()
+    sampler = BucketBatchSampler([classifier.sample_length(s) for s in samples], batch_size, shuffle=shuffle,
+                                 seed=seed, bucket_batches=bucket_batches, rank=rank, world_size=world)
+    # Pinned host memory makes the copy to a GPU asynchronous; it only costs on CPU-only machines. The
+    # loader's own generator: making an iterator draws its worker seed from it, not from the global
+    # stream that dropout uses (see erc.training.resume).
+    return DataLoader(samples, batch_sampler=sampler, collate_fn=classifier.collate,
+                      num_workers=num_workers, persistent_workers=num_workers > 0,
+                      pin_memory=torch.cuda.is_available(),
+                      generator=loader_generator(seed, "train" if shuffle else "eval"))
+
+
 class ERCDataModule(pl.LightningDataModule):
     """Train and dev data of one phase, encoded by ``classifier`` (its ``encode``/``collate``)."""
 
-    def __init__(self, classifier: Any, train: list[Dialogue], dev: list[Dialogue], batch_size: int,
+    def __init__(self, classifier: ERCClassifier, train: list[Dialogue], dev: list[Dialogue], batch_size: int,
                  eval_batch_size: int, seed: int = 0, bucket_batches: int = 50, num_workers: int = 0) -> None:
         super().__init__()
         self.classifier = classifier
@@ -104,25 +121,19 @@ class ERCDataModule(pl.LightningDataModule):
         self.train_samples: list[Any] | None = None
         self.dev_samples: list[Any] | None = None
 
+    def for_classifier(self, classifier: ERCClassifier) -> ERCDataModule:
+        """The same dialogues and loader settings, encoded by another classifier (e.g. EmoOne's teacher)."""
+        return ERCDataModule(classifier, self.train_dialogues, self.dev_dialogues, self.batch_size,
+                             self.eval_batch_size, self.seed, self.bucket_batches, self.num_workers)
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_samples is None:
             self.train_samples = self.classifier.encode(self.train_dialogues)
             self.dev_samples = self.classifier.encode(self.dev_dialogues)
 
-    def loader(self, samples: list[Any], shuffle: bool, batch_size: int | None = None) -> DataLoader:
-        """A DataLoader over ``samples`` with length-bucketed batches (used for train, dev and every test set)."""
-        rank, world = _rank_and_world()
-        sampler = BucketBatchSampler([self.classifier.sample_length(s) for s in samples],
-                                     batch_size or (self.batch_size if shuffle else self.eval_batch_size),
-                                     shuffle=shuffle, seed=self.seed, bucket_batches=self.bucket_batches,
-                                     rank=rank, world_size=world)
-        # Pinned host memory makes the copy to a GPU asynchronous; it only costs on CPU-only machines. The
-        # loader's own generator: making an iterator draws its worker seed from it, not from the global
-        # stream that dropout uses (see erc.training.resume).
-        return DataLoader(samples, batch_sampler=sampler, collate_fn=self.classifier.collate,
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                          pin_memory=torch.cuda.is_available(),
-                          generator=loader_generator(self.seed, "train" if shuffle else "eval"))
+    def loader(self, samples: list[Any], shuffle: bool) -> DataLoader:
+        return loader(self.classifier, samples, self.batch_size if shuffle else self.eval_batch_size, shuffle,
+                      self.seed, self.bucket_batches, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

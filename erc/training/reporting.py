@@ -1,0 +1,84 @@
+"""W&B reporting of a job: its run (named, grouped per sweep, continued on resume), test confusion matrices and the
+final summary. Everything here runs on rank 0 only; ``logger=none`` makes every call a no-op, and results.json never
+depends on it (:mod:`erc.training.tracking` builds the logger and its mode).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
+
+from erc.training.tracking import make_wandb_logger
+
+
+def is_multirun(mode: Any) -> bool:
+    """Whether Hydra's ``hydra.mode`` (``HydraConfig.get().mode``) is a multirun.
+
+    ``mode`` is a ``hydra.types.RunMode``, an enum in a module Hydra does not document as public API. It is
+    compared with that enum when the import works and, failing that, by the member's name (also what a plain
+    string mode gives), so a Hydra release that moves or renames the module still groups sweeps instead of
+    failing every job with an ImportError."""
+    try:
+        from hydra.types import RunMode
+    except ImportError:
+        RunMode = None
+    if RunMode is not None and mode == RunMode.MULTIRUN:
+        return True
+    return str(getattr(mode, "name", mode)).upper() == "MULTIRUN"
+
+
+def sweep_group(cfg: DictConfig) -> str | None:
+    """W&B group: ``logger.group`` if set, else the multirun folder's name (one group per sweep)."""
+    if cfg.logger.get("group"):
+        return str(cfg.logger.group)
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():           # train() called directly, not through train.py
+        return None
+    hydra_cfg = HydraConfig.get()
+    if is_multirun(hydra_cfg.mode):
+        return f"{cfg.task_name}-{Path(hydra_cfg.sweep.dir).name}"
+    return None
+
+
+class Reporter:
+    """The W&B side of one job; ``lightning_logger`` is what its Trainers log to (None with ``logger=none``)."""
+
+    def __init__(self, lightning_logger: Any = None) -> None:
+        self.lightning_logger = lightning_logger
+
+    @classmethod
+    def start(cls, cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], output_dir: Path, key: str
+              ) -> Reporter:
+        """The job's run (``config``: the public config it records), or a silent reporter for ``logger=none``.
+        A resumed job continues its W&B run (its id is the job key); a fresh start (``resume=false``) gets its own."""
+        if cfg.logger.get("name", "none") != "wandb":
+            return cls()
+        run_id = key if cfg.resume else f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
+        return cls(make_wandb_logger(cfg.logger, identity, config, output_dir, run_id=run_id, group=sweep_group(cfg),
+                                     job_type="pretrain+finetune" if cfg.data.pretrain else "finetune"))
+
+    @rank_zero_only
+    def confusion(self, prefix: str, y_true: list[int], y_pred: list[int], labels: list[str]) -> None:
+        """A test set's confusion matrix as a W&B plot (``<prefix>/confusion``)."""
+        if self.lightning_logger is None:
+            return
+        import wandb
+
+        self.lightning_logger.experiment.log({f"{prefix}/confusion": wandb.plot.confusion_matrix(
+            y_true=y_true, preds=y_pred, class_names=labels, title=f"{prefix} confusion")})
+
+    @rank_zero_only
+    def summary(self, metrics: dict[str, float]) -> None:
+        """The run summary: the final test metrics."""
+        if self.lightning_logger is not None:
+            self.lightning_logger.experiment.summary.update({k: v for k, v in metrics.items() if k.startswith("test/")})
+
+    @rank_zero_only
+    def finish(self) -> None:
+        if self.lightning_logger is not None:
+            self.lightning_logger.experiment.finish()
