@@ -17,7 +17,7 @@ depends on this module and on ``conf/classifier/<name>.yaml``'s ``_target_``; no
     Logits (N, C), C = ``len(self.labels)``, aligned with ``batch["labels"]``.
 
 Optional overrides: :meth:`ERCClassifier.loss` (default cross-entropy; EmoOne adds its gray term),
-:meth:`ERCClassifier.parameter_groups` (what is trained, what gets weight decay; CoMPM(f) leaves its PM out) and
+:meth:`ERCClassifier.parameter_groups` (what gets weight decay or its own learning rate: TODKAT's topic model) and
 :meth:`ERCClassifier.before_fit` (work before a phase is fitted, with a :class:`FitContext`: EmoOne trains and caches
 its teacher there).
 
