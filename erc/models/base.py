@@ -21,7 +21,8 @@ Optional overrides: :meth:`ERCClassifier.loss` (default cross-entropy; EmoOne ad
 :meth:`ERCClassifier.before_fit` (work before a phase is fitted, with a :class:`FitContext`: EmoOne trains and caches
 its teacher there).
 
-How the runner drives a classifier, all through methods (it sets no attribute on one):
+How the runner drives a classifier, all through methods (it sets no attribute on one, so everything a classifier
+depends on is in this file's signatures):
 
 1. it builds it with ``hydra.utils.instantiate`` (keyword options from the config, plus ``benchmark``);
 2. before each phase it calls :meth:`ERCClassifier.configure_phase` with the phase's name and :class:`PhaseSchedule`:
@@ -31,7 +32,8 @@ How the runner drives a classifier, all through methods (it sets no attribute on
    :meth:`ERCClassifier.take_predictions` and scores and logs them under the runner's own names
    (``pretrain/dev/wf1``, ``test/meld_org/wf1``): a classifier never sees metric names or metrics.
 
-Class ids are positions in ``label_set(benchmark)``, the benchmark's fixed class order.
+Class ids are positions in ``label_set(benchmark)``, the benchmark's fixed class order. A worked example of a new
+classifier, step by step: ``docs/adding-a-classifier.md``.
 """
 
 from __future__ import annotations
