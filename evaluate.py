@@ -1,4 +1,5 @@
-"""Turn a training sweep into the paper's Table III and Table IV with exact Friedman statistics.
+"""Turn a training sweep (or a scores table) into the paper's Table III and Table IV with exact Friedman
+statistics, a critical-difference diagram and rank plots, written to the job's folder.
 
     python evaluate.py sweep=outputs/train/multiruns/<time>
     python evaluate.py scores=tests/fixtures/paper_table4_scores.csv
@@ -10,8 +11,10 @@ from omegaconf import DictConfig
 import erc  # noqa: F401  (registers the config resolvers)
 from erc.cli import check_command_line, exit_on_user_error
 
+CONFIG = "evaluate"
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="evaluate")
+
+@hydra.main(version_base="1.3", config_path="conf", config_name=CONFIG)
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from erc.evaluation import evaluate  # imported here: the command-line check and --help need no torch
@@ -20,5 +23,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line()
+    check_command_line(CONFIG, __doc__)
     main()

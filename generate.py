@@ -1,6 +1,9 @@
-"""Generate an ERC dataset with an LLM: ``python generate.py benchmark=meld prompt=balanced``.
+"""Generate an ERC dataset with an LLM: natural or label-balanced dialogues in a benchmark's style, validated,
+deduplicated and split into <data_dir>/synthetic/<benchmark>_<nat|bal>/. The embedded model needs no server;
+llm=tgi or llm=openai talk to one. A rerun asks only for what is still missing.
 
-A thin Hydra shell over :func:`erc.generation.generate` (see conf/generate.yaml).
+    python generate.py benchmark=meld prompt=balanced n_dialogues=14
+    python generate.py benchmark=meld llm=tgi llm.url=http://HOST:8080 sampling=paper n_dialogues=2000
 """
 
 import hydra
@@ -9,8 +12,10 @@ from omegaconf import DictConfig
 import erc  # noqa: F401  (registers the config resolvers)
 from erc.cli import check_command_line, exit_on_user_error
 
+CONFIG = "generate"
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="generate")
+
+@hydra.main(version_base="1.3", config_path="conf", config_name=CONFIG)
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from erc.generation import generate  # imported here: the command-line check and --help need no torch
@@ -19,5 +24,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_command_line()
+    check_command_line(CONFIG, __doc__)
     main()

@@ -1,6 +1,10 @@
-"""Train, fine-tune and test an ERC classifier: ``python train.py classifier=compm data=meld_bal``.
+"""Train an ERC classifier: pretrain it on a generated set (when the experiment has one), fine-tune it on the
+benchmark's train split and test it on every test set. Each job writes results.json, its log and an offline (or,
+with an API key, online) W&B run to its folder; a rerun of the same command resumes from its checkpoints.
 
-A thin Hydra shell over :func:`erc.training.train` (see conf/train.yaml)."""
+    python train.py classifier=compm data=meld_bal
+    python train.py -m classifier=compm,emoone,todkat data=meld,meld_nat,meld_bal seed=1,2,3
+"""
 
 import hydra
 from omegaconf import DictConfig
@@ -8,8 +12,10 @@ from omegaconf import DictConfig
 import erc  # noqa: F401  (registers the config resolvers)
 from erc.cli import check_command_line, exit_on_user_error
 
+CONFIG = "train"
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+
+@hydra.main(version_base="1.3", config_path="conf", config_name=CONFIG)
 @exit_on_user_error
 def main(cfg: DictConfig) -> float:
     from erc.training import train  # imported here: the command-line check and --help need no torch
@@ -19,5 +25,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_command_line()
+    check_command_line(CONFIG, __doc__)
     main()

@@ -1,6 +1,7 @@
 """What every entry point (``train.py``, ``generate.py``, ``evaluate.py``, ``python -m erc....``) shares:
 secrets refused on the command line before Hydra writes anything, and in a config file before any work
-(see :mod:`erc.secrets`), and user errors printed as one line.
+(see :mod:`erc.secrets`), a quiet console (see :mod:`erc.console`), a ``--help`` that lists only the config
+groups the entry point composes, and user errors printed as one line.
 
 A :class:`erc.errors.UserError` (bad data, a bad config value, a busy folder) is the user's to fix: it is
 logged to the job's log, printed as ``error: <message>`` and the process exits with status 2. Any other
@@ -13,11 +14,14 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from omegaconf import DictConfig
 from omegaconf.errors import InterpolationResolutionError
 
+from erc.config import CONFIG_DIR
+from erc.console import configure_console
 from erc.errors import UserError
 from erc.secrets import refuse_literal_secrets, refuse_on_command_line
 
@@ -28,12 +32,14 @@ EXIT_USER_ERROR = 2
 
 
 def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a task function: a :class:`UserError` becomes one line on stderr and exit status 2."""
+    """Wrap a task function: a :class:`UserError` becomes one line on stderr and exit status 2. A Hydra task
+    (its first argument the job's config) gets its secrets checked and its console set up (``verbose``) first."""
 
     @functools.wraps(task)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             if args and isinstance(args[0], DictConfig):   # the job's config, before any work
+                configure_console(bool(args[0].get("verbose", False)))
                 refuse_literal_secrets(args[0])
             return task(*args, **kwargs)
         except (UserError, InterpolationResolutionError) as err:
@@ -65,10 +71,52 @@ def user_error_message(err: BaseException) -> str | None:
     return f"{key}: {inner}" if key else str(inner)
 
 
-def check_command_line(argv: list[str] | None = None) -> None:
-    """Refuse secrets given as overrides (see :mod:`erc.secrets`) before Hydra writes them anywhere."""
+HELP_FLAGS = ("--help", "-h")
+
+
+def check_command_line(config_name: str | None = None, description: str = "", argv: list[str] | None = None) -> None:
+    """Before Hydra starts: refuse secrets given as overrides (see :mod:`erc.secrets`) before Hydra writes them
+    anywhere, and answer ``--help`` with :func:`help_text` for primary config ``config_name`` (exit status 0;
+    without one, ``--help`` is Hydra's). ``--hydra-help`` is always Hydra's."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        refuse_on_command_line(sys.argv[1:] if argv is None else argv)
+        refuse_on_command_line(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
+    if config_name and any(arg in HELP_FLAGS for arg in args):
+        print(help_text(config_name, description, Path(sys.argv[0]).name), flush=True)
+        sys.exit(0)
+
+
+def config_groups(config_name: str) -> dict[str, tuple[str, list[str]]]:
+    """``group -> (default option, every option)`` for the groups that ``conf/<config_name>.yaml`` composes
+    (Hydra's own left out), read from Hydra's composition rather than listed by hand. Files starting with
+    ``_`` are internal bases (``schedule/_phase.yaml``), not options."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
+    groups = {}
+    for group, default in sorted(choices.items()):
+        if group == "hydra" or group.startswith("hydra/") or default is None:
+            continue
+        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.name.startswith("_"))
+        groups[group] = (str(default), options)
+    return groups
+
+
+def help_text(config_name: str, description: str, program: str) -> str:
+    """What ``<program> --help`` prints: what it does, its config groups and options, how to see the config."""
+    groups = config_groups(config_name)
+    width = max(map(len, groups)) + 1
+    lines = [description.strip(), "",
+             f"Config groups of conf/{config_name}.yaml (choose one option with group=option; * marks the default):"]
+    for group, (default, options) in groups.items():
+        listed = ", ".join(f"{option}*" if option == default else option for option in options)
+        lines.append(f"  {group + ':':<{width}} {listed}")
+    lines += ["", "Any key of the config is an override too (key=value); -m runs a sweep over comma-separated values.",
+              f"  python {program} --cfg job [overrides]   print the composed config",
+              f"  python {program} verbose=true ...        every log line on the console (the job's log file has them)",
+              f"  python {program} --hydra-help            Hydra's own options"]
+    return "\n".join(lines)

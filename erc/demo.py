@@ -8,12 +8,13 @@
 5. print where every artefact is.
 
 Each step is the real command line a researcher would type (``generate.py``, ``train.py -m``,
-``evaluate.py``), run in a subprocess with its progress bars shown. Everything goes under ``--out``
+``evaluate.py``), run in a subprocess with its progress bars and warnings shown (``--verbose``: every log
+line, as each job's log file has them). Everything goes under ``--out``
 (default ``outputs/demo``): the benchmark folder is linked into ``<out>/data`` next to the generated
 sets, so the benchmark copy itself (often read-only) is never written to. Rerunning resumes: finished
 generation requests and training phases are not redone.
 
-    python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--limit-dialogues N]
+    python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--limit-dialogues N] [--verbose]
 """
 
 from __future__ import annotations
@@ -35,13 +36,18 @@ CLASSIFIERS = "compm,emoone,todkat"
 DATASETS = "meld,meld_nat,meld_bal"
 
 
+def header(step: str) -> None:
+    """Announce a step (``1/5 ...``) once, however many commands it runs."""
+    print(f"\n=== {step}", flush=True)
+
+
 def run(step: str, args: list[str]) -> float:
-    """Run one step's command line from the project root, streaming its output; return seconds."""
-    print(f"\n=== {step}\n$ {shlex.join(args)}", flush=True)
+    """Run one command line of ``step`` (``2/5``) from the project root, streaming its output; return seconds."""
+    print(f"$ {shlex.join(args)}", flush=True)
     start = time.perf_counter()
     done = subprocess.run(args, cwd=PROJECT_ROOT)
     if done.returncode:
-        raise UserError(f"step {step.split()[0]} failed (exit status {done.returncode}; its message is above). "
+        raise UserError(f"step {step} failed (exit status {done.returncode}; its message is above). "
                         f"Fix it and rerun: finished generation requests and training phases are reused")
     return time.perf_counter() - start
 
@@ -76,37 +82,44 @@ def prepare_workspace(data_dir: Path, out: Path) -> Path:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m erc.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=None, help="benchmark folder (default: $ERC_DATA_DIR or ./data)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="benchmark folder (default: $ERC_DATA_DIR or ./data)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "demo")
     parser.add_argument("--dialogues", type=int, default=20, help="dialogues to generate per set")
     parser.add_argument("--limit-dialogues", type=int, default=250,
                         help="MELD dialogues used per split (the full train split takes hours on a CPU)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="every log line on the console, as in each job's log file (verbose=true)")
     args = parser.parse_args(argv)
     data_dir = (args.data_dir or default_data_dir()).resolve()
     out = args.out.resolve()
     workspace = prepare_workspace(data_dir, out)
     python = sys.executable
     data_override = f"paths.data_dir={workspace}"
+    verbose = ["verbose=true"] if args.verbose else []
     timings: dict[str, float] = {}
 
-    timings["stats"] = run("1/5 statistics of the benchmarks",
-                           [python, "-m", "erc.data.stats", "--data-dir", str(data_dir), "--out", str(out / "stats")])
+    header("1/5 statistics of the benchmarks")
+    timings["stats"] = run("1/5", [python, "-m", "erc.data.stats", "--data-dir", str(data_dir),
+                                   "--out", str(out / "stats")])
+    header("2/5 generate a natural and a balanced MELD set with the embedded LLM")
     for prompt in ("natural", "balanced"):
-        timings[f"generate {prompt}"] = run(
-            f"2/5 generate a {prompt} MELD set with the embedded LLM",
-            [python, "generate.py", "benchmark=meld", f"prompt={prompt}", f"n_dialogues={args.dialogues}",
-             # small sets: wider dev/test shares so that every split gets dialogues
-             "split.train=0.6", "split.dev=0.2", "split.test=0.2",
-             data_override, f"hydra.run.dir={out}/generate/{prompt}"])
-    timings["train"] = run(
-        "3/5 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal",
-        [python, "train.py", "-m", f"classifier={CLASSIFIERS}", f"data={DATASETS}", "classifier.backbone=tiny",
-         "schedule=demo", f"data.limit_dialogues={args.limit_dialogues}", data_override,
-         f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train", "hydra.sweep.subdir=${hydra.job.num}"])
-    timings["evaluate"] = run("4/5 Table III, Table IV and the exact Friedman test",
-                              [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate"])
+        timings[f"generate {prompt}"] = run("2/5", [
+            python, "generate.py", "benchmark=meld", f"prompt={prompt}", f"n_dialogues={args.dialogues}",
+            # small sets: wider dev/test shares so that every split gets dialogues
+            "split.train=0.6", "split.dev=0.2", "split.test=0.2",
+            data_override, f"hydra.run.dir={out}/generate/{prompt}", *verbose])
+    header("3/5 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal")
+    timings["train"] = run("3/5", [
+        python, "train.py", "-m", f"classifier={CLASSIFIERS}", f"data={DATASETS}", "classifier.backbone=tiny",
+        "schedule=demo", f"data.limit_dialogues={args.limit_dialogues}", data_override,
+        f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train", "hydra.sweep.subdir=${hydra.job.num}",
+        *verbose])
+    header("4/5 Table III, Table IV and the exact Friedman test")
+    timings["evaluate"] = run("4/5", [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate",
+                                      *verbose])
 
-    print("\n=== 5/5 artefacts")
+    header("5/5 artefacts")
     sections = {
         "statistics": sorted((out / "stats").glob("*")),
         "generated sets (data cards, plots)": sorted(

@@ -29,7 +29,11 @@ def wandb_mode(configured: str | None = None) -> str:
 def wandb_settings() -> Any:
     """W&B settings for every run this project starts: no git state (a remote URL can hold a token, the diff
     uncommitted secrets) and no run metadata (it holds the command line). What ran is in the run's config
-    (without secrets) and in results.json, which records the git revision."""
+    (without secrets) and in results.json, which records the git revision. W&B prints only its warnings and
+    errors (``silent``: no banner, no run history and summary at the end) unless the job is verbose
+    (:func:`erc.console.is_verbose`)."""
     import wandb
 
-    return wandb.Settings(disable_git=True, x_disable_meta=True)
+    from erc.console import is_verbose
+
+    return wandb.Settings(disable_git=True, x_disable_meta=True, silent=not is_verbose())

@@ -113,10 +113,11 @@ async def with_retries(call, *args, policy: RetryPolicy, what: str, failures: Co
 
 
 class Progress:
-    """Counts and a tqdm bar: accepted/rejected, dialogues/min, tokens/s and ETA."""
+    """Counts and a tqdm bar: accepted/rejected, dialogues/min, tokens/s and ETA. A run with nothing to do draws
+    no bar (the log line before it says so)."""
 
     def __init__(self, total: int, name: str) -> None:
-        self.bar = tqdm(total=total, desc=f"generate {name}", unit="dialogue", dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=f"generate {name}", unit="dialogue", dynamic_ncols=True, disable=not total)
         self.start = time.monotonic()
         self.requests = self.accepted = self.rejected = self.failed = self.tokens = 0
         self.reasons: Counter[str] = Counter()
