@@ -24,11 +24,12 @@ from typing import TextIO
 # Loggers whose INFO lines are the project's own report of a job (modules log as ``erc.*``).
 PROJECT_LOGGERS: tuple[str, ...] = ("erc", "__main__")
 
-# (logger, message pattern): warnings from library internals, shown only with verbose=true. Each comes from a
-# dependency's own code path, not from anything this project or its user configures.
+# (logger, message pattern): library warnings that say nothing about the job's results, shown only with verbose=true.
 DEMOTED: tuple[tuple[str, re.Pattern[str]], ...] = (
     # pytorch_lightning 2.6 calls a torch pytree API deprecated in torch 2.13, once per data loader
     ("py.warnings", re.compile(r"isinstance\(treespec, LeafSpec\)` is deprecated")),
+    # an epoch shorter than trainer.log_every_n_steps (small data): step losses are not logged, epoch metrics are
+    ("py.warnings", re.compile(r"The number of training batches \(\d+\) is smaller than the logging interval")),
 )
 
 _verbose = False

@@ -28,6 +28,7 @@ NOISE = {
     "Lightning tip": re.compile(r"💡 Tip"),
     "Lightning hardware line": re.compile(r"GPU available: "),
     "LeafSpec deprecation": re.compile(r"LeafSpec.*deprecated"),
+    "Lightning logging-interval hint": re.compile(r"smaller than the logging interval"),
     "W&B anonymous warning": re.compile(r"anonymous setting has no effect"),
     "W&B banner": re.compile(r"Tracking run with wandb"),
     "W&B run summary": re.compile(r"Run summary:|Run history:"),
@@ -81,14 +82,14 @@ def test_a_training_job_prints_its_bars_without_the_noise_and_logs_everything(tm
     done, log = train_job(tmp_path, data_dir)
     assert noise_in(done.stdout + done.stderr) == []
     assert re.search(r"\d+/\d+ .*(it|batch)/s", done.stdout + done.stderr)        # a progress bar with its rate
-    for line in ("GPU available: ", "💡 Tip", "LeafSpec"):                          # the full log is in the file
+    for line in ("GPU available: ", "💡 Tip", "LeafSpec", "logging interval"):      # the full log is in the file
         assert line in log, line
     assert list((tmp_path / "job" / "wandb").glob("offline-run-*"))                 # W&B still records the run
 
 
 def test_verbose_brings_the_logs_and_the_wandb_summary_back(tmp_path, data_dir) -> None:
     done, _ = train_job(tmp_path, data_dir, "verbose=true")
-    assert {"Lightning hardware line", "Lightning tip", "W&B banner", "W&B run summary"} <= set(
+    assert {"Lightning hardware line", "Lightning tip", "LeafSpec deprecation", "W&B banner", "W&B run summary"} <= set(
         noise_in(done.stdout + done.stderr))
     assert "W&B anonymous warning" not in noise_in(done.stdout + done.stderr)   # gone for good: not a setting
 
