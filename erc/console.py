@@ -5,8 +5,8 @@ Every entry point's job logs through Hydra's ``job_logging`` (conf/hydra/default
 
 - quiet (the default, ``verbose=false``): warnings and errors, and this project's own INFO lines (what a job
   resumed or reused, where its results are); libraries' INFO lines (one httpx line per HTTP request,
-  Lightning's hardware lines and "Tip" adverts) and warnings nobody running a job can act on (see
-  :data:`DEMOTED`) stay in the log file. W&B prints nothing but its warnings (:func:`erc.tracking.wandb_settings`).
+  Lightning's hardware lines and "Tip" adverts) and library warnings that say nothing about the job's results
+  (:data:`DEMOTED`) stay in the log file. W&B prints nothing but its warnings (:func:`erc.tracking.wandb_settings`).
 - verbose (``verbose=true``): every record the log file gets, and W&B's full output.
 
 Console lines go to stderr through ``tqdm.write``, so they appear above a live progress bar instead of
