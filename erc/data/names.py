@@ -4,6 +4,13 @@ A dataset is ``<benchmark>`` (the benchmark's own data, source ``org``) or ``<be
 generated for it, in ``<data_dir>/synthetic/<benchmark>_<source>/``); a test set in metric names is always
 ``<benchmark>_<source>`` (``test/meld_org/wf1``). Every module that makes or reads such a name goes through
 here, so the list of sources and the parsing rule live in one place.
+
+Beyond the paper's three sources, a generated set passed through a filter of :mod:`erc.quality` is a source of
+its own, ``<source>_<filter>`` (``bal_probe``: ``meld_bal`` without the dialogues the fidelity probe rejects, in
+``synthetic/meld_bal_probe/``), trainable like any generated set (``data=meld_bal_probe``). It is not one of the
+paper's sources: :data:`SOURCES` (what evaluation's tables and tests are made of) and :func:`datasets_of` (an
+experiment's test sets) keep the paper's design, and a filtered set's test split, a subset of its unfiltered
+set's, is not added to them.
 """
 
 from __future__ import annotations
@@ -18,15 +25,21 @@ SOURCES: tuple[str, ...] = ("org", "nat", "bal")
 GENERATED_SOURCES: tuple[str, ...] = tuple(s for s in SOURCES if s != "org")
 # Display names (tables, plots).
 SOURCE_TITLES: dict[str, str] = {"org": "Org", "nat": "Nat", "bal": "Bal"}
+# Filters of erc.quality that make a set of their own from a generated one (probe: the fidelity filter).
+FILTERS: tuple[str, ...] = ("probe",)
+FILTERED_SOURCES: tuple[str, ...] = tuple(f"{s}_{f}" for s in GENERATED_SOURCES for f in FILTERS)
+# Every source a dataset on disk may have: the paper's and the filtered ones.
+ALL_SOURCES: tuple[str, ...] = (*SOURCES, *FILTERED_SOURCES)
 
 
 def check_axes(benchmark: str, source: str, where: str = "data") -> None:
     """Raise :class:`DataError` naming ``<where>.benchmark`` or ``<where>.source`` when either is unknown."""
     if benchmark not in BENCHMARKS:
         raise DataError(f"{where}.benchmark={benchmark!r} is not a benchmark; valid: {', '.join(BENCHMARKS)}")
-    if source not in SOURCES:
+    if source not in ALL_SOURCES:
         raise DataError(f"{where}.source={source!r} is not a source; valid: {', '.join(SOURCES)} "
-                        f"(org: the benchmark's own data; nat, bal: a generated set)")
+                        f"(org: the benchmark's own data; nat, bal: a generated set), or a filtered generated set: "
+                        f"{', '.join(FILTERED_SOURCES)}")
 
 
 def dataset_name(benchmark: str, source: str) -> str:
@@ -47,11 +60,13 @@ def test_set_name(benchmark: str, source: str) -> str:
 
 
 def parse_dataset(name: str) -> tuple[str, str]:
-    """``"meld_bal"`` -> ``("meld", "bal")``; ``"meld"`` -> ``("meld", "org")``; else :class:`DataError`."""
+    """``"meld_bal"`` -> ``("meld", "bal")``; ``"meld"`` -> ``("meld", "org")``; ``"meld_bal_probe"`` ->
+    ``("meld", "bal_probe")``; else :class:`DataError`."""
     benchmark, _, source = name.partition("_")
-    if benchmark not in BENCHMARKS or source not in ("", *GENERATED_SOURCES):
+    if benchmark not in BENCHMARKS or source not in ("", *GENERATED_SOURCES, *FILTERED_SOURCES):
         raise DataError(f"unknown dataset {name!r}; valid: a benchmark ({', '.join(BENCHMARKS)}) or "
-                        f"{' / '.join(f'<benchmark>_{s}' for s in GENERATED_SOURCES)} for a generated set")
+                        f"{' / '.join(f'<benchmark>_{s}' for s in GENERATED_SOURCES)} for a generated set "
+                        f"({' / '.join(f'<benchmark>_{s}' for s in FILTERED_SOURCES)} for a filtered one)")
     return benchmark, source or "org"
 
 
@@ -62,6 +77,20 @@ def parse_test_set(name: str) -> tuple[str | None, str | None]:
     if head and tail in SOURCES:
         return head, tail
     return None, None
+
+
+def filtered_source(source: str, filter_name: str) -> str:
+    """``("bal", "probe")`` -> ``"bal_probe"``: the source of a generated set passed through a filter."""
+    name = f"{source}_{filter_name}"
+    if name not in FILTERED_SOURCES:
+        raise DataError(f"no filtered source {name!r}: filters {', '.join(FILTERS)} apply to the generated sources "
+                        f"{', '.join(GENERATED_SOURCES)}")
+    return name
+
+
+def unfiltered_source(source: str) -> str:
+    """``"bal_probe"`` -> ``"bal"``; a source that is not filtered is returned as it is."""
+    return source.rsplit("_", 1)[0] if source in FILTERED_SOURCES else source
 
 
 def datasets_of(benchmark: str) -> list[str]:
