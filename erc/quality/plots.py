@@ -1,0 +1,106 @@
+"""The report's pictures, as PNG bytes (no date in them, so a rerun writes the same bytes):
+
+- ``quality_projection.png``: the real and each set's embeddings on the same 2-D PCA axes, coloured by label;
+  a set that covers the real cloud and keeps its labels' regions looks like the real panel.
+- ``quality_confusion.png``: per set, its labels (rows) against the probe's choice (columns), each row normalised;
+  a faithful set has a bright diagonal.
+- ``quality_metrics.png``: the headline figures of every column side by side, each scaled to [0, 1].
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.decomposition import PCA  # noqa: E402
+
+from erc.quality.diversity import sample_rows  # noqa: E402
+from erc.quality.report import QualityReport  # noqa: E402
+
+# (key, label, divisor): the comparison plot's bars, each a value divided to lie in [0, 1].
+BARS = (("kappa", "kappa", 1), ("probe_wf1", "probe W-F1", 1), ("distinct_2", "distinct-2", 1),
+        ("self_bleu", "self-BLEU / 100", 100), ("flagged", "flagged labels", 1),
+        ("ends_mid_word", "ends mid-word", 1), ("label_js", "label JS", 1), ("precision", "precision", 1),
+        ("recall", "recall", 1), ("coverage", "coverage", 1))
+
+
+def _png(fig: plt.Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def projection_png(report: QualityReport, points: int = 1500) -> bytes:
+    names = report.names
+    colours = plt.get_cmap("tab10")(np.arange(len(names)))
+    real_rows = sample_rows(len(report.real), points, report.seed)
+    panels = [(report.benchmark, report.real_vectors[real_rows], report.real.labels[real_rows])]
+    for name, scored in report.sets.items():
+        rows = sample_rows(len(scored.corpus), points, report.seed)
+        panels.append((name, scored.vectors[rows], scored.corpus.labels[rows]))
+    pca = PCA(n_components=2, svd_solver="full").fit(np.vstack([p[1] for p in panels]))
+    real_xy = pca.transform(panels[0][1])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), sharex=True, sharey=True,
+                             squeeze=False)
+    for ax, (name, vectors, labels) in zip(axes[0], panels):
+        xy = pca.transform(vectors)
+        if name != report.benchmark:
+            ax.scatter(real_xy[:, 0], real_xy[:, 1], s=3, c="lightgrey", label=f"{report.benchmark} (all)")
+        for i, label in enumerate(names):
+            mine = labels == i
+            ax.scatter(xy[mine, 0], xy[mine, 1], s=6, color=colours[i], label=label, alpha=0.8)
+        ax.set_title(f"{name} (n={len(vectors)} shown)", fontsize=9)
+    axes[0][0].legend(fontsize=7, markerscale=2, loc="best")
+    fig.suptitle("Utterance embeddings, PCA of all panels together", fontsize=10)
+    return _png(fig)
+
+
+def confusion_png(report: QualityReport) -> bytes:
+    names = report.names
+    sets = list(report.sets.items())
+    fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(4.6 * max(len(sets), 1), 4.2), squeeze=False)
+    for ax, (name, scored) in zip(axes[0], sets):
+        counts = np.bincount(scored.fidelity.labels * len(names) + scored.fidelity.predicted,
+                             minlength=len(names) ** 2).reshape(len(names), len(names)).astype(float)
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+        for (r, c), value in np.ndenumerate(shares):
+            if counts[r, c]:
+                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                        color="white" if value > 0.5 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("probe's choice", fontsize=8)
+        ax.set_ylabel("set's label", fontsize=8)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(f"Set labels vs a probe trained on {report.benchmark} (rows sum to 1)", fontsize=10)
+    return _png(fig)
+
+
+def metrics_png(report: QualityReport) -> bytes:
+    columns = list(report.columns)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(BARS) * max(1.0, len(columns) / 2) + 1.5))
+    height = 0.8 / len(columns)
+    y = np.arange(len(BARS))[::-1]
+    for i, column in enumerate(columns):
+        values = [report.columns[column].get(key) for key, _, _ in BARS]
+        scaled = [np.nan if v is None else v / divisor for v, (_, _, divisor) in zip(values, BARS)]
+        ax.barh(y - (i - (len(columns) - 1) / 2) * height, scaled, height=height, label=column)
+    ax.set_yticks(y, [label for _, label, _ in BARS], fontsize=8)
+    ax.set_xlim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Quality of the generated sets against {report.benchmark}", fontsize=10)
+    return _png(fig)
+
+
+def report_plots(report: QualityReport) -> dict[str, bytes]:
+    """Every plot, by file name."""
+    plots = {"quality_projection.png": projection_png(report), "quality_metrics.png": metrics_png(report)}
+    if report.sets:
+        plots["quality_confusion.png"] = confusion_png(report)
+    return plots

@@ -1,0 +1,220 @@
+"""The quality report: the real benchmark and each generated set scored side by side.
+
+:class:`QualityReport` reads and embeds the benchmark, fits the probe on its train split and scores the real
+test split (the ceiling of every fidelity and usefulness figure); :meth:`QualityReport.add_set` scores one
+generated set. Every figure is a deterministic function of the data, the encoder and ``quality.seed``, so a rerun
+writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from erc.data.labels import label_set
+from erc.quality.checks import check_quality_config
+from erc.quality.corpus import Corpus, read_benchmark
+from erc.quality.distance import embedding_distance, label_divergence
+from erc.quality.diversity import diversity, share_at_cap
+from erc.quality.embeddings import EmbeddingCache, Encoder
+from erc.quality.fidelity import Fidelity, most_suspicious, score_labels
+from erc.quality.probe import Probe, bootstrap_interval, confusion_matrix, features, weighted_f1
+
+log = logging.getLogger(__name__)
+
+# Generation's duplicate keys, as conf/generate.yaml sets them (the report must not depend on a generate config).
+DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
+
+
+def length_cap_of(folder: Path | None, configured: int | None) -> int | None:
+    """``quality.length_cap``, else the grammar's utterance cap from a constrained set's ``card.json``."""
+    if configured is not None or folder is None or not (folder / "card.json").is_file():
+        return configured
+    try:
+        generator = json.loads((folder / "card.json").read_text(encoding="utf-8")).get("generator", {})
+    except ValueError:
+        return None
+    if not generator.get("constrained"):
+        return None
+    cap = generator.get("sampling", {}).get("grammar", {}).get("max_utterance_chars")
+    return int(cap) if isinstance(cap, int) else None
+
+
+@dataclass
+class ScoredSet:
+    """A scored generated set: its corpus, embeddings and per-utterance fidelity (what the filter reads)."""
+
+    corpus: Corpus
+    vectors: np.ndarray
+    fidelity: Fidelity
+    metrics: dict[str, Any]
+
+
+class QualityReport:
+    """See the module docstring. ``quality`` is the ``quality`` config node."""
+
+    def __init__(self, quality: DictConfig | dict[str, Any], benchmark: str, data_dir: str | Path) -> None:
+        check_quality_config(quality)
+        self.settings: dict[str, Any] = (OmegaConf.to_container(quality, resolve=True)
+                                         if isinstance(quality, DictConfig) else dict(quality))
+        with self._threads():
+            self._score_real(benchmark, data_dir)
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        """``quality.threads`` BLAS threads (numpy, scikit-learn) as well as torch's (see :class:`Encoder`): on a
+        machine shared with other work, idle OpenMP threads spin-waiting made a probe fit ten times slower."""
+        threads = self.settings.get("threads")
+        if threads is None:
+            yield
+            return
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=int(threads)):
+            yield
+
+    def _score_real(self, benchmark: str, data_dir: str | Path) -> None:
+        self.benchmark = benchmark
+        self.names = label_set(benchmark)
+        self.seed = int(self.settings["seed"])
+        self.timings: dict[str, float] = {}
+        start = time.perf_counter()
+        self.real = read_benchmark(benchmark, data_dir)
+        self.encoder = Encoder(str(self.settings["encoder"]), int(self.settings["batch_size"]),
+                               self.settings.get("threads"))
+        self.cache = EmbeddingCache(self.settings["cache_dir"], self.encoder)
+        self.real_vectors = self.cache.embed(self.real.texts)
+        self.timings[f"embed {benchmark}"] = time.perf_counter() - start
+        start = time.perf_counter()
+        probe = self.settings["probe"]
+        self.train_rows, self.test_rows = self.real.rows("train"), self.real.rows("test")
+        self.real_x = features(self.real, self.real_vectors, self.train_rows, bool(probe["context"]))
+        self.real_y = self.real.labels[self.train_rows]
+        self.test_x = features(self.real, self.real_vectors, self.test_rows, bool(probe["context"]))
+        self.test_y = self.real.labels[self.test_rows]
+        self.probe = self._fit(self.real_x, self.real_y)
+        test_probs = self.probe.predict_proba(self.test_x)
+        self.real_fidelity = score_labels(self.test_y, test_probs)
+        majority = np.full_like(self.test_y, np.bincount(self.real_y, minlength=len(self.names)).argmax())
+        self.majority_wf1 = weighted_f1(self.test_y, majority, len(self.names))
+        self.sets: dict[str, ScoredSet] = {}
+        self.columns: dict[str, dict[str, Any]] = {benchmark: {
+            **self._fidelity_figures(self.real_fidelity, None),
+            **self._usefulness(test_probs.argmax(axis=1), None),
+            **diversity(self.real, **self._diversity_settings(None)),
+            "label_js": label_divergence(self.test_y, self.real_y, len(self.names)),
+            **embedding_distance(self.real_vectors[self.train_rows], self.real_vectors[self.test_rows],
+                                 **self._distance_settings())}}
+        self.timings[f"score {benchmark}"] = time.perf_counter() - start
+
+    # ---- pieces shared by the real column and every set -------------------------------------------------
+    def _fit(self, x: np.ndarray, y: np.ndarray) -> Probe:
+        probe = self.settings["probe"]
+        return Probe.fit(x, y, len(self.names), float(probe["C"]), int(probe["max_iter"]), self.seed)
+
+    def _diversity_settings(self, length_cap: int | None) -> dict[str, Any]:
+        div = self.settings["diversity"]
+        return {"sample_utterances": int(div["sample_utterances"]),
+                "self_bleu_utterances": int(div["self_bleu_utterances"]), "length_cap": length_cap,
+                "seed": self.seed, "dedup": DEDUP}
+
+    def _distance_settings(self) -> dict[str, Any]:
+        dist = self.settings["distance"]
+        return {"size": int(dist["sample"]), "nearest_k": int(dist["nearest_k"]), "seed": self.seed}
+
+    def _fidelity_figures(self, fidelity: Fidelity, ceiling: float | None) -> dict[str, Any]:
+        figures = fidelity.summary(self.names)
+        figures["fidelity_ratio"] = (figures["kappa"] / ceiling if ceiling else None)
+        return figures
+
+    def _usefulness(self, predicted: np.ndarray | None, mixed: np.ndarray | None) -> dict[str, Any]:
+        """Weighted F1 on the real test split of the probe column's predictions and of real + synthetic."""
+        def scored(pred: np.ndarray | None) -> tuple[float | None, list[float] | None]:
+            if pred is None:
+                return None, None
+            interval = bootstrap_interval(self.test_y, pred, len(self.names), int(self.settings["probe"]["bootstrap"]),
+                                          self.seed)
+            return weighted_f1(self.test_y, pred, len(self.names)), (list(interval) if interval else None)
+        wf1, ci = scored(predicted)
+        both, both_ci = scored(mixed)
+        return {"probe_wf1": wf1, "probe_wf1_ci": ci, "real_plus_synthetic_wf1": both,
+                "real_plus_synthetic_wf1_ci": both_ci, "majority_wf1": self.majority_wf1}
+
+    # ---- a generated set ---------------------------------------------------------------------------------
+    def add_set(self, corpus: Corpus) -> ScoredSet:
+        """Score ``corpus`` (a generated set of this benchmark) and add its column."""
+        with self._threads():
+            return self._score_set(corpus)
+
+    def _score_set(self, corpus: Corpus) -> ScoredSet:
+        start = time.perf_counter()
+        vectors = self.cache.embed(corpus.texts)
+        self.timings[f"embed {corpus.name}"] = time.perf_counter() - start
+        start = time.perf_counter()
+        context = bool(self.settings["probe"]["context"])
+        everything = np.arange(len(corpus))
+        fidelity = score_labels(corpus.labels, self.probe.predict_proba(features(corpus, vectors, everything, context)))
+        train = corpus.rows("train")
+        tstr = mixed = None
+        if len(train):
+            x, y = features(corpus, vectors, train, context), corpus.labels[train]
+            tstr = self._fit(x, y).predict(self.test_x)
+            mixed = self._fit(np.vstack([self.real_x, x]), np.concatenate([self.real_y, y])).predict(self.test_x)
+        cap = length_cap_of(corpus.folder, self.settings.get("length_cap"))
+        metrics = {**self._fidelity_figures(fidelity, self.columns[self.benchmark]["kappa"]),
+                   **self._usefulness(tstr, mixed),
+                   **diversity(corpus, **self._diversity_settings(cap)),
+                   "label_js": label_divergence(corpus.labels, self.real_y, len(self.names)),
+                   **embedding_distance(self.real_vectors[self.train_rows], vectors, **self._distance_settings())}
+        if cap is not None and self.columns[self.benchmark]["length_cap"] is None:
+            # the real column's share at the same cap, for reference (the first cap met)
+            self.columns[self.benchmark].update(at_length_cap=share_at_cap(self.real.texts, cap), length_cap=cap)
+        self.columns[corpus.name] = metrics
+        scored = ScoredSet(corpus, vectors, fidelity, metrics)
+        self.sets[corpus.name] = scored
+        self.timings[f"score {corpus.name}"] = time.perf_counter() - start
+        return scored
+
+    def to_dict(self) -> dict[str, Any]:
+        """``quality.json``: settings, the columns' metrics, the suspicious utterances and confusion counts."""
+        count = int(self.settings["suspicious"])
+        return {
+            "benchmark": self.benchmark, "labels": self.names, "columns": list(self.columns),
+            "encoder": {"name": self.encoder.name, "identity": self.encoder.identity},
+            "settings": {k: v for k, v in self.settings.items() if k not in ("cache_dir", "wandb_mode", "enabled")},
+            "metrics": _rounded(self.columns),
+            "suspicious": {name: most_suspicious(s.corpus.texts, s.fidelity, self.names, count, _ids(s.corpus))
+                           for name, s in self.sets.items()},
+            "confusion": {name: confusion_matrix(s.fidelity.labels, s.fidelity.predicted, len(self.names)).tolist()
+                          for name, s in self.sets.items()},
+        }
+
+    def run_facts(self) -> dict[str, Any]:
+        """What this run did, which a rerun does differently (kept out of the report's bytes): texts encoded,
+        cache hits and misses, seconds per step."""
+        return {"encoded_texts": self.encoder.encoded, "cache_hits": self.cache.hits,
+                "cache_misses": self.cache.misses, "timings_s": {k: round(v, 2) for k, v in self.timings.items()}}
+
+
+def _ids(corpus: Corpus) -> list[str]:
+    return [f"{corpus.dialogues[d].id}#{t}" for d, t in zip(corpus.dialogue_index, corpus.turns)]
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 decimals: the report's bytes then do not depend on the last bits of a BLAS sum."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
