@@ -2,7 +2,9 @@
 
 A generated set is only reusable if it says how it was made: model and server, the template hash
 (the prompt is a reconstruction), the parameters as sent and what the backend could not honour,
-whether decoding was constrained, counts, label histogram, rejection reasons and throughput.
+whether decoding was constrained, counts, label histogram, rejection reasons and throughput; and whether it is
+any good: the quality report's headline figures against the benchmark (``quality``, see docs/quality.md) and,
+for a filtered set, what the filter removed and why (``filter``).
 Written by :func:`erc.generation.postprocess.write_card`.
 """
 
@@ -16,6 +18,44 @@ def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def quality_text(card: dict[str, Any]) -> str:
+    """The README's quality section: the set's headline figures beside the real benchmark's."""
+    quality = card.get("quality")
+    if quality is None:
+        return ""
+    if "skipped" in quality:
+        return f"\nQuality report: skipped ({quality['skipped']}).\n"
+    mine, real, against = quality[card["dataset"]], quality[quality["against"]], quality["against"]
+    rows = [("agreement of its labels with a probe trained on the real data, %", _percent(mine["agreement"]),
+             _percent(real["agreement"])),
+            ("Cohen's kappa of that agreement (0: labels unrelated to the text)", f"{mine['kappa']:.3f}",
+             f"{real['kappa']:.3f}"),
+            (f"probe trained on it, W-F1 on {against} test (majority class: {_percent(real['majority_wf1'])})",
+             _percent(mine["probe_wf1"]), _percent(real["probe_wf1"])),
+            ("distinct-2, %", _percent(mine["distinct_2"]), _percent(real["distinct_2"])),
+            ("self-BLEU", f"{mine['self_bleu']:.1f}", f"{real['self_bleu']:.1f}"),
+            ("utterances ending mid-word, %", _percent(mine["ends_mid_word"]), _percent(real.get("ends_mid_word")))]
+    header = ("", card["dataset"], f"{against} (real)")
+    return (f"\nQuality against {against} (encoder `{quality['encoder']}`; the full report, plots and the most "
+            f"suspicious labels: `{quality['report']}`):\n\n{_table(rows, header)}\n")
+
+
+def filter_text(card: dict[str, Any]) -> str:
+    """The README's section on a filtered set: the rule and what it removed."""
+    entry = card.get("filter")
+    if entry is None:
+        return ""
+    dialogues = entry["dialogues"]
+    return (f"\n**Filtered** from `{entry['from']}` by the `{entry['filter']}` filter (beyond the paper): "
+            f"{entry['rule']}. Kept {dialogues['kept']} of {dialogues['before']} dialogues; removed by split: "
+            f"{json.dumps(entry['removed_by_split'])}; each removed dialogue and its flagged utterances are in "
+            f"`{entry['removed_file']}`.\n")
 
 
 def readme_text(card: dict[str, Any]) -> str:
@@ -51,8 +91,15 @@ Labels (all splits):
 Rejected requests by reason (a request can have several):
 
 {_table(reasons, ('reason', 'requests'))}
-
+{filter_text(card)}{quality_text(card)}
 Files: `train/dev/test.jsonl` (read with `erc.data.load_benchmark("{card['dataset']}", split)`),
-`dialogues.jsonl` (all, with their split), `utterances.parquet` (one row per utterance),
-`requests.jsonl` (every raw LLM answer), `runs.jsonl`, `card.json`, `label_distribution.png`.
+{_files(card)}
 """
+
+
+def _files(card: dict[str, Any]) -> str:
+    if "filter" in card:
+        return ("`dialogues.jsonl` (all, with their split), `removed.jsonl` (what the filter removed), `card.json`; "
+                f"the raw LLM answers are in `{card['filter']['from']}/requests.jsonl`.")
+    return ("`dialogues.jsonl` (all, with their split), `utterances.parquet` (one row per utterance),\n"
+            "`requests.jsonl` (every raw LLM answer), `runs.jsonl`, `card.json`, `label_distribution.png`.")

@@ -3,7 +3,10 @@
 Re-parses every stored answer with the current parser (a better parser never needs new requests),
 keeps each dialogue slot's first accepted attempt, removes duplicates, splits by hashed id, and
 exports ``dialogues.jsonl``, ``train/dev/test.jsonl``, ``utterances.parquet``, the data card and
-``label_distribution.png``. Rerunnable any time: ``python generate.py ... postprocess_only=true``.
+``label_distribution.png``, then scores the set against its benchmark (:mod:`erc.quality`: ``quality.md``,
+``quality.json`` and PNGs, a summary in the card; ``quality.enabled=false`` skips it) and, with
+``postprocess.filter=probe``, writes its filtered variant ``<out_dir>_probe`` with a card of its own. Rerunnable
+any time: ``python generate.py ... postprocess_only=true``.
 
 A file is written only when its bytes change, and the card's ``created_at`` alone never counts as a
 change: a rerun with nothing new leaves every file (and its mtime) as it was, so whatever watches
@@ -19,7 +22,7 @@ import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +41,9 @@ from erc.generation.sampling import deviations_from_table_ii
 from erc.generation.split import assign_splits, check_ratios, dialogues_needed
 from erc.generation.store import read_records
 from erc.io import write_atomic
+
+if TYPE_CHECKING:
+    from erc.quality import SetAssessment
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +176,31 @@ def _throughput(out_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
             "last_run": next((r for r in reversed(runs) if "setup" in r), None)}
 
 
+def _assess(cfg: DictConfig, out_dir: Path, kept: list[Dialogue]) -> SetAssessment:
+    """The quality report and the filter (:func:`erc.quality.assess_generated_set`), when the set has dialogues
+    and the config asks for either (a config without a ``quality`` node asks for neither)."""
+    from erc.quality import SetAssessment, assess_generated_set   # imported here: scikit-learn, cleanlab, torch
+
+    if not kept or "quality" not in cfg:
+        return SetAssessment()
+    return assess_generated_set(cfg, out_dir)
+
+
+def filtered_card(card: dict[str, Any], assessment: SetAssessment, labels: list[str]) -> dict[str, Any]:
+    """The filtered set's card: its unfiltered set's, with its own name, counts and labels, the filter's record
+    (rule, what was removed: ``removed.jsonl``) and its quality summary."""
+    assert assessment.filtered is not None
+    kept = assessment.filtered.dialogues
+    counts = _label_counts(kept)
+    return {**{k: v for k, v in card.items() if k != "quality"}, "dataset": assessment.filtered.name,
+            "counts": {**card["counts"], "kept": len(kept),
+                       "dialogues": {s: sum(d.split == s for d in kept) for s in SPLITS},
+                       "utterances": {s: sum(len(d) for d in kept if d.split == s) for s in SPLITS}},
+            "labels": {label: counts.get(label, 0) for label in labels},
+            "filter": assessment.filter,
+            **({"quality": assessment.filtered_quality} if assessment.filtered_quality else {})}
+
+
 def postprocess(cfg: DictConfig) -> dict[str, Any]:
     """Build the dataset of ``cfg.out_dir`` from its ``requests.jsonl``; returns the card."""
     out_dir = Path(cfg.out_dir)
@@ -228,7 +259,12 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
         "validation": OmegaConf.to_container(cfg.validation, resolve=True),
         "dedup": OmegaConf.to_container(cfg.dedup, resolve=True), "split": ratios,
     }
+    assessment = _assess(cfg, out_dir, kept)
+    if assessment.quality is not None:
+        card["quality"] = assessment.quality
     write_card(out_dir, card)
+    if assessment.filtered is not None:
+        write_card(assessment.filtered.folder, filtered_card(card, assessment, labels))
     write_if_changed(out_dir / "label_distribution.png",
                      plot_bytes(_reference_sets(cfg, benchmark, name, counts), labels,
                                 f"Label distribution: {benchmark} and generated sets", out_dir))
