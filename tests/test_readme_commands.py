@@ -83,9 +83,24 @@ def test_the_docs_show_commands_of_every_entry_point():
     assert {name for _, name, _ in COMMANDS} == set(ENTRY_POINTS.values())
 
 
+def classifier_configs_shown(doc_name: str) -> dict[str, str]:
+    """``{name: yaml}`` of every classifier config a page prints in full (a ```yaml block with a ``_target_`` and a
+    ``name``), as a guide to adding a classifier does: the page's commands use it, so they compose with it."""
+    text = (PROJECT_ROOT / "docs" / doc_name).read_text(encoding="utf-8") if doc_name != "README.md" else ""
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    return {m.group(1): block for block in blocks if "_target_:" in block
+            for m in [re.search(r"^name: *(\w+)", block, re.M)] if m}
+
+
 @pytest.mark.parametrize("where,config_name,overrides", COMMANDS, ids=[c[0][:90] for c in COMMANDS])
-def test_documented_command_composes(where: str, config_name: str, overrides: list[str]):
+def test_documented_command_composes(where: str, config_name: str, overrides: list[str], tmp_path: Path):
     assert not secret_overrides(overrides), f"{where}: the docs must not show a secret on the command line"
+    shown = classifier_configs_shown(where.split(":", 1)[0])
+    if shown:
+        (tmp_path / "classifier").mkdir()
+        for name, block in shown.items():
+            (tmp_path / "classifier" / f"{name}.yaml").write_text(block)
+        overrides = [f"hydra.searchpath=[file://{tmp_path}]", *overrides]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name=config_name, overrides=first_of_each_sweep(overrides), return_hydra_config=True)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from erc.models.base import PhaseSchedule
+from erc.training.progress_bar import progress_callbacks
 from erc.training.resume import AtomicCheckpointIO, EpochSeeds
 from erc.training.scoring import BestDevMetrics, Scorer
 
@@ -39,7 +40,8 @@ class TrainerFactory:
                 ) -> pl.Trainer:
         """A Trainer from ``conf/trainer`` plus the phase's epochs, clipping and accumulation (none for testing)."""
         kwargs = OmegaConf.to_container(self.trainer_cfg, resolve=True)
-        kwargs.update(default_root_dir=str(folder), callbacks=callbacks, logger=logger if logger else False,
+        kwargs.update(default_root_dir=str(folder), callbacks=[*callbacks, *progress_callbacks(kwargs)],
+                      logger=logger if logger else False,
                       num_sanity_val_steps=0, use_distributed_sampler=False, plugins=[AtomicCheckpointIO()])
         if schedule is not None:
             kwargs.update(max_epochs=schedule.epochs, gradient_clip_val=schedule.clip_norm,
