@@ -22,8 +22,6 @@ import hashlib
 import logging
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, RobertaConfig, 
 
 from erc.data import DataError
 from erc.errors import ConfigError
+from erc.io import write_folder_atomic
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +117,7 @@ def _train_local_tokenizer(folder: Path, vocab_size: int) -> None:
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>",
                                       sep_token="</s>", pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
                                       model_max_length=512)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
-        wrapped.save_pretrained(tmp)
-        os.replace(tmp, folder)
-    except OSError:
-        if not folder.is_dir():  # a concurrent process (e.g. another DDP rank) did not win the race either
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    write_folder_atomic(folder, wrapped.save_pretrained)   # another DDP rank may have written it first: kept
 
 
 def local_tokenizer(vocab_size: int = LOCAL_VOCAB_SIZE) -> PreTrainedTokenizerBase:
