@@ -383,3 +383,29 @@ def test_wandb_gets_the_table_and_plots_offline(tmp_path, meld_slice, meld_train
                       Path("table/quality/suspicious/meld_nat")}
     table = json.loads(next((media / "table" / "quality").glob("metrics_*.table.json")).read_text())
     assert table["columns"] == ["metric", "meld", "meld_nat"]
+
+
+def test_a_filtered_set_is_named_parsed_and_asked_for_like_a_generated_one(tmp_path) -> None:
+    from erc.data import MissingDataError, dataset_name, parse_dataset
+    from erc.data.names import check_axes, datasets_of
+
+    assert parse_dataset("meld_bal_probe") == ("meld", "bal_probe")
+    assert dataset_name("meld", "nat_probe") == "meld_nat_probe"
+    assert datasets_of("meld") == ["meld", "meld_nat", "meld_bal"]          # the paper's test sets, unchanged
+    with pytest.raises(DataError, match="valid: org, nat, bal .* or a filtered generated set: nat_probe, bal_probe"):
+        check_axes("meld", "bal_llm")
+    with pytest.raises(MissingDataError, match=r"python generate.py benchmark=meld prompt=balanced "
+                                               r"postprocess.filter=probe"):
+        load_benchmark("meld_bal_probe", "train", tmp_path)
+
+
+def test_self_bleu_is_sacrebleus_sentence_bleu_against_all_other_utterances(meld_train) -> None:
+    from sacrebleu.metrics import BLEU
+
+    from erc.quality.diversity import self_bleu
+
+    texts = [u.text for d in meld_train[500:530] for u in d.utterances] + ["Oh.", "Oh.", "  "]
+    bleu = BLEU(effective_order=True)
+    expected = np.mean([bleu.sentence_score(texts[i], texts[:i] + texts[i + 1:]).score for i in range(len(texts))])
+    assert self_bleu(texts) == pytest.approx(expected, abs=1e-9)
+    assert self_bleu(texts[:20] * 2) > self_bleu(texts[:40]) + 20          # repeated wording scores high

@@ -31,14 +31,37 @@ def distinct_n(tokens: list[list[str]], n: int) -> float:
 
 
 def self_bleu(texts: list[str]) -> float:
-    """Mean sentence BLEU of each text against all the others (effective order, exp smoothing)."""
-    from sacrebleu.metrics import BLEU
+    """Mean sentence BLEU of each text against all the others as references, exactly as sacrebleu's
+    ``BLEU(effective_order=True).sentence_score(texts[i], others)`` scores it (13a tokens, exp smoothing, closest
+    reference length), in time linear in the number of texts: each n-gram's two largest counts over all texts
+    give its largest count over all but one, so no text's references are gathered one by one."""
+    from sacrebleu.metrics.bleu import BLEU, MAX_NGRAM_ORDER
+    from sacrebleu.metrics.helpers import extract_all_word_ngrams
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
     if len(texts) < 2:
         return 0.0
-    bleu = BLEU(effective_order=True)
-    return float(np.mean([bleu.sentence_score(texts[i], texts[:i] + texts[i + 1:]).score
-                          for i in range(len(texts))]))
+    tokenizer = Tokenizer13a()
+    grams, lengths = zip(*(extract_all_word_ngrams(tokenizer(text.rstrip()), 1, MAX_NGRAM_ORDER)
+                           for text in texts))
+    best: dict[tuple[str, ...], tuple[int, int, int]] = {}     # n-gram -> (largest count, its text, second largest)
+    for i, counts in enumerate(grams):
+        for gram, count in counts.items():
+            top, holder, second = best.get(gram, (0, -1, 0))
+            best[gram] = (count, i, top) if count > top else (top, holder, max(second, count))
+    length_counts = Counter(lengths)
+    scores = []
+    for i, counts in enumerate(grams):
+        correct, total = [0] * MAX_NGRAM_ORDER, [0] * MAX_NGRAM_ORDER
+        for gram, count in counts.items():
+            top, holder, second = best[gram]
+            total[len(gram) - 1] += count
+            correct[len(gram) - 1] += min(count, second if holder == i else top)
+        others = [n for n, c in length_counts.items() if c > (1 if n == lengths[i] else 0)]
+        ref_len = min(others, key=lambda n: (abs(lengths[i] - n), n))
+        scores.append(BLEU.compute_bleu(correct, total, lengths[i], ref_len, smooth_method="exp",
+                                        effective_order=True).score)
+    return float(np.mean(scores))
 
 
 def share_at_cap(texts: list[str], cap: int) -> float:

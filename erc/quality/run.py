@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from erc.data.labels import check_not_overridden
 from erc.data.names import FILTERED_SOURCES, GENERATED_SOURCES, dataset_name
@@ -50,8 +50,10 @@ def _publish(cfg: DictConfig, report: QualityReport, folders: list[Path]) -> dic
     if cfg.quality.wandb:
         from erc.quality.tracking import log_report   # wandb is imported only when asked for
 
+        # the job's folder (a set's folder is for its data), else the first folder written
+        run_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False) or folders[0]
         log.info("W&B run of the quality report: %s", log_report(cfg.quality, public_config(cfg), data, paths,
-                                                                 folders[0]))
+                                                                 Path(run_dir)))
     return data
 
 
