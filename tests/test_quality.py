@@ -409,3 +409,19 @@ def test_self_bleu_is_sacrebleus_sentence_bleu_against_all_other_utterances(meld
     expected = np.mean([bleu.sentence_score(texts[i], texts[:i] + texts[i + 1:]).score for i in range(len(texts))])
     assert self_bleu(texts) == pytest.approx(expected, abs=1e-9)
     assert self_bleu(texts[:20] * 2) > self_bleu(texts[:40]) + 20          # repeated wording scores high
+
+
+def test_sample_based_diversity_is_compared_at_the_smallest_columns_size(scored, tmp_path, meld_slice, meld_train,
+                                                                         embeddings) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    as_set(tmp_path / "data" / "synthetic" / "meld_nat", meld_train[150:162])
+    report = quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings,
+                                     "quality.diversity.sample_utterances=2000",
+                                     "quality.diversity.self_bleu_utterances=2000"))
+    small = report["metrics"]["meld_nat"]["utterances"]
+    for column in report["columns"]:
+        figures = report["metrics"][column]
+        assert figures["sample_utterances"] == figures["self_bleu_utterances"] == small, column
+    # why: the same real text scores a higher distinct-2 on a smaller sample than in the report on larger sets
+    assert report["metrics"]["meld"]["distinct_2"] > scored["report"]["metrics"]["meld"]["distinct_2"]

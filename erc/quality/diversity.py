@@ -77,17 +77,25 @@ def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
 
 
+def sampled_figures(corpus: Corpus, tokens: list[list[str]], sample_utterances: int, self_bleu_utterances: int,
+                    seed: int) -> dict[str, float | int]:
+    """distinct-1/2/3 and self-BLEU of ``corpus`` on seeded samples of the given sizes (``tokens``: its
+    utterances tokenised), with the sizes used (smaller when the corpus is)."""
+    sample = sample_rows(len(corpus), sample_utterances, seed)
+    sampled = [tokens[i] for i in sample]
+    bleu_rows = sample_rows(len(corpus), self_bleu_utterances, seed + 1)
+    return {"distinct_1": distinct_n(sampled, 1), "distinct_2": distinct_n(sampled, 2),
+            "distinct_3": distinct_n(sampled, 3), "sample_utterances": len(sample),
+            "self_bleu": self_bleu([corpus.texts[i] for i in bleu_rows]), "self_bleu_utterances": len(bleu_rows)}
+
+
 def diversity(corpus: Corpus, *, sample_utterances: int, self_bleu_utterances: int, length_cap: int | None,
               seed: int, dedup: dict[str, float | int]) -> dict[str, float | int | None]:
     """Every diversity and form figure of ``corpus`` (see the module docstring); ``length_cap`` in characters,
     None when no cap is known (``at_length_cap`` is then None)."""
     tokens = tokenize(corpus.texts)
     lengths = np.array([len(t) for t in tokens])
-    sample = sample_rows(len(corpus), sample_utterances, seed)
-    sampled = [tokens[i] for i in sample]
-    bleu_rows = sample_rows(len(corpus), self_bleu_utterances, seed + 1)
-    normalised = [" ".join(t) for t in tokens]
-    seen = Counter(normalised)
+    seen = Counter(" ".join(t) for t in tokens)
     by_position = [replace(d, id=str(i)) for i, d in enumerate(corpus.dialogues)]   # ids need not be unique here
     _, removed = deduplicate(by_position, threshold=float(dedup["minhash_threshold"]),
                              num_perm=int(dedup["num_perm"]), shingle_words=int(dedup["shingle_words"]))
@@ -95,9 +103,7 @@ def diversity(corpus: Corpus, *, sample_utterances: int, self_bleu_utterances: i
     stripped = [text.rstrip() for text in corpus.texts]
     return {
         "utterances": len(corpus), "dialogues": len(corpus.dialogues),
-        "distinct_1": distinct_n(sampled, 1), "distinct_2": distinct_n(sampled, 2),
-        "distinct_3": distinct_n(sampled, 3), "sample_utterances": len(sample),
-        "self_bleu": self_bleu([corpus.texts[i] for i in bleu_rows]), "self_bleu_utterances": len(bleu_rows),
+        **sampled_figures(corpus, tokens, sample_utterances, self_bleu_utterances, seed),
         "vocabulary": len({w for t in tokens for w in t}),
         "tokens_mean": float(lengths.mean()) if len(lengths) else 0.0,
         "tokens_p95": float(np.percentile(lengths, 95)) if len(lengths) else 0.0,

@@ -24,7 +24,7 @@ from erc.data.labels import label_set
 from erc.quality.checks import check_quality_config
 from erc.quality.corpus import Corpus, read_benchmark
 from erc.quality.distance import embedding_distance, label_divergence
-from erc.quality.diversity import diversity, share_at_cap
+from erc.quality.diversity import diversity, sampled_figures, share_at_cap, tokenize
 from erc.quality.embeddings import EmbeddingCache, Encoder
 from erc.quality.fidelity import Fidelity, most_suspicious, score_labels
 from erc.quality.probe import Probe, bootstrap_interval, confusion_matrix, features, weighted_f1
@@ -181,8 +181,21 @@ class QualityReport:
         self.columns[corpus.name] = metrics
         scored = ScoredSet(corpus, vectors, fidelity, metrics)
         self.sets[corpus.name] = scored
+        self._equal_samples()
         self.timings[f"score {corpus.name}"] = time.perf_counter() - start
         return scored
+
+    def _equal_samples(self) -> None:
+        """distinct-n and self-BLEU fall as the sample grows: recompute them in every column at the smallest
+        column's size (at most the configured sizes) whenever a smaller set arrives."""
+        corpora = {self.benchmark: self.real, **{name: s.corpus for name, s in self.sets.items()}}
+        smallest = min(len(c) for c in corpora.values())
+        div = self.settings["diversity"]
+        sizes = (min(int(div["sample_utterances"]), smallest), min(int(div["self_bleu_utterances"]), smallest))
+        for name, corpus in corpora.items():
+            figures = self.columns[name]
+            if (figures["sample_utterances"], figures["self_bleu_utterances"]) != sizes:
+                figures.update(sampled_figures(corpus, tokenize(corpus.texts), *sizes, self.seed))
 
     def to_dict(self) -> dict[str, Any]:
         """``quality.json``: settings, the columns' metrics, the suspicious utterances and confusion counts."""
