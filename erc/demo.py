@@ -2,13 +2,14 @@
 
 1. statistics and label-distribution plots of the benchmarks found;
 2. generate a small natural and a small balanced MELD set with the embedded LLM (``llm=local``);
-3. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT with tiny backbones on MELD Org, Nat and Bal
+3. score both generated sets against MELD (label fidelity, usefulness, diversity, distance: ``quality.py``);
+4. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT with tiny backbones on MELD Org, Nat and Bal
    (one Hydra multirun, W&B offline);
-4. Table III, Table IV and the exact Friedman test over that sweep;
-5. print where every artefact is.
+5. Table III, Table IV and the exact Friedman test over that sweep;
+6. print where every artefact is.
 
 Each step is the real command line a researcher would type (``generate.py``, ``train.py -m``,
-``evaluate.py``), run in a subprocess with its progress bars and warnings shown (``--verbose``: every log
+``quality.py``, ``evaluate.py``), run in a subprocess with its progress bars and warnings shown (``--verbose``: every log
 line, as each job's log file has them). Everything goes under ``--out``
 (default ``outputs/demo``): the benchmark folder is linked into ``<out>/data`` next to the generated
 sets, so the benchmark copy itself (often read-only) is never written to. Rerunning resumes: finished
@@ -37,12 +38,12 @@ DATASETS = "meld,meld_nat,meld_bal"
 
 
 def header(step: str) -> None:
-    """Announce a step (``1/5 ...``) once, however many commands it runs."""
+    """Announce a step (``1/6 ...``) once, however many commands it runs."""
     print(f"\n=== {step}", flush=True)
 
 
 def run(step: str, args: list[str]) -> float:
-    """Run one command line of ``step`` (``2/5``) from the project root, streaming its output; return seconds."""
+    """Run one command line of ``step`` (``2/6``) from the project root, streaming its output; return seconds."""
     print(f"$ {shlex.join(args)}", flush=True)
     start = time.perf_counter()
     done = subprocess.run(args, cwd=PROJECT_ROOT)
@@ -99,27 +100,30 @@ def main(argv: list[str] | None = None) -> None:
     verbose = ["verbose=true"] if args.verbose else []
     timings: dict[str, float] = {}
 
-    header("1/5 statistics of the benchmarks")
-    timings["stats"] = run("1/5", [python, "-m", "erc.data.stats", "--data-dir", str(data_dir),
+    header("1/6 statistics of the benchmarks")
+    timings["stats"] = run("1/6", [python, "-m", "erc.data.stats", "--data-dir", str(data_dir),
                                    "--out", str(out / "stats")])
-    header("2/5 generate a natural and a balanced MELD set with the embedded LLM")
+    header("2/6 generate a natural and a balanced MELD set with the embedded LLM")
     for prompt in ("natural", "balanced"):
-        timings[f"generate {prompt}"] = run("2/5", [
+        timings[f"generate {prompt}"] = run("2/6", [
             python, "generate.py", "benchmark=meld", f"prompt={prompt}", f"n_dialogues={args.dialogues}",
             # small sets: wider dev/test shares so that every split gets dialogues
             "split.train=0.6", "split.dev=0.2", "split.test=0.2",
             data_override, f"hydra.run.dir={out}/generate/{prompt}", *verbose])
-    header("3/5 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal")
-    timings["train"] = run("3/5", [
+    header("3/6 score both generated sets against MELD (fidelity, usefulness, diversity, distance)")
+    timings["quality"] = run("3/6", [python, "quality.py", "benchmark=meld", data_override,
+                                     f"hydra.run.dir={out}/quality", *verbose])
+    header("4/6 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal")
+    timings["train"] = run("4/6", [
         python, "train.py", "-m", f"classifier={CLASSIFIERS}", f"data={DATASETS}", "classifier.backbone=tiny",
         "schedule=demo", f"data.limit_dialogues={args.limit_dialogues}", data_override,
         f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train", "hydra.sweep.subdir=${hydra.job.num}",
         *verbose])
-    header("4/5 Table III, Table IV and the exact Friedman test")
-    timings["evaluate"] = run("4/5", [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate",
+    header("5/6 Table III, Table IV and the exact Friedman test")
+    timings["evaluate"] = run("5/6", [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate",
                                       *verbose])
 
-    header("5/5 artefacts")
+    header("6/6 artefacts")
     sections = {
         "statistics": sorted((out / "stats").glob("*")),
         "generated sets (data cards, plots)": sorted(
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
             if p.suffix in (".json", ".md", ".png", ".jsonl")),
         "training (results.json per job; W&B offline runs: `wandb sync` them later)": sorted(
             (out / "train").glob("*/results.json")) + sorted((out / "train").glob("*/wandb/offline-run-*")),
+        "quality report (its table is printed above)": sorted((out / "quality").glob("quality*")),
         "evaluation": sorted(p for p in (out / "evaluate").glob("*") if p.is_file()),
     }
     for title, paths in sections.items():

@@ -58,6 +58,12 @@ def _without(node: Any, excluded: list[str], prefix: str = "") -> Any:
     return {k: _without(v, excluded, f"{prefix}{k}.") for k, v in node.items() if not left_out(prefix + k, excluded)}
 
 
+def _datasets_read(data: DictConfig) -> list[str]:
+    """Every dataset a job reads: its pretrain set (a filtered set is not among the test sets) and its test sets."""
+    names = [*([data.pretrain] if data.get("pretrain") else []), *OmegaConf.to_container(data.test, resolve=True)]
+    return list(dict.fromkeys(str(name) for name in names))
+
+
 def job_key(cfg: DictConfig) -> str:
     """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change that
     can change its numbers, including a generated set regenerated in place with other dialogues (the content
@@ -68,7 +74,7 @@ def job_key(cfg: DictConfig) -> str:
     plain["data_dir"] = str(cfg.paths.data_dir)
     synthetic = Path(cfg.paths.data_dir) / "synthetic"
     plain["generated_files"] = {f"{name}/{split}": sha256_of(synthetic / name / split)
-                                for name in generated_sets(OmegaConf.to_container(cfg.data.test, resolve=True))
+                                for name in generated_sets(_datasets_read(cfg.data))
                                 for split in SPLIT_FILES if (synthetic / name / split).is_file()}
     digest = hashlib.sha1(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()[:12]
     identity = job_identity(cfg)

@@ -39,6 +39,12 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_p
         assert str(evaluation / artefact) in run.stdout          # the closing listing names every artefact
     assert len(json.loads((evaluation / "friedman.json").read_text())["comparisons"]["pairs"]) == 6
     assert (out / "stats" / "label_distribution_meld.png").is_file()
+    # the quality report scores both generated sets against MELD; its table is printed and its file listed
+    report = out / "quality" / "quality.md"
+    assert report.is_file() and str(report) in run.stdout
+    assert all(name in report.read_text() for name in ("meld_nat", "meld_bal")) and "kappa" in run.stdout.lower()
+    for name in ("meld_nat", "meld_bal"):
+        assert "quality" in json.loads((out / "data" / "synthetic" / name / "card.json").read_text())
     # the benchmark copy is only read: the generated sets live in the demo folder, MELD is linked in
     assert (out / "data" / "meld").resolve() == (shared_data / "meld").resolve()
     assert not (out / "data" / "synthetic").is_symlink()

@@ -251,3 +251,16 @@ def test_a_real_multirun_with_a_failed_job_is_refused(data_dir, tmp_path):
     assert len(jobs) == 2 and (jobs[0] / "results.json").is_file() and not (jobs[1] / "results.json").exists()
     with pytest.raises(IncompleteResultsError, match=rf"{jobs[1]} \(compm\[pm=pretrained\], meld_bal, seed 1\)"):
         evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+
+
+def test_a_filtered_sets_jobs_are_refused_by_name_and_select_leaves_them_out(meld_multirun, tmp_path):
+    """A job pretrained on meld_bal_probe (the quality filter's set) is not one of Table IV's instances: refused
+    naming it and the fix, and with that fix the paper's instances are ranked exactly as without the job."""
+    write_result(meld_multirun, "compm", "meld", "bal_probe", 1, {"meld_org": 0.6, "meld_nat": 0.5, "meld_bal": 0.4})
+    with pytest.raises(DataError) as err:
+        evaluate(make_cfg(tmp_path / "all", f"sweep={meld_multirun}"))
+    assert "compm_meld_bal_probe_seed1/results.json: field 'identity.source' is 'bal_probe'" in str(err.value)
+    assert "+select.source=[org,nat,bal]" in str(err.value)
+    kept = evaluate(make_cfg(tmp_path / "kept", f"sweep={meld_multirun}", "+select.source=[org,nat,bal]"))
+    assert kept["complete"] is True and kept["comparisons"]["m"] == 6
+    assert "compm_bal_probe" not in kept["instances"]

@@ -139,3 +139,16 @@ def test_sweep_folder_names_leave_out_the_same_keys(tmp_path) -> None:
     (folder,) = [p.name for p in sweep.iterdir() if p.is_dir()]
     assert folder == ("0_classifier.backbone=tiny,classifier=compm,data.limit_dialogues=3,data=meld,"
                       "schedule.lr=abc,schedule=debug,seed=7")
+
+
+def test_the_job_key_follows_the_content_of_a_filtered_pretrain_set(tmp_path) -> None:
+    """A filtered set (meld_bal_probe) is read only as the pretrain set, not among the test sets: regenerating it in
+    place with other dialogues must still change the key, or its stale checkpoints would be resumed."""
+    folder = tmp_path / "data" / "synthetic" / "meld_bal_probe"
+    folder.mkdir(parents=True)
+    (folder / "train.jsonl").write_text('{"id": "a"}\n')
+    cfg = compose_config("train", tmp_path, ["data=meld_bal_probe", *TINY])
+    assert cfg.data.pretrain == "meld_bal_probe" and "meld_bal_probe" not in cfg.data.test
+    key = job_key(cfg)
+    (folder / "train.jsonl").write_text('{"id": "b"}\n')
+    assert job_key(cfg) != key

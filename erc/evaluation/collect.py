@@ -78,8 +78,9 @@ def rows_from_result(result: Mapping[str, Any], origin: str) -> list[dict[str, A
         if not isinstance(identity.get(field), str) or not identity.get(field):
             raise DataError(f"{origin}: field 'identity.{field}' is missing or not a string")
     if identity["source"] not in SOURCES:
-        raise DataError(f"{origin}: field 'identity.source' is {identity['source']!r}; "
-                        f"valid: {', '.join(SOURCES)}")
+        raise DataError(f"{origin}: field 'identity.source' is {identity['source']!r}; Table III and IV compare "
+                        f"the paper's sources {', '.join(SOURCES)} (a filtered set's jobs are not part of them: "
+                        f"leave them out with '+select.source=[org,nat,bal]' or a sweep folder of their own)")
     metrics = result.get("metrics")
     if not isinstance(metrics, Mapping):
         raise DataError(f"{origin}: field 'metrics' is missing or not an object")
@@ -212,6 +213,8 @@ def read_sweep(folder: str | Path, select: Mapping[str, Any] | None = None) -> t
             raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
         if not isinstance(result, Mapping):
             raise DataError(f"{path}: expected a JSON object at the top level")
+        if isinstance(result.get("identity"), Mapping) and not _matches(result["identity"], select):
+            continue                      # left out by select=, whatever it holds
         rows.extend(rows_from_result(result, str(path)))
     table = pd.DataFrame(rows, columns=COLUMNS) if rows else empty_table()
     table = select_rows(table, select)

@@ -125,6 +125,10 @@ def check_generation_config(cfg: DictConfig) -> None:
     check_template(load_template(cfg.prompt.template), str(cfg.prompt.mode))
     check_urls(cfg)
     check_not_overridden(cfg.benchmark)
+    if "quality" in cfg:                 # the report and the filter run after the requests: check them before
+        from erc.quality import check_generate_quality_config
+
+        check_generate_quality_config(cfg)
     if cfg.prompt.suffix not in GENERATED_SOURCES:
         raise ConfigError(f"prompt.suffix={cfg.prompt.suffix!r} names the set's source (its folder "
                           f"<benchmark>_<source>); valid: {', '.join(GENERATED_SOURCES)}")
