@@ -213,8 +213,9 @@ def read_sweep(folder: str | Path, select: Mapping[str, Any] | None = None) -> t
             raise DataError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}): {err.msg}") from err
         if not isinstance(result, Mapping):
             raise DataError(f"{path}: expected a JSON object at the top level")
-        if isinstance(result.get("identity"), Mapping) and not _matches(result["identity"], select):
-            continue                      # left out by select=, whatever it holds
+        identity = result.get("identity")
+        if isinstance(identity, Mapping) and identity.get("source") not in SOURCES and not _matches(identity, select):
+            continue      # a filtered set's job that select= leaves out: not refused for a source it cannot rank
         rows.extend(rows_from_result(result, str(path)))
     table = pd.DataFrame(rows, columns=COLUMNS) if rows else empty_table()
     table = select_rows(table, select)
