@@ -35,7 +35,7 @@ data: $(STAMP)  ## download MELD and EmoryNLP into $ERC_DATA_DIR (default ./data
 stats: $(STAMP)  ## dataset statistics and label-distribution PNGs for every benchmark found
 	$(BIN)/python -m erc.data.stats --out outputs/stats
 
-demo: $(STAMP)  ## the main job: the paper's pipeline, small and offline (about 12 min on 2 CPU cores)
+demo: $(STAMP)  ## the main job: the paper's pipeline, small and offline (about 18 min on 2 CPU cores)
 	$(BIN)/python -m erc.demo
 
 bench: $(STAMP)  ## every benchmark script in bench/, then one summary
