@@ -104,7 +104,7 @@ def embedded_figures(n: int, max_new_tokens: int, rounds: int) -> None:
     for index in range(n):
         spec = plan_dialogue(index, seed=int(cfg.seed), mode="natural", labels=labels,
                              speaker_pool=list(gen.speaker_pool), speakers_per_dialogue=list(gen.speakers_per_dialogue))
-        prompts.append((helper.chat_prompt(render_user_prompt(template, spec, participants=gen.participants,
+        prompts.append((helper.prompt(render_user_prompt(template, spec, participants=gen.participants,
                                                               labels=labels)), derive_seed(int(cfg.seed), index, 0)))
     pipeline, bare = [], []
     for _ in range(rounds):

@@ -43,7 +43,7 @@ def test_local_same_seed_same_text_different_seed_different_text():
     async def run() -> list[str]:
         backend = make_backend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
         await backend.start()
-        prompt = backend.chat_prompt("Write one sentence about Central Perk.")
+        prompt = backend.prompt("Write one sentence about Central Perk.")
         assert "<|im_start|>user\nWrite one sentence" in prompt  # the GGUF's own chat template
         texts = [(await backend.complete(prompt, seed, None)).text for seed in (101, 202, 101)]
         await backend.close()

@@ -198,7 +198,7 @@ class Generator:
                                  speaker_pool=list(gen.speaker_pool),
                                  speakers_per_dialogue=list(gen.speakers_per_dialogue))
             user = render_user_prompt(self.template, spec, participants=gen.participants, labels=self.labels)
-            prompt = self.backend.chat_prompt(user)
+            prompt = self.backend.prompt(user)
             grammar = None
             if self.backend.sampling.constrained:
                 g = self.cfg.sampling.grammar

@@ -13,6 +13,10 @@ from erc.generation.prompts import apply_chat_template
 from erc.generation.sampling import Sampling
 
 
+# The text of a prompt (text routes) or its chat messages ``[{"role": ..., "content": ...}]`` (chat route).
+Prompt = str | list[dict[str, str]]
+
+
 @dataclass
 class Completion:
     """One finished request. ``finish_reason`` is the server's word; ``truncated`` is the meaning
@@ -84,8 +88,12 @@ class Backend(ABC):
         """Connect, check the server and return provenance (model id, revision, server version).
         ``provenance["model"]`` names the model in every request fingerprint."""
 
-    def chat_prompt(self, user_prompt: str) -> str:
-        """The exact text sent to the model for ``user_prompt``."""
+    def prompt(self, user_prompt: str, system: str | None = None) -> Prompt:
+        """What is sent to the model for ``user_prompt`` (and an optional system message): the rendered text on
+        the text routes (TGI ``/generate``, ``/v1/completions``, the embedded model), chat messages on a chat
+        route. It is stored with each request and hashed into its fingerprint."""
+        if system is not None:
+            raise FatalRequestError("a {prompt} chat template has no place for a system message (prompt.system)")
         return apply_chat_template(self.cfg.chat_template, user_prompt)
 
     @abstractmethod
@@ -93,7 +101,7 @@ class Backend(ABC):
         """The sampling fields as sent (without seed and grammar), for fingerprints and records."""
 
     @abstractmethod
-    async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
+    async def complete(self, prompt: Prompt, seed: int, grammar: DialogueGrammar | None) -> Completion:
         """Generate once. Raises :class:`TransientError` or :class:`FatalRequestError`."""
 
     async def close(self) -> None:

@@ -101,9 +101,9 @@ class LocalBackend(Backend):
                 "model_path": str(self.model_path), "server": "llama-cpp-python (embedded)",
                 "server_version": _llama_cpp_version()}
 
-    def chat_prompt(self, user_prompt: str) -> str:
+    def prompt(self, user_prompt: str, system: str | None = None) -> str:
         if self.cfg.chat_template != "gguf":
-            return super().chat_prompt(user_prompt)
+            return super().prompt(user_prompt, system)
         if self._chat_format is None:
             from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -115,7 +115,8 @@ class LocalBackend(Backend):
             self._chat_format = Jinja2ChatFormatter(
                 template=template, eos_token=self._special_token("tokenizer.ggml.eos_token_id"),
                 bos_token=self._special_token("tokenizer.ggml.bos_token_id"))
-        return self._chat_format(messages=[{"role": "user", "content": user_prompt}]).prompt
+        messages = [{"role": "system", "content": system}] if system is not None else []
+        return self._chat_format(messages=[*messages, {"role": "user", "content": user_prompt}]).prompt
 
     def _special_token(self, key: str) -> str:
         meta = self.llama.metadata
