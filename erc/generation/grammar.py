@@ -1,7 +1,10 @@
-"""Constrained decoding: a grammar admitting only ``Speaker: utterance (number)`` lines.
+"""Constrained decoding: a grammar admitting only ``Speaker: utterance (number)`` lines, or a JSON schema.
 
-One dialogue shape, three spellings: GBNF for llama.cpp (embedded or server), a regular expression
-for TGI's ``grammar`` and vLLM's structured outputs. The speakers are the dialogue's own, the label
+The paper's line format is :class:`DialogueGrammar`: one dialogue shape, three spellings: GBNF for llama.cpp
+(embedded or server), a regular expression for TGI's ``grammar`` and vLLM's structured outputs. JSON answers
+(``prompt.format=json``, the judge) are constrained by a :class:`JsonSchema`, which servers take as a schema
+(OpenAI ``response_format``, vLLM structured outputs, Ollama ``format``) and llama.cpp as the GBNF its own
+converter writes. The speakers are the dialogue's own, the label
 numbers the benchmark's, and the number of turns and the utterance length are bounded so that a
 small model cannot loop forever. An utterance cannot contain a newline, a colon or parentheses, so
 a line cannot hide a second speaker's turn or a second label.
@@ -9,8 +12,10 @@ a line cannot hide a second speaker's turn or a second label.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,10 @@ class DialogueGrammar:
     # Forbid label k+1 right after label k (GBNF only): small models fill the numbered options
     # in order (1, 2, 3...) instead of choosing emotions. Changes the distribution further.
     no_label_counting: bool = False
+
+    def identity(self) -> str:
+        """What a request fingerprint hashes for this constraint."""
+        return self.gbnf()
 
     def gbnf(self) -> str:
         """GBNF (llama.cpp), e.g. ``line ::= speaker ": " utterance " (" label ")\\n"``."""
@@ -66,3 +75,34 @@ class DialogueGrammar:
 
 def _gbnf_literal(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class JsonSchema:
+    """A JSON schema the answer must follow. ``name`` is the schema's name where a server asks for one (OpenAI's
+    ``json_schema.name``); ``text`` is the schema as canonical JSON, so equal schemas are equal constraints and the
+    dataclass stays hashable."""
+
+    name: str
+    text: str
+
+    @classmethod
+    def of(cls, name: str, schema: dict[str, Any]) -> JsonSchema:
+        return cls(name, json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+
+    def schema(self) -> dict[str, Any]:
+        return json.loads(self.text)
+
+    def identity(self) -> str:
+        """What a request fingerprint hashes for this constraint."""
+        return self.text
+
+    def gbnf(self) -> str:
+        """The schema as GBNF, written by llama-cpp-python's converter (what its server does with a schema)."""
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        return json_schema_to_gbnf(self.text)
+
+
+# The output constraint of a request: the line grammar, a JSON schema, or none.
+Constraint = DialogueGrammar | JsonSchema
