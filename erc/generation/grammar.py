@@ -80,15 +80,17 @@ def _gbnf_literal(text: str) -> str:
 @dataclass(frozen=True)
 class JsonSchema:
     """A JSON schema the answer must follow. ``name`` is the schema's name where a server asks for one (OpenAI's
-    ``json_schema.name``); ``text`` is the schema as canonical JSON, so equal schemas are equal constraints and the
-    dataclass stays hashable."""
+    ``json_schema.name``); ``text`` is the schema as compact JSON, so equal schemas are equal constraints and the
+    dataclass stays hashable. Keys keep the order they were built in, not sorted: servers and llama.cpp's
+    converter generate an object's properties in the order the schema lists them, and that order is part of
+    the constraint (a dialogue turn's ``emotion`` comes after its ``text``, as the label after the line)."""
 
     name: str
     text: str
 
     @classmethod
     def of(cls, name: str, schema: dict[str, Any]) -> JsonSchema:
-        return cls(name, json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False))
+        return cls(name, json.dumps(schema, separators=(",", ":"), ensure_ascii=False))
 
     def schema(self) -> dict[str, Any]:
         return json.loads(self.text)
