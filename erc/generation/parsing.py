@@ -15,6 +15,9 @@ label or write it as a word; those are all accepted. Whatever makes a dialogue u
 - ``degenerate_repetition``: a repeated line, or a word n-gram repeated again and again
 - ``label_enumeration``: labels counting 1, 2, 3, 4... down the lines, the artefact small
   models produce under a grammar instead of choosing emotions
+
+JSON answers (``prompt.format=json``) are read by :func:`erc.generation.json_output.parse_json_turns` with the
+same reasons (a JSON item that is not a turn is a ``malformed_line``), then checked here like lines.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from erc.data.schema import DataError
 # The answer held no dialogue at all (empty, or prose only): the server, template or model failed,
 # not the dialogue, so such answers do not use up a slot (see erc.generation.pipeline).
 NO_DIALOGUE = "no_dialogue"
+
+# prompt.format: the paper's "Speaker: utterance (number)" lines, or a JSON object (erc.generation.json_output).
+FORMATS = ("lines", "json")
 
 REASONS = (NO_DIALOGUE, "too_few_turns", "label_out_of_range", "unknown_label", "malformed_line",
            "unknown_speaker", "balanced_target_missing", "truncated", "degenerate_repetition",
@@ -79,8 +85,11 @@ class ParsedDialogue:
         return not self.reasons
 
 
-def _label_of(raw: str, benchmark: str, labels: list[str]) -> tuple[int | None, str | None, bool]:
-    """``(class id, reason, given as a word)`` for the text inside the label brackets."""
+def parse_label(raw: str | int, benchmark: str, labels: list[str]) -> tuple[int | None, str | None, bool]:
+    """``(class id, reason, given as a word)`` for the text inside the label brackets (or a JSON turn's
+    ``emotion``: a string like it, or a number)."""
+    if isinstance(raw, int):
+        return (raw - 1, None, False) if 1 <= raw <= len(labels) else (None, "label_out_of_range", False)
     number = _LABEL_NUMBER.fullmatch(raw)
     if number:
         value = int(number.group(1))
@@ -107,7 +116,7 @@ def parse_turns(text: str, benchmark: str, labels: list[str]) -> ParsedDialogue:
             if lines[i].strip():
                 reasons.add("malformed_line")
             continue
-        label_id, reason, as_word = _label_of(match.group("label").strip(), benchmark, labels)
+        label_id, reason, as_word = parse_label(match.group("label").strip(), benchmark, labels)
         if reason:
             reasons.add(reason)
             continue
@@ -142,10 +151,18 @@ def _enumerated(label_ids: list[int], run: int) -> bool:
 
 
 def validate(text: str, *, truncated: bool, benchmark: str, labels: list[str], speakers: list[str],
-             target: str | None, rules: Rules) -> ParsedDialogue:
-    """Parse ``text`` and collect every reason to reject it. Speakers are returned as named in
-    the prompt (``speakers``) when they match it case-insensitively."""
-    parsed = parse_turns(text, benchmark, labels)
+             target: str | None, rules: Rules, format: str = "lines") -> ParsedDialogue:
+    """Parse ``text`` in its output ``format`` (``prompt.format``; a request record's ``"format"``, which
+    records from before JSON output lack: ``"lines"``) and collect every reason to reject it. Speakers are
+    returned as named in the prompt (``speakers``) when they match it case-insensitively."""
+    if format == "json":
+        from erc.generation.json_output import parse_json_turns  # here: json_output builds on this module
+
+        parsed = parse_json_turns(text, benchmark, labels)
+    elif format == "lines":
+        parsed = parse_turns(text, benchmark, labels)
+    else:
+        raise ValueError(f"unknown output format {format!r}; valid: {', '.join(FORMATS)}")
     reasons = set(parsed.reasons)
     if truncated:
         reasons.add("truncated")

@@ -77,7 +77,8 @@ def accepted_dialogues(records: list[dict[str, Any]], benchmark: str, source: st
         chosen, dialogue_seen = None, False
         for record in sorted(by_slot[slot], key=lambda r: r["attempt"]):
             parsed = validate(record["text"], truncated=record["finish_reason"] == "length", benchmark=benchmark,
-                              labels=labels, speakers=record["speakers"], target=record["target"], rules=rules)
+                              labels=labels, speakers=record["speakers"], target=record["target"], rules=rules,
+                              format=record.get("format", "lines"))  # records from before JSON output: lines
             reasons.update(parsed.reasons)
             dialogue_seen |= NO_DIALOGUE not in parsed.reasons
             if parsed.accepted and chosen is None:
@@ -245,6 +246,7 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
             "chat_template": last.get("setup", {}).get("chat_template"),
             "parameters_sent": last.get("setup", {}).get("parameters", {}),
             "not_honoured": last.get("not_honoured", []), "constrained": bool(first["constrained"]),
+            "format": first.get("format", "lines"),
             "sampling": OmegaConf.to_container(cfg.sampling, resolve=True),
             "deviations_from_table_ii": deviations_from_table_ii(cfg.sampling), "seed": int(cfg.seed),
             "max_attempts": int(cfg.max_attempts)},
