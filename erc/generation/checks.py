@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from erc.data.labels import check_not_overridden
 from erc.data.names import GENERATED_SOURCES
 from erc.errors import ConfigError
+from erc.generation.parsing import FORMATS
 from erc.generation.prompts import PromptTemplate, load_template
 from erc.generation.split import check_ratios
 
@@ -59,6 +60,14 @@ def check_template(template: PromptTemplate, mode: str) -> None:
         unknown = ", ".join("{" + s + "}" for s in sorted(used - need))
         raise ConfigError(f"prompt.template {template.path} has unknown slot(s) {unknown}: a {mode} prompt fills "
                           f"only {slots}")
+
+
+def check_format(prompt: DictConfig) -> None:
+    """``prompt.format`` names an output format the parser reads; its template (``prompt.templates.<format>``,
+    or the user's ``prompt.template``) is then checked for the mode's slots like any other."""
+    if prompt.get("format") not in FORMATS:
+        raise ConfigError(f"prompt.format must be one of {', '.join(FORMATS)} (lines: the paper's \"Speaker: "
+                          f"utterance (number)\"; json: a JSON object, beyond the paper), got {prompt.get('format')!r}")
 
 
 def check_sampling(cfg: DictConfig) -> None:
@@ -122,6 +131,7 @@ def check_generation_config(cfg: DictConfig) -> None:
     check_dedup(float(cfg.dedup.minhash_threshold), int(cfg.dedup.num_perm))
     check_ratios(cfg.split)
     check_sampling(cfg)
+    check_format(cfg.prompt)
     check_template(load_template(cfg.prompt.template), str(cfg.prompt.mode))
     check_urls(cfg)
     check_not_overridden(cfg.benchmark)
