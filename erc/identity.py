@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from erc.data.names import dataset_name, generated_sets
 from erc.io import sha256_of
+from erc.pretrained import backbone_identities
 from erc.secrets import public_config
 
 # The files of a generated set that training reads (requests.jsonl and runs.jsonl are generation's logs).
@@ -68,10 +69,14 @@ def job_key(cfg: DictConfig) -> str:
     """``<classifier>-<data>-s<seed>-<hash>``: stable for the same experiment, different for any change that
     can change its numbers, including a generated set regenerated in place with other dialogues (the content
     of its split files is hashed; rewriting the same content, as a rerun of post-processing does, keeps the
-    key). Keys in ``cfg.not_in_job_key`` are left out."""
+    key) and a backbone folder whose files changed (:func:`erc.pretrained.backbone_identities`). Keys in
+    ``cfg.not_in_job_key`` are left out."""
     excluded = [str(k) for k in cfg.get("not_in_job_key") or []]
     plain = _without(public_config(cfg), excluded)
     plain["data_dir"] = str(cfg.paths.data_dir)
+    backbones = backbone_identities(cfg.classifier)       # a model folder by its files, minilm by its version
+    if backbones:
+        plain["backbone_files"] = backbones
     synthetic = Path(cfg.paths.data_dir) / "synthetic"
     plain["generated_files"] = {f"{name}/{split}": sha256_of(synthetic / name / split)
                                 for name in generated_sets(_datasets_read(cfg.data))

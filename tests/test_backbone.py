@@ -70,7 +70,7 @@ def test_another_layout_runs_the_plain_forward_and_says_so(distilbert, caplog) -
         cls_vectors(distilbert, ids, mask)
     torch.testing.assert_close(vectors, plain_first_token(distilbert, ids, mask))
     assert [r.getMessage() for r in caplog.records] == [
-        "cls_vectors: DistilBertModel has another layout than RobertaModel's: its plain forward runs"]
+        "cls_vectors: DistilBertModel has another layout than RobertaModel's and BertModel's: its plain forward runs"]
 
 
 def test_a_roberta_decoder_is_not_taken_for_the_supported_layout() -> None:

@@ -1,15 +1,17 @@
 """CoMPM's context model inputs (CoM), shared by CoMPM and EmoOne through one base class.
 
-CoM reads RoBERTa over the string ``"<s1> utt <s2> utt ... <sK> target"`` (stripped) of the dialogue up to and
-including the target: ``<sK>`` numbers speakers by first appearance in the dialogue and is tokenized as plain
-text; the last ``max_length - 1`` tokens are kept (the oldest context is dropped) and ``<s>`` is prepended (no
-``</s>``). :class:`ContextModelClassifier` builds those inputs; CoMPM (:mod:`erc.models.compm`) adds the speaker
+CoM reads the encoder (RoBERTa in the reference) over the string ``"<s1> utt <s2> utt ... <sK> target"``
+(stripped) of the dialogue up to and including the target: ``<sK>`` numbers speakers by first appearance in the
+dialogue and is tokenized as plain text; the last ``max_length - 1`` tokens are kept (the oldest context is
+dropped) and the encoder's first token (``<s>``, or ``[CLS]`` for BERT-style tokenizers) is prepended (no
+``</s>``). ``max_length`` is capped at the encoder's position limit (:func:`erc.models.backbone.position_limit`). :class:`ContextModelClassifier` builds those inputs; CoMPM (:mod:`erc.models.compm`) adds the speaker
 memory on top, EmoOne (:mod:`erc.models.emoone`) a gray label per sample, so the two see identical inputs.
 
 Each utterance is tokenized once per dataset and a target's input is the concatenation of its pieces' id lists
-(``"<sK>"``/``" <sK>"`` markers and ``" " + text`` utterances). Byte-level BPE never merges across the
-pre-tokenizer's word boundaries, and every piece boundary falls on one, so this equals tokenizing the whole string
-(tested on real MELD text) at a fraction of the cost.
+(``"<sK>"``/``" <sK>"`` markers and ``" " + text`` utterances). Byte-level BPE (and WordPiece, and
+SentencePiece with a whitespace pre-tokenizer) never merges across the pre-tokenizer's word boundaries, and every
+piece boundary falls on one, so this equals tokenizing the whole string (tested on real MELD text, and per tokenizer
+family in tests/test_backbone_families.py) at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 
 from erc.data import DataError, Dialogue, Utterance
-from erc.models.backbone import build_encoder, build_tokenizer
+from erc.models.backbone import build_encoder, build_tokenizer, position_limit, special_ids
 from erc.models.base import ERCClassifier
 
 
@@ -61,17 +63,21 @@ class ContextModelClassifier(ERCClassifier):
     def __init__(self, benchmark: str, backbone: str, max_length: int,
                  backbone_config: dict[str, Any] | None) -> None:
         super().__init__(benchmark)
-        self.max_length = max_length
         self.tokenizer = build_tokenizer(backbone)
         self.context_model = build_encoder(backbone, overrides=backbone_config)
-        self._cls = self.tokenizer.cls_token_id
-        self._pad = self.tokenizer.pad_token_id
+        self._cls, _, self._pad = special_ids(self.tokenizer, "classifier.backbone")
+        self.max_length = min(max_length, position_limit(self.context_model))
 
     # ---- samples ------------------------------------------------------------------------------
     def _ids(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
         return self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+    def alone_ids(self, texts: list[str]) -> list[list[int]]:
+        """Each utterance on its own (``TokenizedDialogue.alone``), with the CoM tokenizer; CoMPM's PM, which may
+        be another encoder, tokenizes with its own."""
+        return self._ids(texts)
 
     def make_sample(self, dialogue: TokenizedDialogue, target: int, length: int, utterance: Utterance
                     ) -> ContextSample:
@@ -84,7 +90,7 @@ class ContextModelClassifier(ERCClassifier):
         index = {name: i for i, name in enumerate(self.labels)}
         texts = [u.text for d in dialogues for u in d.utterances]
         context = self._ids([" " + t for t in texts])
-        alone = self._ids(texts)
+        alone = self.alone_ids(texts)
         ragged = [i for i, t in enumerate(texts) if (" " + t).rstrip() != " " + t]
         final = list(context)
         for i, ids in zip(ragged, self._ids([(" " + texts[i]).rstrip() for i in ragged])):
@@ -133,9 +139,10 @@ class ContextModelClassifier(ERCClassifier):
         return [self._cls] + ids[-(self.max_length - 1):]
 
     # ---- batches ------------------------------------------------------------------------------
-    def _pad_batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _pad_batch(self, rows: list[list[int]], pad: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded ids (``pad``, default the CoM tokenizer's pad id) and the attention mask."""
         width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self._pad, dtype=torch.long)
+        ids = torch.full((len(rows), width), self._pad if pad is None else pad, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)

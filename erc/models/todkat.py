@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from erc.data import DataError, Dialogue
-from erc.models.backbone import build_encoder, build_tokenizer
+from erc.models.backbone import build_encoder, build_tokenizer, position_limit, special_ids
 from erc.models.base import ERCClassifier, PhaseSchedule
 from erc.models.knowledge import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
@@ -60,7 +60,8 @@ class TODKAT(ERCClassifier):
                              num_topics=num_topics, topic_hidden=topic_hidden, kl_weight=kl_weight,
                              knowledge=knowledge == "comet", nhead=nhead, dim_feedforward=dim_feedforward,
                              num_layers=num_layers, dropout=dropout)
-        self.max_utterance_tokens = max_utterance_tokens
+        self._first, self._last, self._pad_id = special_ids(self.tokenizer, "classifier.backbone")
+        self.max_utterance_tokens = min(max_utterance_tokens, position_limit(encoder))
         self.topic_weight, self.topic_lr = topic_weight, topic_lr
         self.knowledge_mode = knowledge
         self.knowledge_cache_path = knowledge_cache
@@ -70,10 +71,13 @@ class TODKAT(ERCClassifier):
 
     # ---- samples: one per dialogue ------------------------------------------------------------
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
-        """``<s> text </s>`` ids, the head kept up to ``max_utterance_tokens`` (as the release does)."""
+        """``<s> text </s>`` ids (``[CLS] text [SEP]`` for BERT-style tokenizers: the encoder's own first and last
+        special tokens), the head kept up to ``max_utterance_tokens`` (as the release does)."""
         if not texts:
             return []
-        return self.tokenizer(texts, truncation=True, max_length=self.max_utterance_tokens)["input_ids"]
+        keep = self.max_utterance_tokens - 2
+        return [[self._first, *ids[:keep], self._last]
+                for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def _cache(self) -> KnowledgeCache:
         if self._knowledge_cache is None:
@@ -112,7 +116,7 @@ class TODKAT(ERCClassifier):
 
     def _pad(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max((len(r) for r in rows), default=1)
-        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        ids = torch.full((len(rows), width), self._pad_id, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
         for i, row in enumerate(rows):
             ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)

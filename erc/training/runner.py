@@ -40,7 +40,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
 from erc.data import parse_dataset, test_set_name
-from erc.errors import ConfigError, UserError
+from erc.errors import UserError
 from erc.identity import job_identity, job_key
 from erc.io import write_json_atomic
 from erc.locks import FolderLock
@@ -213,11 +213,10 @@ def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
     try:
         exp.build()
     except InstantiationException as err:
-        if not isinstance(err.__cause__, OSError):
+        # erc.models.backbone names the option (backbone, pm_backbone) whose model cannot be loaded
+        if not isinstance(err.__cause__, UserError):
             raise
-        # from_pretrained: no such model on the hub, no network, a model folder without weights
-        raise ConfigError(f"classifier.backbone={cfg.classifier.get('backbone')!r} could not be loaded: "
-                          f"{err.__cause__}") from err
+        raise err.__cause__ from None
     config = public_config(cfg)
     exp.reporter = Reporter.start(cfg, exp.identity, config, exp.output_dir, exp.key)
     try:

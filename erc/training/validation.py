@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 from erc.data.names import check_axes, dataset_name, parse_dataset, pretrain_set
 from erc.errors import ConfigError, DataError
 from erc.models.backbone import check_backbone_name
+from erc.pretrained import BACKBONE_KEYS
 from erc.training.schedule import PHASES, phase_schedule
 
 
@@ -33,8 +34,9 @@ def validate_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"data.num_workers must be an integer >= 0, got {workers!r}")
     for phase in PHASES:
         phase_schedule(cfg.schedule, phase)
-    if cfg.classifier.get("backbone") is not None:
-        check_backbone_name(str(cfg.classifier.backbone), "classifier.backbone")
+    for option in BACKBONE_KEYS:
+        if cfg.classifier.get(option) is not None:
+            check_backbone_name(str(cfg.classifier[option]), f"classifier.{option}")
 
 
 def _hydra_data_choice() -> str | None:
