@@ -5,9 +5,9 @@ import logging
 
 import pytest
 import torch
-from transformers import DistilBertConfig, DistilBertModel, RobertaModel
+from transformers import BertModel, DistilBertConfig, DistilBertModel, RobertaModel
 
-from erc.models.backbone import build_encoder, cls_vectors, encoder_config, has_fast_path_layout
+from erc.models.backbone import build_encoder, cls_vectors, encoder_config, has_fast_path_layout, position_limit
 
 
 def padded_batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,3 +76,20 @@ def test_another_layout_runs_the_plain_forward_and_says_so(distilbert, caplog) -
 def test_a_roberta_decoder_is_not_taken_for_the_supported_layout() -> None:
     """A causal (decoder) RoBERTa attends differently from what the fast path computes."""
     assert not has_fast_path_layout(RobertaModel(encoder_config("tiny", {"is_decoder": True}), add_pooling_layer=False))
+
+
+@torch.no_grad()
+def test_a_bert_takes_the_fast_path_too_and_matches_the_plain_forward() -> None:
+    """The packaged MiniLM is a BertModel: in transformers 5.x its layers are RoBERTa's, so the fast path is exact."""
+    encoder = build_encoder("minilm").eval()
+    ids, mask = padded_batch(encoder.config.vocab_size)
+    ids[mask == 0] = encoder.config.pad_token_id
+    assert isinstance(encoder, BertModel) and has_fast_path_layout(encoder)
+    torch.testing.assert_close(cls_vectors(encoder, ids, mask), plain_first_token(encoder, ids, mask),
+                               atol=1e-5, rtol=1e-4)
+
+
+def test_position_limit_counts_the_offset_of_roberta_style_position_ids() -> None:
+    """RoBERTa numbers positions from padding_idx + 1, so its 514 rows hold 512 tokens; BERT's 512 hold 512."""
+    assert build_encoder("tiny").embeddings.position_embeddings.num_embeddings == 514
+    assert position_limit(build_encoder("tiny")) == 512 == position_limit(build_encoder("minilm"))

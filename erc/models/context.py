@@ -4,8 +4,9 @@ CoM reads the encoder (RoBERTa in the reference) over the string ``"<s1> utt <s2
 (stripped) of the dialogue up to and including the target: ``<sK>`` numbers speakers by first appearance in the
 dialogue and is tokenized as plain text; the last ``max_length - 1`` tokens are kept (the oldest context is
 dropped) and the encoder's first token (``<s>``, or ``[CLS]`` for BERT-style tokenizers) is prepended (no
-``</s>``). ``max_length`` is capped at the encoder's position limit (:func:`erc.models.backbone.position_limit`). :class:`ContextModelClassifier` builds those inputs; CoMPM (:mod:`erc.models.compm`) adds the speaker
-memory on top, EmoOne (:mod:`erc.models.emoone`) a gray label per sample, so the two see identical inputs.
+``</s>``). ``max_length`` is capped at the encoder's position limit (:func:`erc.models.backbone.position_limit`).
+:class:`ContextModelClassifier` builds those inputs; CoMPM (:mod:`erc.models.compm`) adds the speaker memory on
+top, EmoOne (:mod:`erc.models.emoone`) a gray label per sample, so the two see identical inputs.
 
 Each utterance is tokenized once per dataset and a target's input is the concatenation of its pieces' id lists
 (``"<sK>"``/``" <sK>"`` markers and ``" " + text`` utterances). Byte-level BPE (and WordPiece, and

@@ -41,18 +41,22 @@ def topic_word_mask(tokenizer) -> torch.Tensor:
     """A (V,) bool mask of the tokenizer ids that count as topic words.
 
     Special tokens, pure punctuation/digits and English stop words (sklearn's list) are left out.
-    The byte-level BPE marks a leading space with ``Ġ``; it is stripped before the checks.
+    The word-boundary marks of each tokenizer family are stripped before the checks: byte-level BPE's leading-space
+    ``Ġ``, SentencePiece's ``▁``, and WordPiece's continuation prefix (``##``) where the tokenizer has one.
     """
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     vocab_size = len(tokenizer)
     mask = torch.ones(vocab_size, dtype=torch.bool)
     special = set(tokenizer.all_special_ids)
-    junk = set(string.punctuation + string.digits + string.whitespace + "Ġ")
+    junk = set(string.punctuation + string.digits + string.whitespace + "Ġ▁")
+    backend = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    continuation = getattr(backend, "continuing_subword_prefix", None) or ""
     for token, index in tokenizer.get_vocab().items():
         if index >= vocab_size:
             continue
-        word = token.replace("Ġ", "").strip().lower()
+        word = token.removeprefix(continuation) if continuation else token
+        word = word.replace("Ġ", "").replace("▁", "").strip().lower()
         if index in special or not word or set(word) <= junk or word in ENGLISH_STOP_WORDS:
             mask[index] = False
     return mask
