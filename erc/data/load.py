@@ -2,7 +2,7 @@
 
 ``name`` is a benchmark (``meld``, ``emorynlp``, ``iemocap``: read from ``<data_dir>/<name>/``, the
 format detected per split) or a generated set ``<benchmark>_<nat|bal>`` or its filtered variant
-``<benchmark>_<nat|bal>_probe`` (read from ``<data_dir>/synthetic/<name>/<split>.jsonl``).
+``<benchmark>_<nat|bal>_<probe|judge>`` (read from ``<data_dir>/synthetic/<name>/<split>.jsonl``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from erc.data.formats.erc_tsv import read_erc_tsv
 from erc.data.formats.iemocap_release import read_iemocap_release, session_dirs
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
 from erc.data.labels import BENCHMARKS, benchmark_info
-from erc.data.names import FILTERED_SOURCES, parse_dataset, unfiltered_source
+from erc.data.names import FILTER_OPTIONS, FILTERED_SOURCES, parse_dataset, unfiltered_source
 from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | Non
         path = data_dir / "synthetic" / name / f"{split}.jsonl"
         if not path.is_file():
             prompt = "balanced" if unfiltered_source(source) == "bal" else "natural"
-            how = f" postprocess.filter={source.rsplit('_', 1)[1]}" if source in FILTERED_SOURCES else ""
+            how = f" {FILTER_OPTIONS[source.rsplit('_', 1)[1]]}" if source in FILTERED_SOURCES else ""
             raise MissingDataError(f"{path}: generated dataset {name!r} not found; make it with "
                                    f"`python generate.py benchmark={benchmark} prompt={prompt}{how}`")
         return read_dialogues_jsonl(path, benchmark, split, source), skipped

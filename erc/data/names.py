@@ -5,9 +5,10 @@ generated for it, in ``<data_dir>/synthetic/<benchmark>_<source>/``); a test set
 ``<benchmark>_<source>`` (``test/meld_org/wf1``). Every module that makes or reads such a name goes through
 here, so the list of sources and the parsing rule live in one place.
 
-Beyond the paper's three sources, a generated set passed through a filter of :mod:`erc.quality` is a source of
-its own, ``<source>_<filter>`` (``bal_probe``: ``meld_bal`` without the dialogues the fidelity probe rejects, in
-``synthetic/meld_bal_probe/``), trainable like any generated set (``data=meld_bal_probe``). It is not one of the
+Beyond the paper's three sources, a generated set passed through a filter is a source of its own,
+``<source>_<filter>`` (``bal_probe``: ``meld_bal`` without the dialogues the fidelity probe of :mod:`erc.quality`
+rejects, in ``synthetic/meld_bal_probe/``; ``bal_judge``: those the blind LLM judge of :mod:`erc.judge` agrees
+with), trainable like any generated set (``data=meld_bal_probe``). It is not one of the
 paper's sources: :data:`SOURCES` (what evaluation's tables and tests are made of) and :func:`datasets_of` (an
 experiment's test sets) keep the paper's design, and a filtered set's test split, a subset of its unfiltered
 set's, is not added to them.
@@ -25,9 +26,11 @@ SOURCES: tuple[str, ...] = ("org", "nat", "bal")
 GENERATED_SOURCES: tuple[str, ...] = tuple(s for s in SOURCES if s != "org")
 # Display names (tables, plots).
 SOURCE_TITLES: dict[str, str] = {"org": "Org", "nat": "Nat", "bal": "Bal"}
-# Filters of erc.quality that make a set of their own from a generated one (probe: the fidelity filter).
-FILTERS: tuple[str, ...] = ("probe",)
-FILTERED_SOURCES: tuple[str, ...] = tuple(f"{s}_{f}" for s in GENERATED_SOURCES for f in FILTERS)
+# Filters that make a set of their own from a generated one (probe: erc.quality's fidelity filter; judge: the blind
+# LLM judge's agreement filter, erc.judge), and the generate.py options that ask for each.
+FILTERS: tuple[str, ...] = ("probe", "judge")
+FILTER_OPTIONS: dict[str, str] = {"probe": "postprocess.filter=probe", "judge": "judge=llm judge.filter=true"}
+FILTERED_SOURCES: tuple[str, ...] = tuple(f"{s}_{f}" for f in FILTERS for s in GENERATED_SOURCES)
 # Every source a dataset on disk may have: the paper's and the filtered ones.
 ALL_SOURCES: tuple[str, ...] = (*SOURCES, *FILTERED_SOURCES)
 

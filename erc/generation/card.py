@@ -3,8 +3,9 @@
 A generated set is only reusable if it says how it was made: model and server, the template hash
 (the prompt is a reconstruction), the parameters as sent and what the backend could not honour,
 whether decoding was constrained, counts, label histogram, rejection reasons and throughput; and whether it is
-any good: the quality report's headline figures against the benchmark (``quality``, see docs/quality.md) and,
-for a filtered set, what the filter removed and why (``filter``).
+any good: the quality report's headline figures against the benchmark (``quality``, see docs/quality.md), the
+blind LLM judge's agreement with its labels (``judge``, see docs/judge.md) and, for a filtered set, what the filter
+removed and why (``filter``).
 Written by :func:`erc.generation.postprocess.write_card`.
 """
 
@@ -58,6 +59,25 @@ def filter_text(card: dict[str, Any]) -> str:
             f"`{entry['removed_file']}`.\n")
 
 
+def judge_text(card: dict[str, Any]) -> str:
+    """The README's section on the blind LLM judge: its model, the agreement and the per label figures."""
+    judge = card.get("judge")
+    if judge is None:
+        return ""
+    dialogues = judge["dialogues"]
+    kappa = "-" if judge["kappa"] is None else f"{judge['kappa']:.3f}"
+    plot = judge.get("files", {}).get("confusion")   # a filtered set's figures come without a plot
+    confusion = f"; confusion: `{plot}`" if plot else ""
+    rows = [(label, f["generated"], f["judged"], _percent(f["precision"]), _percent(f["recall"]))
+            for label, f in judge["per_label"].items()]
+    return (f"\n**Blind LLM judge** (beyond the paper): `{judge['model'] or 'not asked yet'}` via the `{judge['llm']['backend']}` "
+            f"backend labelled every utterance without seeing the generated labels. Agreement with the generated "
+            f"labels: {_percent(judge['accuracy'])}% of {judge['utterances']} utterances, Cohen's kappa {kappa}; "
+            f"{dialogues['judged']} dialogues judged, {dialogues['unjudged']} without a judge answer. Per label "
+            f"(precision and recall of the judge against the generated label, %{confusion}):\n\n"
+            f"{_table(rows, ('label', 'generated', 'judged', 'precision', 'recall'))}\n")
+
+
 def readme_text(card: dict[str, Any]) -> str:
     gen, counts = card["generator"], card["counts"]
     constrained = ("**Decoding was grammar-constrained** (only `Speaker: utterance (number)` lines): the "
@@ -91,7 +111,7 @@ Labels (all splits):
 Rejected requests by reason (a request can have several):
 
 {_table(reasons, ('reason', 'requests'))}
-{filter_text(card)}{quality_text(card)}
+{filter_text(card)}{quality_text(card)}{judge_text(card)}
 Files: `train/dev/test.jsonl` (read with `erc.data.load_benchmark("{card['dataset']}", split)`),
 {_files(card)}
 """

@@ -8,6 +8,12 @@ exports ``dialogues.jsonl``, ``train/dev/test.jsonl``, ``utterances.parquet``, t
 ``postprocess.filter=probe``, writes its filtered variant ``<out_dir>_probe`` with a card of its own. Rerunnable
 any time: ``python generate.py ... postprocess_only=true``.
 
+Two steps: :func:`build` (parse, deduplicate, split: nothing written) and :func:`export` (files, report, cards).
+With ``judge=llm`` the blind LLM judge (:mod:`erc.judge`) runs between them, on the kept dialogues, so its
+agreement reaches the card and the report, and ``judge.filter=true`` writes ``<out_dir>_judge``; it asks the LLM
+only when :func:`postprocess` is told to (``generate.py`` without ``postprocess_only``), else it reads its stored
+answers.
+
 A file is written only when its bytes change, and the card's ``created_at`` alone never counts as a
 change: a rerun with nothing new leaves every file (and its mtime) as it was, so whatever watches
 the files (training job keys, make) sees no new data.
@@ -21,6 +27,7 @@ import logging
 import tempfile
 import time
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +50,7 @@ from erc.generation.store import read_records
 from erc.io import write_atomic
 
 if TYPE_CHECKING:
+    from erc.judge.run import Judgement
     from erc.quality import SetAssessment
 
 log = logging.getLogger(__name__)
@@ -125,6 +133,13 @@ def plot_bytes(sets: dict[str, Counter[str]], labels: list[str], title: str, fol
         return plot_label_distribution(sets, labels, title, Path(tmp) / "plot.png").read_bytes()
 
 
+def write_set(folder: Path, dialogues: list[Dialogue]) -> None:
+    """A set's ``dialogues.jsonl`` (all, with their split) and ``train/dev/test.jsonl``."""
+    write_if_changed(folder / "dialogues.jsonl", jsonl_bytes(dialogues))
+    for split in SPLITS:
+        write_if_changed(folder / f"{split}.jsonl", jsonl_bytes([d for d in dialogues if d.split == split]))
+
+
 def write_card(out_dir: Path, card: dict[str, Any]) -> None:
     """``card.json`` and ``README.md``; when the card differs from the one on disk only in
     ``created_at``, the old card (and its date) stays."""
@@ -187,31 +202,49 @@ def _assess(cfg: DictConfig, out_dir: Path, kept: list[Dialogue]) -> SetAssessme
     return assess_generated_set(cfg, out_dir)
 
 
-def filtered_card(card: dict[str, Any], assessment: SetAssessment, labels: list[str]) -> dict[str, Any]:
-    """The filtered set's card: its unfiltered set's, with its own name, counts and labels, the filter's record
-    (rule, what was removed: ``removed.jsonl``) and its quality summary."""
-    assert assessment.filtered is not None
-    kept = assessment.filtered.dialogues
+def _sizes(kept: list[Dialogue], labels: list[str]) -> dict[str, Any]:
+    """The card's counts of ``kept`` (dialogues and utterances by split) and its label histogram."""
     counts = _label_counts(kept)
-    return {**{k: v for k, v in card.items() if k != "quality"}, "dataset": assessment.filtered.name,
-            "counts": {**card["counts"], "kept": len(kept),
-                       "dialogues": {s: sum(d.split == s for d in kept) for s in SPLITS},
+    return {"counts": {"kept": len(kept), "dialogues": {s: sum(d.split == s for d in kept) for s in SPLITS},
                        "utterances": {s: sum(len(d) for d in kept if d.split == s) for s in SPLITS}},
-            "labels": {label: counts.get(label, 0) for label in labels},
-            "filter": assessment.filter,
-            **({"quality": assessment.filtered_quality} if assessment.filtered_quality else {})}
+            "labels": {label: counts.get(label, 0) for label in labels}}
 
 
-def postprocess(cfg: DictConfig) -> dict[str, Any]:
-    """Build the dataset of ``cfg.out_dir`` from its ``requests.jsonl``; returns the card."""
+def filtered_card(card: dict[str, Any], name: str, kept: list[Dialogue], entry: dict[str, Any], labels: list[str],
+                  **sections: Any) -> dict[str, Any]:
+    """A filtered set's card: its unfiltered set's, with its own name, counts and labels, the filter's record
+    ``entry`` (rule, what was removed: ``removed.jsonl``) and its own ``sections`` (quality, judge) where given;
+    the unfiltered set's quality and judge figures are not its own and are left out."""
+    sizes = _sizes(kept, labels)
+    return {**{k: v for k, v in card.items() if k not in ("quality", "judge")}, "dataset": name,
+            "counts": {**card["counts"], **sizes["counts"]}, "labels": sizes["labels"], "filter": entry,
+            **{k: v for k, v in sections.items() if v}}
+
+
+@dataclass
+class BuiltSet:
+    """What :func:`build` makes of ``requests.jsonl``: the kept dialogues (split) and the figures the card needs."""
+
+    out_dir: Path
+    records: list[dict[str, Any]]
+    name: str
+    labels: list[str]
+    ratios: dict[str, float]
+    found: list[Dialogue]
+    reasons: Counter[str]
+    without_dialogue: list[int]
+    kept: list[Dialogue]
+    removed: dict[str, int]
+
+
+def build(cfg: DictConfig) -> BuiltSet:
+    """Parse, deduplicate and split the answers of ``cfg.out_dir``'s ``requests.jsonl`` (no file is written)."""
     out_dir = Path(cfg.out_dir)
     records = read_records(out_dir / "requests.jsonl")
     if not records:
         raise DataError(f"{out_dir / 'requests.jsonl'}: no generated requests to post-process; run "
                         f"`python generate.py` first")
     benchmark, source = cfg.benchmark.name, cfg.prompt.suffix
-    name = f"{benchmark}_{source}"
-    labels = label_set(benchmark)
     ratios = check_ratios(cfg.split)
     found, reasons, without_dialogue = accepted_dialogues(records, benchmark, source,
                                                           Rules.from_config(cfg.validation))
@@ -229,17 +262,18 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
         log.warning("%s: split(s) %s empty: %d dialogue(s) kept, %d needed for one in every split with a non-zero "
                     "ratio; raise n_dialogues or set those ratios to 0", out_dir, ", ".join(empty), len(kept),
                     dialogues_needed(ratios))
-    write_if_changed(out_dir / "dialogues.jsonl", jsonl_bytes(kept))
-    for split in SPLITS:
-        write_if_changed(out_dir / f"{split}.jsonl", jsonl_bytes([d for d in kept if d.split == split]))
-    write_if_changed(out_dir / "utterances.parquet", parquet_bytes(kept, labels))
+    return BuiltSet(out_dir, records, f"{benchmark}_{source}", label_set(benchmark), ratios, found, reasons,
+                    without_dialogue, kept, removed)
 
-    throughput = _throughput(out_dir, records)
+
+def _card(cfg: DictConfig, built: BuiltSet) -> dict[str, Any]:
+    records, kept = built.records, built.kept
+    sizes = _sizes(kept, built.labels)
+    throughput = _throughput(built.out_dir, records)
     last = throughput["last_run"] or {}
     first = records[0]
-    counts = _label_counts(kept)
-    card = {
-        "dataset": name, "benchmark": benchmark, "mode": cfg.prompt.mode, "created_at": time.time(),
+    return {
+        "dataset": built.name, "benchmark": cfg.benchmark.name, "mode": cfg.prompt.mode, "created_at": time.time(),
         "generator": {
             "backend": first["backend"], "model": first["model"], "provenance": last.get("provenance", {}),
             "template": {"path": str(cfg.prompt.template), "hash": first["template_hash"], "reconstruction": True},
@@ -251,24 +285,61 @@ def postprocess(cfg: DictConfig) -> dict[str, Any]:
             "deviations_from_table_ii": deviations_from_table_ii(cfg.sampling), "seed": int(cfg.seed),
             "max_attempts": int(cfg.max_attempts)},
         "counts": {"requests": len(records), "dialogue_slots": len({r["dialogue"] for r in records}),
-                   "accepted": len(found), "duplicates_removed": removed, "kept": len(kept),
-                   "slots_without_dialogue": len(without_dialogue),
-                   "dialogues": {s: sum(d.split == s for d in kept) for s in SPLITS},
-                   "utterances": {s: sum(len(d) for d in kept if d.split == s) for s in SPLITS}},
-        "labels": {label: counts.get(label, 0) for label in labels},
-        "rejections": dict(sorted(reasons.items())),
+                   "accepted": len(built.found), "duplicates_removed": built.removed, "kept": len(kept),
+                   "slots_without_dialogue": len(built.without_dialogue), **sizes["counts"]},
+        "labels": sizes["labels"],
+        "rejections": dict(sorted(built.reasons.items())),
         "throughput": throughput,
         "validation": OmegaConf.to_container(cfg.validation, resolve=True),
-        "dedup": OmegaConf.to_container(cfg.dedup, resolve=True), "split": ratios,
+        "dedup": OmegaConf.to_container(cfg.dedup, resolve=True), "split": built.ratios,
     }
-    assessment = _assess(cfg, out_dir, kept)
+
+
+def export(cfg: DictConfig, built: BuiltSet, judgement: Judgement | None = None) -> dict[str, Any]:
+    """Write the set of ``built`` (data files, the judge's figures, the quality report, the cards, the label plot,
+    and the filtered sets asked for); returns the card."""
+    out_dir, kept, labels = built.out_dir, built.kept, built.labels
+    write_set(out_dir, kept)
+    write_if_changed(out_dir / "utterances.parquet", parquet_bytes(kept, labels))
+    card = _card(cfg, built)
+    judged = None
+    if judgement is not None:
+        from erc.judge.export import export_judgement   # imported here: scikit-learn and matplotlib
+
+        judged = export_judgement(cfg, out_dir, built.name, kept, labels, judgement)
+        card["judge"] = judged.entry
+    else:
+        from erc.judge.export import forget_judgement
+
+        forget_judgement(out_dir)
+    assessment = _assess(cfg, out_dir, kept)   # after the judge: the report shows its agreement
     if assessment.quality is not None:
         card["quality"] = assessment.quality
     write_card(out_dir, card)
     if assessment.filtered is not None:
-        write_card(assessment.filtered.folder, filtered_card(card, assessment, labels))
+        write_card(assessment.filtered.folder,
+                   filtered_card(card, assessment.filtered.name, assessment.filtered.dialogues, assessment.filter,
+                                 labels, quality=assessment.filtered_quality))
+    if judged is not None and judged.filtered is not None:
+        folder, dialogues, entry, figures = judged.filtered
+        write_card(folder, filtered_card(card, folder.name, dialogues, entry, labels, judge=figures))
+    counts = _label_counts(kept)
     write_if_changed(out_dir / "label_distribution.png",
-                     plot_bytes(_reference_sets(cfg, benchmark, name, counts), labels,
-                                f"Label distribution: {benchmark} and generated sets", out_dir))
+                     plot_bytes(_reference_sets(cfg, str(cfg.benchmark.name), built.name, counts), labels,
+                                f"Label distribution: {cfg.benchmark.name} and generated sets", out_dir))
     log.info("%s: %d dialogues kept (%s)", out_dir, len(kept), card["counts"]["dialogues"])
     return card
+
+
+def postprocess(cfg: DictConfig, ask_judge: bool = False) -> dict[str, Any]:
+    """Build the dataset of ``cfg.out_dir`` from its ``requests.jsonl``, judge it (``judge=llm``: asking the LLM
+    only with ``ask_judge``) and export it; returns the card."""
+    from erc.judge.checks import judge_enabled
+
+    built = build(cfg)
+    judgement = None
+    if judge_enabled(cfg) and built.kept:
+        from erc.judge.run import judge_set   # imported here: the judge's runner imports the pipeline
+
+        judgement = judge_set(cfg, built.kept, ask=ask_judge)
+    return export(cfg, built, judgement)

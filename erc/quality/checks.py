@@ -8,8 +8,11 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from erc.data.names import FILTERS
+from erc.data.names import FILTER_OPTIONS
 from erc.errors import ConfigError
+
+# The filter of this package (erc.data.names.FILTERS also names the LLM judge's, asked for with judge.filter).
+PROBE_FILTER = "probe"
 
 
 def _get(cfg: Any, key: str) -> Any:
@@ -55,7 +58,8 @@ def check_quality_config(quality: Any) -> None:
 def check_filter_config(postprocess: Any) -> None:
     """``postprocess.filter`` (null or a filter name) and ``postprocess.max_rejected`` in [0, 1)."""
     name = _get(postprocess, "filter")
-    if name is not None and name not in FILTERS:
-        raise ConfigError(f"postprocess.filter must be null (no filtered set) or one of {', '.join(FILTERS)}, "
+    if name is not None and name != PROBE_FILTER:
+        raise ConfigError(f"postprocess.filter must be null (no filtered set) or {PROBE_FILTER} (the judge's filter is "
+                          f"{FILTER_OPTIONS['judge']}), "
                           f"got {name!r}")
     _number(postprocess, "max_rejected", lambda v: 0 <= v < 1, "a number in [0, 1)", prefix="postprocess.")

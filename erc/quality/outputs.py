@@ -45,6 +45,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("coverage", "distance: coverage (PRDC)", "f"),
     ("frechet", "distance: Fréchet", "f"),
     ("distance_sample", "distance: sample per side", "i"),
+    ("judge_accuracy", "judge: agreement with the blind LLM judge", "%"),
+    ("judge_kappa", "judge: Cohen's kappa with the judge", "f"),
     ("utterances", "size: utterances", "i"),
     ("dialogues", "size: dialogues", "i"),
 )
@@ -77,6 +79,8 @@ def markdown_table(report: dict[str, Any]) -> str:
     rows = list(ROWS) + [(f"agreement_per_label.{name}", f"fidelity: agreement on {name}", "%")
                          for name in report["labels"]]
     for key, title, kind in rows:
+        if "." not in key and not any(key in report["metrics"][c] for c in columns):
+            continue     # a figure no column has (the judge's, when no set was judged)
         cells = []
         for column in columns:
             metrics = report["metrics"][column]

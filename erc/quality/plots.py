@@ -60,24 +60,31 @@ def projection_png(report: QualityReport, points: int = 1500) -> bytes:
     return _png(fig)
 
 
+def draw_confusion(ax: plt.Axes, counts: np.ndarray, names: list[str], chooser: str, title: str) -> None:
+    """Counts of the set's labels (rows) against ``chooser``'s (columns) on ``ax``, each row normalised (also the
+    LLM judge's plot, :mod:`erc.judge.agreement`)."""
+    counts = np.asarray(counts, dtype=float)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
+    for (r, c), value in np.ndenumerate(shares):
+        if counts[r, c]:
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if value > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel(chooser, fontsize=8)
+    ax.set_ylabel("set's label", fontsize=8)
+    ax.set_title(title, fontsize=9)
+
+
 def confusion_png(report: QualityReport) -> bytes:
     names = report.names
     sets = list(report.sets.items())
     fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(4.6 * max(len(sets), 1), 4.2), squeeze=False)
     for ax, (name, scored) in zip(axes[0], sets):
         counts = np.bincount(scored.fidelity.labels * len(names) + scored.fidelity.predicted,
-                             minlength=len(names) ** 2).reshape(len(names), len(names)).astype(float)
-        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
-        for (r, c), value in np.ndenumerate(shares):
-            if counts[r, c]:
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if value > 0.5 else "black")
-        ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-        ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set_xlabel("probe's choice", fontsize=8)
-        ax.set_ylabel("set's label", fontsize=8)
-        ax.set_title(name, fontsize=9)
+                             minlength=len(names) ** 2).reshape(len(names), len(names))
+        draw_confusion(ax, counts, names, "probe's choice", name)
     fig.suptitle(f"Set labels vs a probe trained on {report.benchmark} (rows sum to 1)", fontsize=10)
     return _png(fig)
 

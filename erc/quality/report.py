@@ -52,6 +52,16 @@ def length_cap_of(folder: Path | None, configured: int | None) -> int | None:
     return int(cap) if isinstance(cap, int) else None
 
 
+def judge_figures(folder: Path | None) -> dict[str, Any]:
+    """The blind LLM judge's agreement with a set's labels, from ``judge/agreement.json`` (written when
+    ``generate.py`` ran with ``judge=llm``, see docs/judge.md); nothing for a set without one."""
+    path = None if folder is None else folder / "judge" / "agreement.json"
+    if path is None or not path.is_file():
+        return {}
+    figures = json.loads(path.read_text(encoding="utf-8"))
+    return {"judge_accuracy": figures["accuracy"], "judge_kappa": figures["kappa"]}
+
+
 @dataclass
 class ScoredSet:
     """A scored generated set: its corpus, embeddings and per-utterance fidelity (what the filter reads)."""
@@ -174,7 +184,8 @@ class QualityReport:
                    **self._usefulness(tstr, mixed),
                    **diversity(corpus, **self._diversity_settings(cap)),
                    "label_js": label_divergence(corpus.labels, self.real_y, len(self.names)),
-                   **embedding_distance(self.real_vectors[self.train_rows], vectors, **self._distance_settings())}
+                   **embedding_distance(self.real_vectors[self.train_rows], vectors, **self._distance_settings()),
+                   **judge_figures(corpus.folder)}
         if cap is not None and self.columns[self.benchmark]["length_cap"] is None:
             # the real column's share at the same cap, for reference (the first cap met)
             self.columns[self.benchmark].update(at_length_cap=share_at_cap(self.real.texts, cap), length_cap=cap)

@@ -1,0 +1,293 @@
+"""The blind LLM judge against the loopback TGI server: its prompt never shows the generated labels, its answers
+are re-asked when they have the wrong count, its figures move the way they should (perfect agreement: kappa 1,
+permuted labels: about 0), a rerun asks nothing twice, postprocess_only asks nothing, SIGKILL mid-judging loses at
+most the requests in flight, the filter writes a trainable set, and bad settings are refused naming the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.data import Dialogue, Utterance, load_benchmark
+from erc.data.labels import label_set
+from erc.errors import ConfigError
+from erc.generation import generate
+from erc.generation.prompts import label_options
+from erc.judge.agreement import agreement
+from erc.judge.checks import check_judge_config, judge_llm_config
+from erc.judge.prompt import parse_answer
+from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from test_generation_tgi import SEED, out_dir, read_jsonl
+
+LABELS = label_set("iemocap")
+LINE = re.compile(r"^(\w+): (.+) \((\d+)\)$")
+QUESTION = re.compile(r"^\d+\. \w+: (.+)$", re.MULTILINE)
+
+
+class GeneratorAndJudge:
+    """Generation answers from :class:`ScriptedDialogues`; judge answers (prompts asking for numbered
+    utterances) name, for each utterance, the label it was generated with (the script remembers it: the judge
+    prompt does not show it), except that dialogues whose first utterance is in ``disagree`` get a wrong label
+    everywhere, and a judge request whose seed is divisible by ``wrong_count_every`` gets one label too few."""
+
+    def __init__(self, wrong_count_every: int = 4, judge_latency_s: float = 0.0) -> None:
+        self.dialogues = ScriptedDialogues(LABELS)
+        self.truth: dict[str, str] = {}
+        self.wrong_count_every = wrong_count_every
+        self.judge_latency_s = judge_latency_s
+        self.judge_prompts: list[str] = []
+
+    @staticmethod
+    def disagrees(first_utterance: str) -> bool:
+        return sum(map(ord, first_utterance)) % 3 == 0
+
+    def __call__(self, inputs: str, parameters: dict) -> tuple[str, str]:
+        if "numbered utterances" not in inputs:
+            text, reason = self.dialogues(inputs, parameters)
+            for line in text.splitlines():
+                if found := LINE.match(line):
+                    self.truth[found.group(2)] = LABELS[int(found.group(3)) - 1]
+            return text, reason
+        self.judge_prompts.append(inputs)
+        if self.judge_latency_s:
+            time.sleep(self.judge_latency_s)
+        utterances = QUESTION.findall(inputs)
+        judged = [self.truth[u] for u in utterances]
+        if self.disagrees(utterances[0]):
+            judged = [LABELS[(LABELS.index(label) + 1) % len(LABELS)] for label in judged]
+        if int(parameters["seed"]) % self.wrong_count_every == 0:
+            judged = judged[:-1]
+        return "Sure. " + json.dumps({"emotions": judged}), "eos_token"
+
+
+def make_cfg(tmp_path: Path, url: str, *overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("generate", overrides=[
+            "llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"seed={SEED}", f"paths.data_dir={tmp_path}/data",
+            "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", "quality.enabled=false", "judge=llm", *overrides])
+
+
+def judge_requests(server: LoopbackTGI) -> list[dict]:
+    return [body for body in server.answered if "numbered utterances" in body["inputs"]]
+
+
+def kept_dialogues(tmp_path: Path) -> list[dict]:
+    return read_jsonl(out_dir(tmp_path) / "dialogues.jsonl")
+
+
+# ---- figures and parsing ------------------------------------------------------------------------------------
+def _dialogues(n: int, seed: int = 0) -> list[Dialogue]:
+    rng = random.Random(seed)
+    return [Dialogue(id=f"d{i}", benchmark="iemocap", split="train", source="nat",
+                     utterances=[Utterance(speaker="A", text=f"u{i}.{t}", label=rng.choice(LABELS))
+                                 for t in range(6)]) for i in range(n)]
+
+
+def test_perfect_agreement_is_kappa_1_and_permuted_labels_about_0() -> None:
+    dialogues = _dialogues(200)
+    perfect = agreement(dialogues, {d.id: [u.label for u in d.utterances] for d in dialogues}, LABELS)
+    assert perfect["accuracy"] == 1.0 and perfect["kappa"] == 1.0
+    assert all(f["precision"] == f["recall"] == 1.0 for f in perfect["per_label"].values())
+    shuffled = [u.label for d in dialogues for u in d.utterances]
+    random.Random(1).shuffle(shuffled)
+    judged = {d.id: shuffled[6 * i:6 * i + 6] for i, d in enumerate(dialogues)}
+    permuted = agreement(dialogues, judged, LABELS)
+    assert abs(permuted["kappa"]) < 0.06 and permuted["accuracy"] < 0.25
+    counts = permuted["confusion"]["counts"]
+    assert sum(map(sum, counts)) == 1200 == permuted["utterances"]
+    # unjudged dialogues are counted as such and left out of the figures
+    half = agreement(dialogues, dict(list(judged.items())[:50]), LABELS)
+    assert half["dialogues"] == {"judged": 50, "unjudged": 150} and half["utterances"] == 300
+
+
+def test_answers_are_parsed_tolerantly_and_a_wrong_count_is_refused() -> None:
+    labels = ["neutral", "joy", "anger"]
+    assert parse_answer('{"emotions": ["joy", "anger"]}', labels, 2) == (["joy", "anger"], None)
+    assert parse_answer('Here: ```json\n{"Emotions": ["Joy", 3]}\n```', labels, 2) == (["joy", "anger"], None)
+    assert parse_answer('["(2) joy", "1"]', labels, 2) == (["joy", "neutral"], None)
+    assert parse_answer("1. joy\n2. neutral", labels, 2) == (["joy", "neutral"], None)
+    assert parse_answer('{"emotions": ["joy"]}', labels, 2) == (None, "wrong_count")
+    assert parse_answer('{"emotions": ["joy", "bliss"]}', labels, 2) == (None, "not_a_label")
+    assert parse_answer("I cannot tell.", labels, 2) == (None, "no_answer")
+
+
+# ---- the judge in generate.py -------------------------------------------------------------------------------
+def test_judge_blind_resumable_and_filtered_into_a_trainable_set(tmp_path) -> None:
+    script = GeneratorAndJudge()
+    with LoopbackTGI(script) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=24", "judge.filter=true", "judge.min_agreement=0.8"))
+        kept = kept_dialogues(tmp_path)
+        asked = judge_requests(server)
+        assert kept and len(asked) >= len(kept)
+        # blind: no judge prompt holds a generated label (as a word outside the options, or a line's "(n)")
+        for prompt in script.judge_prompts:
+            body = prompt.replace(label_options(LABELS), "")
+            assert not re.search(r"\(\d+\)", body)
+            assert not any(re.search(rf"\b{label}\b", body) for label in LABELS)
+        records = read_jsonl(out_dir(tmp_path) / "judge" / "requests.jsonl")
+        assert len(records) == len(asked) and len({r["fingerprint"] for r in records}) == len(records)
+        answered = [r for r in records if r["status"] == "answered"]
+        assert sorted(r["dialogue_id"] for r in answered) == sorted(d["id"] for d in kept)   # each judged once
+        wrong = [r for r in records if r["reason"] == "wrong_count"]
+        assert wrong and all(any(a["dialogue_id"] == r["dialogue_id"] and a["attempt"] > r["attempt"]
+                                 for a in answered) for r in wrong)              # re-asked with the next seed
+        assert {body["parameters"]["do_sample"] for body in asked} == {False}    # greedy
+        # the card's figures are the script's
+        card = json.loads((out_dir(tmp_path) / "card.json").read_text())
+        disagree = {d["id"] for d in kept if script.disagrees(d["utterances"][0]["text"])}
+        n_utterances = sum(len(d["utterances"]) for d in kept)
+        wrong_utterances = sum(len(d["utterances"]) for d in kept if d["id"] in disagree)
+        judge = card["judge"]
+        assert judge["utterances"] == n_utterances and judge["dialogues"]["unjudged"] == 0
+        assert judge["accuracy"] == pytest.approx(1 - wrong_utterances / n_utterances, abs=1e-4)
+        assert judge["model"] == "loopback/vicuna-13b-v1.5" and judge["llm"]["backend"] == "tgi"
+        assert (out_dir(tmp_path) / "judge_confusion.png").read_bytes()[:4] == b"\x89PNG"
+        assert "Blind LLM judge" in (out_dir(tmp_path) / "README.md").read_text()
+
+        # the filter's set: the dialogues the judge agrees with, trainable under its own name
+        data = tmp_path / "data"
+        filtered = [d for s in ("train", "dev", "test") for d in load_benchmark("iemocap_nat_judge", s, data)]
+        assert {d.id for d in filtered} == {d["id"] for d in kept} - disagree
+        assert {d.source for d in filtered} == {"nat_judge"}
+        removed = read_jsonl(data / "synthetic" / "iemocap_nat_judge" / "removed.jsonl")
+        assert {r["id"] for r in removed} == disagree and all(r["reason"] == "disagreement" for r in removed)
+        filtered_card = json.loads((data / "synthetic" / "iemocap_nat_judge" / "card.json").read_text())
+        assert filtered_card["filter"]["dialogues"]["removed"] == len(disagree)
+        assert filtered_card["judge"]["accuracy"] == 1.0
+        from erc.training.validation import check_data_axes
+
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            train_cfg = compose("train", overrides=["data=iemocap_nat_judge", f"paths.data_dir={data}"])
+        check_data_axes(train_cfg.data)
+        assert train_cfg.data.pretrain == "iemocap_nat_judge"
+
+        # a rerun asks nothing (generation or judge) and rewrites nothing; postprocess_only asks nothing either
+        files = [p for p in out_dir(tmp_path).rglob("*") if p.is_file() and not p.name.startswith(".")]
+        stamps = {p: p.stat().st_mtime_ns for p in files}
+        before = len(server.requests)
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=24", "judge.filter=true"))
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=24", "judge.filter=true", "postprocess_only=true"))
+        assert len(server.requests) == before
+        assert {p: p.stat().st_mtime_ns for p in files if p.name != "runs.jsonl"} == \
+            {p: s for p, s in stamps.items() if p.name != "runs.jsonl"}
+
+
+def test_postprocess_only_never_asks_and_counts_the_unjudged(tmp_path, caplog) -> None:
+    with LoopbackTGI(GeneratorAndJudge()) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "judge=none"))
+        before = len(server.requests)
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "postprocess_only=true"))
+        assert len(server.requests) == before
+    card = json.loads((out_dir(tmp_path) / "card.json").read_text())
+    kept = len(kept_dialogues(tmp_path))
+    assert card["judge"]["dialogues"] == {"judged": 0, "unjudged": kept, "failed": 0}
+    assert f"{kept} of {kept} dialogue(s) have no judge answer" in caplog.text
+
+
+def test_changed_judge_settings_are_refused_not_mixed(tmp_path) -> None:
+    from erc.generation import GenerationError
+
+    with LoopbackTGI(GeneratorAndJudge()) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=4"))
+        with pytest.raises(GenerationError, match=r"judge answer\(s\) made with other judge settings"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "judge.seed=5"))
+        with pytest.raises(GenerationError, match="other judge settings"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "judge.seed=5", "postprocess_only=true"))
+
+
+def test_sigkill_mid_judging_then_rerun_judges_every_dialogue_once(tmp_path) -> None:
+    """A real generate.py judging on 4 workers is killed; the rerun finishes with nothing lost or asked twice."""
+    requests_path = out_dir(tmp_path) / "judge" / "requests.jsonl"
+    command = [sys.executable, str(PROJECT_ROOT / "generate.py"), "llm=tgi", "benchmark=iemocap", "n_dialogues=30",
+               f"seed={SEED}", "judge=llm", "judge.llm.concurrency=4", "quality.enabled=false",
+               f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/hydra"]
+    script = GeneratorAndJudge(judge_latency_s=0.05)
+    with LoopbackTGI(script) as server:
+        process = subprocess.Popen([*command, f"llm.url={server.url}"], cwd=PROJECT_ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            if requests_path.is_file() and requests_path.read_bytes().count(b"\n") >= 8:
+                break
+            time.sleep(0.01)
+        assert process.poll() is None, f"generate.py ended before the kill: {process.stderr.read().decode()[-2000:]}"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+        answered_before_kill = len(judge_requests(server))
+        before = read_jsonl(requests_path)
+        with open(requests_path, "a") as handle:        # a crash in the middle of a write leaves a torn last line
+            handle.write(json.dumps(before[-1])[:57])
+        rerun = subprocess.run([*command, f"llm.url={server.url}"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                               timeout=120)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        asked_again = [(b["inputs"], b["parameters"]["seed"]) for b in judge_requests(server)[answered_before_kill:]]
+    after = read_jsonl(requests_path)
+    assert after[:len(before)] == before                        # every record written before the kill is kept
+    assert len({r["fingerprint"] for r in after}) == len(after)
+    assert answered_before_kill - len(before) <= 4              # lost at most the requests in flight
+    stored_before = {(r["prompt"], r["seed"]) for r in before}
+    assert not stored_before & set(asked_again)                 # nothing stored was asked again
+    kept = kept_dialogues(tmp_path)
+    assert len({r["dialogue_id"] for r in before if r["status"] == "answered"}) < len(kept)   # killed mid-judging
+    answered = [r["dialogue_id"] for r in after if r["status"] == "answered"]
+    assert sorted(answered) == sorted(d["id"] for d in kept)    # every dialogue judged, each once
+    assert json.loads((out_dir(tmp_path) / "card.json").read_text())["judge"]["dialogues"]["unjudged"] == 0
+
+
+# ---- settings -----------------------------------------------------------------------------------------------
+def compose_generate(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("generate", overrides=["llm=tgi", "judge=llm", *overrides])
+
+
+def test_another_server_for_the_judge_composes_in_struct_mode() -> None:
+    cfg = compose_generate("judge.llm.backend=openai", "judge.llm.url=http://host:8000/v1", "judge.llm.route=chat",
+                           "judge.llm.concurrency=3")
+    check_judge_config(cfg)
+    llm = judge_llm_config(cfg)
+    assert (llm.backend, llm.url, llm.route, llm.server, llm.concurrency) == (
+        "openai", "http://host:8000/v1", "chat", "vllm", 3)
+    same = judge_llm_config(compose_generate("llm.url=http://gen:8080"))
+    assert (same.backend, same.url, same.concurrency) == ("tgi", "http://gen:8080", 32)   # as llm.*
+    # judge.llm lists every key of every llm config (else a user could not set it in struct mode)
+    judge_keys = set(yaml.safe_load((CONFIG_DIR / "judge" / "llm.yaml").read_text())["llm"])
+    for path in (CONFIG_DIR / "llm").glob("*.yaml"):
+        assert set(yaml.safe_load(path.read_text())) - {"defaults"} <= judge_keys, path.name
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("judge.llm.backend=vllm", "judge.llm.backend must be null"),
+    ("judge.llm.n_ctx=512", "judge.llm.n_ctx is not a setting of the tgi backend"),
+    ("judge.llm.concurrency=0", "judge.llm.concurrency must be an integer >= 1"),
+    ("judge.llm.url=http://user:pw@host:80", "judge.llm.url must not hold credentials"),
+    ("judge.sampling.temperature=-1", "judge.sampling.temperature must be a number >= 0"),
+    ("judge.sampling.max_new_tokens=0", "judge.sampling.max_new_tokens must be a positive integer"),
+    ("judge.max_attempts=0", "judge.max_attempts must be an integer >= 1"),
+    ("judge.min_agreement=1.5", r"judge.min_agreement must be a number in \[0, 1\]"),
+    ("judge.filter=maybe", "judge.filter must be true or false"),
+    ("judge.template=/nonexistent.txt", "judge.template"),
+])
+def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_judge_config(compose_generate(override))
+
+
+def test_a_template_without_the_dialogue_is_refused(tmp_path) -> None:
+    template = tmp_path / "t.txt"
+    template.write_text("Name the emotions: {label_options} ({n_utterances}).\n")
+    with pytest.raises(ConfigError, match=r"must use exactly the slots \{dialogue\}"):
+        check_judge_config(compose_generate(f"judge.template={template}"))
