@@ -169,5 +169,5 @@ def chat_template_setup(llm_cfg: Any) -> dict[str, Any]:
 
 
 def _shown(template: object) -> str:
-    text = repr(template)
-    return text if len(text) <= 60 else text[:57] + "...'"
+    """A long template string shortened for a message."""
+    return repr(template[:50] + "..." if isinstance(template, str) and len(template) > 53 else template)
