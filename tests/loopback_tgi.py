@@ -58,18 +58,20 @@ class LoopbackTGI:
     """``with LoopbackTGI(answer) as server: ... server.url ...``.
 
     ``latency_s``: fixed delay before every answer. ``faults``: served to the next requests, one each,
-    in order: a status code (429, 503), ``"slow"`` (sleep ``slow_s`` first), a :data:`MALFORMED` kind
-    (status 200 with that body) or ``"silent"`` (accept the request and never answer). ``silent=True``
+    in order: a status code (429, 503), ``(status, body)`` (that JSON error answer), ``"slow"`` (sleep ``slow_s``
+    first), a :data:`MALFORMED` kind (status 200 with that body) or ``"silent"`` (accept the request and never
+    answer). ``silent=True``
     makes every request silent; while ``paused`` is set, requests wait (a test holds a client
     mid-request). TGI's OpenAI-compatible ``POST /v1/completions`` is served too, with the same
     answers and faults.
     """
 
-    def __init__(self, answer: Answer, *, latency_s: float = 0.0, faults: list[int | str] | None = None,
+    def __init__(self, answer: Answer, *, latency_s: float = 0.0,
+                 faults: list[int | str | tuple[int, dict]] | None = None,
                  slow_s: float = 5.0, info: dict[str, Any] | None = None, silent: bool = False) -> None:
         self.answer = answer
         self.latency_s = latency_s
-        self.faults: deque[int | str] = deque(faults or [])
+        self.faults: deque[int | str | tuple[int, dict]] = deque(faults or [])
         self.slow_s = slow_s
         self.silent = silent
         self.paused = threading.Event()
@@ -98,6 +100,8 @@ class LoopbackTGI:
             await asyncio.sleep(0.01)
         if fault == "silent" or self.silent:
             await asyncio.Event().wait()  # never set: cancelled when the server stops
+        if isinstance(fault, tuple):  # (status, JSON body): a server's own error answer
+            return web.json_response(fault[1], status=fault[0])
         if fault == "slow":
             await asyncio.sleep(self.slow_s)
         elif fault in MALFORMED:
@@ -143,11 +147,14 @@ class LoopbackTGI:
                          "logprobs": None}],
             "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1}})
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def _add_routes(self, app: web.Application) -> None:
         app.router.add_get("/info", self._info)
         app.router.add_post("/generate", self._generate)
         app.router.add_post("/v1/completions", self._completions)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)  # silent handlers: cancelled
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

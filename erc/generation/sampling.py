@@ -3,7 +3,8 @@
 Every backend spells the parameters differently and silently changes some of them: TGI rejects
 ``top_p >= 1`` (omitted means 1.0), vLLM has no ``typical_p``, llama.cpp's defaults are not neutral
 (``min_p`` 0.05, ``top_k`` 40). So each mapping sends every parameter it can, explicitly, and
-returns what it could not honour; that list goes into ``runs.jsonl`` and the data card.
+returns what it could not honour; that list goes into ``runs.jsonl`` and the data card. The
+OpenAI-compatible servers' spellings are their dialects (:mod:`erc.generation.dialects`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
+
+from erc.generation.dialects import dialect
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,11 @@ class Sampling:
     stop: tuple[str, ...]
     constrained: bool
 
+    @property
+    def greedy(self) -> bool:
+        """A temperature of 0 means greedy decoding on every backend (the judge's choice; generation samples)."""
+        return self.temperature == 0
+
     @classmethod
     def from_config(cls, cfg: Any, extra_stop: list[str]) -> Sampling:
         """``extra_stop``: the chat template's own stop strings (``llm.stop``)."""
@@ -59,7 +67,12 @@ def derive_seed(base_seed: int, dialogue: int, attempt: int) -> int:
 
 def tgi_parameters(s: Sampling) -> tuple[dict[str, Any], list[str]]:
     """TGI ``/generate`` parameters. TGI validates top_p and typical_p in (0, 1) exclusive, and
-    omitting either means 1.0, which is exactly the paper's top_p."""
+    omitting either means 1.0, which is exactly the paper's top_p. A temperature of 0 is greedy decoding:
+    ``do_sample`` false and no sampling field at all, since TGI rejects ``temperature: 0`` and samples
+    whenever a temperature, top_k, top_p or typical_p is given."""
+    if s.greedy:
+        return {"do_sample": False, "repetition_penalty": s.repetition_penalty, "max_new_tokens": s.max_new_tokens,
+                "stop": list(s.stop)}, []
     params: dict[str, Any] = {"do_sample": True, "temperature": s.temperature, "top_k": s.top_k,
                               "repetition_penalty": s.repetition_penalty, "max_new_tokens": s.max_new_tokens,
                               "stop": list(s.stop)}
@@ -71,37 +84,17 @@ def tgi_parameters(s: Sampling) -> tuple[dict[str, Any], list[str]]:
     return params, lost
 
 
-def openai_parameters(s: Sampling, server: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """``(standard fields, extra_body, not honoured)`` for ``/v1/completions`` on ``server``
-    (vllm | llamacpp | plain). Every field is sent, even neutral ones, because servers apply their
-    own or the model's ``generation_config.json`` defaults to omitted fields."""
-    standard = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_new_tokens,
-                "stop": list(s.stop)}
-    lost: list[str] = []
-    if server == "vllm":
-        extra = {"top_k": s.top_k, "min_p": s.min_p, "repetition_penalty": s.repetition_penalty}
-        if s.typical_p < 1.0:
-            lost.append(f"typical_p={s.typical_p} (vLLM has no typical_p)")
-    elif server == "llamacpp":
-        extra = {"top_k": s.top_k, "typical_p": s.typical_p, "min_p": s.min_p,
-                 "repeat_penalty": s.repetition_penalty}
-    elif server == "plain":
-        extra = {}
-        lost += [f"top_k={s.top_k} (not an OpenAI field)"]
-        if s.typical_p < 1.0:
-            lost.append(f"typical_p={s.typical_p} (not an OpenAI field)")
-        if s.repetition_penalty != 1.0:
-            lost.append(f"repetition_penalty={s.repetition_penalty} (not an OpenAI field)")
-        if s.min_p > 0:
-            lost.append(f"min_p={s.min_p} (not an OpenAI field)")
-    else:
-        raise ValueError(f"llm.server must be vllm, llamacpp or plain, got {server!r}")
-    return standard, extra, lost
+def openai_parameters(s: Sampling, server: str, route: str = "completions") -> tuple[dict[str, Any], dict[str, Any],
+                                                                                  list[str]]:
+    """``(standard fields, extra_body, not honoured)`` for ``server`` on ``/v1/<route>``, as its dialect spells
+    them (:mod:`erc.generation.dialects`)."""
+    return dialect(server, route).parameters(s)
 
 
 def llama_cpp_parameters(s: Sampling) -> dict[str, Any]:
     """Keyword arguments of ``llama_cpp.Llama.create_completion``: all sent, because its defaults
-    (top_k 40, top_p 0.95, min_p 0.05, temperature 0.8) are not the paper's."""
+    (top_k 40, top_p 0.95, min_p 0.05, temperature 0.8) are not the paper's. llama.cpp decodes greedily at
+    temperature 0."""
     return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p,
             "typical_p": s.typical_p, "repeat_penalty": s.repetition_penalty, "max_tokens": s.max_new_tokens,
             "stop": list(s.stop)}

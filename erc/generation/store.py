@@ -31,11 +31,19 @@ def canonical_hash(payload: Any, length: int = 32) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def fingerprint(*, backend: str, model: str, template_hash: str, prompt: str, parameters: dict[str, Any],
-                seed: int, grammar: str | None) -> str:
-    """Identity of one request: same fingerprint, same request, so the answer can be reused."""
-    return canonical_hash({"backend": backend, "model": model, "template_hash": template_hash, "prompt": prompt,
-                           "parameters": parameters, "seed": seed, "grammar": grammar})
+def fingerprint(*, backend: str, model: str, template_hash: str, prompt: str | list[dict[str, str]],
+                parameters: dict[str, Any], seed: int, grammar: str | None, route: str = "") -> str:
+    """Identity of one request: same fingerprint, same request, so the answer can be reused. ``prompt`` is the
+    text sent or the chat messages; ``grammar`` the constraint's identity (line grammar or JSON schema).
+
+    ``route`` is hashed only when it is ``"chat"``: the other routes (``/v1/completions``, TGI ``/generate``, the
+    embedded model) were the only ones when stores were first written, and their fingerprints must stay what they
+    were so that those stores stay resumable; a chat request differs from a completions one of the same text."""
+    payload = {"backend": backend, "model": model, "template_hash": template_hash, "prompt": prompt,
+               "parameters": parameters, "seed": seed, "grammar": grammar}
+    if route == "chat":
+        payload["route"] = route
+    return canonical_hash(payload)
 
 
 def read_records(path: Path, repair: bool = False) -> list[dict[str, Any]]:

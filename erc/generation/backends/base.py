@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from erc.generation.grammar import DialogueGrammar
-from erc.generation.prompts import apply_chat_template
+from erc.generation.grammar import Constraint
+from erc.generation.chat_templates import text_prompt
 from erc.generation.sampling import Sampling
 
 
@@ -58,10 +59,27 @@ class FatalRequestError(Exception):
     """A request the server will never accept (e.g. a 4xx validation answer): stops the run."""
 
 
+# How servers name a field they refuse: TGI quotes it in backticks ("`top_p` must be ..."), hosted OpenAI says
+# "Unrecognized request argument supplied: top_k", pydantic (vLLM, SGLang, llama_cpp.server) gives its location,
+# "'loc': ('body', 'top_k')" (a Python repr inside the message) or "loc": ["body", "top_k"] (FastAPI's JSON).
+_REJECTED_FIELD = (re.compile(r"Unrecognized request argument supplied: (\w+)"),
+                   re.compile(r"""['"]loc['"]:\s*[\[(]\s*['"]body['"],\s*['"](\w+)['"]"""),
+                   re.compile(r"`(\w+)`"))
+
+
+def rejected_field(message: str) -> str | None:
+    """The request field a server's error ``message`` (its body as text) names, or None."""
+    for pattern in _REJECTED_FIELD:
+        if found := pattern.search(message):
+            return found.group(1)
+    return None
+
+
 class Backend(ABC):
-    """An LLM that completes a rendered prompt with a given seed (and optional grammar)."""
+    """An LLM that completes a prompt with a given seed (and optional output constraint)."""
 
     kind: str = ""
+    route: str = ""  # the API route requests take, recorded with each request ("generate", "chat", ...)
     speaks_gbnf: bool = False  # grammars reach the model as GBNF (llama.cpp) rather than a regex
     # A request can be abandoned mid-flight (an HTTP call), so llm.request_deadline_s applies.
     interruptible: bool = True
@@ -91,18 +109,19 @@ class Backend(ABC):
     def prompt(self, user_prompt: str, system: str | None = None) -> Prompt:
         """What is sent to the model for ``user_prompt`` (and an optional system message): the rendered text on
         the text routes (TGI ``/generate``, ``/v1/completions``, the embedded model), chat messages on a chat
-        route. It is stored with each request and hashed into its fingerprint."""
-        if system is not None:
-            raise FatalRequestError("a {prompt} chat template has no place for a system message (prompt.system)")
-        return apply_chat_template(self.cfg.chat_template, user_prompt)
+        route. It is stored with each request and hashed into its fingerprint. On a text route the server
+        tokenizes the text with the model's tokenizer, so ``llm.chat_template=auto`` sends it without the
+        template's leading BOS text when that tokenizer adds BOS itself (see :mod:`erc.generation.chat_templates`)."""
+        return text_prompt(self.cfg, user_prompt, system)
 
     @abstractmethod
     def request_parameters(self) -> dict[str, Any]:
         """The sampling fields as sent (without seed and grammar), for fingerprints and records."""
 
     @abstractmethod
-    async def complete(self, prompt: Prompt, seed: int, grammar: DialogueGrammar | None) -> Completion:
-        """Generate once. Raises :class:`TransientError` or :class:`FatalRequestError`."""
+    async def complete(self, prompt: Prompt, seed: int, constraint: Constraint | None) -> Completion:
+        """Generate once, the output held to ``constraint`` (the line grammar or a JSON schema) where the backend
+        can. Raises :class:`TransientError` or :class:`FatalRequestError`."""
 
     async def close(self) -> None:
         """Release connections or the embedded model."""

@@ -15,7 +15,8 @@ from typing import Any
 
 from erc.data.schema import DataError
 from erc.generation.backends.base import Backend, Completion, FatalRequestError
-from erc.generation.grammar import DialogueGrammar
+from erc.generation.chat_templates import AUTO, GGUF, adds_bos, chat_messages, model_template, without_bos
+from erc.generation.grammar import Constraint
 from erc.generation.sampling import llama_cpp_parameters
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,6 +75,7 @@ def check_gbnf(llama, gbnf: str) -> None:
 
 class LocalBackend(Backend):
     kind = "local"
+    route = "embedded"
     speaks_gbnf = True
     # The model computes in a worker thread that cannot be stopped: abandoning a request would let
     # the next one run on the same model at once. In-process, nothing can fall silent anyway.
@@ -102,21 +104,31 @@ class LocalBackend(Backend):
                 "server_version": _llama_cpp_version()}
 
     def prompt(self, user_prompt: str, system: str | None = None) -> str:
-        if self.cfg.chat_template != "gguf":
+        """The GGUF's own template (``gguf``) or the tokenizer's (``auto``) rendered here, without the leading BOS
+        text when llama.cpp adds BOS to the prompt itself (``tokenizer.ggml.add_bos_token``), which it does when it
+        tokenizes a text; a ``{prompt}`` string or ``none`` as the other backends send it."""
+        if self.cfg.chat_template not in (GGUF, AUTO):
             return super().prompt(user_prompt, system)
-        if self._chat_format is None:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+        messages = chat_messages(user_prompt, system)
+        if self.cfg.chat_template == AUTO:
+            model = model_template(self.cfg.get("tokenizer"))
+            text, bos_text = model.render(messages), model.bos_text
+        else:
+            if self._chat_format is None:
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-            meta = self.llama.metadata
-            template = meta.get("tokenizer.chat_template")
-            if template is None:
-                raise DataError(f"{self.model_path}: the GGUF has no chat template; set llm.chat_template "
-                                f"to a string with {{prompt}} (or 'none')")
-            self._chat_format = Jinja2ChatFormatter(
-                template=template, eos_token=self._special_token("tokenizer.ggml.eos_token_id"),
-                bos_token=self._special_token("tokenizer.ggml.bos_token_id"))
-        messages = [{"role": "system", "content": system}] if system is not None else []
-        return self._chat_format(messages=[*messages, {"role": "user", "content": user_prompt}]).prompt
+                template = self.llama.metadata.get("tokenizer.chat_template")
+                if template is None:
+                    raise DataError(f"{self.model_path}: the GGUF has no chat template; set llm.chat_template "
+                                    f"to auto (with llm.tokenizer), a string with {{prompt}}, or 'none'")
+                self._chat_format = Jinja2ChatFormatter(
+                    template=template, eos_token=self._special_token("tokenizer.ggml.eos_token_id"),
+                    bos_token=self._special_token("tokenizer.ggml.bos_token_id"))
+            text, bos_text = self._chat_format(messages=messages).prompt, self._chat_format.bos_token
+        bos_id = self.llama.token_bos()
+        llama_adds_bos = adds_bos(lambda special: self.llama.tokenize(b"a", add_bos=special, special=False),
+                                  bos_id if bos_id >= 0 else None)
+        return without_bos(text, bos_text, llama_adds_bos)
 
     def _special_token(self, key: str) -> str:
         meta = self.llama.metadata
@@ -125,21 +137,22 @@ class LocalBackend(Backend):
     def request_parameters(self) -> dict[str, Any]:
         return dict(self.params)
 
-    def _complete_blocking(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> dict:
+    def _complete_blocking(self, prompt: str, seed: int, constraint: Constraint | None) -> dict:
+        """Both kinds of constraint reach llama.cpp as GBNF (a JSON schema through llama-cpp-python's converter)."""
         from llama_cpp import LlamaGrammar
 
         compiled = None
-        if grammar:
-            gbnf = grammar.gbnf()
+        if constraint is not None:
+            gbnf = constraint.gbnf()
             if gbnf not in self._checked:
                 check_gbnf(self.llama, gbnf)
                 self._checked.add(gbnf)
             compiled = LlamaGrammar.from_string(gbnf, verbose=False)
         return self.llama.create_completion(prompt, seed=seed, grammar=compiled, **self.params)
 
-    async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
+    async def complete(self, prompt: str, seed: int, constraint: Constraint | None) -> Completion:
         async with self._lock:
-            out = await asyncio.to_thread(self._complete_blocking, prompt, seed, grammar)
+            out = await asyncio.to_thread(self._complete_blocking, prompt, seed, constraint)
         choice = out["choices"][0]
         return Completion(text=choice["text"], finish_reason=str(choice["finish_reason"]),
                           generated_tokens=out["usage"]["completion_tokens"], seed=seed, replica="embedded")

@@ -9,7 +9,6 @@ which transformers 5 cannot share, so it is not used.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx2  # huggingface_hub's HTTP library: its transport errors reach us unwrapped
@@ -30,15 +29,23 @@ from erc.generation.backends.base import (
     FatalRequestError,
     MalformedAnswerError,
     TransientError,
+    rejected_field,
 )
-from erc.generation.grammar import DialogueGrammar
+from erc.generation.grammar import Constraint, DialogueGrammar
 from erc.generation.sampling import tgi_parameters
 
 
 def _parameter_named(message: str) -> str:
     """TGI's validation messages quote the parameter in backticks: "`top_p` must be ..."."""
-    found = re.search(r"`(\w+)`", message)
-    return f"parameter {found.group(1)!r}" if found else "a request parameter"
+    field = rejected_field(message)
+    return f"parameter {field!r}" if field else "a request parameter"
+
+
+def _grammar(constraint: Constraint) -> dict[str, Any]:
+    """TGI's ``grammar`` parameter: a regex for the line grammar, a JSON schema as itself."""
+    if isinstance(constraint, DialogueGrammar):
+        return {"type": "regex", "value": constraint.regex()}
+    return {"type": "json", "value": constraint.schema()}
 
 
 class ConfiguredTokenClient(AsyncInferenceClient):
@@ -70,6 +77,7 @@ class ConfiguredTokenClient(AsyncInferenceClient):
 
 class TGIBackend(Backend):
     kind = "tgi"
+    route = "generate"
 
     def __init__(self, cfg: Any, sampling) -> None:
         super().__init__(cfg, sampling)
@@ -91,10 +99,10 @@ class TGIBackend(Backend):
     def request_parameters(self) -> dict[str, Any]:
         return dict(self.params)
 
-    async def complete(self, prompt: str, seed: int, grammar: DialogueGrammar | None) -> Completion:
+    async def complete(self, prompt: str, seed: int, constraint: Constraint | None) -> Completion:
         slot = self.pick_slot()
         url, client = self.slots[slot].rstrip("/"), self.clients[slot]
-        extra = {"grammar": {"type": "regex", "value": grammar.regex()}} if grammar else {}
+        extra = {"grammar": _grammar(constraint)} if constraint is not None else {}
         try:
             out = await client.text_generation(
                 prompt, details=True, model=f"{url}/generate", seed=seed, **self.params, **extra)
