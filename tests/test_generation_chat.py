@@ -165,6 +165,7 @@ def test_the_route_is_recorded_and_part_of_the_identity_and_a_rerun_resumes(tmp_
     assert run["provenance"]["route"] == "chat" and run["provenance"]["server"] == "ollama"
     assert any(item.startswith("top_k=10000 (Ollama's /v1 has no top_k") for item in run["not_honoured"])
     assert card["generator"]["provenance"]["route"] == "chat"
+    assert "via the `openai` backend (ollama, route chat)" in (out_dir(tmp_path) / "README.md").read_text()
     assert any("Ollama" in item for item in card["generator"]["not_honoured"])
     # The prompt and the route are in the fingerprint.
     record = records[0]

@@ -168,6 +168,7 @@ def test_tgi_run_in_json_gives_a_trainable_set_and_sends_the_schema(tmp_path):
     assert card["counts"]["accepted"] == kinds.count("valid") + kinds.count("valid_without_target") > 0
     assert card["generator"]["format"] == "json"
     assert json.loads((out / "card.json").read_text())["generator"]["format"] == "json"
+    assert "**Answers were JSON** (`prompt.format=json`" in (out / "README.md").read_text()
     loaded = [d for split in ("train", "dev", "test") for d in load_benchmark("iemocap_nat", split, tmp_path / "data")]
     assert len(loaded) == card["counts"]["kept"]
     first = next(d for d in loaded if d.meta["dialogue"] == 0)

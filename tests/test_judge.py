@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -280,10 +279,12 @@ def test_another_server_for_the_judge_composes_in_struct_mode() -> None:
     ("judge.min_agreement=1.5", r"judge.min_agreement must be a number in \[0, 1\]"),
     ("judge.filter=maybe", "judge.filter must be true or false"),
     ("judge.template=/nonexistent.txt", "judge.template"),
+    ("judge.llm.chat_template=auto", "judge.llm.chat_template=auto needs llm.tokenizer"),
+    ("judge.llm.backend=openai judge.llm.server=ollama", "judge.llm.server=ollama is not supported on llm.route=completions"),
 ])
 def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> None:
     with pytest.raises(ConfigError, match=message):
-        check_judge_config(compose_generate(override))
+        check_judge_config(compose_generate(*override.split()))
 
 
 def test_a_template_without_the_dialogue_is_refused(tmp_path) -> None:

@@ -17,7 +17,7 @@ from erc.data.formats import emorynlp_json, meld_csv
 from erc.data.formats.erc_tsv import read_erc_tsv
 from erc.data.formats.iemocap_release import read_iemocap_release, session_dirs
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
-from erc.data.labels import BENCHMARKS, benchmark_info
+from erc.data.labels import benchmark_info
 from erc.data.names import FILTER_OPTIONS, FILTERED_SOURCES, parse_dataset, unfiltered_source
 from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import string
 from urllib.parse import urlsplit
-from collections.abc import Callable
-from typing import Any
 
 from datasketch import MinHashLSH
 from omegaconf import DictConfig
 
 from erc.data.labels import check_not_overridden
 from erc.data.names import GENERATED_SOURCES
+from erc.checks import check_number
 from erc.errors import ConfigError
 from erc.generation.chat_templates import check_chat_template
 from erc.generation.dialects import check_openai_route
@@ -28,19 +27,6 @@ from erc.generation.split import check_ratios
 # The slots each prompt mode fills: a template must use every one and no other.
 TEMPLATE_SLOTS = {"natural": {"participants", "label_options"},
                   "balanced": {"participants", "label_options", "target"}}
-
-
-def _number(cfg: Any, key: str, ok: Callable[[float], bool], need: str, integer: bool = False,
-            nullable: bool = False) -> None:
-    """Check ``cfg[key]`` (a dotted key) is a number (an int when ``integer``) with ``ok(value)``."""
-    value: Any = cfg
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, DictConfig) else None
-    if value is None and nullable:
-        return
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not ok(value):
-        raise ConfigError(f"{key} must be {need}{' or null' if nullable else ''}, got {value!r}")
 
 
 def check_template(template: PromptTemplate, mode: str) -> None:
@@ -74,19 +60,19 @@ def check_format(prompt: DictConfig) -> None:
 
 def check_sampling(cfg: DictConfig) -> None:
     """``sampling.*`` in the ranges every backend accepts (TGI's validation is the strictest)."""
-    _number(cfg, "sampling.temperature", lambda v: v > 0, "a number > 0 (requests always sample)")
-    _number(cfg, "sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    _number(cfg, "sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
-    _number(cfg, "sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
-    _number(cfg, "sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    _number(cfg, "sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    _number(cfg, "sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "sampling.temperature", lambda v: v > 0, "a number > 0 (requests always sample)")
+    check_number(cfg, "sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, "sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
+    check_number(cfg, "sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, "sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    check_number(cfg, "sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
     stop = cfg.sampling.stop
     if stop is None or isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop):
         raise ConfigError(f"sampling.stop must be a list of non-empty strings, got {stop!r}")
-    _number(cfg, "sampling.grammar.max_turns", lambda v: v >= int(cfg.validation.min_turns),
+    check_number(cfg, "sampling.grammar.max_turns", lambda v: v >= int(cfg.validation.min_turns),
             f"an integer >= validation.min_turns ({cfg.validation.min_turns})", integer=True)
-    _number(cfg, "sampling.grammar.max_utterance_chars", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "sampling.grammar.max_utterance_chars", lambda v: v >= 1, "a positive integer", integer=True)
 
 
 def check_dedup(threshold: float, num_perm: int) -> None:
@@ -114,22 +100,22 @@ def check_urls(cfg: DictConfig) -> None:
 
 def check_generation_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first setting of ``cfg`` that cannot work."""
-    _number(cfg, "n_dialogues", lambda v: v >= 1, "a positive integer (the number of dialogue slots)", integer=True)
-    _number(cfg, "max_attempts", lambda v: v >= 1, "an integer >= 1 (requests per dialogue slot)", integer=True)
-    _number(cfg, "seed", lambda v: v >= 0, "a non-negative integer", integer=True)
-    _number(cfg, "llm.concurrency", lambda v: v >= 1, "an integer >= 1 (requests in flight)", integer=True)
-    _number(cfg, "llm.max_retries", lambda v: v >= 0, "an integer >= 0", integer=True)
-    _number(cfg, "llm.timeout_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
-    _number(cfg, "llm.request_deadline_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
-    _number(cfg, "llm.backoff_s", lambda v: v >= 0, "a number of seconds >= 0")
-    _number(cfg, "llm.backoff_max_s", lambda v: v >= 0, "a number of seconds >= 0")
-    _number(cfg, "validation.min_turns", lambda v: v >= 1, "a positive integer", integer=True)
-    _number(cfg, "validation.repeat_ngram", lambda v: v >= 1, "a positive integer", integer=True)
-    _number(cfg, "validation.max_ngram_repeats", lambda v: v >= 1, "a positive integer", integer=True)
-    _number(cfg, "validation.enumeration_run", lambda v: v >= 2, "an integer >= 2", integer=True)
-    _number(cfg, "dedup.minhash_threshold", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    _number(cfg, "dedup.num_perm", lambda v: v >= 2, "an integer >= 2", integer=True)
-    _number(cfg, "dedup.shingle_words", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "n_dialogues", lambda v: v >= 1, "a positive integer (the number of dialogue slots)", integer=True)
+    check_number(cfg, "max_attempts", lambda v: v >= 1, "an integer >= 1 (requests per dialogue slot)", integer=True)
+    check_number(cfg, "seed", lambda v: v >= 0, "a non-negative integer", integer=True)
+    check_number(cfg, "llm.concurrency", lambda v: v >= 1, "an integer >= 1 (requests in flight)", integer=True)
+    check_number(cfg, "llm.max_retries", lambda v: v >= 0, "an integer >= 0", integer=True)
+    check_number(cfg, "llm.timeout_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
+    check_number(cfg, "llm.request_deadline_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
+    check_number(cfg, "llm.backoff_s", lambda v: v >= 0, "a number of seconds >= 0")
+    check_number(cfg, "llm.backoff_max_s", lambda v: v >= 0, "a number of seconds >= 0")
+    check_number(cfg, "validation.min_turns", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "validation.repeat_ngram", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "validation.max_ngram_repeats", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "validation.enumeration_run", lambda v: v >= 2, "an integer >= 2", integer=True)
+    check_number(cfg, "dedup.minhash_threshold", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, "dedup.num_perm", lambda v: v >= 2, "an integer >= 2", integer=True)
+    check_number(cfg, "dedup.shingle_words", lambda v: v >= 1, "a positive integer", integer=True)
     check_dedup(float(cfg.dedup.minhash_threshold), int(cfg.dedup.num_perm))
     check_ratios(cfg.split)
     check_sampling(cfg)

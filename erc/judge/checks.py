@@ -17,7 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 from erc.config import CONFIG_DIR
 from erc.errors import ConfigError, UserError
 from erc.generation.backends import BACKENDS
-from erc.generation.checks import _number, check_urls
+from erc.checks import check_number
+from erc.generation.chat_templates import check_chat_template
+from erc.generation.checks import check_urls
+from erc.generation.dialects import check_openai_route
 from erc.generation.prompts import PromptTemplate, load_template
 
 JUDGES = ("none", "llm")
@@ -75,13 +78,13 @@ def load_judge_template(path: str | Path) -> PromptTemplate:
 
 def check_judge_sampling(cfg: DictConfig) -> None:
     """``judge.sampling.*`` in the ranges every backend accepts; the temperature may be 0 (greedy)."""
-    _number(cfg, "judge.sampling.temperature", lambda v: v >= 0, "a number >= 0 (0: greedy)")
-    _number(cfg, "judge.sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    _number(cfg, "judge.sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
-    _number(cfg, "judge.sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
-    _number(cfg, "judge.sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    _number(cfg, "judge.sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    _number(cfg, "judge.sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "judge.sampling.temperature", lambda v: v >= 0, "a number >= 0 (0: greedy)")
+    check_number(cfg, "judge.sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, "judge.sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, "judge.sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
+    check_number(cfg, "judge.sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, "judge.sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    check_number(cfg, "judge.sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
     stop = cfg.judge.sampling.stop
     if stop is None or isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop):
         raise ConfigError(f"judge.sampling.stop must be a list of non-empty strings, got {stop!r}")
@@ -93,14 +96,17 @@ def check_judge_llm(cfg: DictConfig) -> None:
     """The effective server settings, named ``judge.llm.*`` (a bad value inherited from ``llm.*`` is named too:
     the judge reads it)."""
     root = OmegaConf.create({"judge": {"llm": judge_llm_config(cfg)}})
-    _number(root, "judge.llm.concurrency", lambda v: v >= 1, "an integer >= 1 (requests in flight)", integer=True)
-    _number(root, "judge.llm.max_retries", lambda v: v >= 0, "an integer >= 0", integer=True)
-    _number(root, "judge.llm.timeout_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
-    _number(root, "judge.llm.request_deadline_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
-    _number(root, "judge.llm.backoff_s", lambda v: v >= 0, "a number of seconds >= 0")
-    _number(root, "judge.llm.backoff_max_s", lambda v: v >= 0, "a number of seconds >= 0")
+    check_number(root, "judge.llm.concurrency", lambda v: v >= 1, "an integer >= 1 (requests in flight)", integer=True)
+    check_number(root, "judge.llm.max_retries", lambda v: v >= 0, "an integer >= 0", integer=True)
+    check_number(root, "judge.llm.timeout_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
+    check_number(root, "judge.llm.request_deadline_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
+    check_number(root, "judge.llm.backoff_s", lambda v: v >= 0, "a number of seconds >= 0")
+    check_number(root, "judge.llm.backoff_max_s", lambda v: v >= 0, "a number of seconds >= 0")
     try:
         check_urls(root.judge)
+        check_openai_route(root.judge.llm)
+        # The judge sends no system message; auto loads the judge model's tokenizer here, before any request.
+        check_chat_template(OmegaConf.create({"llm": root.judge.llm, "prompt": {"system": None}}))
     except ConfigError as err:
         raise ConfigError(f"judge.{err}") from None
 
@@ -114,9 +120,9 @@ def check_judge_config(cfg: DictConfig) -> None:
         raise ConfigError(f"judge must be one of {', '.join(JUDGES)} (judge=llm asks an LLM judge), got {name!r}")
     if name == "none":
         return
-    _number(cfg, "judge.seed", lambda v: v >= 0, "a non-negative integer", integer=True)
-    _number(cfg, "judge.max_attempts", lambda v: v >= 1, "an integer >= 1 (requests per dialogue)", integer=True)
-    _number(cfg, "judge.min_agreement", lambda v: 0 <= v <= 1, "a number in [0, 1] (a share of utterances)")
+    check_number(cfg, "judge.seed", lambda v: v >= 0, "a non-negative integer", integer=True)
+    check_number(cfg, "judge.max_attempts", lambda v: v >= 1, "an integer >= 1 (requests per dialogue)", integer=True)
+    check_number(cfg, "judge.min_agreement", lambda v: 0 <= v <= 1, "a number in [0, 1] (a share of utterances)")
     if not isinstance(cfg.judge.filter, bool):
         raise ConfigError(f"judge.filter must be true or false, got {cfg.judge.filter!r}")
     check_judge_sampling(cfg)

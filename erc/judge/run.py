@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 from erc.data.labels import label_set
 from erc.data.schema import Dialogue
 from erc.generation.backends import Backend, make_backend
+from erc.generation.chat_templates import chat_template_setup
+from erc.generation.dialects import template_stop
 from erc.generation.pipeline import GenerationError, RetryPolicy, run_workers, with_retries
 from erc.generation.sampling import Sampling, derive_seed, warn_lost
 from erc.generation.store import RequestStore, canonical_hash, fingerprint, read_records
@@ -69,7 +71,7 @@ class Judge:
         self.llm = judge_llm_config(cfg)
         self.labels = label_set(cfg.benchmark.name)
         self.template = load_judge_template(cfg.judge.template)
-        sampling = Sampling.from_config(cfg.judge.sampling, list(self.llm.stop or []))
+        sampling = Sampling.from_config(cfg.judge.sampling, template_stop(self.llm))
         self.backend: Backend = make_backend(self.llm, sampling)
         self.constrained = bool(cfg.judge.sampling.constrained)
         self.seed, self.max_attempts = int(cfg.judge.seed), int(cfg.judge.max_attempts)
@@ -82,7 +84,7 @@ class Judge:
         known yet, no answer stored)."""
         return {"backend": self.backend.kind, "model": model, "template_hash": self.template.hash,
                 "parameters": self.backend.request_parameters(), "constrained": self.constrained,
-                "chat_template": self.llm.get("chat_template"), "route": self.backend.route,
+                **chat_template_setup(self.llm), "route": self.backend.route,
                 "benchmark": str(self.cfg.benchmark.name), "seed": self.seed}
 
     def _refuse_other_setups(self, records: list[dict[str, Any]], setup_hash: str) -> None:

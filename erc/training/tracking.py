@@ -6,7 +6,6 @@ output folder; ``logger.mode`` or ``WANDB_MODE`` override it). results.json neve
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
