@@ -17,8 +17,9 @@ from erc.config import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.generation import GenerationError, generate
 from erc.generation.backends import FatalRequestError, make_backend
-from erc.generation.dialects import template_stop
+from erc.generation.dialects import dialect, template_stop
 from erc.generation.grammar import DialogueGrammar, JsonSchema
+from erc.generation.json_output import dialogue_schema
 from erc.generation.sampling import Sampling
 from erc.generation.store import canonical_hash, fingerprint
 from loopback_openai import LoopbackOpenAI
@@ -191,3 +192,16 @@ def test_a_server_without_a_grammar_field_records_it_as_not_honoured(tmp_path):
     assert "constrained decoding (the line grammar): hosted OpenAI (llm.server=plain) has no field for it on " \
            "/v1/chat/completions" in lost
     assert json.dumps(lost) in json.dumps(read_jsonl(out_dir(tmp_path) / "runs.jsonl")[-1]["not_honoured"])
+
+
+def test_hosted_openai_strict_schema_drops_only_string_lengths():
+    """Strict mode refuses minLength/maxLength: the dialogue schema reaches hosted OpenAI without them and with
+    everything else (enums, turn bounds, required fields, no extra properties) as built."""
+    schema = dialogue_schema(("Joey", "Ross"), LABELS, 3, 12, 160)
+    sent = dialect("plain", "chat").constraint_fields(schema)["response_format"]["json_schema"]
+    turn = schema.schema()["properties"]["dialogue"]["items"]
+    assert sent["strict"] is True and "minLength" in json.dumps(turn)
+    expected = schema.schema()
+    expected["properties"]["dialogue"]["items"]["properties"]["text"] = {"type": "string"}
+    assert sent["schema"] == expected
+    assert dialect("vllm", "chat").constraint_fields(schema) == {"structured_outputs": {"json": schema.schema()}}

@@ -75,11 +75,26 @@ class Dialect:
         return None if speller is None else speller(constraint)
 
 
+# String-length keywords are outside the JSON-schema subset hosted OpenAI's strict mode accepts (it refuses a schema
+# holding them), so its schema goes without them: the utterance-length bound is the only part of a schema lost.
+STRICT_UNSUPPORTED = ("minLength", "maxLength")
+
+
+def _strict_subset(node: Any) -> Any:
+    """``node`` without the keywords of :data:`STRICT_UNSUPPORTED`, at every depth."""
+    if isinstance(node, dict):
+        return {key: _strict_subset(value) for key, value in node.items() if key not in STRICT_UNSUPPORTED}
+    if isinstance(node, list):
+        return [_strict_subset(value) for value in node]
+    return node
+
+
 def _json_schema_format(schema: JsonSchema, strict: bool = False) -> dict[str, Any]:
-    """OpenAI's ``response_format`` of type ``json_schema`` (vLLM, SGLang and Ollama read it too)."""
+    """OpenAI's ``response_format`` of type ``json_schema`` (vLLM, SGLang and Ollama read it too); ``strict``: hosted
+    OpenAI's strict mode, with the schema cut to the subset it accepts."""
     inner: dict[str, Any] = {"name": schema.name, "schema": schema.schema()}
     if strict:
-        inner["strict"] = True
+        inner.update(schema=_strict_subset(inner["schema"]), strict=True)
     return {"response_format": {"type": "json_schema", "json_schema": inner}}
 
 
