@@ -28,7 +28,7 @@ BARS = (("kappa", "kappa", 1), ("probe_wf1", "probe W-F1", 1), ("distinct_2", "d
         ("recall", "recall", 1), ("coverage", "coverage", 1))
 
 
-def _png(fig: plt.Figure) -> bytes:
+def figure_png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -57,7 +57,7 @@ def projection_png(report: QualityReport, points: int = 1500) -> bytes:
         ax.set_title(f"{name} (n={len(vectors)} shown)", fontsize=9)
     axes[0][0].legend(fontsize=7, markerscale=2, loc="best")
     fig.suptitle("Utterance embeddings, PCA of all panels together", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def draw_confusion(ax: plt.Axes, counts: np.ndarray, names: list[str], chooser: str, title: str) -> None:
@@ -86,7 +86,7 @@ def confusion_png(report: QualityReport) -> bytes:
                              minlength=len(names) ** 2).reshape(len(names), len(names))
         draw_confusion(ax, counts, names, "probe's choice", name)
     fig.suptitle(f"Set labels vs a probe trained on {report.benchmark} (rows sum to 1)", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def metrics_png(report: QualityReport) -> bytes:
@@ -102,7 +102,7 @@ def metrics_png(report: QualityReport) -> bytes:
     ax.set_xlim(0, 1.05)
     ax.legend(fontsize=8)
     ax.set_title(f"Quality of the generated sets against {report.benchmark}", fontsize=10)
-    return _png(fig)
+    return figure_png(fig)
 
 
 def report_plots(report: QualityReport) -> dict[str, bytes]:
