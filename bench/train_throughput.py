@@ -1,21 +1,40 @@
-"""Training throughput of CoMPM (our batched and cached path vs the reference's per-utterance path), EmoOne and TODKAT.
+"""Training throughput of CoMPM, EmoOne and TODKAT: utterances/s, peak memory and model-FLOPs utilisation (MFU).
 
-    python bench/train_throughput.py                     # tiny and small random RoBERTa, CPU
-    python bench/train_throughput.py --sizes small --dialogues 100 --batch-size 16 --device cuda
+    python bench/train_throughput.py                          # tiny, small (random RoBERTa) and minilm, CPU, 1 thread
+    python bench/train_throughput.py --backbones minilm --dialogues 20
+    python bench/train_throughput.py --backbones roberta-base,roberta-large --device cuda --batch-size 16
 
-Both paths train the same model (same initial weights, AdamW, clip 10) for one epoch over the same slice
-of MELD's train split (``--dialogues`` first dialogues; ``$ERC_DATA_DIR`` or ../shared/data):
+``--backbones`` takes anything ``classifier.backbone`` takes (``tiny``, ``small``, ``minilm`` or a Hugging Face
+encoder name or folder). Every row trains one epoch over the same slice of MELD's train split (``--dialogues`` first
+dialogues; ``$ERC_DATA_DIR`` or ../shared/data), from the same initial weights, with AdamW and clipping at 10:
 
-- **batched**: what ``train.py`` runs: utterances tokenized once, length-bucketed batches of
-  ``--batch-size`` targets, the PM encoding each needed utterance once per batch (attention masks) and
-  the GRU once per (dialogue, speaker).
-- **reference**: the released code's work per step: one target per step; build the prefix string and
-  tokenize it; one CoM call; tokenize the speaker's earlier utterances, pad them without a mask and
-  encode them in one PM call; run the GRU over them; a zero track when there are none.
+- CoMPM **batched**: what ``train.py`` runs: utterances tokenized once, length-bucketed batches of ``--batch-size``
+  targets, the PM encoding each needed utterance once per batch (attention masks) and the GRU once per (dialogue,
+  speaker). CoMPM **reference**: the released code's work per step: one target per step; build the prefix string
+  and tokenize it; one CoM call; tokenize the speaker's earlier utterances, pad them without a mask and encode them
+  in one PM call; run the GRU over them; a zero track when there are none.
+- EmoOne (gray=heuristic) with one target per step (the reference's steps) and batched; TODKAT with two dialogues
+  per step (the paper's), with and without the topic layer.
 
-Each measurement runs in a fresh process (so peak memory is its own): utterances/s, the speedup and
-the peak resident memory (CPU) or peak allocated memory (CUDA) are printed. CPU runs use one torch
-thread by default (``--threads``), which keeps figures stable on a shared machine.
+**MFU** = model FLOPs per second / the matmul peak this bench measures in the same process (same device, dtype and
+thread count: the best of several ``torch.mm`` of two 2048 x 2048 fp32 matrices on a CPU, 8192 x 8192 on a GPU).
+Model FLOPs are counted analytically from the encoder's weights and the batches' *real* token counts (padding is
+waste, not model work), forward + backward = 3 x forward (1 x for an encoder that is not trained):
+
+- per token and layer, 2 FLOPs per weight of the layer's ``nn.Linear`` modules (Q, K, V, attention output, the
+  feed-forward), plus attention's 4 * l * d (Q K^T and the weighted sum of V over the sequence's l tokens);
+- in the last layer, only what the first-token vector the classifiers read needs: K and V for every token, Q,
+  the attention output and the feed-forward for the first token alone (so ``cls_vectors``' shortcut does not count
+  as speed; an encoder run in full does work that is not counted);
+- not counted: embeddings (lookups), layer norms, softmax, dropout, GELU (not matmuls); the classifiers' heads
+  (CoMPM's GRU, TODKAT's turn transformer and topic model, linear heads), under 1 % of the FLOPs for CoMPM and
+  EmoOne, a few % for TODKAT; the optimizer.
+
+The reference path has no MFU: its own work per sample (the PM re-encoding every earlier utterance for every
+target) is not the model's. Each measurement runs in a fresh process (so peak memory is its own): peak resident
+memory (CPU) or peak allocated memory (CUDA). CPU runs use one torch thread by default (``--threads``), which keeps
+figures stable on a shared machine; ``cpu %`` is the process's CPU time over the wall time of the epoch (well under
+100 % x threads: other jobs took the cores, and utt/s is low for that reason). ``--profile`` prints where the time of each row goes (torch.profiler).
 """
 
 from __future__ import annotations
@@ -26,30 +45,117 @@ import os
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SIZES = {"tiny": "hidden 32, 2 layers, 2 heads, ff 64", "small": "hidden 256, 4 layers, 4 heads, ff 1024"}
+
+@dataclass(frozen=True)
+class Row:
+    """One measurement: a classifier, what the row measures, constructor options, samples per step (None:
+    ``--batch-size``)."""
+
+    classifier: str
+    setting: str
+    options: dict[str, Any]
+    per_step: int | None
+
+
+ROWS = [
+    Row("compm", "reference path, 1 target/step (released code)", {}, 1),
+    Row("compm", "batched", {}, None),
+    Row("emoone", "gray=heuristic, 1 target/step (reference steps)", {}, 1),
+    Row("emoone", "gray=heuristic, batched", {}, None),
+    Row("todkat", "topic, 2 dialogues/step (paper)", {}, 2),
+    Row("todkat", "no topic, 2 dialogues/step", {"topic": False}, 2),
+]
 
 
 def _data_dir() -> Path:
     return Path(os.environ.get("ERC_DATA_DIR") or ROOT.parent / "shared" / "data")
 
 
-def _setup(size: str, dialogues: int, device: str, seed: int = 0):
+# ---- the matmul peak and the model's FLOPs ------------------------------------------------------------
+def matmul_peak(device: str, repeats: int = 7) -> float:
+    """The best fp32 ``torch.mm`` rate (FLOP/s) on ``device`` with this process's torch threads."""
+    import torch
+
+    n = 8192 if device.startswith("cuda") else 2048
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        started = time.perf_counter()
+        torch.mm(a, b)
+        _sync(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def layer_linear_weights(encoder) -> int:
+    """Weights of one encoder layer's ``nn.Linear`` modules (all layers of these encoders are alike)."""
+    import torch
+
+    layers = encoder.encoder.layer if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer") else \
+        encoder.layers
+    return sum(m.weight.numel() for m in layers[-1].modules() if isinstance(m, torch.nn.Linear))
+
+
+def encoder_forward_flops(encoder, lengths) -> float:
+    """Forward matmul FLOPs an encoder needs for the first-token vectors of sequences of ``lengths`` real tokens
+    (see the module docstring)."""
+    config = encoder.config
+    d, layers = config.hidden_size, config.num_hidden_layers
+    per_token = 2 * layer_linear_weights(encoder)                 # one token through one layer's linears
+    kv = 2 * 2 * d * d                                             # the last layer's K and V projections, per token
+    total = 0.0
+    for l in lengths:
+        total += (layers - 1) * (l * per_token + 4 * l * l * d)     # full layers
+        total += l * kv + (per_token - kv) + 4 * l * d               # last layer: K, V everywhere; the rest at token 0
+    return total
+
+
+def encoder_inputs(model, batch: dict) -> list[tuple[Any, Any, bool]]:
+    """(encoder, attention mask, trained) of every encoder call a batch makes."""
+    kind = type(model).__name__
+    if kind == "TODKAT":
+        calls = [(model.net.encoder, batch["attention_mask"])]
+        if "knowledge_attention_mask" in batch:
+            calls.append((model.net.encoder, batch["knowledge_attention_mask"]))
+        return [(e, m, True) for e, m in calls]
+    calls = [(model.context_model, batch["attention_mask"], True)]
+    if kind == "CoMPM" and "pm_mask" in batch:
+        calls.append((model.pm, batch["pm_mask"], not model.pm_frozen))
+    return calls
+
+
+def batch_flops(model, batch: dict) -> tuple[float, int, int]:
+    """(model FLOPs of one training step on ``batch``, real tokens, padded tokens)."""
+    flops, real, padded = 0.0, 0, 0
+    for encoder, mask, trained in encoder_inputs(model, batch):
+        lengths = mask.sum(1).tolist()
+        flops += (3 if trained else 1) * encoder_forward_flops(encoder, lengths)
+        real, padded = real + sum(lengths), padded + mask.numel()
+    return flops, real, padded
+
+
+# ---- training -----------------------------------------------------------------------------------------
+def _build(row: Row, backbone: str, device: str):
     import torch
 
     import erc  # noqa: F401
-    from erc.data import load_benchmark
     from erc.models.compm import CoMPM
+    from erc.models.emoone import EmoOne
+    from erc.models.todkat import TODKAT
 
-    torch.manual_seed(seed)
-    model = CoMPM("meld", backbone=size).to(device).train()
-    data = load_benchmark("meld", "train", _data_dir())[:dialogues]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    return model, data, optimizer
+    torch.manual_seed(0)
+    model = {"compm": CoMPM, "emoone": EmoOne, "todkat": TODKAT}[row.classifier]("meld", backbone=backbone,
+                                                                                  **row.options)
+    return model.to(device).train()
 
 
 def _step(model, optimizer, loss) -> None:
@@ -65,35 +171,33 @@ def _to(batch: dict, device: str) -> dict:
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
-def train_epoch(model, data: list, optimizer, batch_size: int, device: str) -> tuple[int, float]:
+def train_epoch(model, data: list, optimizer, batch_size: int, device: str) -> dict:
     """One epoch as ``train.py`` trains: tokenized once, length-bucketed batches, the classifier's own loss.
-    Returns (utterances, seconds)."""
+    Returns utterances, seconds, model FLOPs, real and padded encoder tokens."""
     from erc.training.data import ERCDataModule
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     module = ERCDataModule(model, data, [], batch_size=batch_size, eval_batch_size=batch_size)
     module.setup()
-    n = 0
+    n, flops, real, padded = 0, 0.0, 0, 0
     for batch in module.train_dataloader():
+        step_flops, step_real, step_padded = batch_flops(model, batch)
+        flops, real, padded = flops + step_flops, real + step_real, padded + step_padded
         batch = _to(batch, device)
         _step(model, optimizer, model.loss(batch, model(batch)))
         n += len(batch["labels"])
     _sync(device)
-    return n, time.perf_counter() - started
+    return {"utterances": n, "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
+            "flops": flops, "real": real, "padded": padded}
 
 
-def run_batched(size: str, dialogues: int, batch_size: int, device: str) -> tuple[int, float]:
-    model, data, optimizer = _setup(size, dialogues, device)
-    return train_epoch(model, data, optimizer, batch_size, device)
-
-
-def run_reference(size: str, dialogues: int, device: str) -> tuple[int, float]:
+def reference_epoch(model, data: list, optimizer, device: str) -> dict:
+    """CoMPM one target per step as the released code computes it (see the module docstring)."""
     import random
 
     import torch
     import torch.nn.functional as F
 
-    model, data, optimizer = _setup(size, dialogues, device)
     tok = model.tokenizer
     labels = {name: i for i, name in enumerate(model.labels)}
     samples = [(d, t) for d in data for t in range(len(d))]
@@ -103,7 +207,7 @@ def run_reference(size: str, dialogues: int, device: str) -> tuple[int, float]:
     def encode_right_truncated(text: str) -> list[int]:
         return [tok.cls_token_id] + tok.convert_tokens_to_ids(tok.tokenize(text)[-511:])
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for d, t in samples:
         speakers: list[str] = []
         prefix, memory = "", []
@@ -125,7 +229,7 @@ def run_reference(size: str, dialogues: int, device: str) -> tuple[int, float]:
         logits = model.head(context + track)
         _step(model, optimizer, F.cross_entropy(logits, torch.tensor([labels[d.utterances[t].label]], device=device)))
     _sync(device)
-    return len(samples), time.perf_counter() - started
+    return {"utterances": len(samples), "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}
 
 
 def _seq_first_gru(gru, inputs, h0):
@@ -141,114 +245,94 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _measure(args: tuple) -> dict:
-    """One path in this (fresh) process: utterances, seconds, peak memory in MiB."""
-    path, size, dialogues, batch_size, device, threads = args
+def measure(args: tuple) -> dict:
+    """One row in this (fresh) process: utterances, seconds, FLOPs, tokens, the matmul peak, peak memory in MiB
+    (and the profile's table with ``profile``)."""
+    row, backbone, dialogues, batch_size, device, threads, profile = args
+    import contextlib
+
     import torch
+
+    from erc.data import load_benchmark
 
     if threads:
         torch.set_num_threads(threads)
-    if path == "batched":
-        n, seconds = run_batched(size, dialogues, batch_size, device)
-    else:
-        n, seconds = run_reference(size, dialogues, device)
-    if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"utterances": n, "seconds": seconds, "peak_mib": peak}
-
-
-# ---- EmoOne and TODKAT ------------------------------------------------------------------------------
-# (classifier, what the row measures, constructor options, samples per step; None = --batch-size)
-EMOONE_TODKAT = [
-    ("emoone", "gray=heuristic, 1 target/step (reference steps)", {}, 1),
-    ("emoone", "gray=heuristic, batched", {}, None),
-    ("todkat", "topic, 2 dialogues/step (paper)", {}, 2),
-    ("todkat", "no topic, 2 dialogues/step", {"topic": False}, 2),
-]
-
-
-def run_classifier(kind: str, options: dict, size: str, dialogues: int, batch_size: int, device: str
-                   ) -> tuple[int, float]:
-    """One epoch of EmoOne or TODKAT as ``train.py`` trains it: tokenized once, length-bucketed batches
-    (targets for EmoOne, whole dialogues for TODKAT), the classifier's own loss (EmoOne: CE + gray soft-CE;
-    TODKAT: CE over turns + topic loss)."""
-    import torch
-
-    import erc  # noqa: F401
-    from erc.data import load_benchmark
-    from erc.models.emoone import EmoOne
-    from erc.models.todkat import TODKAT
-
-    torch.manual_seed(0)
-    model = {"emoone": EmoOne, "todkat": TODKAT}[kind]("meld", backbone=size, **options).to(device).train()
+    peak = matmul_peak(device)
+    model = _build(row, backbone, device)
     data = load_benchmark("meld", "train", _data_dir())[:dialogues]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    return train_epoch(model, data, optimizer, batch_size, device)
-
-
-def _measure_classifier(args: tuple) -> dict:
-    """``run_classifier`` in this (fresh) process: utterances, seconds, peak memory in MiB."""
-    kind, options, size, dialogues, batch_size, device, threads = args
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-    n, seconds = run_classifier(kind, options, size, dialogues, batch_size, device)
+    profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
+    with profiler:
+        if row.setting.startswith("reference"):
+            result = reference_epoch(model, data, optimizer, device)
+        else:
+            result = train_epoch(model, data, optimizer, row.per_step or batch_size, device)
     if device.startswith("cuda"):
-        peak = torch.cuda.max_memory_allocated() / 2**20
+        memory = torch.cuda.max_memory_allocated() / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"utterances": n, "seconds": seconds, "peak_mib": peak}
+        memory = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result.update(peak=peak, memory=memory, threads=torch.get_num_threads())
+    if profile:
+        result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=18)
+    return result
 
 
-def bench_emoone_todkat(args: argparse.Namespace, ctx) -> None:
-    """Print EmoOne's and TODKAT's training utterances/s and peak memory (same slice, device, threads)."""
-    print(f"\nEmoOne and TODKAT training throughput, MELD train first {args.dialogues} dialogues, "
-          f"device {args.device}, batched EmoOne batch size {args.batch_size}")
-    print(f"{'backbone':<7} {'classifier':<7} {'setting':<48} {'utt':>5} {'seconds':>8} {'utt/s':>8} {'peak MiB':>9}")
-    for size in args.sizes.split(","):
-        for kind, setting, options, per_step in EMOONE_TODKAT:
-            with ctx.Pool(1) as pool:
-                r = pool.apply(_measure_classifier, ((kind, options, size, args.dialogues, per_step or args.batch_size,
-                                                      args.device, args.threads),))
-            print(f"{size:<7} {kind:<7} {setting:<48} {r['utterances']:>5} {r['seconds']:>8.2f} "
-                  f"{r['utterances'] / r['seconds']:>8.1f} {r['peak_mib']:>9.0f}", flush=True)
-            print(f"summary: training, {kind} {size}, {setting}: {r['utterances'] / r['seconds']:.1f} utt/s, "
-                  f"peak {r['peak_mib']:.0f} MiB")
+def describe(backbone: str) -> str:
+    """``hidden 256, 4 layers, 4 heads, ff 1024`` of a backbone."""
+    import erc  # noqa: F401
+    from erc.models.backbone import encoder_config
+
+    c = encoder_config(backbone)
+    return f"hidden {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads, ff {c.intermediate_size}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="tiny,small", help="comma-separated: tiny, small")
+    parser.add_argument("--backbones", "--sizes", default="tiny,small,minilm",
+                        help="comma-separated classifier.backbone values: tiny, small, minilm, a Hugging Face name")
     parser.add_argument("--dialogues", type=int, default=40, help="first N MELD train dialogues (one epoch)")
-    parser.add_argument("--batch-size", type=int, default=16, help="targets per batch on the batched path")
+    parser.add_argument("--batch-size", type=int, default=16, help="targets per batch on the batched rows")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (0: torch's default). 1 by default: on a machine shared with other "
-                             "jobs, OpenMP threads spin-wait and both paths slow down by an order of magnitude")
+                             "jobs, OpenMP threads spin-wait and every row slows down by an order of magnitude")
+    parser.add_argument("--classifiers", default="compm,emoone,todkat", help="comma-separated subset")
+    parser.add_argument("--profile", action="store_true", help="print torch.profiler's table for every row")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
-    print(f"CoMPM training throughput, MELD train first {args.dialogues} dialogues, device {args.device}, "
-          f"batched path batch size {args.batch_size}")
-    print(f"{'backbone':<34} {'path':<10} {'utt':>5} {'seconds':>8} {'utt/s':>8} {'peak MiB':>9}")
-    for size in args.sizes.split(","):
-        rows = {}
-        for path in ("reference", "batched"):
+    wanted = args.classifiers.split(",")
+    print(f"Training throughput, MELD train first {args.dialogues} dialogues, device {args.device}, "
+          f"threads {args.threads or 'default'}, batched rows batch size {args.batch_size}")
+    print(f"{'classifier':<7} {'setting':<48} {'utt':>5} {'s':>7} {'utt/s':>7} {'pad %':>6} {'GFLOP/s':>8} "
+          f"{'peak':>7} {'MFU':>5} {'MiB':>6} {'cpu %':>5}")
+    for backbone in args.backbones.split(","):
+        print(f"-- backbone {backbone} ({describe(backbone)})")
+        speeds: dict[str, float] = {}
+        for row in ROWS:
+            if row.classifier not in wanted:
+                continue
             with ctx.Pool(1) as pool:
-                rows[path] = pool.apply(_measure, ((path, size, args.dialogues, args.batch_size, args.device,
-                                                    args.threads),))
-            r = rows[path]
-            print(f"{size + ' (' + SIZES[size] + ')':<34} {path:<10} {r['utterances']:>5} {r['seconds']:>8.2f} "
-                  f"{r['utterances'] / r['seconds']:>8.1f} {r['peak_mib']:>9.0f}", flush=True)
-        ratio = (rows["batched"]["utterances"] / rows["batched"]["seconds"]) / (
-            rows["reference"]["utterances"] / rows["reference"]["seconds"])
-        print(f"{size:<34} speedup batched / reference: {ratio:.1f}x")
-        print(f"summary: training, CoMPM {size}: {rows['batched']['utterances'] / rows['batched']['seconds']:.1f} "
-              f"utt/s batched vs {rows['reference']['utterances'] / rows['reference']['seconds']:.1f} per-utterance "
-              f"reference path = {ratio:.1f}x (goal >= 5x)")
-    bench_emoone_todkat(args, ctx)
+                r = pool.apply(measure, ((row, backbone, args.dialogues, args.batch_size, args.device, args.threads,
+                                          args.profile),))
+            speed = r["utterances"] / r["seconds"]
+            speeds[row.setting] = speed
+            if "flops" in r:
+                rate = r["flops"] / r["seconds"]
+                figures = (f"{100 * (1 - r['real'] / r['padded']):>6.1f} {rate / 1e9:>8.1f} {r['peak'] / 1e9:>7.1f} "
+                           f"{rate / r['peak']:>5.2f}")
+                print(f"summary: training, {row.classifier} {backbone}, {row.setting}: {speed:.1f} utt/s, "
+                      f"MFU {rate / r['peak']:.2f} ({rate / 1e9:.1f} of {r['peak'] / 1e9:.1f} GFLOP/s), "
+                      f"peak {r['memory']:.0f} MiB")
+            else:
+                figures = f"{'-':>6} {'-':>8} {r['peak'] / 1e9:>7.1f} {'-':>5}"
+            print(f"{row.classifier:<7} {row.setting:<48} {r['utterances']:>5} {r['seconds']:>7.1f} {speed:>7.1f} "
+                  f"{figures} {r['memory']:>6.0f} {100 * r['cpu'] / r['seconds']:>5.0f}", flush=True)
+            if args.profile:
+                print(r["profile"], flush=True)
+        reference, batched = ROWS[0].setting, ROWS[1].setting
+        if reference in speeds and batched in speeds:
+            print(f"summary: training, CoMPM {backbone}: {speeds[batched]:.1f} utt/s batched vs "
+                  f"{speeds[reference]:.1f} per-utterance reference path = {speeds[batched] / speeds[reference]:.1f}x")
 
 
 if __name__ == "__main__":
