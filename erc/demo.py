@@ -3,8 +3,11 @@
 1. statistics and label-distribution plots of the benchmarks found;
 2. generate a small natural and a small balanced MELD set with the embedded LLM (``llm=local``);
 3. score both generated sets against MELD (label fidelity, usefulness, diversity, distance: ``quality.py``);
-4. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT with tiny backbones on MELD Org, Nat and Bal
-   (one Hydra multirun, W&B offline);
+4. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT on MELD Org, Nat and Bal (a Hydra multirun, W&B
+   offline): tiny random-weight backbones by default (minutes; the tables show the machinery, not learning), or
+   ``--backbone minilm``, the installed pretrained all-MiniLM-L6-v2 fine-tuned on a smaller MELD slice
+   (``schedule=demo_pretrained``, CoMPM's and EmoOne's context cut to 64 tokens), so the tables come from models
+   that learned (about 45 min on 2 CPU cores, estimated: docs/training.md#training-learns);
 5. Table III, Table IV and the exact Friedman test over that sweep;
 6. print where every artefact is.
 
@@ -15,7 +18,8 @@ line, as each job's log file has them). Everything goes under ``--out``
 sets, so the benchmark copy itself (often read-only) is never written to. Rerunning resumes: finished
 generation requests and training phases are not redone.
 
-    python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--limit-dialogues N] [--verbose]
+    python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--backbone tiny|minilm|NAME]
+                       [--limit-dialogues N] [--verbose]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from erc.cli import exit_on_user_error
@@ -35,6 +40,62 @@ from erc.errors import UserError
 
 CLASSIFIERS = "compm,emoone,todkat"
 DATASETS = "meld,meld_nat,meld_bal"
+
+
+@dataclass(frozen=True)
+class Training:
+    """How the demo trains a kind of backbone: the schedule, the MELD dialogues per split it defaults to, the context
+    cap (``classifier.max_length``) of CoMPM and EmoOne (None: the classifier's own, 512) and TODKAT's dialogues per
+    step (None: the schedule's batch size)."""
+
+    schedule: str
+    limit_dialogues: int
+    context_length: int | None = None
+    dialogues_per_step: int | None = None
+
+    def classifier_overrides(self, classifier: str) -> list[str]:
+        """What this training sets for ``classifier`` alone (keys other classifiers do not have, or other values)."""
+        if classifier in CONTEXT_CLASSIFIERS.split(",") and self.context_length is not None:
+            return [f"classifier.max_length={self.context_length}"]
+        if classifier == "todkat" and self.dialogues_per_step is not None:
+            return [f"schedule.batch_size={self.dialogues_per_step}"]
+        return []
+
+
+# Random-weight sizes need a high learning rate and many steps to move at all. A pretrained encoder needs a
+# fine-tuning rate and costs ~20x more per utterance (minilm vs tiny): CoMPM's and EmoOne's context is cut to the
+# last 63 tokens (the target and the turns just before it), which halves their cost and lets them learn from a
+# 60-dialogue slice in a few epochs; TODKAT, whose samples are dialogues, takes 4 per step (15 steps an epoch).
+# tests/test_training_learns.py trains the same recipe.
+CONTEXT_CLASSIFIERS = "compm,emoone"          # the classifiers with a CoM context (classifier.max_length)
+RANDOM_BACKBONE = Training(schedule="demo", limit_dialogues=250)
+PRETRAINED_BACKBONE = Training(schedule="demo_pretrained", limit_dialogues=60, context_length=64,
+                               dialogues_per_step=4)
+
+
+def training_for(backbone: str) -> Training:
+    """The demo's schedule and slice for ``classifier.backbone=backbone``."""
+    from erc.models.backbone import LOCAL_SIZES
+
+    return RANDOM_BACKBONE if backbone in LOCAL_SIZES else PRETRAINED_BACKBONE
+
+
+def train_commands(python: str, backbone: str, limit_dialogues: int | None, out: Path, data_override: str,
+                   verbose: list[str]) -> list[list[str]]:
+    """Step 4's command lines: the 9 jobs (3 classifiers x MELD Org, Nat, Bal) with ``backbone``, as one multirun, or
+    two into the same sweep folder when the classifiers get settings of their own (a context cap TODKAT has no key
+    for, TODKAT's dialogues per step)."""
+    training = training_for(backbone)
+    shared = [f"data={DATASETS}", f"classifier.backbone={backbone}", f"schedule={training.schedule}",
+              f"data.limit_dialogues={limit_dialogues or training.limit_dialogues}", data_override,
+              f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train"]
+    if not any(training.classifier_overrides(c) for c in CLASSIFIERS.split(",")):
+        return [[python, "train.py", "-m", f"classifier={CLASSIFIERS}", *shared, "hydra.sweep.subdir=${hydra.job.num}",
+                 *verbose]]
+    named = "hydra.sweep.subdir=${classifier.name}-${hydra.job.num}"     # two multiruns: numbers alone would collide
+    others = ",".join(c for c in CLASSIFIERS.split(",") if c not in CONTEXT_CLASSIFIERS.split(","))
+    return [[python, "train.py", "-m", f"classifier={group}", *training.classifier_overrides(group.split(",")[0]),
+             *shared, named, *verbose] for group in (CONTEXT_CLASSIFIERS, others)]
 
 
 def header(step: str) -> None:
@@ -87,11 +148,20 @@ def main(argv: list[str] | None = None) -> None:
                         help="benchmark folder (default: $ERC_DATA_DIR or ./data)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "demo")
     parser.add_argument("--dialogues", type=int, default=20, help="dialogues to generate per set")
-    parser.add_argument("--limit-dialogues", type=int, default=250,
-                        help="MELD dialogues used per split (the full train split takes hours on a CPU)")
+    parser.add_argument("--backbone", default="tiny",
+                        help="classifier.backbone of step 4: tiny (random weights, default: ~18 min in all), minilm "
+                             "(the installed pretrained all-MiniLM-L6-v2: the models learn; ~45 min on 2 CPU cores) or "
+                             "any value classifier.backbone takes")
+    parser.add_argument("--limit-dialogues", type=int, default=None,
+                        help=f"MELD dialogues used per split (the full train split takes hours on a CPU); default "
+                             f"{RANDOM_BACKBONE.limit_dialogues} for tiny/small, {PRETRAINED_BACKBONE.limit_dialogues} "
+                             f"for a pretrained backbone")
     parser.add_argument("--verbose", action="store_true",
                         help="every log line on the console, as in each job's log file (verbose=true)")
     args = parser.parse_args(argv)
+    from erc.models.backbone import check_backbone_name
+
+    check_backbone_name(args.backbone, "--backbone")        # before the long generation steps, not after them
     data_dir = (args.data_dir or default_data_dir()).resolve()
     out = args.out.resolve()
     workspace = prepare_workspace(data_dir, out)
@@ -113,12 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     header("3/6 score both generated sets against MELD (fidelity, usefulness, diversity, distance)")
     timings["quality"] = run("3/6", [python, "quality.py", "benchmark=meld", data_override,
                                      f"hydra.run.dir={out}/quality", *verbose])
-    header("4/6 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT (tiny backbones) on MELD Org, Nat, Bal")
-    timings["train"] = run("4/6", [
-        python, "train.py", "-m", f"classifier={CLASSIFIERS}", f"data={DATASETS}", "classifier.backbone=tiny",
-        "schedule=demo", f"data.limit_dialogues={args.limit_dialogues}", data_override,
-        f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train", "hydra.sweep.subdir=${hydra.job.num}",
-        *verbose])
+    header(f"4/6 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT ({args.backbone} backbones) on MELD Org, "
+           f"Nat, Bal")
+    timings["train"] = sum(run("4/6", command) for command in train_commands(
+        python, args.backbone, args.limit_dialogues, out, data_override, verbose))
     header("5/6 Table III, Table IV and the exact Friedman test")
     timings["evaluate"] = run("5/6", [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate",
                                       *verbose])

@@ -8,7 +8,13 @@ import os
 import subprocess
 import sys
 
-from erc.config import PROJECT_ROOT
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.demo import CLASSIFIERS, DATASETS, train_commands
+from erc.training.validation import validate_train_config
 
 
 def run_demo(shared_data, out) -> subprocess.CompletedProcess:
@@ -59,3 +65,32 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_p
         reused = {entry["step"] for entry in r["resumes"] if entry.get("reused")}
         steps = {"finetune", "test"} | ({"pretrain", "pretrain/test"} if r["identity"]["source"] != "org" else set())
         assert reused == steps, (r["identity"], r["resumes"])
+
+
+@pytest.mark.parametrize("backbone,schedule,limit,context", [("tiny", "demo", 250, 512),
+                                                             ("minilm", "demo_pretrained", 60, 64)])
+def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, schedule, limit, context, shared_data,
+                                                                 tmp_path):
+    """``make demo BACKBONE=minilm``: step 4's jobs, one by one, compose and pass train.py's checks with the pretrained
+    encoder's schedule, slice and context cap (tiny keeps the random-weight ones); every one of the 9 jobs runs once."""
+    jobs = []
+    for command in train_commands(sys.executable, backbone, None, tmp_path, f"paths.data_dir={shared_data}", []):
+        assert command[1:3] == ["train.py", "-m"]
+        overrides = command[3:]
+        assert {f"classifier.backbone={backbone}", f"schedule={schedule}", f"data.limit_dialogues={limit}"} <= set(
+            overrides)
+        if backbone != "tiny" and "classifier=todkat" in overrides:
+            assert "schedule.batch_size=4" in overrides
+        swept = {o.split("=")[0]: o.split("=")[1].split(",") for o in overrides if o.startswith(("classifier=", "data="))}
+        for classifier in swept["classifier"]:
+            for data in swept["data"]:
+                job = [f"classifier={classifier}" if o.startswith("classifier=") else f"data={data}" if o.startswith(
+                    "data=") else o for o in overrides]
+                GlobalHydra.instance().clear()
+                with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                    cfg = compose(config_name="train", overrides=job, return_hydra_config=True)
+                validate_train_config(cfg)
+                assert cfg.classifier.backbone == backbone and cfg.schedule.name == schedule
+                assert cfg.classifier.get("max_length", context) == context
+                jobs.append((classifier, data))
+    assert sorted(jobs) == sorted((c, d) for c in CLASSIFIERS.split(",") for d in DATASETS.split(","))
