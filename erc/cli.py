@@ -91,15 +91,16 @@ def check_command_line(config_name: str | None = None, description: str = "", ar
 
 def config_groups(config_name: str) -> dict[str, tuple[str, list[str]]]:
     """``group -> (default option, every option)`` for the groups that ``conf/<config_name>.yaml`` composes
-    (Hydra's own left out), read from Hydra's composition rather than listed by hand. Files starting with
-    ``_`` are internal bases (``schedule/_phase.yaml``), not options."""
+    (Hydra's own left out), read from Hydra's composition rather than listed by hand; an optional group
+    (``model: null``) has no default. Files starting with ``_`` are internal bases (``schedule/_phase.yaml``), not
+    options."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
     groups = {}
     for group, default in sorted(choices.items()):
-        if group == "hydra" or group.startswith("hydra/") or default is None:
+        if group == "hydra" or group.startswith("hydra/") or not (CONFIG_DIR / group).is_dir():
             continue
         options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.name.startswith("_"))
         groups[group] = (str(default), options)

@@ -49,6 +49,12 @@ def primary_groups(script: str) -> set[str]:
     return {key for entry in defaults if not isinstance(entry, str) for key in entry} - {"hydra"}
 
 
+def optional_groups(script: str) -> set[str]:
+    """The groups whose default in the primary config is null (chosen only on the command line: ``model=...``)."""
+    defaults = OmegaConf.load(PROJECT_ROOT / "conf" / script.replace(".py", ".yaml")).defaults
+    return {key for entry in defaults if not isinstance(entry, str) for key, value in entry.items() if value is None}
+
+
 @pytest.mark.parametrize("script", ENTRY_POINTS)
 def test_help_says_what_the_entry_point_does_and_lists_exactly_its_groups(script) -> None:
     done = run(script, "--help")
@@ -60,7 +66,8 @@ def test_help_says_what_the_entry_point_does_and_lists_exactly_its_groups(script
     for group, listed in groups.items():
         options = {option.rstrip("*") for option in listed.split(", ")}
         assert options == {p.stem for p in (PROJECT_ROOT / "conf" / group).glob("*.yaml") if p.name[0] != "_"}
-        assert sum(option.endswith("*") for option in listed.split(", ")) == 1      # the default, marked
+        marked = sum(option.endswith("*") for option in listed.split(", "))
+        assert marked == (group not in optional_groups(script))   # the default, marked; an optional group has none
     assert f"python {script} --cfg job" in done.stdout
 
 
@@ -68,7 +75,7 @@ def test_train_help_marks_the_defaults_of_its_primary_config_and_hydra_help_stil
     done = run("train.py", "--help")
     assert not re.search(r"^  (llm|prompt|sampling|benchmark):", done.stdout, re.MULTILINE)   # generation's groups
     assert "  classifier: compm*, emoone, todkat" in done.stdout
-    assert "schedule:   debug, default*, demo, paper" in done.stdout      # _phase.yaml is an internal base
+    assert "schedule:   debug, default*, demo, demo_pretrained, paper" in done.stdout      # _phase.yaml is an internal base
     hydra_help = run("train.py", "--hydra-help")
     assert hydra_help.returncode == 0 and "== Flags ==" in hydra_help.stdout
 
