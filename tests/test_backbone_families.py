@@ -227,3 +227,18 @@ def test_a_backbone_folder_is_identified_by_its_files_and_minilm_by_its_version(
     assert backbone_identities({"backbone": str(folder)})["backbone"] != first["backbone"]
     assert build_encoder(str(folder)).config.local_attention == 16
     assert minilm_folder("classifier.backbone").is_dir()
+
+
+@pytest.mark.parametrize("kind", CLASSIFIERS)
+def test_a_pretrained_encoder_fine_tunes_with_its_dropout_on(kind) -> None:
+    """``from_pretrained`` gives an encoder in eval mode and Lightning keeps submodule modes at the start of fit:
+    every module of a classifier on the packaged MiniLM must start in training mode, and its dropout must act."""
+    model = build(kind, "minilm")
+    assert all(module.training for module in model.modules())
+    encoder = encoder_of(model)
+    ids = torch.tensor([[encoder.config.pad_token_id + 101] * 6])
+    mask = torch.ones_like(ids)
+    torch.manual_seed(0)
+    first = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    second = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert not torch.equal(first, second)   # dropout draws another mask on each forward

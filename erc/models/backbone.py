@@ -242,7 +242,9 @@ def build_encoder(name: str, pretrained: bool = True, overrides: dict[str, Any] 
 
     ``pretrained=False`` gives random weights of the same architecture; local sizes are always random.
     The pooler is left out because no classifier uses it: its weights would get no gradient (which DDP
-    rejects) and cost a matmul per step.
+    rejects) and cost a matmul per step. The encoder comes back in training mode: ``from_pretrained`` returns it in
+    eval mode and Lightning 2.x keeps each submodule's mode at the start of fit, so a pretrained encoder would
+    otherwise fine-tune with its dropout off (the reference calls ``model.train()``).
     """
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
@@ -256,8 +258,9 @@ def build_encoder(name: str, pretrained: bool = True, overrides: dict[str, Any] 
     if is_local(name) or not pretrained:
         return model_class(config, **options)
     with _loading(name, key):
-        return model_class.from_pretrained(model_source(name, key), config=config, local_files_only=_hub_offline(),
-                                           **options)
+        model = model_class.from_pretrained(model_source(name, key), config=config, local_files_only=_hub_offline(),
+                                            **options)
+    return model.train()
 
 
 def special_ids(tokenizer: PreTrainedTokenizerBase, key: str) -> tuple[int, int, int]:
