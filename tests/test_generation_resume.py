@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from erc.config import PROJECT_ROOT
 from erc.data.labels import label_set
@@ -25,20 +26,25 @@ def command(url: str, tmp_path) -> list[str]:
             f"hydra.run.dir={tmp_path}/hydra"]
 
 
+def kill_once_written(command: list[str], requests_path: Path, lines: int) -> None:
+    """Start ``command`` (a generate.py run) and SIGKILL it as soon as ``requests_path`` holds ``lines`` lines, while
+    it is still running (asserted: a run that ends first would test nothing)."""
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if requests_path.is_file() and requests_path.read_bytes().count(b"\n") >= lines:
+            break
+        time.sleep(0.01)
+    assert process.poll() is None, f"generate.py ended before the kill: {process.stderr.read().decode()[-2000:]}"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    process.stderr.close()
+
+
 def test_sigkill_mid_run_then_rerun_loses_nothing(tmp_path):
     requests_path = out_dir(tmp_path) / "requests.jsonl"
     with LoopbackTGI(ScriptedDialogues(label_set("iemocap")), latency_s=0.05) as server:
-        process = subprocess.Popen(command(server.url, tmp_path), cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            if requests_path.is_file() and requests_path.read_bytes().count(b"\n") >= 12:
-                break
-            time.sleep(0.01)
-        assert process.poll() is None, f"generate.py ended before the kill: {process.stderr.read().decode()[-2000:]}"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
+        kill_once_written(command(server.url, tmp_path), requests_path, 12)
         answered_before_kill = len(server.answered)
         before = read_jsonl(requests_path)
         assert 12 <= len(before) < expected_requests(N, 3, balanced=False)

@@ -6,10 +6,8 @@ most the requests in flight, the filter writes a trainable set, and bad settings
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -29,6 +27,7 @@ from erc.judge.agreement import agreement
 from erc.judge.checks import check_judge_config, judge_llm_config
 from erc.judge.prompt import parse_answer
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from test_generation_resume import kill_once_written
 from test_generation_tgi import SEED, out_dir, read_jsonl
 
 LABELS = label_set("iemocap")
@@ -215,17 +214,7 @@ def test_sigkill_mid_judging_then_rerun_judges_every_dialogue_once(tmp_path) -> 
                f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/hydra"]
     script = GeneratorAndJudge(judge_latency_s=0.05)
     with LoopbackTGI(script) as server:
-        process = subprocess.Popen([*command, f"llm.url={server.url}"], cwd=PROJECT_ROOT,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            if requests_path.is_file() and requests_path.read_bytes().count(b"\n") >= 8:
-                break
-            time.sleep(0.01)
-        assert process.poll() is None, f"generate.py ended before the kill: {process.stderr.read().decode()[-2000:]}"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
+        kill_once_written([*command, f"llm.url={server.url}"], requests_path, 8)
         answered_before_kill = len(judge_requests(server))
         before = read_jsonl(requests_path)
         with open(requests_path, "a") as handle:        # a crash in the middle of a write leaves a torn last line

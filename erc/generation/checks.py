@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from erc.data.labels import check_not_overridden
 from erc.data.names import GENERATED_SOURCES
-from erc.checks import check_number
+from erc.checks import check_number, config_value
 from erc.errors import ConfigError
 from erc.generation.chat_templates import check_chat_template
 from erc.generation.dialects import check_openai_route
@@ -58,18 +58,27 @@ def check_format(prompt: DictConfig) -> None:
                           f"utterance (number)\"; json: a JSON object, beyond the paper), got {prompt.get('format')!r}")
 
 
-def check_sampling(cfg: DictConfig) -> None:
-    """``sampling.*`` in the ranges every backend accepts (TGI's validation is the strictest)."""
-    check_number(cfg, "sampling.temperature", lambda v: v > 0, "a number > 0 (requests always sample)")
-    check_number(cfg, "sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    check_number(cfg, "sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
-    check_number(cfg, "sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
-    check_number(cfg, "sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    check_number(cfg, "sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    check_number(cfg, "sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
-    stop = cfg.sampling.stop
+def check_sampling_values(cfg: DictConfig, node: str, greedy: bool = False) -> None:
+    """The Table II fields and stops of the sampling config at ``node`` (``sampling``, ``judge.sampling``) in the
+    ranges every backend accepts (TGI's validation is the strictest); ``greedy``: a temperature of 0 is allowed."""
+    if greedy:
+        check_number(cfg, f"{node}.temperature", lambda v: v >= 0, "a number >= 0 (0: greedy)")
+    else:
+        check_number(cfg, f"{node}.temperature", lambda v: v > 0, "a number > 0 (requests always sample)")
+    check_number(cfg, f"{node}.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, f"{node}.top_k", lambda v: v >= 1, "a positive integer", integer=True)
+    check_number(cfg, f"{node}.repetition_penalty", lambda v: v > 0, "a number > 0")
+    check_number(cfg, f"{node}.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
+    check_number(cfg, f"{node}.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
+    check_number(cfg, f"{node}.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
+    stop = config_value(cfg, f"{node}.stop")
     if stop is None or isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop):
-        raise ConfigError(f"sampling.stop must be a list of non-empty strings, got {stop!r}")
+        raise ConfigError(f"{node}.stop must be a list of non-empty strings, got {stop!r}")
+
+
+def check_sampling(cfg: DictConfig) -> None:
+    """``sampling.*``: the Table II fields (:func:`check_sampling_values`) and the grammar's bounds."""
+    check_sampling_values(cfg, "sampling")
     check_number(cfg, "sampling.grammar.max_turns", lambda v: v >= int(cfg.validation.min_turns),
             f"an integer >= validation.min_turns ({cfg.validation.min_turns})", integer=True)
     check_number(cfg, "sampling.grammar.max_utterance_chars", lambda v: v >= 1, "a positive integer", integer=True)

@@ -19,7 +19,7 @@ from erc.errors import ConfigError, UserError
 from erc.generation.backends import BACKENDS
 from erc.checks import check_number
 from erc.generation.chat_templates import check_chat_template
-from erc.generation.checks import check_urls
+from erc.generation.checks import check_sampling_values, check_urls
 from erc.generation.dialects import check_openai_route
 from erc.generation.prompts import PromptTemplate, load_template
 
@@ -78,16 +78,7 @@ def load_judge_template(path: str | Path) -> PromptTemplate:
 
 def check_judge_sampling(cfg: DictConfig) -> None:
     """``judge.sampling.*`` in the ranges every backend accepts; the temperature may be 0 (greedy)."""
-    check_number(cfg, "judge.sampling.temperature", lambda v: v >= 0, "a number >= 0 (0: greedy)")
-    check_number(cfg, "judge.sampling.top_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    check_number(cfg, "judge.sampling.top_k", lambda v: v >= 1, "a positive integer", integer=True)
-    check_number(cfg, "judge.sampling.repetition_penalty", lambda v: v > 0, "a number > 0")
-    check_number(cfg, "judge.sampling.typical_p", lambda v: 0 < v <= 1, "a number in (0, 1]")
-    check_number(cfg, "judge.sampling.min_p", lambda v: 0 <= v < 1, "a number in [0, 1)")
-    check_number(cfg, "judge.sampling.max_new_tokens", lambda v: v >= 1, "a positive integer", integer=True)
-    stop = cfg.judge.sampling.stop
-    if stop is None or isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop):
-        raise ConfigError(f"judge.sampling.stop must be a list of non-empty strings, got {stop!r}")
+    check_sampling_values(cfg, "judge.sampling", greedy=True)
     if not isinstance(cfg.judge.sampling.constrained, bool):
         raise ConfigError(f"judge.sampling.constrained must be true or false, got {cfg.judge.sampling.constrained!r}")
 
