@@ -20,7 +20,7 @@ import numpy as np
 
 from erc.data.names import filtered_source, unfiltered_source
 from erc.data.schema import SPLITS, Dialogue
-from erc.generation.postprocess import jsonl_bytes, write_if_changed
+from erc.generation.postprocess import write_if_changed, write_set
 from erc.quality.corpus import Corpus
 from erc.quality.report import ScoredSet
 
@@ -54,9 +54,7 @@ def filter_set(scored: ScoredSet, names: list[str], max_rejected: float, filter_
                              "probe": names[fidelity.predicted[r]],
                              "label_quality": round(float(fidelity.quality[r]), 4)}
                             for r in rows if fidelity.flagged[r]]})
-    write_if_changed(out / "dialogues.jsonl", jsonl_bytes(kept))
-    for split in SPLITS:
-        write_if_changed(out / f"{split}.jsonl", jsonl_bytes([d for d in kept if d.split == split]))
+    write_set(out, kept)
     write_if_changed(out / "removed.jsonl",
                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in removed).encode())
     summary = {
