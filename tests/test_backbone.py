@@ -39,19 +39,30 @@ class TestFastPath:
             cls_vectors(encoder, ids, mask)
         torch.testing.assert_close(vectors, plain_first_token(encoder, ids, mask), atol=1e-5, rtol=1e-4)
         assert [r.getMessage() for r in caplog.records] == [
-            "cls_vectors: TinyRoberta takes the fast path (last layer computed at the first token only)"]
+            "cls_vectors: TinyRoberta takes the fast path (packed real tokens; last layer at the first token only)"]
 
-    def test_the_fast_path_really_skips_work_at_other_positions(self) -> None:
-        """The last layer's feed-forward sees one position per sequence on the fast path, every position otherwise."""
+    def test_the_fast_path_really_skips_padding_and_the_last_layers_other_positions(self) -> None:
+        """Each layer's feed-forward sees the real tokens only on the fast path, and the last layer one position per
+        sequence; the plain forward computes every padded position of every layer."""
         encoder = build_encoder("tiny").eval()
         ids, mask = padded_batch(encoder.config.vocab_size)
-        shapes = []
-        hook = encoder.encoder.layer[-1].intermediate.register_forward_hook(lambda m, i, o: shapes.append(o.shape[1]))
+        rows: list[int] = []
+        hooks = [layer.intermediate.dense.register_forward_hook(lambda m, i, o: rows.append(o.numel() // o.shape[-1]))
+                 for layer in encoder.encoder.layer]
         with torch.no_grad():
             cls_vectors(encoder, ids, mask)
             plain_first_token(encoder, ids, mask)
-        hook.remove()
-        assert shapes == [1, ids.shape[1]]
+        for hook in hooks:
+            hook.remove()
+        assert rows == [int(mask.sum()), len(ids), ids.numel(), ids.numel()]
+
+    @torch.no_grad()
+    def test_a_batch_whose_first_token_is_padding_runs_the_plain_forward(self) -> None:
+        """Left padding would put another token at the packed first row: the plain forward's answer is kept."""
+        encoder = build_encoder("tiny").eval()
+        ids, mask = padded_batch(encoder.config.vocab_size)
+        ids, mask = ids.flip(1), mask.flip(1)
+        torch.testing.assert_close(cls_vectors(encoder, ids, mask), plain_first_token(encoder, ids, mask))
 
 
 @pytest.fixture

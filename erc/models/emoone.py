@@ -34,6 +34,7 @@ from torch import nn
 
 from erc.data import Utterance
 from erc.io import write_atomic
+from erc.models.backbone import cls_vectors
 from erc.models.base import FitContext
 from erc.models.context import ContextModelClassifier, ContextSample, TokenizedDialogue
 from erc.models.grayscale import GRAY_METHODS, TEACHER_METHODS, emoone_loss, heuristic_gray, teacher_post
@@ -78,8 +79,7 @@ class EmoOne(ContextModelClassifier):
 
     # ---- model and loss -------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        context = self.context_model(input_ids=batch["input_ids"],
-                                     attention_mask=batch["attention_mask"]).last_hidden_state[:, 0]
+        context = cls_vectors(self.context_model, batch["input_ids"], batch["attention_mask"])
         return self.head(context)
 
     def loss(self, batch: dict[str, Any], logits: torch.Tensor) -> torch.Tensor:

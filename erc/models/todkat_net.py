@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from erc.models.backbone import cls_vectors
 from erc.models.knowledge import KnowledgeAttention
 from erc.models.topic import NeuralTopicModel, bag_of_words
 
@@ -64,7 +65,7 @@ class TodkatNet(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer ``<s>`` vectors of (N, L) right-padded sequences."""
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]
+        return cls_vectors(self.encoder, input_ids, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, turn_mask: torch.Tensor,
                 knowledge_ids: torch.Tensor | None = None, knowledge_attention_mask: torch.Tensor | None = None,

@@ -1,0 +1,167 @@
+"""The fast path of :func:`erc.models.backbone.cls_vectors`: a BERT-layout encoder's first-token vectors for less work.
+
+It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` computes for ``RobertaModel`` and
+``BertModel`` (transformers 5.x: ``embeddings``, ``encoder.layer[i]`` with ``attention.self.{query, key, value}``,
+``attention.output``, ``intermediate``, ``output``), with three savings that leave the result the same:
+
+1. **Packed tokens.** Every linear layer, dropout and layer norm runs on the real tokens only, packed into one
+   (tokens, hidden) matrix; only attention sees the padded (batch, heads, length, length) layout, where padded keys are
+   masked out. Padding is never read by a real token, so its rows are never computed (ERC batches are 15 to 70 %
+   padding: utterances of different lengths, prefixes cut at different turns).
+2. **The last layer at the first token.** Keys and values everywhere, but queries, attention output and feed-forward
+   for the first token alone: the only position the classifiers read.
+3. **Dropout without torch's Bernoulli sampler on the CPU.** ``bernoulli_`` costs about 5 ns a draw, a third of an
+   attention call of MiniLM's shape in training. :func:`keep_mask` compares uniform 32-bit integers, drawn eight bytes
+   at a time, with a threshold: drop probability ``round(p * 2**32) / 2**32`` (0.1 ± 1e-10) and survivors scaled by
+   the exact inverse keep rate, so every dropout keeps its expectation as ``nn.Dropout`` does, from torch's default
+   generator (seeded, checkpointed, resumed as before). :class:`DropoutAttention` is attention with that dropout on
+   the probabilities and a hand-written backward that saves the probabilities and the byte mask, where PyTorch's CPU
+   ``scaled_dot_product_attention`` falls back to its unfused math path as soon as dropout is on.
+
+On a GPU, in half precision, or without dropout, attention is ``scaled_dot_product_attention`` (fused kernels) and
+dropout is ``nn.functional.dropout``. Masks are different draws from those of the plain forward: the same
+distribution, not the same numbers (eval mode gives the same numbers, to float rounding).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_TWO_32 = 2**32
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> tuple[torch.Tensor, float]:
+    """(bool keep mask of ``shape``, the survivors' scale): each element dropped with probability
+    ``round(p * 2**32) / 2**32``, independently, and the scale ``1 / (1 - that)``, so ``x * mask * scale`` has the
+    expectation ``x``. Drawn from torch's default generator of ``device``, as ``nn.Dropout`` is."""
+    n = 1
+    for size in shape:
+        n *= size
+    words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-(2**63), None)
+    bits = words.view(torch.int32)[:n].view(shape)              # uniform over the 2**32 int32 values
+    dropped = round(p * _TWO_32)
+    return bits >= dropped - 2**31, _TWO_32 / (_TWO_32 - dropped)
+
+
+def _uses_fast_dropout(x: torch.Tensor, p: float, training: bool) -> bool:
+    return training and p > 0 and x.device.type == "cpu" and x.dtype == torch.float32 \
+        and not torch.is_autocast_enabled("cpu")
+
+
+def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``nn.functional.dropout(x, p, training)``, by :func:`keep_mask` on float32 CPU tensors."""
+    if not _uses_fast_dropout(x, p, training):
+        return F.dropout(x, p, training)
+    keep, scale = keep_mask(x.shape, p, x.device)
+    return x * keep.to(x.dtype).mul_(scale)
+
+
+class DropoutAttention(torch.autograd.Function):
+    """``softmax(q k^T * scale + bias) -> dropout(p) -> @ v`` with the backward written out: it saves the softmax
+    output and the bool keep mask (1 byte an element) and recomputes the dropped probabilities, and the softmax backward
+    is one fused pass (``_softmax_backward_data``). q, k, v: (batch, heads, length, head size); bias: additive, 0 at
+    keys to attend, -inf at padding, broadcastable to the scores."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, p: float,
+                scale: float) -> torch.Tensor:
+        scores = torch.matmul(q * scale, k.transpose(-1, -2))
+        scores += bias
+        probs = torch.softmax(scores, dim=-1)
+        keep, survivors = keep_mask(probs.shape, p, probs.device)
+        ctx.save_for_backward(q, k, v, probs, keep)
+        ctx.scale, ctx.survivors = scale, survivors
+        return torch.matmul(probs * keep * survivors, v)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        q, k, v, probs, keep = ctx.saved_tensors
+        grad = grad.contiguous()
+        dropped = probs * keep * ctx.survivors
+        grad_v = torch.matmul(dropped.transpose(-1, -2), grad)
+        grad_probs = torch.matmul(grad, v.transpose(-1, -2))
+        grad_probs *= keep
+        grad_probs *= ctx.survivors
+        grad_scores = torch.ops.aten._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        grad_q = torch.matmul(grad_scores, k) * ctx.scale
+        grad_k = torch.matmul(grad_scores.transpose(-1, -2), q * ctx.scale)
+        return grad_q, grad_k, grad_v, None, None, None
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep_keys: torch.Tensor, bias: torch.Tensor,
+              p: float, scale: float, training: bool) -> torch.Tensor:
+    """Scaled dot-product attention over keys ``keep_keys`` (bool, broadcastable to the scores) with dropout ``p``
+    on the probabilities in training: :class:`DropoutAttention` where :func:`dropout` would take the fast path,
+    else ``scaled_dot_product_attention``."""
+    if _uses_fast_dropout(q, p, training):
+        return DropoutAttention.apply(q, k, v, bias, p, scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep_keys, dropout_p=p if training else 0.0,
+                                          scale=scale)
+
+
+class _Packing:
+    """Where a (batch, length) right-padded layout's real tokens sit when packed into rows of one matrix."""
+
+    def __init__(self, attention_mask: torch.Tensor, dtype: torch.dtype):
+        self.batch, self.length = attention_mask.shape
+        keep = attention_mask.bool()
+        self.rows = keep.flatten().nonzero().squeeze(1)                      # packed row -> flat position
+        lengths = keep.sum(1)
+        self.first = torch.cumsum(lengths, 0) - lengths                      # packed row of each sample's token 0
+        self.keep_keys = keep[:, None, None, :]
+        self.bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))[
+            :, None, None, :]
+
+    def pack(self, padded: torch.Tensor) -> torch.Tensor:
+        """(batch, length, ...) -> (real tokens, ...)."""
+        return padded.flatten(0, 1).index_select(0, self.rows)
+
+    def heads(self, packed: torch.Tensor, heads: int) -> torch.Tensor:
+        """(real tokens, hidden) -> (batch, heads, length, head size), zeros at padding."""
+        padded = packed.new_zeros(self.batch * self.length, packed.shape[-1]).index_copy(0, self.rows, packed)
+        return padded.view(self.batch, self.length, heads, -1).transpose(1, 2)
+
+
+def _residual(block: nn.Module, update: torch.Tensor, residual: torch.Tensor, training: bool) -> torch.Tensor:
+    """``BertSelfOutput`` / ``BertOutput``: dense, dropout, layer norm of the sum with the residual."""
+    hidden = dropout(block.dense(update), block.dropout.p, training)
+    return block.LayerNorm(hidden + residual)
+
+
+def _feed_forward(layer: nn.Module, x: torch.Tensor, training: bool) -> torch.Tensor:
+    intermediate = layer.intermediate.intermediate_act_fn(layer.intermediate.dense(x))
+    return _residual(layer.output, intermediate, x, training)
+
+
+def _layer(layer: nn.Module, x: torch.Tensor, packing: _Packing, training: bool, queries: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """One encoder layer on packed tokens ``x``; with ``queries`` (packed rows), only at those rows."""
+    self_attention = layer.attention.self
+    heads, p = self_attention.num_attention_heads, self_attention.dropout.p
+    k = packing.heads(self_attention.key(x), heads)
+    v = packing.heads(self_attention.value(x), heads)
+    if queries is None:
+        q = packing.heads(self_attention.query(x), heads)
+    else:
+        x = x.index_select(0, queries)
+        q = self_attention.query(x).view(len(queries), 1, heads, -1).transpose(1, 2)
+    context = attention(q, k, v, packing.keep_keys, packing.bias, p, self_attention.scaling, training)
+    context = context.transpose(1, 2).flatten(0, 1).flatten(1)                  # (batch * query length, hidden)
+    if queries is None:
+        context = context.index_select(0, packing.rows)
+    return _feed_forward(layer, _residual(layer.attention.output, context, x, training), training)
+
+
+def first_token_vectors(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The last layer's first-token vectors of right-padded ``input_ids`` (every sample's token 0 is real), as the
+    plain forward's ``last_hidden_state[:, 0]``; see the module docstring."""
+    training = encoder.training
+    hidden = encoder.embeddings(input_ids=input_ids)
+    packing = _Packing(attention_mask, hidden.dtype)
+    x = packing.pack(hidden)
+    *lower, last = encoder.encoder.layer
+    for layer in lower:
+        x = _layer(layer, x, packing, training)
+    return _layer(last, x, packing, training, queries=packing.first)
