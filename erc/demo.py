@@ -3,28 +3,34 @@
 1. statistics and label-distribution plots of the benchmarks found;
 2. generate a small natural and a small balanced MELD set with the embedded LLM (``llm=local``);
 3. score both generated sets against MELD (label fidelity, usefulness, diversity, distance: ``quality.py``);
-4. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT on MELD Org, Nat and Bal (a Hydra multirun, W&B
-   offline): tiny random-weight backbones by default (minutes; the tables show the machinery, not learning), or
-   ``--backbone minilm``, the installed pretrained all-MiniLM-L6-v2 fine-tuned on a smaller MELD slice
-   (``schedule=demo_pretrained``, CoMPM's and EmoOne's context cut to 64 tokens), so the tables come from models
-   that learned (about 45 min on 2 CPU cores, estimated: docs/training.md#training-learns);
+4. pretrain / fine-tune / test CoMPM, EmoOne and TODKAT on MELD Org, Nat and Bal (one Hydra multirun per
+   classifier, run side by side, W&B offline): tiny random-weight backbones by default (minutes; the tables show
+   the machinery, not learning), or ``--backbone minilm``, the installed pretrained all-MiniLM-L6-v2 fine-tuned on
+   a smaller MELD slice (``schedule=demo_pretrained``, CoMPM's and EmoOne's context cut to 64 tokens), so the tables
+   come from models that learned (its time on 2 CPU cores: docs/training.md#training-learns);
 5. Table III, Table IV and the exact Friedman test over that sweep;
 6. print where every artefact is.
 
 Each step is the real command line a researcher would type (``generate.py``, ``train.py -m``,
 ``quality.py``, ``evaluate.py``), run in a subprocess with its progress bars and warnings shown (``--verbose``: every log
-line, as each job's log file has them). Everything goes under ``--out``
-(default ``outputs/demo``): the benchmark folder is linked into ``<out>/data`` next to the generated
-sets, so the benchmark copy itself (often read-only) is never written to. Rerunning resumes: finished
-generation requests and training phases are not redone.
+line, as each job's log file has them). Step 4 runs its three multiruns ``--jobs`` at a time (default: one per CPU
+core, at most 3), each process with ``OMP_NUM_THREADS`` = cores // jobs (unless set already): on 2 cores, two
+one-thread processes side by side train these small models about twice as fast as one process with two OpenMP
+threads, and the OpenMP threads of separate processes would spin-wait against each other. When more than one
+runs at a time, each writes to its own log, ``<out>/train/<classifier>.log`` (their progress bars would interleave
+on the console); the console gets a line when each starts and ends, and the end of the log of one that fails.
+Everything goes under ``--out`` (default ``outputs/demo``): the benchmark folder is linked into ``<out>/data``
+next to the generated sets, so the benchmark copy itself (often read-only) is never written to. Rerunning
+resumes: finished generation requests and training phases are not redone.
 
     python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--backbone tiny|minilm|NAME]
-                       [--limit-dialogues N] [--verbose]
+                       [--limit-dialogues N] [--jobs N] [--verbose]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import subprocess
 import sys
@@ -82,20 +88,119 @@ def training_for(backbone: str) -> Training:
 
 def train_commands(python: str, backbone: str, limit_dialogues: int | None, out: Path, data_override: str,
                    verbose: list[str]) -> list[list[str]]:
-    """Step 4's command lines: the 9 jobs (3 classifiers x MELD Org, Nat, Bal) with ``backbone``, as one multirun, or
-    two into the same sweep folder when the classifiers get settings of their own (a context cap TODKAT has no key
-    for, TODKAT's dialogues per step)."""
+    """Step 4's command lines: one multirun per classifier, in :data:`CLASSIFIERS` order (the longest first, so that
+    a pool of fewer processes than commands finishes evenly), each over MELD Org, Nat, Bal with ``backbone`` and the
+    classifier's own settings (a context cap TODKAT has no key for, TODKAT's dialogues per step). They share one
+    sweep folder, so their job folders are named ``<classifier>-<job number>``: numbers alone would collide."""
     training = training_for(backbone)
     shared = [f"data={DATASETS}", f"classifier.backbone={backbone}", f"schedule={training.schedule}",
               f"data.limit_dialogues={limit_dialogues or training.limit_dialogues}", data_override,
-              f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train"]
-    if not any(training.classifier_overrides(c) for c in CLASSIFIERS.split(",")):
-        return [[python, "train.py", "-m", f"classifier={CLASSIFIERS}", *shared, "hydra.sweep.subdir=${hydra.job.num}",
-                 *verbose]]
-    named = "hydra.sweep.subdir=${classifier.name}-${hydra.job.num}"     # two multiruns: numbers alone would collide
-    others = ",".join(c for c in CLASSIFIERS.split(",") if c not in CONTEXT_CLASSIFIERS.split(","))
-    return [[python, "train.py", "-m", f"classifier={group}", *training.classifier_overrides(group.split(",")[0]),
-             *shared, named, *verbose] for group in (CONTEXT_CLASSIFIERS, others)]
+              f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train",
+              "hydra.sweep.subdir=${classifier.name}-${hydra.job.num}"]
+    return [[python, "train.py", "-m", f"classifier={classifier}", *training.classifier_overrides(classifier),
+             *shared, *verbose] for classifier in CLASSIFIERS.split(",")]
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: a container's or ``taskset``'s share), else all."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a command that shares the cores with others: ``threads`` OpenMP/MKL threads, unless the
+    user set ``OMP_NUM_THREADS`` (theirs is kept, and MKL follows it)."""
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(threads)
+        env.setdefault("MKL_NUM_THREADS", str(threads))
+    return env
+
+
+@dataclass
+class Stream:
+    """One running command of :func:`run_parallel`: its log (named after it: ``compm.log`` is ``[compm]``) and
+    whether its output goes there or onto the console."""
+
+    command: list[str]
+    log: Path
+    to_console: bool
+    process: subprocess.Popen
+    start: float
+
+
+def start_stream(command: list[str], log: Path, to_console: bool, env: dict[str, str]) -> Stream:
+    """Start ``command`` from the project root, its output onto the console or into ``log`` (unbuffered, so the
+    log can be followed with ``tail -f`` and its stdout and stderr lines keep their order)."""
+    print(f"$ {shlex.join(command)}" + ("" if to_console else f" > {log} 2>&1"), flush=True)
+    if to_console:
+        process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env)
+    else:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as sink:            # the child has its own copy of the file descriptor
+            process = subprocess.Popen(command, cwd=PROJECT_ROOT, env={**env, "PYTHONUNBUFFERED": "1"},
+                                       stdout=sink, stderr=subprocess.STDOUT)
+    return Stream(command, log, to_console, process, time.perf_counter())
+
+
+def log_tail(log: Path, lines: int = 40) -> list[str]:
+    """The last ``lines`` lines of ``log`` as a terminal shows them: a progress bar's line redraws itself with
+    ``\\r``, so only its last state is kept."""
+    text = log.read_bytes().decode(errors="replace").rstrip("\n")     # read_text would turn each \r into a line
+    return [line.rstrip("\r").rsplit("\r", 1)[-1] for line in text.split("\n")][-lines:]
+
+
+def finish_stream(stream: Stream) -> str | None:
+    """Print how ``stream`` ended; None when it succeeded, else what failed (after its log's last lines)."""
+    status = stream.process.returncode
+    name = f"[{stream.log.stem}]"
+    print(f"{name} ended after {time.perf_counter() - stream.start:.0f}s, exit status {status}"
+          + ("" if stream.to_console else f", log {stream.log}"), flush=True)
+    if not status:
+        return None
+    if stream.to_console:
+        return f"{name} exit status {status}; its message is above"
+    print(f"--- the last lines of {stream.log}:", *log_tail(stream.log), "---", sep="\n", flush=True)
+    return f"{name} exit status {status}; the last lines of its log {stream.log} are above"
+
+
+def run_parallel(step: str, commands: list[list[str]], jobs: int, logs: list[Path]) -> float:
+    """Run the command lines of ``step`` (``4/6``) at most ``jobs`` at a time, in their order (the next starts when
+    one ends), each with cores // jobs OpenMP threads (:func:`thread_env`); return the wall seconds. When more than
+    one runs at a time, command ``i`` writes to ``logs[i]`` instead of the console (``logs[i]``'s name also names
+    it in the lines that say it ended).
+
+    When one fails, no further command starts, but those running are left to finish rather than terminated: their
+    finished training phases are then reused by the rerun the error asks for, where a terminated job would lose the
+    phase it was in. If this process itself is stopped (Ctrl-C, an exception), the running commands are terminated,
+    so that none keeps training (and holding its job's lock) unseen."""
+    jobs = min(jobs, len(commands))
+    env = thread_env(max(1, available_cores() // jobs))
+    pending = [(command, log, jobs == 1) for command, log in zip(commands, logs, strict=True)]
+    running: list[Stream] = []
+    failures: list[str] = []
+    start = time.perf_counter()
+    try:
+        while running or (pending and not failures):
+            while pending and len(running) < jobs and not failures:
+                running.append(start_stream(*pending.pop(0), env))
+            time.sleep(0.1)
+            for stream in [s for s in running if s.process.poll() is not None]:
+                running.remove(stream)
+                failure = finish_stream(stream)
+                if failure:
+                    failures.append(failure)
+    except BaseException:
+        for stream in running:
+            stream.process.terminate()
+        for stream in running:
+            stream.process.wait()
+        raise
+    if failures:
+        raise UserError(f"step {step} failed ({'; '.join(failures)}). "
+                        f"Fix it and rerun: finished generation requests and training phases are reused")
+    return time.perf_counter() - start
 
 
 def header(step: str) -> None:
@@ -141,6 +246,14 @@ def prepare_workspace(data_dir: Path, out: Path) -> Path:
     return workspace
 
 
+def positive_int(text: str) -> int:
+    """``--jobs``: a whole number of at least 1 (argparse names the option when this raises)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m erc.demo", description=__doc__.split("\n\n")[0])
@@ -150,12 +263,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dialogues", type=int, default=20, help="dialogues to generate per set")
     parser.add_argument("--backbone", default="tiny",
                         help="classifier.backbone of step 4: tiny (random weights, default: ~18 min in all), minilm "
-                             "(the installed pretrained all-MiniLM-L6-v2: the models learn; ~45 min on 2 CPU cores) or "
-                             "any value classifier.backbone takes")
+                             "(the installed pretrained all-MiniLM-L6-v2: the models learn; its time on 2 CPU cores: "
+                             "docs/training.md) or any value classifier.backbone takes")
     parser.add_argument("--limit-dialogues", type=int, default=None,
                         help=f"MELD dialogues used per split (the full train split takes hours on a CPU); default "
                              f"{RANDOM_BACKBONE.limit_dialogues} for tiny/small, {PRETRAINED_BACKBONE.limit_dialogues} "
                              f"for a pretrained backbone")
+    parser.add_argument("--jobs", type=positive_int, default=None,
+                        help=f"step 4's multiruns (one per classifier) run at most this many at a time, each with "
+                             f"OMP_NUM_THREADS = cores // jobs unless set; more than one at a time: each writes to "
+                             f"<out>/train/<classifier>.log (default: the CPU cores available, {available_cores()} "
+                             f"here, at most {len(CLASSIFIERS.split(','))})")
     parser.add_argument("--verbose", action="store_true",
                         help="every log line on the console, as in each job's log file (verbose=true)")
     args = parser.parse_args(argv)
@@ -185,8 +303,9 @@ def main(argv: list[str] | None = None) -> None:
                                      f"hydra.run.dir={out}/quality", *verbose])
     header(f"4/6 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT ({args.backbone} backbones) on MELD Org, "
            f"Nat, Bal")
-    timings["train"] = sum(run("4/6", command) for command in train_commands(
-        python, args.backbone, args.limit_dialogues, out, data_override, verbose))
+    commands = train_commands(python, args.backbone, args.limit_dialogues, out, data_override, verbose)
+    timings["train"] = run_parallel("4/6", commands, args.jobs or available_cores(),
+                                    [out / "train" / f"{classifier}.log" for classifier in CLASSIFIERS.split(",")])
     header("5/6 Table III, Table IV and the exact Friedman test")
     timings["evaluate"] = run("5/6", [python, "evaluate.py", f"sweep={out}/train", f"hydra.run.dir={out}/evaluate",
                                       *verbose])
@@ -197,8 +316,9 @@ def main(argv: list[str] | None = None) -> None:
         "generated sets (data cards, plots)": sorted(
             p for name in ("meld_nat", "meld_bal") for p in (workspace / "synthetic" / name).glob("*")
             if p.suffix in (".json", ".md", ".png", ".jsonl")),
-        "training (results.json per job; W&B offline runs: `wandb sync` them later)": sorted(
-            (out / "train").glob("*/results.json")) + sorted((out / "train").glob("*/wandb/offline-run-*")),
+        "training (results.json per job; W&B offline runs: `wandb sync` them later; each classifier's log)": sorted(
+            (out / "train").glob("*/results.json")) + sorted((out / "train").glob("*/wandb/offline-run-*"))
+        + sorted((out / "train").glob("*.log")),
         "quality report (its table is printed above)": sorted((out / "quality").glob("quality*")),
         "evaluation": sorted(p for p in (out / "evaluate").glob("*") if p.is_file()),
     }
