@@ -6,7 +6,7 @@
 
 ``--backbones`` takes anything ``classifier.backbone`` takes (``tiny``, ``small``, ``minilm`` or a Hugging Face
 encoder name or folder). Every row trains one epoch over the same slice of MELD's train split (``--dialogues`` first
-dialogues; ``$ERC_DATA_DIR`` or ../shared/data), from the same initial weights, with AdamW and clipping at 10:
+dialogues; ``$ERC_DATA_DIR`` or ../shared/data), from the same initial weights, with AdamW (fused, as ``train.py`` in full precision) and clipping at 10:
 
 - CoMPM **batched**: what ``train.py`` runs: utterances tokenized once, length-bucketed batches of ``--batch-size``
   targets, the PM encoding each needed utterance once per batch (attention masks) and the GRU once per (dialogue,
@@ -260,7 +260,9 @@ def measure(args: tuple) -> dict:
     peak = matmul_peak(device)
     model = _build(row, backbone, device)
     data = load_benchmark("meld", "train", _data_dir())[:dialogues]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    from erc.models.base import fused_adamw
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=fused_adamw("32-true", model.parameters()))
     profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
     with profiler:
         if row.setting.startswith("reference"):
@@ -298,6 +300,8 @@ def main() -> None:
                              "jobs, OpenMP threads spin-wait and every row slows down by an order of magnitude")
     parser.add_argument("--classifiers", default="compm,emoone,todkat", help="comma-separated subset")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's table for every row")
+    parser.add_argument("--skip-reference", action="store_true",
+                        help="leave out the per-utterance rows (the released code's steps), the slowest")
     args = parser.parse_args()
     ctx = multiprocessing.get_context("spawn")
     wanted = args.classifiers.split(",")
@@ -309,7 +313,7 @@ def main() -> None:
         print(f"-- backbone {backbone} ({describe(backbone)})")
         speeds: dict[str, float] = {}
         for row in ROWS:
-            if row.classifier not in wanted:
+            if row.classifier not in wanted or (args.skip_reference and row.per_step == 1):
                 continue
             with ctx.Pool(1) as pool:
                 r = pool.apply(measure, ((row, backbone, args.dialogues, args.batch_size, args.device, args.threads,

@@ -15,8 +15,8 @@ It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` 
    at a time, with a threshold: drop probability ``round(p * 2**32) / 2**32`` (0.1 ± 1e-10) and survivors scaled by
    the exact inverse keep rate, so every dropout keeps its expectation as ``nn.Dropout`` does, from torch's default
    generator (seeded, checkpointed, resumed as before). :class:`DropoutAttention` is attention with that dropout on
-   the probabilities and a hand-written backward that saves the probabilities and the byte mask, where PyTorch's CPU
-   ``scaled_dot_product_attention`` falls back to its unfused math path as soon as dropout is on.
+   the probabilities and a hand-written backward, where PyTorch's CPU ``scaled_dot_product_attention`` falls back to
+   its unfused math path (about ten passes over the probabilities) as soon as dropout is on.
 
 On a GPU, in half precision, or without dropout, attention is ``scaled_dot_product_attention`` (fused kernels) and
 dropout is ``nn.functional.dropout``. Masks are different draws from those of the plain forward: the same
@@ -60,9 +60,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 class DropoutAttention(torch.autograd.Function):
     """``softmax(q k^T * scale + bias) -> dropout(p) -> @ v`` with the backward written out: it saves the softmax
-    output and the bool keep mask (1 byte an element) and recomputes the dropped probabilities, and the softmax backward
-    is one fused pass (``_softmax_backward_data``). q, k, v: (batch, heads, length, head size); bias: additive, 0 at
-    keys to attend, -inf at padding, broadcastable to the scores."""
+    output and the dropout factor (0 or the survivors' scale) and recomputes the dropped probabilities, so dropout
+    costs one multiply each way, and the softmax backward is one fused pass (``_softmax_backward_data``).
+    q, k, v: (batch, heads, length, head size); bias: additive, 0 at keys to attend, -inf at padding, broadcastable to
+    the scores."""
 
     @staticmethod
     def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, p: float,
@@ -71,19 +72,18 @@ class DropoutAttention(torch.autograd.Function):
         scores += bias
         probs = torch.softmax(scores, dim=-1)
         keep, survivors = keep_mask(probs.shape, p, probs.device)
-        ctx.save_for_backward(q, k, v, probs, keep)
-        ctx.scale, ctx.survivors = scale, survivors
-        return torch.matmul(probs * keep * survivors, v)
+        factor = keep.to(probs.dtype).mul_(survivors)                  # 0 or 1 / (1 - p): one multiply per use
+        ctx.save_for_backward(q, k, v, probs, factor)
+        ctx.scale = scale
+        return torch.matmul(probs * factor, v)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q, k, v, probs, keep = ctx.saved_tensors
+        q, k, v, probs, factor = ctx.saved_tensors
         grad = grad.contiguous()
-        dropped = probs * keep * ctx.survivors
-        grad_v = torch.matmul(dropped.transpose(-1, -2), grad)
+        grad_v = torch.matmul((probs * factor).transpose(-1, -2), grad)
         grad_probs = torch.matmul(grad, v.transpose(-1, -2))
-        grad_probs *= keep
-        grad_probs *= ctx.survivors
+        grad_probs *= factor
         grad_scores = torch.ops.aten._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
         grad_q = torch.matmul(grad_scores, k) * ctx.scale
         grad_k = torch.matmul(grad_scores.transpose(-1, -2), q * ctx.scale)
@@ -120,7 +120,7 @@ class _Packing:
 
     def heads(self, packed: torch.Tensor, heads: int) -> torch.Tensor:
         """(real tokens, hidden) -> (batch, heads, length, head size), zeros at padding."""
-        padded = packed.new_zeros(self.batch * self.length, packed.shape[-1]).index_copy(0, self.rows, packed)
+        padded = packed.new_zeros(self.batch * self.length, packed.shape[-1]).index_copy_(0, self.rows, packed)
         return padded.view(self.batch, self.length, heads, -1).transpose(1, 2)
 
 
