@@ -6,7 +6,8 @@
 
 ``--backbones`` takes anything ``classifier.backbone`` takes (``tiny``, ``small``, ``minilm`` or a Hugging Face
 encoder name or folder). Every row trains one epoch over the same slice of MELD's train split (``--dialogues`` first
-dialogues; ``$ERC_DATA_DIR`` or ../shared/data), from the same initial weights, with AdamW (fused, as ``train.py`` in full precision) and clipping at 10:
+dialogues; ``$ERC_DATA_DIR`` or ../shared/data), from the same initial weights, with AdamW (fused, as ``train.py``
+in full precision) and clipping at 10:
 
 - CoMPM **batched**: what ``train.py`` runs: utterances tokenized once, length-bucketed batches of ``--batch-size``
   targets, the PM encoding each needed utterance once per batch (attention masks) and the GRU once per (dialogue,
