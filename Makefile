@@ -37,7 +37,7 @@ stats: $(STAMP)  ## dataset statistics and label-distribution PNGs for every ben
 
 # make demo BACKBONE=minilm: the pretrained all-MiniLM-L6-v2 instead of tiny random encoders, so the models learn
 BACKBONE ?= tiny
-demo: $(STAMP)  ## the main job: the paper's pipeline, small and offline (about 18 min on 2 CPU cores; BACKBONE=minilm: about 17)
+demo: $(STAMP)  ## the main job: the paper's pipeline, small and offline (about 10 min on 2 CPU cores; BACKBONE=minilm: about 17)
 	$(BIN)/python -m erc.demo --backbone $(BACKBONE)
 
 bench: $(STAMP)  ## every benchmark script in bench/, then one summary

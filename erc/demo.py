@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "outputs" / "demo")
     parser.add_argument("--dialogues", type=int, default=20, help="dialogues to generate per set")
     parser.add_argument("--backbone", default="tiny",
-                        help="classifier.backbone of step 4: tiny (random weights, default: ~18 min in all), minilm "
+                        help="classifier.backbone of step 4: tiny (random weights, default: ~10 min in all), minilm "
                              "(the installed pretrained all-MiniLM-L6-v2: the models learn; its time on 2 CPU cores: "
                              "docs/training.md) or any value classifier.backbone takes")
     parser.add_argument("--limit-dialogues", type=int, default=None,
