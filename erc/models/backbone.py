@@ -292,10 +292,12 @@ _LAYER_PARTS = {"attention.self": ("query", "key", "value", "num_attention_heads
                 "output": ("dense", "dropout", "LayerNorm")}
 
 
-def _part(module: torch.nn.Module, path: str) -> object:
+def _has_fields(layer: torch.nn.Module, path: str, fields: tuple[str, ...]) -> bool:
+    """Whether ``layer``'s submodule at ``path`` (dotted) exists and has every one of ``fields``."""
+    part = layer
     for name in path.split("."):
-        module = getattr(module, name, None)
-    return module
+        part = getattr(part, name, None)
+    return part is not None and all(hasattr(part, field) for field in fields)
 
 
 def has_fast_path_layout(encoder: torch.nn.Module) -> bool:
@@ -304,15 +306,16 @@ def has_fast_path_layout(encoder: torch.nn.Module) -> bool:
     ``embeddings``, ``encoder.layer[i]`` with ``attention.self.{query, key, value, ...}``, ``attention.output``,
     ``intermediate``, ``output``) with absolute positions and without cross-attention. Another encoder, or a later
     transformers that renames these parts, gets the plain forward instead of a wrong or failing shortcut."""
-    config = getattr(encoder, "config", None)
-    if not isinstance(encoder, (RobertaModel, BertModel)) or config.is_decoder or config.add_cross_attention \
+    if not isinstance(encoder, (RobertaModel, BertModel)):
+        return False
+    config = encoder.config
+    if config.is_decoder or config.add_cross_attention \
             or getattr(config, "position_embedding_type", "absolute") != "absolute":
         return False
     layers = getattr(getattr(encoder, "encoder", None), "layer", None)
     if not layers or not hasattr(encoder, "embeddings"):
         return False
-    return all(_part(layer, path) is not None and all(hasattr(_part(layer, path), field) for field in fields)
-               for layer in layers for path, fields in _LAYER_PARTS.items())
+    return all(_has_fields(layer, path, fields) for layer in layers for path, fields in _LAYER_PARTS.items())
 
 
 _reported_paths: set[type] = set()

@@ -25,6 +25,8 @@ distribution, not the same numbers (eval mode gives the same numbers, to float r
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,9 +38,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     """(bool keep mask of ``shape``, the survivors' scale): each element dropped with probability
     ``round(p * 2**32) / 2**32``, independently, and the scale ``1 / (1 - that)``, so ``x * mask * scale`` has the
     expectation ``x``. Drawn from torch's default generator of ``device``, as ``nn.Dropout`` is."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-(2**63), None)
     bits = words.view(torch.int32)[:n].view(shape)              # uniform over the 2**32 int32 values
     dropped = round(p * _TWO_32)
@@ -90,15 +90,14 @@ class DropoutAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, None, None, None
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep_keys: torch.Tensor, bias: torch.Tensor,
-              p: float, scale: float, training: bool) -> torch.Tensor:
-    """Scaled dot-product attention over keys ``keep_keys`` (bool, broadcastable to the scores) with dropout ``p``
-    on the probabilities in training: :class:`DropoutAttention` where :func:`dropout` would take the fast path,
-    else ``scaled_dot_product_attention``."""
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, p: float, scale: float,
+              training: bool) -> torch.Tensor:
+    """Scaled dot-product attention with the additive key mask ``bias`` (0 or -inf, broadcastable to the scores) and
+    dropout ``p`` on the probabilities in training: :class:`DropoutAttention` where :func:`dropout` would take the
+    fast path, else ``scaled_dot_product_attention``."""
     if _uses_fast_dropout(q, p, training):
         return DropoutAttention.apply(q, k, v, bias, p, scale)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=keep_keys, dropout_p=p if training else 0.0,
-                                          scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p if training else 0.0, scale=scale)
 
 
 class _Packing:
@@ -110,7 +109,6 @@ class _Packing:
         self.rows = keep.flatten().nonzero().squeeze(1)                      # packed row -> flat position
         lengths = keep.sum(1)
         self.first = torch.cumsum(lengths, 0) - lengths                      # packed row of each sample's token 0
-        self.keep_keys = keep[:, None, None, :]
         self.bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))[
             :, None, None, :]
 
@@ -147,7 +145,7 @@ def _layer(layer: nn.Module, x: torch.Tensor, packing: _Packing, training: bool,
     else:
         x = x.index_select(0, queries)
         q = self_attention.query(x).view(len(queries), 1, heads, -1).transpose(1, 2)
-    context = attention(q, k, v, packing.keep_keys, packing.bias, p, self_attention.scaling, training)
+    context = attention(q, k, v, packing.bias, p, self_attention.scaling, training)
     context = context.transpose(1, 2).flatten(0, 1).flatten(1)                  # (batch * query length, hidden)
     if queries is None:
         context = context.index_select(0, packing.rows)
