@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from erc.models.backbone import build_encoder, cls_vectors
-from erc.models.packed_encoder import DropoutAttention, dropout, first_token_vectors, keep_mask
+from erc.models.packed_encoder import DropoutAttention, dropout, first_token_vectors, keep_mask, word_embeddings
 
 
 def test_keep_mask_drops_at_rate_p_and_scales_survivors_to_the_same_expectation() -> None:
@@ -117,3 +117,52 @@ def test_cpu_training_with_dropout_takes_the_hand_written_attention_and_a_seed_r
     assert torch.equal(first, again) and not torch.equal(first, other)
     with torch.no_grad():
         assert "DropoutAttentionBackward" not in _grad_fns(cls_vectors(encoder.eval(), ids, mask).requires_grad_())
+
+
+def _embedding_steps(table: torch.nn.Embedding, batches: list[torch.Tensor], lookup) -> list[torch.Tensor]:
+    """The weight gradient after each batch, with a fresh ``.grad`` per step as ``zero_grad(set_to_none=True)``
+    leaves it; the lookup's output is weighted so that every row's gradient differs."""
+    grads = []
+    for ids in batches:
+        table.weight.grad = None
+        out = lookup(table, ids)
+        (out * torch.arange(out.numel(), dtype=out.dtype).view_as(out).sin()).sum().backward()
+        grads.append(table.weight.grad)
+    return grads
+
+
+def test_word_embedding_gradient_is_nn_embeddings_and_its_buffer_is_reused_once_released() -> None:
+    torch.manual_seed(0)
+    table = torch.nn.Embedding(50, 8, padding_idx=1).train()
+    batches = [torch.randint(0, 50, (4, 7)) for _ in range(3)]
+    batches[0][:, -2:] = 1                                                  # padding: its row gets no gradient
+    expected = _embedding_steps(table, batches, lambda t, ids: t(ids))
+    got = _embedding_steps(table, batches, word_embeddings)
+    for step, want in enumerate(expected):
+        torch.testing.assert_close(got[step], want)
+    assert not got[0][1].any()
+    # Each step's .grad was dropped before the next backward, but the test kept them: no buffer was reused, and
+    # the kept gradients were not zeroed under the test's feet (asserted above).
+    assert len({g.data_ptr() for g in got}) == 3
+    # Released (neither .grad nor anyone else holds the last one): the next step writes into the same memory,
+    # zeroed first.
+    pointer = got[-1].data_ptr()
+    del got
+    table.weight.grad = None
+    again = _embedding_steps(table, batches[:2], word_embeddings)
+    assert again[0].data_ptr() == pointer
+    torch.testing.assert_close(again[0], expected[0])
+
+
+def test_word_embedding_gradients_accumulate_when_grad_is_kept() -> None:
+    torch.manual_seed(1)
+    table = torch.nn.Embedding(30, 4).train()
+    first, second = torch.randint(0, 30, (3, 5)), torch.randint(0, 30, (3, 5))
+    word_embeddings(table, first).pow(2).sum().backward()
+    word_embeddings(table, second).pow(2).sum().backward()                 # accumulation: .grad is still there
+    expected = torch.zeros_like(table.weight)
+    for ids in (first, second):
+        weight = table.weight.detach().requires_grad_()
+        torch.nn.functional.embedding(ids, weight).pow(2).sum().backward()
+        expected += weight.grad
+    torch.testing.assert_close(table.weight.grad, expected)

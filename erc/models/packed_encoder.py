@@ -10,7 +10,11 @@ It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` 
    padding: utterances of different lengths, prefixes cut at different turns).
 2. **The last layer at the first token.** Keys and values everywhere, but queries, attention output and feed-forward
    for the first token alone: the only position the classifiers read.
-3. **Dropout without torch's Bernoulli sampler on the CPU.** ``bernoulli_`` costs about 5 ns a draw, a third of an
+3. **The word-embedding gradient in one buffer kept between steps, on the CPU.** The dense gradient of the word
+   embeddings (MiniLM's: 30522 x 384, 47 MB) is otherwise a fresh allocation every backward pass, which the
+   allocator takes from the kernel: 11,000 page faults, about 17 ms a step here for TODKAT's 100-300 ms steps.
+   :class:`WordEmbedding` writes it into a zeroed buffer it keeps for the weight (see there when it takes a fresh one).
+4. **Dropout without torch's Bernoulli sampler on the CPU.** ``bernoulli_`` costs about 5 ns a draw, a third of an
    attention call of MiniLM's shape in training. :func:`keep_mask` compares uniform 32-bit integers, drawn eight bytes
    at a time, with a threshold: drop probability ``round(p * 2**32) / 2**32`` (0.1 ± 1e-10) and survivors scaled by
    the exact inverse keep rate, so every dropout keeps its expectation as ``nn.Dropout`` does, from torch's default
@@ -26,6 +30,7 @@ distribution, not the same numbers (eval mode gives the same numbers, to float r
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +48,61 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
     bits = words.view(torch.int32)[:n].view(shape)              # uniform over the 2**32 int32 values
     dropped = round(p * _TWO_32)
     return bits >= dropped - 2**31, _TWO_32 / (_TWO_32 - dropped)
+
+
+class WordEmbedding(torch.autograd.Function):
+    """``embedding(ids)`` of an ``nn.Embedding`` whose backward writes the weight's dense gradient into a buffer
+    kept for that weight between steps, zeroed each time (a memset of resident memory instead of a fresh allocation
+    that faults in every page). The gradient is the same as ``nn.Embedding``'s, ``padding_idx`` rows zero; autograd
+    receives it as usual (hooks, accumulation and DDP see an ordinary gradient, which ``.grad`` then holds).
+
+    The buffer is reused only when nothing else holds it: after ``zero_grad(set_to_none=True)`` (Lightning's and
+    torch's default) the previous step's ``.grad`` is gone; while ``.grad`` or anyone else still has it (gradient
+    accumulation, ``set_to_none=False``, a kept copy), a fresh buffer is made and the old one is left to its holder."""
+
+    # id(weight) -> (a weak reference to the weight, its buffer); an entry goes when its weight does. (Not a
+    # WeakKeyDictionary: it compares keys with ==, which tensors compute element by element.)
+    _buffers: dict[int, tuple[weakref.ref, torch.UntypedStorage]] = {}
+
+    @staticmethod
+    def forward(ctx, ids: torch.Tensor, weight: torch.Tensor, padding_idx: int | None) -> torch.Tensor:
+        ctx.save_for_backward(ids, weight)
+        ctx.padding_idx = padding_idx
+        return F.embedding(ids, weight, padding_idx)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        ids, weight = ctx.saved_tensors
+        rows, values = ids.flatten(), grad.reshape(-1, weight.shape[1])
+        if ctx.padding_idx is not None:
+            real = rows != ctx.padding_idx
+            rows, values = rows[real], values[real]
+        return None, WordEmbedding._zeroed_gradient(weight).index_add_(0, rows, values.to(weight.dtype)), None
+
+    @staticmethod
+    def _zeroed_gradient(weight: torch.Tensor) -> torch.Tensor:
+        """A zero tensor shaped like ``weight`` on the weight's buffer when no other tensor uses it, else a new
+        buffer. Only the storage is kept here (not a tensor), so the tensor returned is autograd's alone and becomes
+        ``.grad`` without a copy."""
+        buffers, key = WordEmbedding._buffers, id(weight)
+        owner, storage = buffers.get(key, (None, None))
+        # A storage's use count is 1 when only this table refers to it (torch has no public accessor).
+        if owner is None or owner() is not weight or storage.nbytes() != weight.numel() * weight.element_size() \
+                or storage.device != weight.device or torch._C._storage_Use_Count(storage._cdata) > 1:
+            storage = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).untyped_storage()
+            buffers[key] = (weakref.ref(weight, lambda _, key=key: buffers.pop(key, None)), storage)
+        return torch.empty(0, dtype=weight.dtype, device=weight.device).set_(storage, 0, weight.shape).zero_()
+
+
+def word_embeddings(table: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """``table(ids)``, through :class:`WordEmbedding` when its weight is trained on the CPU in training mode (where a
+    fresh gradient costs page faults; a GPU's caching allocator reuses memory) and ``table`` has no option that
+    changes the lookup or its gradient (``max_norm``, ``scale_grad_by_freq``, ``sparse``)."""
+    weight = table.weight
+    if not (table.training and torch.is_grad_enabled() and weight.requires_grad and weight.device.type == "cpu") \
+            or table.max_norm is not None or table.scale_grad_by_freq or table.sparse:
+        return table(ids)
+    return WordEmbedding.apply(ids, weight, table.padding_idx)
 
 
 def _uses_fast_dropout(x: torch.Tensor, p: float, training: bool) -> bool:
@@ -156,7 +216,9 @@ def first_token_vectors(encoder: nn.Module, input_ids: torch.Tensor, attention_m
     """The last layer's first-token vectors of right-padded ``input_ids`` (every sample's token 0 is real), as the
     plain forward's ``last_hidden_state[:, 0]``; see the module docstring."""
     training = encoder.training
-    hidden = encoder.embeddings(input_ids=input_ids)
+    embeddings = encoder.embeddings
+    # input_ids give the position ids (RoBERTa numbers them from padding_idx + 1), inputs_embeds the word vectors.
+    hidden = embeddings(input_ids=input_ids, inputs_embeds=word_embeddings(embeddings.word_embeddings, input_ids))
     packing = _Packing(attention_mask, hidden.dtype)
     x = packing.pack(hidden)
     *lower, last = encoder.encoder.layer
