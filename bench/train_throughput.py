@@ -108,11 +108,10 @@ def matmul_peak(device: str, repeats: int = 7) -> float:
 
 def layer_linear_weights(encoder) -> int:
     """Weights of one encoder layer's ``nn.Linear`` modules (all layers of these encoders are alike)."""
-    import torch
 
     layers = encoder.encoder.layer if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer") else \
         encoder.layers
-    return sum(m.weight.numel() for m in layers[-1].modules() if isinstance(m, torch.nn.Linear))
+    return linear_weights(layers[-1])
 
 
 def encoder_forward_flops(encoder, lengths) -> float:
@@ -149,7 +148,7 @@ def linear_weights(*modules) -> int:
 
     return sum(m.weight.numel() if isinstance(m, torch.nn.Linear) else m.in_proj_weight.numel()
                for module in modules for m in module.modules()
-               if isinstance(m, torch.nn.Linear) or isinstance(m, torch.nn.MultiheadAttention))
+               if isinstance(m, (torch.nn.Linear, torch.nn.MultiheadAttention)))
 
 
 def todkat_head_flops(net, turn_mask) -> float:
