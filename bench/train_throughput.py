@@ -108,7 +108,6 @@ def matmul_peak(device: str, repeats: int = 7) -> float:
 
 def layer_linear_weights(encoder) -> int:
     """Weights of one encoder layer's ``nn.Linear`` modules (all layers of these encoders are alike)."""
-
     layers = encoder.encoder.layer if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer") else \
         encoder.layers
     return linear_weights(layers[-1])
