@@ -2,11 +2,15 @@
 hand-written backward is the gradient of what it computes, and with dropout off it trains exactly as the plain
 forward does (same outputs, same parameter gradients)."""
 
+import itertools
+
 import pytest
 import torch
 
+from erc.models import packed_encoder
 from erc.models.backbone import build_encoder, cls_vectors
-from erc.models.packed_encoder import DropoutAttention, dropout, first_token_vectors, keep_mask, word_embeddings
+from erc.models.packed_encoder import (DropoutAttention, dropout, first_token_vectors, keep_mask, length_groups,
+                                       word_embeddings)
 
 
 def test_keep_mask_drops_at_rate_p_and_scales_survivors_to_the_same_expectation() -> None:
@@ -67,10 +71,14 @@ def _batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+@pytest.mark.parametrize("grouped", [False, True], ids=["one group", "a group per length"])
 @pytest.mark.parametrize("backbone", ["tiny", "minilm"])
-def test_without_dropout_training_on_the_packed_path_equals_the_plain_forward(backbone: str) -> None:
-    """Outputs and every parameter's gradient: the packed layout, the gathers and scatters and the last layer at the
+def test_without_dropout_training_on_the_packed_path_equals_the_plain_forward(
+        backbone: str, grouped: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs and every parameter's gradient: the packed layout, the gathers and scatters, the length groups (the
+    batch sorted by length, attention per group, the rows put back in the batch's order) and the last layer at the
     first token change the work, not the function."""
+    monkeypatch.setattr(packed_encoder, "_GROUP_COST", 0 if grouped else 10**12)
     encoder = build_encoder(backbone, overrides={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
     encoder.train()
     ids, mask = _batch(encoder.config.vocab_size)
@@ -91,6 +99,35 @@ def test_without_dropout_training_on_the_packed_path_equals_the_plain_forward(ba
     for name, plain_grad in plain_grads.items():                          # float rounding of sums over tokens
         torch.testing.assert_close(fast_grads[name], plain_grad, rtol=1e-3, atol=1e-6 * (1 + plain_grad.abs().max()),
                                    msg=name)
+
+
+def test_length_groups_find_the_cheapest_cut_of_all() -> None:
+    """Against every way to cut a sorted list into consecutive groups (2 ** (n - 1) of them)."""
+    def cost(groups: list[list[int]], cost_per_group: float) -> float:
+        return sum(cost_per_group + len(g) * 2 * g[-1] * (g[-1] + 8) for g in groups)
+
+    generator = torch.Generator().manual_seed(5)
+    for _ in range(200):
+        n = int(torch.randint(1, 9, (), generator=generator))
+        extents = sorted(torch.randint(1, 40, (n,), generator=generator).tolist())
+        cost_per_group = float(torch.randint(0, 20_000, (), generator=generator))
+        ends = length_groups(extents, 2, 8, cost_per_group)
+        assert ends[-1] == n and ends == sorted(set(ends))
+        found = cost([extents[a:b] for a, b in zip([0, *ends], ends)], cost_per_group)
+        cheapest = min(cost([extents[a:b] for a, b in zip((0, *cuts), (*cuts, n))], cost_per_group)
+                       for k in range(n) for cuts in itertools.combinations(range(1, n), k))
+        assert found == pytest.approx(cheapest)
+
+
+def test_a_batch_with_a_long_outlier_is_split_and_a_uniform_one_is_not() -> None:
+    """At the default group cost: one 60-token utterance among 3-token ones gets its own group, so attention does not
+    pad the short ones to 60; equal lengths stay one group in the batch's order."""
+    outlier = torch.ones(16, 60, dtype=torch.long)
+    outlier[1:, 3:] = 0
+    split = packed_encoder._Packing(outlier, torch.float32, heads=12, head_size=32)
+    assert [(g.samples, g.length) for g in split.groups] == [(15, 3), (1, 60)]
+    uniform = packed_encoder._Packing(torch.ones(16, 60, dtype=torch.long), torch.float32, heads=12, head_size=32)
+    assert len(uniform.groups) == 1 and uniform.order is None
 
 
 def _grad_fns(tensor: torch.Tensor) -> set[str]:

@@ -2,12 +2,17 @@
 
 It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` computes for ``RobertaModel`` and
 ``BertModel`` (transformers 5.x: ``embeddings``, ``encoder.layer[i]`` with ``attention.self.{query, key, value}``,
-``attention.output``, ``intermediate``, ``output``), with three savings that leave the result the same:
+``attention.output``, ``intermediate``, ``output``), with savings that leave the result the same:
 
 1. **Packed tokens.** Every linear layer, dropout and layer norm runs on the real tokens only, packed into one
-   (tokens, hidden) matrix; only attention sees the padded (batch, heads, length, length) layout, where padded keys are
-   masked out. Padding is never read by a real token, so its rows are never computed (ERC batches are 15 to 70 %
+   (tokens, hidden) matrix; only attention sees a padded (samples, heads, length, length) layout, where padded keys
+   are masked out. Padding is never read by a real token, so its rows are never computed (ERC batches are 15 to 70 %
    padding: utterances of different lengths, prefixes cut at different turns).
+   **On the CPU, attention runs in length groups:** the samples sorted by length and cut where padding them to one
+   length would cost more than another round of small operations (:func:`length_groups`, exact), each group padded
+   only to its own longest. A TODKAT batch of single utterances (65 % padding to the batch's longest) is typically
+   cut into three or four groups. Elsewhere attention keeps one group (not measured on a GPU, where each group's
+   extra kernel launches weigh more against faster kernels).
 2. **The last layer at the first token.** Keys and values everywhere, but queries, attention output and feed-forward
    for the first token alone: the only position the classifiers read.
 3. **The word-embedding gradient in one buffer kept between steps, on the CPU.** The dense gradient of the word
@@ -160,26 +165,96 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
     return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p if training else 0.0, scale=scale)
 
 
-class _Packing:
-    """Where a (batch, length) right-padded layout's real tokens sit when packed into rows of one matrix."""
+# What one more length group costs, in elements of attention's (samples x heads x length x (length + head size))
+# work: about 40 more small operations a layer, forward and backward. Measured on the CPU (bench/train_throughput.py's
+# batches, all three classifiers, small and MiniLM): any value from 10,000 to 80,000 gave the same MFU within noise.
+_GROUP_COST = 30_000
 
-    def __init__(self, attention_mask: torch.Tensor, dtype: torch.dtype):
-        self.batch, self.length = attention_mask.shape
-        keep = attention_mask.bool()
-        self.rows = keep.flatten().nonzero().squeeze(1)                      # packed row -> flat position
-        lengths = keep.sum(1)
-        self.first = torch.cumsum(lengths, 0) - lengths                      # packed row of each sample's token 0
+
+def length_groups(extents: list[int], heads: int, head_size: int, group_cost: float) -> list[int]:
+    """Where to cut ``extents`` (ascending: each sample's last real token + 1) into groups that attention pads to
+    their own longest, minimising ``sum over groups(group_cost + samples * heads * length * (length + head_size))``:
+    the groups' exclusive ends, the last ``len(extents)``. Exact, by dynamic programming over the distinct extents
+    (a cut between equal extents saves nothing)."""
+    ends = [i + 1 for i in range(len(extents)) if i + 1 == len(extents) or extents[i + 1] != extents[i]]
+    best, cut = [0.0], [0]
+    for j, end in enumerate(ends, 1):
+        length = extents[end - 1]
+        width = heads * length * (length + head_size)
+        cost, i = min((best[i] + group_cost + (end - (ends[i - 1] if i else 0)) * width, i) for i in range(j))
+        best.append(cost)
+        cut.append(i)
+    bounds, j = [], len(ends)
+    while j:
+        bounds.append(ends[j - 1])
+        j = cut[j]
+    return bounds[::-1]
+
+
+class _Group:
+    """Samples ``begin:end`` (in packing order) that attention runs on together, padded to the group's longest:
+    their packed rows ``start:stop``, the padded length, those rows' positions in the (samples * length) padded
+    layout (None when none of it is padding) and the additive key mask (0 at real keys, -inf at padding)."""
+
+    def __init__(self, keep: torch.Tensor, begin: int, start: int, dtype: torch.dtype):
+        self.samples, self.length = keep.shape
+        self.begin, self.end, self.start = begin, begin + self.samples, start
+        real = keep.flatten()
+        self.stop = start + int(real.sum())
+        self.positions = None if self.stop - start == real.numel() else real.nonzero().squeeze(1)
         self.bias = torch.zeros(keep.shape, dtype=dtype, device=keep.device).masked_fill_(~keep, float("-inf"))[
             :, None, None, :]
+
+    def heads(self, packed: torch.Tensor, heads: int) -> torch.Tensor:
+        """This group's rows of (real tokens, hidden) -> (samples, heads, length, head size), zeros at padding."""
+        part = packed[self.start:self.stop]
+        if self.positions is not None:
+            part = part.new_zeros(self.samples * self.length, part.shape[-1]).index_copy_(0, self.positions, part)
+        return part.view(self.samples, self.length, heads, -1).transpose(1, 2)
+
+    def rows(self, context: torch.Tensor) -> torch.Tensor:
+        """(samples, heads, length, head size) attention output -> this group's packed rows (real tokens, hidden)."""
+        context = context.transpose(1, 2).reshape(self.samples * self.length, -1)
+        return context if self.positions is None else context.index_select(0, self.positions)
+
+
+class _Packing:
+    """Where a (batch, length) layout's real tokens sit when packed into the rows of one matrix, and the length
+    groups attention runs in: on the CPU those of :func:`length_groups` (samples sorted by length, then packed in
+    that order, so that a group's rows are consecutive), elsewhere one group, the batch as it is."""
+
+    def __init__(self, attention_mask: torch.Tensor, dtype: torch.dtype, heads: int, head_size: int):
+        self.batch, self.length = attention_mask.shape
+        keep = attention_mask.bool()
+        self.order, bounds, lengths = None, [self.batch], [self.length]      # one group: the batch as it is
+        if keep.device.type == "cpu":
+            extents = (keep * torch.arange(1, self.length + 1)).amax(1).tolist()    # last real token + 1
+            order = sorted(range(self.batch), key=extents.__getitem__)
+            grouped = length_groups([extents[i] for i in order], heads, head_size, _GROUP_COST)
+            if len(grouped) > 1:
+                self.order = torch.tensor(order)
+                bounds, lengths = grouped, [extents[order[end - 1]] for end in grouped]
+        keep = keep if self.order is None else keep.index_select(0, self.order)
+        self.groups: list[_Group] = []
+        begin = start = 0
+        for end, length in zip(bounds, lengths):
+            self.groups.append(_Group(keep[begin:end, :length], begin, start, dtype))
+            begin, start = end, self.groups[-1].stop
+        flat = keep.flatten().nonzero().squeeze(1)                     # each row's position in the sorted layout
+        sample = flat // self.length if self.order is None else self.order[flat // self.length]
+        self.rows = sample * self.length + flat % self.length             # packed row -> flat position in the batch
+        lengths = keep.sum(1)
+        self.first = torch.cumsum(lengths, 0) - lengths                  # packed row of each sample's token 0
 
     def pack(self, padded: torch.Tensor) -> torch.Tensor:
         """(batch, length, ...) -> (real tokens, ...)."""
         return padded.flatten(0, 1).index_select(0, self.rows)
 
-    def heads(self, packed: torch.Tensor, heads: int) -> torch.Tensor:
-        """(real tokens, hidden) -> (batch, heads, length, head size), zeros at padding."""
-        padded = packed.new_zeros(self.batch * self.length, packed.shape[-1]).index_copy_(0, self.rows, packed)
-        return padded.view(self.batch, self.length, heads, -1).transpose(1, 2)
+    def unsort(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """A row per sample in packing order -> in the batch's order."""
+        if self.order is None:
+            return per_sample
+        return per_sample.index_select(0, torch.argsort(self.order))
 
 
 def _residual(block: nn.Module, update: torch.Tensor, residual: torch.Tensor, training: bool) -> torch.Tensor:
@@ -193,35 +268,40 @@ def _feed_forward(layer: nn.Module, x: torch.Tensor, training: bool) -> torch.Te
     return _residual(layer.output, intermediate, x, training)
 
 
-def _layer(layer: nn.Module, x: torch.Tensor, packing: _Packing, training: bool, queries: torch.Tensor | None = None
-           ) -> torch.Tensor:
-    """One encoder layer on packed tokens ``x``; with ``queries`` (packed rows), only at those rows."""
+def _layer(layer: nn.Module, x: torch.Tensor, packing: _Packing, training: bool, last: bool = False) -> torch.Tensor:
+    """One encoder layer on packed tokens ``x``, attention group by group; the ``last`` layer at each sample's first
+    token only (a row per sample, in packing order)."""
     self_attention = layer.attention.self
     heads, p = self_attention.num_attention_heads, self_attention.dropout.p
-    k = packing.heads(self_attention.key(x), heads)
-    v = packing.heads(self_attention.value(x), heads)
-    if queries is None:
-        q = packing.heads(self_attention.query(x), heads)
-    else:
-        x = x.index_select(0, queries)
-        q = self_attention.query(x).view(len(queries), 1, heads, -1).transpose(1, 2)
-    context = attention(q, k, v, packing.bias, p, self_attention.scaling, training)
-    context = context.transpose(1, 2).flatten(0, 1).flatten(1)                  # (batch * query length, hidden)
-    if queries is None:
-        context = context.index_select(0, packing.rows)
+    keys, values = self_attention.key(x), self_attention.value(x)
+    if last:
+        x = x.index_select(0, packing.first)
+    queries = self_attention.query(x)
+    contexts = []
+    for group in packing.groups:
+        if last:
+            q = queries[group.begin:group.end].view(group.samples, 1, heads, -1).transpose(1, 2)
+        else:
+            q = group.heads(queries, heads)
+        context = attention(q, group.heads(keys, heads), group.heads(values, heads), group.bias, p,
+                            self_attention.scaling, training)
+        contexts.append(context.transpose(1, 2).reshape(group.samples, -1) if last else group.rows(context))
+    context = contexts[0] if len(contexts) == 1 else torch.cat(contexts)
     return _feed_forward(layer, _residual(layer.attention.output, context, x, training), training)
 
 
 def first_token_vectors(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """The last layer's first-token vectors of right-padded ``input_ids`` (every sample's token 0 is real), as the
-    plain forward's ``last_hidden_state[:, 0]``; see the module docstring."""
+    """The last layer's first-token vectors of ``input_ids`` (every sample's token 0 is real), as the plain
+    forward's ``last_hidden_state[:, 0]``; see the module docstring."""
     training = encoder.training
     embeddings = encoder.embeddings
     # input_ids give the position ids (RoBERTa numbers them from padding_idx + 1), inputs_embeds the word vectors.
     hidden = embeddings(input_ids=input_ids, inputs_embeds=word_embeddings(embeddings.word_embeddings, input_ids))
-    packing = _Packing(attention_mask, hidden.dtype)
+    config = encoder.config
+    packing = _Packing(attention_mask, hidden.dtype, config.num_attention_heads,
+                       config.hidden_size // config.num_attention_heads)
     x = packing.pack(hidden)
     *lower, last = encoder.encoder.layer
     for layer in lower:
         x = _layer(layer, x, packing, training)
-    return _layer(last, x, packing, training, queries=packing.first)
+    return packing.unsort(_layer(last, x, packing, training, last=True))
