@@ -14,7 +14,7 @@ from transformers import RobertaConfig, RobertaModel
 from erc.data import DataError
 from erc.models.knowledge import KnowledgeAttention, KnowledgeCache, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
-from erc.models.topic import bag_of_words
+from erc.models.topic import NeuralTopicModel, bag_of_words
 
 VOCAB = 300
 PAD = 1
@@ -154,6 +154,26 @@ def test_topic_loss_goes_down_on_a_tiny_set():
     after = measured()
     assert out.topic_loss.item() > 0
     assert after < 0.9 * before, (before, after)
+
+
+def test_the_reconstruction_is_the_bag_of_words_negative_log_likelihood_per_word():
+    """Read through a gather over the tokens, it is -sum_w count(w) log p(w) / sum_w count(w) over the dense counts of
+    the topic words (repeats counted, padding and non-topic tokens not), and its gradient is that formula's."""
+    generator = torch.Generator().manual_seed(2)
+    ids, mask = utterances([5, 9, 3, 12], generator)
+    ids[1, 2:6] = ids[1, 1]                                    # a repeated word
+    ids[2, :] = 2                                              # </s>: not a topic word
+    topic = NeuralTopicModel(16, VOCAB).eval()
+    vectors = torch.randn(4, 16, generator=generator, requires_grad=True)
+    words = topic_words()
+    recon = topic(vectors, bag_of_words(ids, mask, words)).recon
+    counts = torch.zeros(4, VOCAB).scatter_add_(1, ids, mask.float()) * words
+    log_p = F.log_softmax(topic.beta(F.softmax(topic.mu(topic.encoder(vectors)), -1)), -1)
+    dense = -(counts * log_p).sum(-1) / counts.sum(-1).clamp_min(1.0)        # row 2: no topic word left
+    torch.testing.assert_close(recon, dense)
+    weights = torch.randn(4, generator=generator)
+    grad, = torch.autograd.grad((recon * weights).sum(), vectors)
+    torch.testing.assert_close(grad, torch.autograd.grad((dense * weights).sum(), vectors)[0])
 
 
 def test_knowledge_cache_round_trips(tmp_path):

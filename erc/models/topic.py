@@ -62,12 +62,19 @@ def topic_word_mask(tokenizer) -> torch.Tensor:
     return mask
 
 
-def bag_of_words(input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 word_mask: torch.Tensor) -> torch.Tensor:
-    """Token counts ``(N, V)`` of each row's real tokens, restricted to ``word_mask``."""
-    counts = torch.zeros(input_ids.shape[0], word_mask.numel(), device=input_ids.device)
-    counts.scatter_add_(1, input_ids, attention_mask.to(counts.dtype))
-    return counts * word_mask.to(counts.dtype)
+@dataclass
+class BagOfWords:
+    """Each utterance's bag of words as its tokens: ``ids`` (N, L) and ``weights`` (N, L), 1 at a topic word and 0 at
+    padding and other tokens. The same counts as a dense (N, V) matrix, which the reconstruction reads with one
+    gather instead of a product over the whole vocabulary (and N x V zeros a step: RoBERTa's V is 50,265)."""
+
+    ids: torch.Tensor
+    weights: torch.Tensor
+
+
+def bag_of_words(input_ids: torch.Tensor, attention_mask: torch.Tensor, word_mask: torch.Tensor) -> BagOfWords:
+    """The bag of words of each row's real tokens, restricted to ``word_mask`` (V,)."""
+    return BagOfWords(input_ids, attention_mask.to(torch.get_default_dtype()) * word_mask[input_ids])
 
 
 class NeuralTopicModel(nn.Module):
@@ -84,8 +91,8 @@ class NeuralTopicModel(nn.Module):
         self.beta = nn.Linear(num_topics, vocab_size)
         self.num_topics = num_topics
 
-    def forward(self, utterance: torch.Tensor, bow: torch.Tensor | None = None) -> TopicOutput:
-        """``utterance``: (N, input_dim); ``bow``: (N, V) counts or None when only ``theta`` is needed."""
+    def forward(self, utterance: torch.Tensor, bow: BagOfWords | None = None) -> TopicOutput:
+        """``utterance``: (N, input_dim); ``bow``: the utterances' words, or None when only ``theta`` is needed."""
         hidden = self.encoder(utterance)
         mu, logvar = self.mu(hidden), self.logvar(hidden).clamp(-10.0, 10.0)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
@@ -95,6 +102,6 @@ class NeuralTopicModel(nn.Module):
             zeros = torch.zeros_like(kl)
             return TopicOutput(theta=theta, recon=zeros, kl=zeros)
         log_p = F.log_softmax(self.beta(theta), dim=-1)
-        words = bow.sum(dim=-1).clamp_min(1.0)
-        recon = -(bow * log_p).sum(dim=-1) / words
+        words = bow.weights.sum(dim=-1).clamp_min(1.0)
+        recon = -(log_p.gather(1, bow.ids) * bow.weights).sum(dim=-1) / words
         return TopicOutput(theta=theta, recon=recon, kl=kl / words)
