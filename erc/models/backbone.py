@@ -325,9 +325,10 @@ def cls_vectors(encoder: torch.nn.Module, input_ids: torch.Tensor, attention_mas
     """The last layer's first-token (CLS / ``<s>``) vectors, as ``encoder(...).last_hidden_state[:, 0]`` gives
     them, for less work when the encoder allows it.
 
-    Fast path (:func:`has_fast_path_layout`, right-padded inputs): :func:`erc.models.packed_encoder.first_token_vectors`
-    runs the linear layers on the real tokens only and the last layer at the first token only (K and V everywhere),
-    with a cheaper dropout on the CPU: the same vectors in eval mode and the same dropout distribution in training,
+    Fast path (:func:`has_fast_path_layout`, every first token real):
+    :func:`erc.models.packed_encoder.first_token_vectors` runs the embeddings and linear layers on the real tokens
+    only and the last layer at the first token only (K and V everywhere), with length groups for attention and a
+    cheaper dropout on the CPU: the same vectors in eval mode and the same dropout distribution in training,
     without padding's share of the work (15 to 70 % of ERC batches) and (L - 1) / L of the last layer's. Any other
     encoder, or a batch whose first token is padding, runs the plain forward. Which path an encoder class takes is
     logged once. Token type ids are left to the model's default (all 0), which is what its tokenizer gives a single

@@ -6,8 +6,8 @@ It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` 
 
 1. **Packed tokens.** The embeddings and every linear layer, dropout and layer norm run on the real tokens only,
    packed into one (tokens, hidden) matrix; only attention sees a padded (samples, heads, length, length) layout,
-   where padded keys are masked out. Padding is never read by a real token, so its rows are never computed (ERC batches are 15 to 70 %
-   padding: utterances of different lengths, prefixes cut at different turns).
+   where padded keys are masked out. Padding is never read by a real token, so its rows are never computed (ERC
+   batches are 15 to 70 % padding: utterances of different lengths, prefixes cut at different turns).
    **On the CPU, attention runs in length groups:** the samples sorted by length and cut where padding them to one
    length would cost more than another round of small operations (:func:`length_groups`, exact), each group padded
    only to its own longest. TODKAT's batches of two MELD dialogues (single utterances, 65 % padding to the batch's
@@ -227,18 +227,18 @@ class _Packing:
     def __init__(self, attention_mask: torch.Tensor, dtype: torch.dtype, heads: int, head_size: int):
         self.batch, self.length = attention_mask.shape
         keep = attention_mask.bool()
-        self.order, bounds, lengths = None, [self.batch], [self.length]      # one group: the batch as it is
+        self.order, ends, padded_to = None, [self.batch], [self.length]      # one group: the batch as it is
         if keep.device.type == "cpu":
             extents = (keep * torch.arange(1, self.length + 1)).amax(1).tolist()    # last real token + 1
             order = sorted(range(self.batch), key=extents.__getitem__)
             grouped = length_groups([extents[i] for i in order], heads, head_size, _GROUP_COST)
             if len(grouped) > 1:
                 self.order = torch.tensor(order)
-                bounds, lengths = grouped, [extents[order[end - 1]] for end in grouped]
+                ends, padded_to = grouped, [extents[order[end - 1]] for end in grouped]
         keep = keep if self.order is None else keep.index_select(0, self.order)
         self.groups: list[_Group] = []
         begin = start = 0
-        for end, length in zip(bounds, lengths):
+        for end, length in zip(ends, padded_to):
             self.groups.append(_Group(keep[begin:end, :length], begin, start, dtype))
             begin, start = end, self.groups[-1].stop
         flat = keep.flatten().nonzero().squeeze(1)                     # each row's position in the sorted layout
