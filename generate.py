@@ -18,7 +18,7 @@ CONFIG = "generate"
 @hydra.main(version_base="1.3", config_path="conf", config_name=CONFIG)
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from erc.generation import generate  # imported here: the command-line check and --help need no torch
+    from erc.pipeline import generate  # imported here: the command-line check and --help need no torch
 
     generate(cfg)
 

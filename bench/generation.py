@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import asyncio
 import multiprocessing
 import platform
 import sys
@@ -31,7 +30,7 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 import erc  # noqa: E402, F401
 from erc.config import CONFIG_DIR  # noqa: E402
 from erc.data.labels import label_set  # noqa: E402
-from erc.generation.pipeline import run_requests  # noqa: E402
+from erc.generation import run_requests  # noqa: E402
 from loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402
 
 
@@ -70,7 +69,7 @@ def concurrency_figures(latency: float, waves: int) -> None:
                 cfg = compose_generate("llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"n_dialogues={n}",
                                        "max_attempts=1", f"llm.concurrency={concurrency}", f"paths.data_dir={tmp}")
                 cpu = time.process_time()
-                summary = asyncio.run(run_requests(cfg))
+                summary = run_requests(cfg)
                 cpu = time.process_time() - cpu
             rate = summary["accepted"] / summary["wall_s"]
             ideal = concurrency / latency
@@ -87,9 +86,10 @@ def embedded_figures(n: int, max_new_tokens: int, rounds: int) -> None:
     """Best of ``rounds`` for each side, alternating, so a busy neighbour hurts both alike."""
     from llama_cpp import Llama
 
-    from erc.generation.backends.local import LocalBackend, bundled_model_path
-    from erc.generation.prompts import load_template, plan_dialogue, render_user_prompt
-    from erc.generation.sampling import Sampling, derive_seed
+    from erc.llm.backends.local import LocalBackend, bundled_model_path
+    from erc.generation.prompts import plan_dialogue, render_user_prompt
+    from erc.llm.templates import load_template
+    from erc.llm.sampling import Sampling, derive_seed
 
     overrides = ["sampling=paper", f"sampling.max_new_tokens={max_new_tokens}", f"n_dialogues={n}", "max_attempts=1",
                  "llm.n_threads=1"]
@@ -109,7 +109,7 @@ def embedded_figures(n: int, max_new_tokens: int, rounds: int) -> None:
     pipeline, bare = [], []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            summary = asyncio.run(run_requests(compose_generate(f"paths.data_dir={tmp}", *overrides)))
+            summary = run_requests(compose_generate(f"paths.data_dir={tmp}", *overrides))
         pipeline.append((summary["generated_tokens"], summary["wall_s"]))
         tokens, start = 0, time.monotonic()
         for prompt, seed in prompts:

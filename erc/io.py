@@ -131,3 +131,12 @@ def sha256_of(path: Path | str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` (atomically) unless the file already holds exactly these bytes;
+    True when it was written."""
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    write_atomic(path, lambda handle: handle.write(data), binary=True)
+    return True

@@ -7,7 +7,7 @@ Its value comes from the environment (``${oc.env:OPENAI_API_KEY,null}``) or a fi
 line in every run it syncs. :func:`refuse_on_command_line` stops such an override before Hydra starts;
 :func:`strip_secrets` removes secret keys from whatever config is written (results.json, W&B, cards);
 :func:`erc.tracking.wandb_settings` keeps the command line and git state out of W&B runs. Backends send a token only
-to their own ``llm.url`` (see ``erc.generation.backends.tgi.ConfiguredTokenClient``).
+to their own ``llm.url`` (see ``erc.llm.backends.tgi.ConfiguredTokenClient``).
 """
 
 from __future__ import annotations

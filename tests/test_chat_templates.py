@@ -19,16 +19,17 @@ import erc  # noqa: F401
 from erc.config import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.generation import generate
-from erc.generation.chat_templates import (
+from erc.pipeline import generate
+from erc.llm.chat_templates import (
     chat_messages,
     chat_template_setup,
     check_chat_template,
     model_template,
     text_prompt,
 )
-from erc.generation.pipeline import run_requests
-from erc.generation.prompts import apply_chat_template, load_template, plan_dialogue, render_user_prompt
+from erc.generation import run_requests
+from erc.generation.prompts import plan_dialogue, render_user_prompt
+from erc.llm.templates import apply_chat_template, load_template
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"
@@ -156,7 +157,7 @@ def test_generate_sends_tgi_the_llama_template_without_the_doubled_bos(tmp_path)
     with LoopbackTGI(ScriptedDialogues(labels)) as server:
         cfg = compose_generate("llm=tgi", "model=llama-3.1-8b", f"llm.tokenizer={folder}", f"llm.url={server.url}",
                                "benchmark=iemocap", "n_dialogues=2", "max_attempts=1", f"paths.data_dir={tmp_path}")
-        asyncio.run(run_requests(cfg))
+        run_requests(cfg)
         received = [body["inputs"] for body in server.answered]
     out = Path(cfg.out_dir)
     records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
@@ -224,8 +225,8 @@ def test_a_template_that_refuses_the_conversation_and_a_system_message_without_a
 def test_the_embedded_backend_renders_auto_and_lets_llama_cpp_decide_the_bos(tmp_path):
     """llm=local with auto: the tokenizer's template, BOS dropped only when llama.cpp adds one (SmolLM2 does not)."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (part of `make install`)")
-    from erc.generation.backends import make_backend
-    from erc.generation.sampling import Sampling
+    from erc.llm.backends import make_backend
+    from erc.llm.sampling import Sampling
 
     cfg = compose_generate("llm=local", "model=llama-3.1-8b", "llm.n_threads=1",
                            f"llm.tokenizer={tokenizer_folder(tmp_path, 'llama-3.1-8b')}")

@@ -18,13 +18,13 @@ from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
 from erc.config import CONFIG_DIR
-from erc.generation import generate
-from erc.generation.backends import FatalRequestError, make_backend
-from erc.generation.grammar import DialogueGrammar
-from erc.generation.sampling import Sampling
+from erc.pipeline import generate
+from erc.llm.backends import FatalRequestError, make_backend
+from erc.llm.grammar import DialogueGrammar
+from erc.llm.sampling import Sampling
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (part of `make install`)")
-from erc.generation.backends.local import bundled_model_path  # noqa: E402
+from erc.llm.backends.local import bundled_model_path  # noqa: E402
 
 MODEL = bundled_model_path()
 if not MODEL.is_file():

@@ -15,13 +15,14 @@ from hydra import compose, initialize_config_dir
 import erc  # noqa: F401
 from erc.config import CONFIG_DIR
 from erc.data.labels import label_set
-from erc.generation import GenerationError, generate
-from erc.generation.backends import FatalRequestError, make_backend
-from erc.generation.dialects import dialect, template_stop
-from erc.generation.grammar import DialogueGrammar, JsonSchema
+from erc.generation import GenerationError
+from erc.pipeline import generate
+from erc.llm.backends import FatalRequestError, make_backend
+from erc.llm.dialects import dialect, template_stop
+from erc.llm.grammar import DialogueGrammar, JsonSchema
 from erc.generation.json_output import dialogue_schema
-from erc.generation.sampling import Sampling
-from erc.generation.store import canonical_hash, fingerprint
+from erc.llm.sampling import Sampling
+from erc.llm.store import canonical_hash, fingerprint
 from loopback_openai import LoopbackOpenAI
 from loopback_tgi import ScriptedDialogues
 from test_generation_tgi import SEED, expected_requests, expected_slots, out_dir, read_jsonl

@@ -15,11 +15,11 @@ from erc.config import CONFIG_DIR
 from erc.data import load_benchmark
 from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.generation import generate
+from erc.pipeline import generate
 from erc.generation.checks import check_generation_config
 from erc.generation.json_output import dialogue_schema, parse_json_turns
 from erc.generation.parsing import NO_DIALOGUE, Rules, validate
-from erc.generation.sampling import derive_seed
+from erc.llm.sampling import derive_seed
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")  # neutral, happy, sad, angry, excited, frustrated

@@ -16,8 +16,9 @@ import erc  # noqa: F401
 from erc.config import CONFIG_DIR
 from erc.data import load_benchmark
 from erc.data.labels import label_set
-from erc.generation import GenerationError, generate
-from erc.generation.sampling import derive_seed
+from erc.generation import GenerationError
+from erc.pipeline import generate
+from erc.llm.sampling import derive_seed
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")

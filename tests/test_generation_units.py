@@ -13,13 +13,14 @@ import erc  # noqa: F401
 from erc.config import CONFIG_DIR
 from erc.data.schema import DataError, Dialogue, Utterance
 from erc.errors import ConfigError
-from erc.generation.dedup import deduplicate
-from erc.generation.dialects import DIALECTS
-from erc.generation.grammar import DialogueGrammar, JsonSchema
-from erc.generation.prompts import label_options, load_template, plan_dialogue, render_user_prompt
-from erc.generation.sampling import Sampling, derive_seed, llama_cpp_parameters, openai_parameters, tgi_parameters
+from erc.data.dedup import deduplicate
+from erc.llm.dialects import DIALECTS
+from erc.llm.grammar import DialogueGrammar, JsonSchema
+from erc.generation.prompts import plan_dialogue, render_user_prompt
+from erc.llm.templates import label_options, load_template
+from erc.llm.sampling import Sampling, derive_seed, llama_cpp_parameters, openai_parameters, tgi_parameters
 from erc.generation.split import assign_split, assign_splits, check_ratios, dialogues_needed, position
-from erc.generation.store import RequestStore, read_records
+from erc.llm.store import RequestStore, read_records
 
 MELD = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
 
@@ -108,8 +109,8 @@ def test_grammar_without_label_counting_unrolls_turns():
 
 def test_grammars_parse_in_llama_cpp():
     llama_cpp = pytest.importorskip("llama_cpp")
-    from erc.generation.backends import FatalRequestError
-    from erc.generation.backends.local import bundled_model_path, check_gbnf
+    from erc.llm.backends import FatalRequestError
+    from erc.llm.backends.local import bundled_model_path, check_gbnf
 
     llama = llama_cpp.Llama(model_path=str(bundled_model_path()), n_ctx=64, verbose=False)
     for no_counting in (False, True):

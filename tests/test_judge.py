@@ -21,8 +21,8 @@ from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import Dialogue, Utterance, load_benchmark
 from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.generation import generate
-from erc.generation.prompts import label_options
+from erc.pipeline import PostprocessError, generate
+from erc.llm.templates import label_options
 from erc.judge.agreement import agreement
 from erc.judge.checks import check_judge_config, judge_llm_config
 from erc.judge.prompt import parse_answer
@@ -196,14 +196,17 @@ def test_postprocess_only_never_asks_and_counts_the_unjudged(tmp_path, caplog) -
 
 
 def test_changed_judge_settings_are_refused_not_mixed(tmp_path) -> None:
-    from erc.generation import GenerationError
-
+    """The judge's step fails naming its own settings; the set stays written and the card names the step."""
     with LoopbackTGI(GeneratorAndJudge()) as server:
         generate(make_cfg(tmp_path, server.url, "n_dialogues=4"))
-        with pytest.raises(GenerationError, match=r"judge answer\(s\) made with other judge settings"):
+        with pytest.raises(PostprocessError, match=r"judge: .*judge answer\(s\) made with other judge settings"):
             generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "judge.seed=5"))
-        with pytest.raises(GenerationError, match="other judge settings"):
+        with pytest.raises(PostprocessError, match="other judge settings"):
             generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "judge.seed=5", "postprocess_only=true"))
+    card = json.loads((out_dir(tmp_path) / "card.json").read_text())
+    assert "judge.llm, judge.sampling, judge.template or judge.seed changed" in card["failed_steps"]["judge"]
+    assert "judge" not in card and "Post-processing incomplete" in (out_dir(tmp_path) / "README.md").read_text()
+    assert all((out_dir(tmp_path) / f"{split}.jsonl").is_file() for split in ("train", "dev", "test"))
 
 
 def test_sigkill_mid_judging_then_rerun_judges_every_dialogue_once(tmp_path) -> None:
@@ -254,7 +257,7 @@ def test_another_server_for_the_judge_composes_in_struct_mode() -> None:
     # judge.llm lists every key of every llm config (else a user could not set it in struct mode)
     judge_keys = set(yaml.safe_load((CONFIG_DIR / "judge" / "llm.yaml").read_text())["llm"])
     for path in (CONFIG_DIR / "llm").glob("*.yaml"):
-        assert set(yaml.safe_load(path.read_text())) - {"defaults"} <= judge_keys, path.name
+        assert set(yaml.safe_load(path.read_text())) - {"defaults", "_target_"} <= judge_keys, path.name
 
 
 @pytest.mark.parametrize(("override", "message"), [

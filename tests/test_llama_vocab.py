@@ -7,8 +7,8 @@ import pytest
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
-from erc.generation.backends.base import FatalRequestError  # noqa: E402
-from erc.generation.backends.local import LLAMA_CPP_PINNED, bundled_model_path, model_vocab  # noqa: E402
+from erc.llm.backends.base import FatalRequestError  # noqa: E402
+from erc.llm.backends.local import LLAMA_CPP_PINNED, bundled_model_path, model_vocab  # noqa: E402
 
 
 def test_the_pin_in_requirements_is_the_version_model_vocab_names() -> None:

@@ -338,7 +338,7 @@ def test_generate_scores_its_set_the_card_carries_it_and_a_rerun_rewrites_nothin
     """generate.py end to end against the loopback TGI server, whose answers are real MELD dialogues."""
     from loopback_tgi import LoopbackTGI
 
-    from erc.generation import generate
+    from erc.pipeline import generate
 
     labels = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
     usable = [d for d in meld_train[150:400] if len(d) >= 3

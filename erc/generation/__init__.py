@@ -1,11 +1,7 @@
-"""LLM generation of ERC datasets (the paper's Sec. III): prompts, backends (TGI, OpenAI-compatible,
-embedded llama.cpp), parsing and validation, the resumable request store and post-processing.
+"""The generator (the paper's Sec. III) as a task on the LLM layer (:mod:`erc.llm`): prompts, parsing and
+validation of the answers, the dialogue's output constraints, and the split rule. ``generate.py`` runs it through
+:func:`erc.pipeline.generate`, which then post-processes the set (:mod:`erc.postprocess`)."""
 
-``generate(cfg)`` runs what is missing and post-processes; ``postprocess(cfg)`` redoes only the
-post-processing from ``requests.jsonl``.
-"""
+from erc.generation.task import GenerationError, GenerationTask, run_requests
 
-from erc.generation.pipeline import GenerationError, generate
-from erc.generation.postprocess import postprocess
-
-__all__ = ["GenerationError", "generate", "postprocess"]
+__all__ = ["GenerationError", "GenerationTask", "run_requests"]

@@ -8,7 +8,7 @@ parsed, since models write one when no schema holds them to the object.
 
 :func:`dialogue_schema` is the constraint sent where a server takes a JSON schema (and, as GBNF, to llama.cpp): the
 dialogue's own speakers and the benchmark's label numbers as enums, the number of turns and the utterance length
-bounded, as :class:`erc.generation.grammar.DialogueGrammar` bounds the lines. Properties are listed speaker, text,
+bounded, as :class:`erc.llm.grammar.DialogueGrammar` bounds the lines. Properties are listed speaker, text,
 emotion, the order a constrained model writes them in: the label after the utterance, as in the line format.
 
 :func:`parse_json_turns` reads an answer with the line parser's rejection reasons (see
@@ -25,8 +25,8 @@ import json
 import re
 from typing import Any
 
-from erc.generation.grammar import JsonSchema
 from erc.generation.parsing import NO_DIALOGUE, ParsedDialogue, parse_label
+from erc.llm.grammar import JsonSchema
 
 FIELDS = ("speaker", "text", "emotion")
 _DECODER = json.JSONDecoder()

@@ -31,7 +31,7 @@ from erc.data.labels import canonical_label
 from erc.data.schema import DataError
 
 # The answer held no dialogue at all (empty, or prose only): the server, template or model failed,
-# not the dialogue, so such answers do not use up a slot (see erc.generation.pipeline).
+# not the dialogue, so such answers do not use up a slot (see erc.generation.task).
 NO_DIALOGUE = "no_dialogue"
 
 # prompt.format: the paper's "Speaker: utterance (number)" lines, or a JSON object (erc.generation.json_output).

@@ -53,7 +53,7 @@ def agreement(dialogues: list[Dialogue], judged: dict[str, list[str]], labels: l
 
 def confusion_png(figures: dict[str, Any], labels: list[str], name: str) -> bytes:
     """``judge_confusion.png``: the set's labels (rows) against the judge's (columns), rows normalised."""
-    from erc.quality.plots import draw_confusion, figure_png, plt
+    from erc.plots import draw_confusion, figure_png, plt
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     draw_confusion(ax, np.array(figures["confusion"]["counts"]), labels, "judge's label", name)

@@ -14,14 +14,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from erc.checks import check_number
 from erc.config import CONFIG_DIR
 from erc.errors import ConfigError, UserError
-from erc.generation.backends import BACKENDS
-from erc.checks import check_number
-from erc.generation.chat_templates import check_chat_template
-from erc.generation.checks import check_sampling_values, check_urls
-from erc.generation.dialects import check_openai_route
-from erc.generation.prompts import PromptTemplate, load_template
+from erc.llm.checks import check_llm, check_sampling_values
+from erc.llm.templates import PromptTemplate, load_template
 
 JUDGES = ("none", "llm")
 # The slots of the judge's template: it must use every one (a prompt without {dialogue} judges nothing).
@@ -39,9 +36,10 @@ def judge_llm_config(cfg: DictConfig) -> DictConfig:
     backend does not have."""
     own = {key: value for key, value in cfg.judge.llm.items() if value is not None}
     backend = own.get("backend", cfg.llm.backend)
-    if backend not in BACKENDS:
-        raise ConfigError(f"judge.llm.backend must be null (as llm.backend) or one of {', '.join(BACKENDS)}, "
-                          f"got {backend!r}")
+    backends = sorted(path.stem for path in (CONFIG_DIR / "llm").glob("*.yaml"))
+    if backend not in backends:
+        raise ConfigError(f"judge.llm.backend must be null (as llm.backend) or one of {', '.join(backends)} "
+                          f"(conf/llm/), got {backend!r}")
     if backend == cfg.llm.backend:
         base = OmegaConf.to_container(cfg.llm, resolve=False)
     else:
@@ -85,21 +83,8 @@ def check_judge_sampling(cfg: DictConfig) -> None:
 
 def check_judge_llm(cfg: DictConfig) -> None:
     """The effective server settings, named ``judge.llm.*`` (a bad value inherited from ``llm.*`` is named too:
-    the judge reads it)."""
-    root = OmegaConf.create({"judge": {"llm": judge_llm_config(cfg)}})
-    check_number(root, "judge.llm.concurrency", lambda v: v >= 1, "an integer >= 1 (requests in flight)", integer=True)
-    check_number(root, "judge.llm.max_retries", lambda v: v >= 0, "an integer >= 0", integer=True)
-    check_number(root, "judge.llm.timeout_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
-    check_number(root, "judge.llm.request_deadline_s", lambda v: v > 0, "a number of seconds > 0", nullable=True)
-    check_number(root, "judge.llm.backoff_s", lambda v: v >= 0, "a number of seconds >= 0")
-    check_number(root, "judge.llm.backoff_max_s", lambda v: v >= 0, "a number of seconds >= 0")
-    try:
-        check_urls(root.judge)
-        check_openai_route(root.judge.llm)
-        # The judge sends no system message; auto loads the judge model's tokenizer here, before any request.
-        check_chat_template(OmegaConf.create({"llm": root.judge.llm, "prompt": {"system": None}}))
-    except ConfigError as err:
-        raise ConfigError(f"judge.{err}") from None
+    the judge reads it). The judge sends no system message."""
+    check_llm(judge_llm_config(cfg), "judge.llm")
 
 
 def check_judge_config(cfg: DictConfig) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 
 from erc.data.schema import Dialogue
-from erc.generation.postprocess import write_if_changed
+from erc.io import write_if_changed
 
 if TYPE_CHECKING:
     from erc.judge.run import Judgement

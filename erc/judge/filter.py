@@ -10,16 +10,14 @@ it was.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from erc.data.names import filtered_source, unfiltered_source
 from erc.data.schema import SPLITS, Dialogue
-from erc.generation.postprocess import write_if_changed, write_set
+from erc.data.sets import filtered_folder, write_filtered_set
 from erc.judge.agreement import dialogue_agreement
-from erc.quality.filter import filtered_folder
 
 NAME = "judge"
 
@@ -43,9 +41,7 @@ def judge_filter(out_dir: Path, name: str, dialogues: list[Dialogue], judged: di
                         "turns": [{"speaker": u.speaker, "text": u.text, "label": u.label,
                                    "judge": None if labels is None else labels[i]}
                                   for i, u in enumerate(dialogue.utterances)]})
-    write_set(folder, kept)
-    write_if_changed(folder / "removed.jsonl",
-                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in removed).encode())
+    write_filtered_set(folder, kept, removed, step=NAME)
     entry = {
         "filter": NAME, "from": name,
         "rule": f"a dialogue is kept when the blind LLM judge labelled at least {min_agreement:.0%} of its "

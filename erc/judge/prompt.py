@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from erc.data.schema import Dialogue
-from erc.generation.grammar import JsonSchema
-from erc.generation.prompts import PromptTemplate, label_options
+from erc.llm.grammar import JsonSchema
+from erc.llm.templates import PromptTemplate, label_options
 
 # The reason an answer is re-asked (records keep it; the count decides).
 WRONG_COUNT = "wrong_count"

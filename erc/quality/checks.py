@@ -6,6 +6,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from omegaconf import DictConfig
+
 from erc.checks import check_number, config_value
 from erc.data.names import FILTER_OPTIONS
 from erc.errors import ConfigError
@@ -46,3 +48,9 @@ def check_filter_config(postprocess: Any) -> None:
                           f"{FILTER_OPTIONS['judge']}), "
                           f"got {name!r}")
     check_number(postprocess, "max_rejected", lambda v: 0 <= v < 1, "a number in [0, 1)", prefix="postprocess.")
+
+
+def check_generate_quality_config(cfg: DictConfig) -> None:
+    """The ``quality`` and ``postprocess`` keys of a generate config, checked before any request."""
+    check_quality_config(cfg.quality)
+    check_filter_config(cfg.postprocess)

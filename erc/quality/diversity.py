@@ -5,7 +5,7 @@ the corpus-level share of distinct n-grams among all n-grams; it falls as text g
 equal-size seeded sample of utterances in every column. Self-BLEU (0-100) scores each sampled utterance against
 all the others as references and averages: high means the utterances repeat each other's wording. It is only
 comparable at the same sample size, tokenizer and smoothing. Duplicates use generation's own keys
-(:mod:`erc.generation.dedup`): exact (normalised words) and near (MinHash Jaccard >= the threshold).
+(:mod:`erc.data.dedup`): exact (normalised words) and near (MinHash Jaccard >= the threshold).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from erc.generation.dedup import deduplicate
+from erc.data.dedup import deduplicate
 from erc.quality.corpus import Corpus
+
 
 def tokenize(texts: list[str]) -> list[list[str]]:
     from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a

@@ -11,23 +11,16 @@ The unfiltered set, the paper's method, is left as it was.
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from erc.data.names import filtered_source, unfiltered_source
 from erc.data.schema import SPLITS, Dialogue
-from erc.generation.postprocess import write_if_changed, write_set
+from erc.data.sets import filtered_folder, write_filtered_set
 from erc.quality.corpus import Corpus
 from erc.quality.report import ScoredSet
-
-
-def filtered_folder(folder: Path, filter_name: str) -> Path:
-    """``.../synthetic/meld_bal`` -> ``.../synthetic/meld_bal_probe``."""
-    return folder.parent / f"{folder.name}_{filter_name}"
 
 
 def filter_set(scored: ScoredSet, names: list[str], max_rejected: float, filter_name: str = "probe"
@@ -54,9 +47,7 @@ def filter_set(scored: ScoredSet, names: list[str], max_rejected: float, filter_
                              "probe": names[fidelity.predicted[r]],
                              "label_quality": round(float(fidelity.quality[r]), 4)}
                             for r in rows if fidelity.flagged[r]]})
-    write_set(out, kept)
-    write_if_changed(out / "removed.jsonl",
-                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in removed).encode())
+    write_filtered_set(out, kept, removed, step=filter_name)
     summary = {
         "filter": filter_name, "from": corpus.name,
         "rule": f"a dialogue is removed when more than {max_rejected:.0%} of its utterances have a label that "

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from erc.generation.postprocess import write_if_changed
+from erc.io import write_if_changed
 
 # (metric key, row title, format): "f" a number, "%" a share, "i" a count; a missing value shows as "-".
 ROWS: tuple[tuple[str, str, str], ...] = (

@@ -9,30 +9,18 @@
 
 from __future__ import annotations
 
-import io
+import numpy as np
+from sklearn.decomposition import PCA
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
-
-from erc.quality.diversity import sample_rows  # noqa: E402
-from erc.quality.report import QualityReport  # noqa: E402
+from erc.plots import draw_confusion, figure_png, plt
+from erc.quality.diversity import sample_rows
+from erc.quality.report import QualityReport
 
 # (key, label, divisor): the comparison plot's bars, each a value divided to lie in [0, 1].
 BARS = (("kappa", "kappa", 1), ("probe_wf1", "probe W-F1", 1), ("distinct_2", "distinct-2", 1),
         ("self_bleu", "self-BLEU / 100", 100), ("flagged", "flagged labels", 1),
         ("ends_mid_word", "ends mid-word", 1), ("label_js", "label JS", 1), ("precision", "precision", 1),
         ("recall", "recall", 1), ("coverage", "coverage", 1))
-
-
-def figure_png(fig: plt.Figure) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def projection_png(report: QualityReport, points: int = 1500) -> bytes:
@@ -58,23 +46,6 @@ def projection_png(report: QualityReport, points: int = 1500) -> bytes:
     axes[0][0].legend(fontsize=7, markerscale=2, loc="best")
     fig.suptitle("Utterance embeddings, PCA of all panels together", fontsize=10)
     return figure_png(fig)
-
-
-def draw_confusion(ax: plt.Axes, counts: np.ndarray, names: list[str], chooser: str, title: str) -> None:
-    """Counts of the set's labels (rows) against ``chooser``'s (columns) on ``ax``, each row normalised (also the
-    LLM judge's plot, :mod:`erc.judge.agreement`)."""
-    counts = np.asarray(counts, dtype=float)
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    ax.imshow(shares, vmin=0, vmax=1, cmap="Blues")
-    for (r, c), value in np.ndenumerate(shares):
-        if counts[r, c]:
-            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=6,
-                    color="white" if value > 0.5 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=60, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set_xlabel(chooser, fontsize=8)
-    ax.set_ylabel("set's label", fontsize=8)
-    ax.set_title(title, fontsize=9)
 
 
 def confusion_png(report: QualityReport) -> bytes:

@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 # The settings that change the report's numbers (threads, batch size, cache and W&B do not): quality.json keeps
 # these, so a rerun that changes only the others writes the same bytes.
 NUMBER_SETTINGS = ("encoder", "seed", "probe", "suspicious", "diversity", "length_cap", "distance")
-# Generation's duplicate keys, as conf/generate.yaml sets them (the report must not depend on a generate config).
-DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
 
 
 def length_cap_of(folder: Path | None, configured: int | None) -> int | None:
@@ -75,10 +73,14 @@ class ScoredSet:
 class QualityReport:
     """See the module docstring. ``quality`` is the ``quality`` config node."""
 
-    def __init__(self, quality: DictConfig | dict[str, Any], benchmark: str, data_dir: str | Path) -> None:
+    def __init__(self, quality: DictConfig | dict[str, Any], benchmark: str, data_dir: str | Path,
+                 dedup: DictConfig | dict[str, Any]) -> None:
+        """``dedup``: the duplicate settings (``conf/dedup/``), the ones generation removes duplicates with."""
         check_quality_config(quality)
         self.settings: dict[str, Any] = (OmegaConf.to_container(quality, resolve=True)
                                          if isinstance(quality, DictConfig) else dict(quality))
+        self.dedup: dict[str, Any] = (OmegaConf.to_container(dedup, resolve=True) if isinstance(dedup, DictConfig)
+                                      else dict(dedup))
         with self._threads():
             self._score_real(benchmark, data_dir)
 
@@ -135,7 +137,7 @@ class QualityReport:
         div = self.settings["diversity"]
         return {"sample_utterances": int(div["sample_utterances"]),
                 "self_bleu_utterances": int(div["self_bleu_utterances"]), "length_cap": length_cap,
-                "seed": self.seed, "dedup": DEDUP}
+                "seed": self.seed, "dedup": self.dedup}
 
     def _distance_settings(self) -> dict[str, Any]:
         dist = self.settings["distance"]

@@ -10,11 +10,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from erc.data.dedup import check_dedup_config
 from erc.data.labels import check_not_overridden
 from erc.data.names import FILTERED_SOURCES, GENERATED_SOURCES, dataset_name
 from erc.data.schema import SPLITS, DataError, MissingDataError
 from erc.io import write_json_atomic
-from erc.quality.checks import check_filter_config, check_quality_config
+from erc.quality.checks import check_generate_quality_config, check_quality_config
 from erc.quality.corpus import Corpus, read_generated_set
 from erc.quality.filter import filter_set
 from erc.quality.outputs import card_summary, markdown_table, write_report
@@ -25,10 +26,21 @@ from erc.secrets import public_config
 log = logging.getLogger(__name__)
 
 
+def holds_dialogues(folder: Path) -> bool:
+    """Whether a set's split files hold any dialogue; an empty set (a filter that kept nothing, before such sets were
+    no longer written) is skipped with a warning instead of failing the report of every set."""
+    if any((folder / f"{split}.jsonl").is_file() and (folder / f"{split}.jsonl").read_text(encoding="utf-8").strip()
+           for split in SPLITS):
+        return True
+    log.warning("%s holds no dialogue: skipped (delete the folder, or make the set again)", folder)
+    return False
+
+
 def generated_set_folders(synthetic_dir: str | Path, benchmark: str) -> list[Path]:
-    """Every generated set of ``benchmark`` in ``synthetic_dir`` (natural, balanced, then the filtered ones)."""
+    """Every generated set of ``benchmark`` in ``synthetic_dir`` that holds dialogues (natural, balanced, then the
+    filtered ones)."""
     folders = [Path(synthetic_dir) / dataset_name(benchmark, s) for s in (*GENERATED_SOURCES, *FILTERED_SOURCES)]
-    return [f for f in folders if any((f / f"{split}.jsonl").is_file() for split in SPLITS)]
+    return [f for f in folders if any((f / f"{split}.jsonl").is_file() for split in SPLITS) and holds_dialogues(f)]
 
 
 def _chosen_sets(cfg: DictConfig, benchmark: str) -> list[Path]:
@@ -38,7 +50,8 @@ def _chosen_sets(cfg: DictConfig, benchmark: str) -> list[Path]:
             raise DataError(f"no generated set of {benchmark} in {cfg.paths.synthetic_dir}: make one with `python "
                             f"generate.py benchmark={benchmark}`, or name one with sets=[<folder>]")
         return found
-    return [Path(s) if Path(str(s)).is_dir() else Path(cfg.paths.synthetic_dir) / str(s) for s in cfg.sets]
+    named = [Path(s) if Path(str(s)).is_dir() else Path(cfg.paths.synthetic_dir) / str(s) for s in cfg.sets]
+    return [folder for folder in named if not folder.is_dir() or holds_dialogues(folder)]
 
 
 def _publish(cfg: DictConfig, report: QualityReport, folders: list[Path]) -> dict[str, Any]:
@@ -48,7 +61,7 @@ def _publish(cfg: DictConfig, report: QualityReport, folders: list[Path]) -> dic
     for folder in folders:
         paths = write_report(folder, data, plots)
     if cfg.quality.wandb:
-        from erc.quality.tracking import log_report   # wandb is imported only when asked for
+        from erc.quality.tracking import log_report  # wandb is imported only when asked for
 
         # the job's folder (a set's folder is for its data), else the first folder written
         run_dir = OmegaConf.select(cfg, "paths.output_dir", throw_on_resolution_failure=False) or folders[0]
@@ -63,9 +76,10 @@ def quality(cfg: DictConfig) -> dict[str, Any]:
     encoded, cache hits, timings) go to ``paths.output_dir``, and the table to stdout."""
     check_not_overridden(cfg.benchmark)
     check_quality_config(cfg.quality)
+    check_dedup_config(cfg.dedup)
     benchmark = str(cfg.benchmark.name)
     folders = _chosen_sets(cfg, benchmark)
-    report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir)
+    report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir, cfg.dedup)
     for folder in folders:
         report.add_set(read_generated_set(folder, benchmark))
     out = Path(cfg.paths.output_dir)
@@ -88,12 +102,6 @@ class SetAssessment:
     filtered_quality: dict[str, Any] | None = None
 
 
-def check_generate_quality_config(cfg: DictConfig) -> None:
-    """The ``quality`` and ``postprocess`` keys of a generate config, checked before any request."""
-    check_quality_config(cfg.quality)
-    check_filter_config(cfg.postprocess)
-
-
 def assess_generated_set(cfg: DictConfig, folder: str | Path) -> SetAssessment:
     """Generation's hook (see the module docstring): score the set in ``folder`` when ``quality.enabled`` and
     write its filtered variant when ``postprocess.filter`` is set. A missing benchmark skips the report (said in
@@ -105,7 +113,7 @@ def assess_generated_set(cfg: DictConfig, folder: str | Path) -> SetAssessment:
         return SetAssessment()
     benchmark = str(cfg.benchmark.name)
     try:
-        report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir)
+        report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir, cfg.dedup)
     except MissingDataError as err:
         if filter_name:
             raise DataError(f"postprocess.filter={filter_name} needs {benchmark}'s train split to train its probe: "

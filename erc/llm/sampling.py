@@ -4,7 +4,7 @@ Every backend spells the parameters differently and silently changes some of the
 ``top_p >= 1`` (omitted means 1.0), vLLM has no ``typical_p``, llama.cpp's defaults are not neutral
 (``min_p`` 0.05, ``top_k`` 40). So each mapping sends every parameter it can, explicitly, and
 returns what it could not honour; that list goes into ``runs.jsonl`` and the data card. The
-OpenAI-compatible servers' spellings are their dialects (:mod:`erc.generation.dialects`).
+OpenAI-compatible servers' spellings are their dialects (:mod:`erc.llm.dialects`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from erc.generation.dialects import dialect
+from erc.llm.dialects import dialect
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def tgi_parameters(s: Sampling) -> tuple[dict[str, Any], list[str]]:
 def openai_parameters(s: Sampling, server: str, route: str = "completions") -> tuple[dict[str, Any], dict[str, Any],
                                                                                   list[str]]:
     """``(standard fields, extra_body, not honoured)`` for ``server`` on ``/v1/<route>``, as its dialect spells
-    them (:mod:`erc.generation.dialects`)."""
+    them (:mod:`erc.llm.dialects`)."""
     return dialect(server, route).parameters(s)
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from erc.data.schema import DataError
-from erc.generation.backends.base import Backend, Completion, FatalRequestError
-from erc.generation.chat_templates import AUTO, GGUF, adds_bos, chat_messages, model_template, without_bos
-from erc.generation.grammar import Constraint
-from erc.generation.sampling import llama_cpp_parameters
+from erc.llm.backends.base import Backend, Completion, FatalRequestError
+from erc.llm.chat_templates import AUTO, GGUF, adds_bos, chat_messages, model_template, without_bos
+from erc.llm.grammar import Constraint
+from erc.llm.sampling import llama_cpp_parameters
 
 BUNDLED_MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -6,45 +6,28 @@ whether decoding was constrained, counts, label histogram, rejection reasons and
 any good: the quality report's headline figures against the benchmark (``quality``, see docs/quality.md), the
 blind LLM judge's agreement with its labels (``judge``, see docs/judge.md) and, for a filtered set, what the filter
 removed and why (``filter``).
-Written by :func:`erc.generation.postprocess.write_card`.
+Each post-processing step renders its own section (:meth:`erc.postprocess.step.Step.readme`); this module
+renders the rest, the failed steps, and writes both files.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from erc.io import write_if_changed
 
-def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
+
+def table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
-
-
-def quality_text(card: dict[str, Any]) -> str:
-    """The README's quality section: the set's headline figures beside the real benchmark's."""
-    quality = card.get("quality")
-    if quality is None:
-        return ""
-    if "skipped" in quality:
-        return f"\nQuality report: skipped ({quality['skipped']}).\n"
-    mine, real, against = quality[card["dataset"]], quality[quality["against"]], quality["against"]
-    rows = [("agreement of its labels with a probe trained on the real data, %", _percent(mine["agreement"]),
-             _percent(real["agreement"])),
-            ("Cohen's kappa of that agreement (0: labels unrelated to the text)", f"{mine['kappa']:.3f}",
-             f"{real['kappa']:.3f}"),
-            (f"probe trained on it, W-F1 on {against} test (majority class: {_percent(real['majority_wf1'])})",
-             _percent(mine["probe_wf1"]), _percent(real["probe_wf1"])),
-            ("distinct-2, %", _percent(mine["distinct_2"]), _percent(real["distinct_2"])),
-            ("self-BLEU", f"{mine['self_bleu']:.1f}", f"{real['self_bleu']:.1f}"),
-            ("utterances ending mid-word, %", _percent(mine["ends_mid_word"]), _percent(real.get("ends_mid_word")))]
-    header = ("", card["dataset"], f"{against} (real)")
-    return (f"\nQuality against {against} (encoder `{quality['encoder']}`; the full report, plots and the most "
-            f"suspicious labels: `{quality['report']}`):\n\n{_table(rows, header)}\n")
 
 
 def filter_text(card: dict[str, Any]) -> str:
@@ -59,39 +42,32 @@ def filter_text(card: dict[str, Any]) -> str:
             f"`{entry['removed_file']}`.\n")
 
 
-def judge_text(card: dict[str, Any]) -> str:
-    """The README's section on the blind LLM judge: its model, the agreement and the per label figures."""
-    judge = card.get("judge")
-    if judge is None:
-        return ""
-    dialogues = judge["dialogues"]
-    kappa = "-" if judge["kappa"] is None else f"{judge['kappa']:.3f}"
-    plot = judge.get("files", {}).get("confusion")   # a filtered set's figures come without a plot
-    confusion = f"; confusion: `{plot}`" if plot else ""
-    rows = [(label, f["generated"], f["judged"], _percent(f["precision"]), _percent(f["recall"]))
-            for label, f in judge["per_label"].items()]
-    return (f"\n**Blind LLM judge** (beyond the paper): `{judge['model'] or 'not asked yet'}` via the `{judge['llm']['backend']}` "
-            f"backend labelled every utterance without seeing the generated labels. Agreement with the generated "
-            f"labels: {_percent(judge['accuracy'])}% of {judge['utterances']} utterances, Cohen's kappa {kappa}; "
-            f"{dialogues['judged']} dialogues judged, {dialogues['unjudged']} without a judge answer. Per label "
-            f"(precision and recall of the judge against the generated label, %{confusion}):\n\n"
-            f"{_table(rows, ('label', 'generated', 'judged', 'precision', 'recall'))}\n")
-
-
 def decoding_text(gen: dict[str, Any]) -> str:
     """How the answers were decoded and asked for: the line format freely (the paper), under its grammar, or as JSON
     under the dialogue's schema (``prompt.format=json``)."""
     if gen.get("format") == "json":
-        return ("**Answers were JSON** (`prompt.format=json`, beyond the paper), decoding constrained by the dialogue's "
-                "JSON schema where the backend has one (see \"Not honoured\"): the label distribution is not the "
-                "model's free one.")
+        return ("**Answers were JSON** (`prompt.format=json`, beyond the paper), decoding constrained by the "
+                "dialogue's JSON schema where the backend has one (see \"Not honoured\"): the label distribution is "
+                "not the model's free one.")
     if gen["constrained"]:
         return ("**Decoding was grammar-constrained** (only `Speaker: utterance (number)` lines): the label "
                 "distribution is not the model's free one.")
     return "Decoding was free (no grammar), as in the paper."
 
 
-def readme_text(card: dict[str, Any]) -> str:
+def failed_text(card: dict[str, Any]) -> str:
+    """The README's word on steps that failed: which, why, and that a rerun redoes them."""
+    failed = card.get("failed_steps")
+    if not failed:
+        return ""
+    lines = "".join(f"- `{name}`: {why}\n" for name, why in failed.items())
+    return (f"\n**Post-processing incomplete**: the set is written, but these steps failed (rerun the same command "
+            f"to redo only them):\n\n{lines}")
+
+
+def readme_text(card: dict[str, Any], sections: str = "") -> str:
+    """The README of a set: its making, counts and labels, then ``sections`` (the steps' own) and the failed
+    steps."""
     gen, counts = card["generator"], card["counts"]
     constrained = decoding_text(gen)
     lost = "; ".join(gen["not_honoured"]) or "none"
@@ -113,16 +89,16 @@ Generate Effective Datasets for Emotion Recognition in Conversations?". The prom
 - Requests: {counts['requests']}, accepted dialogues: {counts['accepted']}, duplicates removed:
   {counts['duplicates_removed']['exact']} exact, {counts['duplicates_removed']['near']} near (MinHash)
 
-{_table(splits, ('split', 'dialogues', 'utterances'))}
+{table(splits, ('split', 'dialogues', 'utterances'))}
 
 Labels (all splits):
 
-{_table(labels, ('label', 'utterances'))}
+{table(labels, ('label', 'utterances'))}
 
 Rejected requests by reason (a request can have several):
 
-{_table(reasons, ('reason', 'requests'))}
-{filter_text(card)}{quality_text(card)}{judge_text(card)}
+{table(reasons, ('reason', 'requests'))}
+{filter_text(card)}{sections}{failed_text(card)}
 Files: `train/dev/test.jsonl` (read with `erc.data.load_benchmark("{card['dataset']}", split)`),
 {_files(card)}
 """
@@ -140,3 +116,29 @@ def _files(card: dict[str, Any]) -> str:
                 f"the raw LLM answers are in `{card['filter']['from']}/requests.jsonl`.")
     return ("`dialogues.jsonl` (all, with their split), `utterances.parquet` (one row per utterance),\n"
             "`requests.jsonl` (every raw LLM answer), `runs.jsonl`, `card.json`, `label_distribution.png`.")
+
+
+def write_card(out_dir: Path, card: dict[str, Any], sections: Callable[[dict[str, Any]], str] = lambda card: ""
+               ) -> None:
+    """``card.json`` and ``README.md`` (with the steps' ``sections`` of the card written); when the card differs from
+    the one on disk only in ``created_at``, the old card (and its date) stays."""
+    path = out_dir / "card.json"
+    try:
+        old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except ValueError:
+        old = None
+    if isinstance(old, dict) and "created_at" in old and {**old, "created_at": card["created_at"]} == card:
+        card = old
+    write_if_changed(path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
+    write_if_changed(out_dir / "README.md", readme_text(card, sections(card)).encode())
+
+
+def filtered_card(card: dict[str, Any], name: str, sizes: dict[str, Any], entry: dict[str, Any],
+                  sections: dict[str, Any], step_sections: tuple[str, ...]) -> dict[str, Any]:
+    """A filtered set's card: its unfiltered set's, with its own name, counts and labels (``sizes``), the filter's
+    record ``entry`` (rule, what was removed: ``removed.jsonl``) and its own ``sections`` (its quality, its judge
+    figures) where given; the unfiltered set's sections of the steps (``step_sections``) are not its own and are
+    left out, as is the unfiltered set's record of failed steps."""
+    own = {k: v for k, v in card.items() if k not in (*step_sections, "failed_steps")}
+    return {**own, "dataset": name, "counts": {**card["counts"], **sizes["counts"]}, "labels": sizes["labels"],
+            "filter": entry, **{k: v for k, v in sections.items() if v}}

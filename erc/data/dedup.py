@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from datasketch import MinHash, MinHashLSH
 
+from erc.checks import check_number
 from erc.data.schema import Dialogue
+from erc.errors import ConfigError
 
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -56,3 +59,18 @@ def deduplicate(dialogues: list[Dialogue], *, threshold: float, num_perm: int, s
         lsh.insert(dialogue.id, signature)
         kept.append(dialogue)
     return kept, removed
+
+
+def check_dedup_config(dedup: Any) -> None:
+    """``dedup.*`` (``conf/dedup/``), checked before any request or encoding. MinHash LSH needs at least two bands
+    at the threshold: near 1, or with few permutations, it has not (datasketch would then fail after every request
+    was made)."""
+    check_number(dedup, "minhash_threshold", lambda v: 0 < v <= 1, "a number in (0, 1]", prefix="dedup.")
+    check_number(dedup, "num_perm", lambda v: v >= 2, "an integer >= 2", integer=True, prefix="dedup.")
+    check_number(dedup, "shingle_words", lambda v: v >= 1, "a positive integer", integer=True, prefix="dedup.")
+    threshold, num_perm = float(dedup.minhash_threshold), int(dedup.num_perm)
+    try:
+        MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as err:
+        raise ConfigError(f"dedup.minhash_threshold={threshold:g} with dedup.num_perm={num_perm} cannot be indexed "
+                          f"({err}): lower the threshold (e.g. 0.98 at 128 permutations) or raise num_perm") from None

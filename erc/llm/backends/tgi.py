@@ -23,7 +23,7 @@ from huggingface_hub.errors import (
     ValidationError,
 )
 
-from erc.generation.backends.base import (
+from erc.llm.backends.base import (
     Backend,
     Completion,
     FatalRequestError,
@@ -31,8 +31,8 @@ from erc.generation.backends.base import (
     TransientError,
     rejected_field,
 )
-from erc.generation.grammar import Constraint, DialogueGrammar
-from erc.generation.sampling import tgi_parameters
+from erc.llm.grammar import Constraint, DialogueGrammar
+from erc.llm.sampling import tgi_parameters
 
 
 def _parameter_named(message: str) -> str:

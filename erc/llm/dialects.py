@@ -16,10 +16,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from erc.errors import ConfigError
-from erc.generation.grammar import Constraint, DialogueGrammar, JsonSchema
+from erc.llm.grammar import Constraint, DialogueGrammar, JsonSchema
 
 if TYPE_CHECKING:
-    from erc.generation.sampling import Sampling
+    from erc.llm.sampling import Sampling
 
 ROUTES = ("completions", "chat")
 

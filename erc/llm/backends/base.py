@@ -9,10 +9,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from erc.generation.grammar import Constraint
-from erc.generation.chat_templates import text_prompt
-from erc.generation.sampling import Sampling
-
+from erc.llm.chat_templates import text_prompt
+from erc.llm.grammar import Constraint
+from erc.llm.sampling import Sampling
 
 # The text of a prompt (text routes) or its chat messages ``[{"role": ..., "content": ...}]`` (chat route).
 Prompt = str | list[dict[str, str]]
@@ -111,7 +110,7 @@ class Backend(ABC):
         the text routes (TGI ``/generate``, ``/v1/completions``, the embedded model), chat messages on a chat
         route. It is stored with each request and hashed into its fingerprint. On a text route the server
         tokenizes the text with the model's tokenizer, so ``llm.chat_template=auto`` sends it without the
-        template's leading BOS text when that tokenizer adds BOS itself (see :mod:`erc.generation.chat_templates`)."""
+        template's leading BOS text when that tokenizer adds BOS itself (see :mod:`erc.llm.chat_templates`)."""
         return text_prompt(self.cfg, user_prompt, system)
 
     @abstractmethod

@@ -7,7 +7,7 @@ text routes (TGI ``/generate``, ``/v1/completions``, the embedded model).
   :func:`erc.generation.prompts.apply_chat_template`, byte for byte as before;
 - ``auto``: the model's own Jinja template, read from ``llm.tokenizer`` (a hub id or a local folder) and rendered
   by transformers' ``apply_chat_template``, so any instruct model gets its template without hand-typing;
-- ``gguf`` (``llm=local`` only): the template stored in the GGUF file (:class:`erc.generation.backends.local`).
+- ``gguf`` (``llm=local`` only): the template stored in the GGUF file (:class:`erc.llm.backends.local`).
 
 **BOS.** The Llama and Mistral templates begin with the BOS text (``<|begin_of_text|>``, ``<s>``), and TGI, vLLM
 and llama.cpp tokenize a text prompt with the tokenizer's special tokens, adding a BOS of their own: the model
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from erc.errors import ConfigError
-from erc.generation.prompts import apply_chat_template
+from erc.llm.templates import apply_chat_template
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ chat template, so the prompt is the same text whichever server runs it. ``llm.ro
 ``/v1/chat/completions`` chat messages and the server applies the model's own template (``llm.chat_template`` and
 ``llm.stop`` are not used there). Parameters outside the OpenAI schema (top_k, typical_p, min_p, repetition
 penalty, grammars, schemas) go in ``extra_body``, spelled as ``llm.server``'s dialect says
-(:mod:`erc.generation.dialects`).
+(:mod:`erc.llm.dialects`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import openai
 
-from erc.generation.backends.base import (
+from erc.llm.backends.base import (
     Backend,
     Completion,
     FatalRequestError,
@@ -26,9 +26,9 @@ from erc.generation.backends.base import (
     TransientError,
     rejected_field,
 )
-from erc.generation.chat_templates import chat_messages
-from erc.generation.dialects import SERVERS, dialect
-from erc.generation.grammar import Constraint, DialogueGrammar
+from erc.llm.chat_templates import chat_messages
+from erc.llm.dialects import SERVERS, dialect
+from erc.llm.grammar import Constraint, DialogueGrammar
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The post-processing steps that ship with erc, one module each (docs/adding-a-step.md)."""

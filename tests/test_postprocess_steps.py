@@ -1,0 +1,169 @@
+"""Post-processing as named steps (erc/postprocess): a failing step leaves the set and the other steps alone, the
+card names it, the exit status is non-zero and a rerun redoes only it; a step that would write an empty set writes
+none; the quality report skips an empty set; a bad step entry is refused before any request; and the guide's
+example step (docs/adding-a-step.md, taken from the page itself) runs with one module and one config entry."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.errors import ConfigError
+from erc.pipeline import PostprocessError, generate
+from loopback_tgi import LoopbackTGI
+from test_generation_tgi import SEED, out_dir, read_jsonl
+from test_judge import GeneratorAndJudge, judge_requests, make_cfg
+
+GUIDE = PROJECT_ROOT / "docs" / "adding-a-step.md"
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_judge_server_down_writes_the_set_names_the_step_and_a_rerun_judges_only(tmp_path) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    command = [sys.executable, str(PROJECT_ROOT / "generate.py"), "llm=tgi", "benchmark=iemocap", "n_dialogues=6",
+               f"seed={SEED}", "judge=llm", "judge.llm.max_retries=1", "judge.llm.backoff_s=0.01",
+               "quality.enabled=false", f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/hydra"]
+    script = GeneratorAndJudge()
+    with LoopbackTGI(script) as generator:
+        job = subprocess.run([*command, f"llm.url={generator.url}", f"judge.llm.url={down}"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=120)
+        assert job.returncode == 2, job.stderr[-3000:]
+        assert re.search(r"error: .*post-processing step\(s\) failed \(judge: .*gave up after 1 retries", job.stderr)
+        assert "judge=none" in job.stderr
+        generation_requests = len(generator.requests)
+        assert generation_requests and not judge_requests(generator)
+
+        folder = out_dir(tmp_path)
+        kept = read_jsonl(folder / "dialogues.jsonl")
+        assert kept and sum(len(read_jsonl(folder / f"{s}.jsonl")) for s in ("train", "dev", "test")) == len(kept)
+        card = json.loads((folder / "card.json").read_text())
+        assert set(card["failed_steps"]) == {"judge"} and "judge" not in card
+        assert "label_distribution.png" in {p.name for p in folder.iterdir()}   # the later step still ran
+        assert "`judge`: " in (folder / "README.md").read_text()
+
+        # the judge's server is back (here at another address: the address is not part of the judge's setup)
+        with LoopbackTGI(script) as judge:
+            generate(make_cfg(tmp_path, generator.url, "n_dialogues=6", f"judge.llm.url={judge.url}"))
+            assert len(judge_requests(judge)) >= len(kept)
+        assert len(generator.requests) == generation_requests   # no generation request on the rerun
+    card = json.loads((folder / "card.json").read_text())
+    assert "failed_steps" not in card and card["judge"]["dialogues"]["unjudged"] == 0
+    assert "Post-processing incomplete" not in (folder / "README.md").read_text()
+
+
+class AlwaysDisagrees(GeneratorAndJudge):
+    @staticmethod
+    def disagrees(first_utterance: str) -> bool:
+        return True
+
+
+def test_a_filter_that_keeps_nothing_writes_no_set(tmp_path, caplog) -> None:
+    filtered = tmp_path / "data" / "synthetic" / "iemocap_nat_judge"
+    with LoopbackTGI(GeneratorAndJudge()) as server:   # a first run whose filter keeps some dialogues
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=12", "judge.filter=true", "judge.min_agreement=0.5"))
+    assert (filtered / "train.jsonl").is_file()
+    with LoopbackTGI(AlwaysDisagrees()) as server:
+        generate(make_cfg(tmp_path / "again", server.url, "n_dialogues=12", "judge.filter=true"))
+    assert not (tmp_path / "again" / "data" / "synthetic" / "iemocap_nat_judge").exists()
+    kept = read_jsonl(out_dir(tmp_path / "again") / "dialogues.jsonl")
+    assert f"the judge step kept none of {len(kept)} dialogue(s), so no set is written" in caplog.text
+    assert (out_dir(tmp_path / "again") / "train.jsonl").is_file()   # the unfiltered set is written
+
+
+def test_a_bad_step_entry_is_refused_before_any_request(tmp_path) -> None:
+    with LoopbackTGI(GeneratorAndJudge()) as server:
+        with pytest.raises(ConfigError, match=r"postprocess.steps.mine: cannot make erc.nowhere.Step"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "+postprocess.steps.mine._target_=erc.nowhere.Step"))
+        with pytest.raises(ConfigError, match=r"postprocess.steps.judge must be a mapping with _target_"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "postprocess.steps.judge=3"))
+        assert server.requests == []
+
+
+def guide_block(language: str) -> str:
+    """The first fenced ``language`` block of the guide's worked example."""
+    example = GUIDE.read_text().split("## A worked example", 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", example, re.S).group(1)
+
+
+def test_the_guides_step_runs_with_one_module_and_one_config_entry(tmp_path, monkeypatch) -> None:
+    """The module as the guide prints it and its config entry as the guide's override: the step's file, card section
+    and README section appear; a step done with the same inputs is not run again; a step that raises is named in
+    the card while the step after it still runs."""
+    (tmp_path / "speaker_turns.py").write_text(guide_block("python"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    override = re.search(r"python generate\.py .*?'(\+postprocess\.steps\.\S+)'", guide_block("bash")).group(1)
+    assert override.endswith("=erc.postprocess.steps.speaker_turns.SpeakerTurns")
+    override = override.replace("erc.postprocess.steps.speaker_turns", "speaker_turns")
+    with LoopbackTGI(GeneratorAndJudge()) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "judge=none", override))
+        folder = out_dir(tmp_path)
+        turns = json.loads((folder / "speaker_turns.json").read_text())
+        kept = read_jsonl(folder / "dialogues.jsonl")
+        assert sum(turns.values()) == sum(len(d["utterances"]) for d in kept)
+        card = json.loads((folder / "card.json").read_text())
+        assert card["speaker_turns"] == turns
+        assert "Turns by speaker" in (folder / "README.md").read_text()
+        state = json.loads((folder / "steps.json").read_text())
+        assert set(state) == {"speaker_turns"}   # the label plot runs every time: it is not cacheable
+
+        # done with the same inputs: not run again (its file removed stays removed), its card section kept
+        (folder / "speaker_turns.json").unlink()
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "judge=none", override))
+        assert not (folder / "speaker_turns.json").exists()
+        assert json.loads((folder / "card.json").read_text())["speaker_turns"] == turns
+
+        # a step that raises: named in the card, the step after it still runs, the exit is an error
+        (tmp_path / "broken_step.py").write_text(
+            "from erc.postprocess.step import Step\n\n\nclass Broken(Step):\n"
+            "    def run(self, ctx):\n        return 1 / 0\n\n\nclass After(Step):\n    cacheable = False\n\n"
+            "    def run(self, ctx):\n        (ctx.out_dir / 'after.txt').write_text('ran')\n        return True\n")
+        with pytest.raises(PostprocessError, match=r"broken: ZeroDivisionError"):
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "judge=none", override,
+                              "+postprocess.steps.broken._target_=broken_step.Broken",
+                              "+postprocess.steps.after._target_=broken_step.After"))
+        assert (folder / "after.txt").read_text() == "ran"
+        card = json.loads((folder / "card.json").read_text())
+        assert "ZeroDivisionError" in card["failed_steps"]["broken"] and card["speaker_turns"] == turns
+
+
+def test_quality_skips_an_empty_set_with_a_warning(tmp_path, caplog) -> None:
+    from erc.quality.run import generated_set_folders
+
+    empty = tmp_path / "synthetic" / "meld_nat"
+    empty.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (empty / f"{split}.jsonl").write_text("")
+    assert generated_set_folders(tmp_path / "synthetic", "meld") == []
+    assert "meld_nat holds no dialogue: skipped" in caplog.text
+
+
+def test_a_bad_step_entry_names_its_key_from_the_command_line(tmp_path) -> None:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("generate", overrides=["postprocess.steps.quality=null"])
+    from erc.postprocess.step import make_steps
+
+    assert [step.name for step in make_steps(cfg.postprocess.steps)] == ["judge", "label_plot"]
+
+
+def test_a_silent_judge_fails_at_its_own_deadline_naming_its_key(tmp_path) -> None:
+    """The judge's errors name the judge's keys (judge.llm.request_deadline_s), not generation's."""
+    with LoopbackTGI(GeneratorAndJudge()) as generator, LoopbackTGI(GeneratorAndJudge(), silent=True) as judge:
+        with pytest.raises(PostprocessError, match=r"judge: judge \S+: no answer within judge\.llm\.request_deadline_s=1 s"
+                                                    r".*raise judge\.llm\.request_deadline_s"):
+            generate(make_cfg(tmp_path, generator.url, "n_dialogues=2", f"judge.llm.url={judge.url}",
+                              "judge.llm.request_deadline_s=1", "judge.llm.max_retries=0"))
+        assert judge.requests and not judge_requests(generator)
