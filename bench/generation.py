@@ -29,7 +29,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # figures only, no progress bars
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import erc  # noqa: E402, F401
-from erc.config import CONFIG_DIR  # noqa: E402
+from erc.paths import CONFIG_DIR  # noqa: E402
 from erc.data.labels import label_set  # noqa: E402
 from erc.generation.pipeline import run_requests  # noqa: E402
 from loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402

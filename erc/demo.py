@@ -38,8 +38,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from erc.cli import exit_on_user_error
-from erc.config import PROJECT_ROOT
+from erc.errors import exit_on_user_error
+from erc.paths import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, default_data_dir, load_benchmark
 from erc.data.download import download_all
 from erc.errors import UserError

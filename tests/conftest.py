@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import erc  # noqa: F401  (registers the config resolvers)
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 
 SHARED_DATA = Path(os.environ.get("ERC_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 FIXTURES = Path(__file__).parent / "fixtures"

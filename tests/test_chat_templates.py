@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.generation import generate

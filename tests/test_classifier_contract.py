@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.models.base import ERCClassifier, PhaseSchedule
 
 MODELS = PROJECT_ROOT / "erc" / "models"

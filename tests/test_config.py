@@ -3,7 +3,7 @@
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import label_set
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.data.labels import label_set
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
 

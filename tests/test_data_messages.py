@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, load_benchmark
 
 

@@ -12,7 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.demo import CLASSIFIERS, DATASETS, train_commands
 from erc.training.validation import validate_train_config
 

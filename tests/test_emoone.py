@@ -148,7 +148,7 @@ def test_teacher_post_trains_through_the_runner_and_caches_exact_teacher_outputs
     the cached distributions equal a fresh forward of that phase's saved best teacher on the phase's data."""
     from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
+    from erc.paths import CONFIG_DIR
     from erc.data import load_benchmark
     from erc.models.emoone import EmoOne
     from erc.training import train
@@ -183,7 +183,7 @@ def test_schedule_paper_gives_emoone_the_reference_hyperparameters():
     10 epochs, one epoch of warmup; the default gray method is the heuristic (C)."""
     from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
+    from erc.paths import CONFIG_DIR
     from erc.training.schedule import phase_schedule
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -202,7 +202,7 @@ def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data
 
     from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
+    from erc.paths import CONFIG_DIR
     from erc.models.base import FitContext
     from erc.models.emoone import EmoOne
     from erc.training.phases import PhaseContext

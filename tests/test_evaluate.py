@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from test_evaluate import INSTANCES, PAPER_SCORES, make_cfg, paper_matrix, write_paper_sweep, write_result
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.errors import ConfigError, DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError

@@ -15,7 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import BENCHMARKS, parse_dataset
 from erc.errors import ConfigError
 from erc.identity import job_identity, job_key

@@ -17,7 +17,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.generation import generate
 from erc.generation.backends import FatalRequestError, make_backend
 from erc.generation.grammar import DialogueGrammar

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.generation import GenerationError, generate
@@ -143,7 +143,7 @@ def test_templates_must_carry_exactly_their_mode_s_slots(tmp_path, prompt, text,
 def test_every_shipped_config_passes_the_checks(llm):
     from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
+    from erc.paths import CONFIG_DIR
     from erc.generation.checks import check_generation_config
 
     conf = PROJECT_ROOT / "conf"

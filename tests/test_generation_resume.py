@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.data.labels import label_set
 from loopback_tgi import LoopbackTGI, ScriptedDialogues
 from test_generation_tgi import SEED, expected_requests, expected_slots, out_dir, read_jsonl

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.data import load_benchmark
 from erc.data.labels import label_set
 from erc.generation import GenerationError, generate

@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.data.schema import DataError, Dialogue, Utterance
 from erc.errors import ConfigError
 from erc.generation.dedup import deduplicate

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import Dialogue, Utterance, load_benchmark
 from erc.data.labels import label_set
 from erc.errors import ConfigError

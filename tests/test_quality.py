@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import Dialogue, load_benchmark, write_dialogues_jsonl
 from erc.errors import ConfigError, DataError
 from erc.quality import assess_generated_set, quality

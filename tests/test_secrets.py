@@ -14,8 +14,8 @@ import pytest
 from omegaconf import OmegaConf
 
 import erc  # noqa: F401  (registers the config resolvers)
-from erc.cli import user_error_message
-from erc.config import PROJECT_ROOT
+from erc.errors import user_error_message
+from erc.paths import PROJECT_ROOT
 from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.secrets import literal_secrets, read_secret_file, secret_overrides, strip_secrets

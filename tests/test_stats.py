@@ -6,7 +6,7 @@ import sys
 
 from PIL import Image
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.data.stats import collect, report
 
 

@@ -274,7 +274,7 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
     import subprocess
     import sys
 
-    from erc.config import PROJECT_ROOT
+    from erc.paths import PROJECT_ROOT
 
     logs = tmp_path / "logs"
     command = [sys.executable, "train.py", "-m", "classifier=compm,emoone,todkat", "data=meld_bal", "schedule=debug",
@@ -307,7 +307,7 @@ def test_schedule_paper_gives_todkat_its_reference_optimisation():
     per step; the topic model's parameters in their own groups at classifier.topic_lr."""
     from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
+    from erc.paths import CONFIG_DIR
     from erc.training.phases import build_classifier
     from erc.training.schedule import phase_schedule
 

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError, MissingDataError, load_benchmark
 from erc.training import train
 from erc.training.data import BucketBatchSampler

@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import EarlyStopping
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError, load_benchmark
 from erc.errors import ConfigError, UserError
 from erc.models.backbone import check_backbone_name

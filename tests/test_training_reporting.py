@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.training.reporting import is_multirun, sweep_group
 
 

@@ -25,7 +25,7 @@ import torch
 
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.errors import LockError
 from erc.locks import FolderLock
 from erc.training import train

@@ -23,7 +23,7 @@ from typing import IO
 
 from tqdm import tqdm
 
-from erc.cli import exit_on_user_error
+from erc.errors import exit_on_user_error
 from erc.data.load import HOW_TO_GET, default_data_dir
 from erc.data.schema import DataError
 from erc.io import sha256_of, write_atomic

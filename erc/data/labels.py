@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.errors import DataError
 
 BENCHMARKS: tuple[str, ...] = ("meld", "emorynlp", "iemocap")

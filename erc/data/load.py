@@ -12,7 +12,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.data.formats import emorynlp_json, meld_csv
 from erc.data.formats.erc_tsv import read_erc_tsv
 from erc.data.formats.iemocap_release import read_iemocap_release, session_dirs

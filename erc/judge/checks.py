@@ -14,7 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from erc.config import CONFIG_DIR
+from erc.paths import CONFIG_DIR
 from erc.errors import ConfigError, UserError
 from erc.generation.backends import BACKENDS
 from erc.checks import check_number

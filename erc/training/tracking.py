@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.tracking import wandb_mode, wandb_settings
 
 
