@@ -66,8 +66,8 @@ def reference_logits(model: CoMPM, d: Dialogue, t: int, max_length: int = 512) -
 
 
 @torch.no_grad()
-def test_batched_equals_per_utterance_reference(model: CoMPM, shared_data) -> None:
-    real = load_benchmark("meld", "dev", shared_data)[:6]
+def test_batched_equals_per_utterance_reference(model: CoMPM, benchmark_data) -> None:
+    real = load_benchmark("meld", "dev", benchmark_data)[:6]
     dialogues = TOY + real
     samples = model.encode(dialogues)
     batched = torch.cat([model(model.collate(samples[i:i + 13])) for i in range(0, len(samples), 13)])
@@ -90,10 +90,10 @@ def test_batch_of_one_equals_large_batch(model: CoMPM) -> None:
     torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-4)
 
 
-def test_prefix_ids_equal_whole_string_tokenization(model: CoMPM, shared_data) -> None:
+def test_prefix_ids_equal_whole_string_tokenization(model: CoMPM, benchmark_data) -> None:
     tricky = dialogue([("A", "", "neutral"), ("B", "  leading and trailing  ", "joy"), ("A", "<mask> it's ok?!", "joy"),
                        ("C", "Y'know... 'cause", "fear"), ("B", "end with space ", "joy"), ("A", "\ttab", "neutral")])
-    dialogues = load_benchmark("meld", "train", shared_data)[:150] + TOY + [tricky]
+    dialogues = load_benchmark("meld", "train", benchmark_data)[:150] + TOY + [tricky]
     tok = model.tokenizer
     for s in model.encode(dialogues):
         d = dialogues[[x.id for x in dialogues].index(s.dialogue.id)]
@@ -139,7 +139,7 @@ def test_zero_track_vector_for_a_first_utterance(model: CoMPM) -> None:
     assert torch.all(track[later].abs().sum(-1) > 0)
 
 
-def test_variants(shared_data) -> None:
+def test_variants(benchmark_data) -> None:
     frozen = CoMPM("meld", backbone="tiny", pm="frozen")
     assert not any(p.requires_grad for p in frozen.pm.parameters())
     assert all(p.requires_grad for p in frozen.context_model.parameters())

@@ -313,14 +313,14 @@ def test_ablation_variants_become_separate_instances_each_with_its_own_control(t
 
 
 @pytest.fixture(scope="module")
-def real_sweep(tmp_path_factory, shared_data, fixtures_dir) -> Path:
+def real_sweep(tmp_path_factory, benchmark_data, fixtures_dir) -> Path:
     """Two real train() jobs (CoMPM Org and Bal on a few MELD dialogues, tiny backbone) in one sweep folder."""
     from erc.training import train
 
     root = tmp_path_factory.mktemp("real_sweep")
     data_dir = root / "data"
     (data_dir / "synthetic").mkdir(parents=True)
-    (data_dir / "meld").symlink_to(shared_data / "meld")
+    (data_dir / "meld").symlink_to(benchmark_data / "meld")
     (data_dir / "synthetic" / "meld_bal").symlink_to(fixtures_dir / "synthetic" / "meld_bal")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ERC_DATA_DIR", str(data_dir))

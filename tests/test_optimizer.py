@@ -19,11 +19,11 @@ def test_fused_only_in_full_precision_and_for_parameters_torch_has_the_kernel_fo
 
 
 @pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", False)])
-def test_a_classifier_trains_with_clipping_under_either_optimizer(precision, fused, shared_data, tmp_path) -> None:
+def test_a_classifier_trains_with_clipping_under_either_optimizer(precision, fused, benchmark_data, tmp_path) -> None:
     torch.manual_seed(0)
     model = CoMPM("meld", backbone="tiny")
     model.configure_phase("finetune", PhaseSchedule(lr=1e-3))
-    data = ERCDataModule(model, load_benchmark("meld", "train", shared_data)[:2], [], batch_size=4, eval_batch_size=4)
+    data = ERCDataModule(model, load_benchmark("meld", "train", benchmark_data)[:2], [], batch_size=4, eval_batch_size=4)
     data.setup()
     before = [p.detach().clone() for p in model.parameters()]
     trainer = pl.Trainer(precision=precision, max_steps=2, gradient_clip_val=1.0, logger=False,

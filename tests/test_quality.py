@@ -38,17 +38,17 @@ def write_tsv(path: Path, dialogues: list[Dialogue]) -> None:
 
 
 @pytest.fixture(scope="session")
-def meld_train(shared_data: Path) -> list[Dialogue]:
-    return load_benchmark("meld", "train", shared_data)
+def meld_train(benchmark_data: Path) -> list[Dialogue]:
+    return load_benchmark("meld", "train", benchmark_data)
 
 
 @pytest.fixture(scope="session")
-def meld_slice(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, meld_train: list[Dialogue]) -> Path:
+def meld_slice(tmp_path_factory: pytest.TempPathFactory, benchmark_data: Path, meld_train: list[Dialogue]) -> Path:
     """A data folder holding a small MELD: train dialogues 0-149, dev 0-19, test 0-59."""
     root = tmp_path_factory.mktemp("meld_slice")
     write_tsv(root / "meld" / "meld_train.txt", meld_train[:150])
-    write_tsv(root / "meld" / "meld_dev.txt", load_benchmark("meld", "dev", shared_data)[:20])
-    write_tsv(root / "meld" / "meld_test.txt", load_benchmark("meld", "test", shared_data)[:60])
+    write_tsv(root / "meld" / "meld_dev.txt", load_benchmark("meld", "dev", benchmark_data)[:20])
+    write_tsv(root / "meld" / "meld_test.txt", load_benchmark("meld", "test", benchmark_data)[:60])
     return root
 
 
@@ -181,10 +181,10 @@ def test_the_length_cap_is_read_from_a_constrained_sets_card(tmp_path, meld_slic
 
 
 @pytest.mark.slow
-def test_probe_trained_on_all_of_meld_is_well_above_the_majority_class(tmp_path, shared_data, meld_train) -> None:
+def test_probe_trained_on_all_of_meld_is_well_above_the_majority_class(tmp_path, benchmark_data, meld_train) -> None:
     data = tmp_path / "data"
     (data / "meld").parent.mkdir(parents=True)
-    (data / "meld").symlink_to(shared_data / "meld")
+    (data / "meld").symlink_to(benchmark_data / "meld")
     as_set(data / "synthetic" / "meld_nat", meld_train[:200])
     report = quality(compose_quality(data, tmp_path / "out", tmp_path / "cache", "quality.threads=2"))
     real = report["metrics"]["meld"]

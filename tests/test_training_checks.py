@@ -173,13 +173,13 @@ def test_missing_selected_weights_of_a_finished_phase_is_a_clear_error(tmp_path,
 
 
 # ---- config <-> loss ----------------------------------------------------------------------------------
-def test_emoone_loss_weights_from_the_config_reach_its_loss(shared_data) -> None:
+def test_emoone_loss_weights_from_the_config_reach_its_loss(benchmark_data) -> None:
     def loss_and_ce(*overrides: str) -> tuple[torch.Tensor, torch.Tensor]:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(config_name="train", overrides=["classifier=emoone", "classifier.backbone=tiny", *overrides])
         torch.manual_seed(0)
         module = build_classifier(cfg.classifier, "meld")
-        batch = module.collate(module.encode(load_benchmark("meld", "train", shared_data)[:3]))
+        batch = module.collate(module.encode(load_benchmark("meld", "train", benchmark_data)[:3]))
         logits = module(batch)
         return module.loss(batch, logits), F.cross_entropy(logits, batch["labels"])
 

@@ -39,11 +39,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MOD
 
 
 @pytest.fixture(scope="module")
-def job_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, fixtures_dir: Path) -> Path:
+def job_data(tmp_path_factory: pytest.TempPathFactory, benchmark_data: Path, fixtures_dir: Path) -> Path:
     """Real MELD (linked) and the generated meld_bal fixture, shared by this module's jobs."""
     root = tmp_path_factory.mktemp("resume") / "data"
     (root / "synthetic").mkdir(parents=True)
-    (root / "meld").symlink_to(shared_data / "meld")
+    (root / "meld").symlink_to(benchmark_data / "meld")
     shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
     return root
 
