@@ -32,7 +32,7 @@ import erc  # noqa: E402, F401
 from erc.paths import CONFIG_DIR  # noqa: E402
 from erc.data.labels import label_set  # noqa: E402
 from erc.generation.pipeline import run_requests  # noqa: E402
-from loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402
 
 
 class AlwaysValid(ScriptedDialogues):

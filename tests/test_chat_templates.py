@@ -12,11 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import erc  # noqa: F401
-from erc.paths import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.generation import generate
@@ -29,7 +27,8 @@ from erc.generation.chat_templates import (
 )
 from erc.generation.pipeline import run_requests
 from erc.generation.prompts import apply_chat_template, load_template, plan_dialogue, render_user_prompt
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from helpers.config import compose_config
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"
 SYSTEM = "S"
@@ -83,8 +82,7 @@ def tokenizer_folder(root: Path, preset: str, *, adds_bos: bool | None = None, t
 
 
 def compose_generate(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("generate", overrides=list(overrides))
+    return compose_config("generate", overrides)
 
 
 def without_leading(text: str, bos: str | None) -> str:

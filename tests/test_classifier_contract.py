@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_config
 
-from erc.paths import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.models.base import ERCClassifier, PhaseSchedule
 
 MODELS = PROJECT_ROOT / "erc" / "models"
@@ -112,12 +112,11 @@ def test_the_guides_fourth_classifier_trains_through_the_runner(tmp_path, data_d
     (tmp_path / "conf" / "classifier").mkdir(parents=True)
     (tmp_path / "conf" / "classifier" / "utterance.yaml").write_text(guide_block("yaml"))
     assert "_target_: erc.models.utterance.UtteranceClassifier" in guide_block("yaml")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "classifier=utterance",
-            "classifier._target_=guide_utterance.UtteranceClassifier", "classifier.backbone=tiny", "data=meld_bal",
-            "data.limit_dialogues=4", "schedule=debug", "logger=none", "trainer.enable_progress_bar=false",
-            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
+    cfg = compose_config("train", [
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "classifier=utterance",
+        "classifier._target_=guide_utterance.UtteranceClassifier", "classifier.backbone=tiny", "data=meld_bal",
+        "data.limit_dialogues=4", "schedule=debug", "logger=none", "trainer.enable_progress_bar=false",
+        f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
 
     metrics = train(cfg)
     for key in ("pretrain/dev/wf1", "pretrain/test/meld_org/wf1", "pretrain/test/meld_bal/wf1", "finetune/dev/wf1",

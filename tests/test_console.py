@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from erc.paths import PROJECT_ROOT
 from erc.data.labels import label_set
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 ENTRY_POINTS = ("train.py", "generate.py", "evaluate.py")
 # Lines a quiet console must not show (each was printed before it was quiet).

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_config
 from hydra.core.global_hydra import GlobalHydra
 
-from erc.paths import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.demo import CLASSIFIERS, DATASETS, train_commands
 from erc.training.validation import validate_train_config
 
@@ -87,8 +87,7 @@ def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, sched
                 job = [f"classifier={classifier}" if o.startswith("classifier=") else f"data={data}" if o.startswith(
                     "data=") else o for o in overrides]
                 GlobalHydra.instance().clear()
-                with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-                    cfg = compose(config_name="train", overrides=job, return_hydra_config=True)
+                cfg = compose_config("train", job, return_hydra_config=True)
                 validate_train_config(cfg)
                 assert cfg.classifier.backbone == backbone and cfg.schedule.name == schedule
                 assert cfg.classifier.get("max_length", context) == context

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_evaluate import make_cfg, write_result
 
 from erc.evaluation import evaluate
+from helpers.evaluation import compose_evaluate, write_result
 
 CLASSIFIERS = ("compm", "emoone", "todkat")
 SOURCES = ("org", "nat", "bal")
@@ -49,7 +49,7 @@ def evaluated(tmp_path_factory) -> tuple[dict, Path]:
                                               **{f"pretrain/test/{benchmark}_{s}/wf1": 0.001 for s in SOURCES}})
                     path.write_text(json.dumps(result))
     out = root / "out"
-    return evaluate(make_cfg(out, f"sweep={sweep}")), out
+    return evaluate(compose_evaluate(out, f"sweep={sweep}")), out
 
 
 def expected_scores() -> dict[str, dict[str, float]]:

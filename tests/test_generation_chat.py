@@ -1,5 +1,5 @@
 """The OpenAI-compatible chat route (``llm=openai llm.route=chat``) and the per-server dialects, against a loopback
-OpenAI-compatible server (tests/loopback_openai.py): request bodies field by field, hosted OpenAI's strictness,
+OpenAI-compatible server (tests/helpers/loopback_openai.py): request bodies field by field, hosted OpenAI's strictness,
 faults, errors that name the field refused, resume, and the route in the records, runs.jsonl and the data card.
 The bundled model behind a real ``llama_cpp.server`` chat route is in tests/test_generation_backends.py."""
 
@@ -22,9 +22,9 @@ from erc.generation.grammar import DialogueGrammar, JsonSchema
 from erc.generation.json_output import dialogue_schema
 from erc.generation.sampling import Sampling
 from erc.generation.store import canonical_hash, fingerprint
-from loopback_openai import LoopbackOpenAI
-from loopback_tgi import ScriptedDialogues
-from test_generation_tgi import SEED, expected_requests, expected_slots, out_dir, read_jsonl
+from helpers.loopback_openai import LoopbackOpenAI
+from helpers.loopback_tgi import ScriptedDialogues
+from helpers.generation import SEED, expected_requests, expected_slots, out_dir, read_jsonl
 
 LABELS = label_set("iemocap")
 GRAMMAR = DialogueGrammar(("Male", "Female"), 6, 2, 4, 40)

@@ -20,7 +20,7 @@ from erc.generation.checks import check_generation_config
 from erc.generation.json_output import dialogue_schema, parse_json_turns
 from erc.generation.parsing import NO_DIALOGUE, Rules, validate
 from erc.generation.sampling import derive_seed
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")  # neutral, happy, sad, angry, excited, frustrated
 SPEAKERS = ["Male", "Female"]

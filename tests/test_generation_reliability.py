@@ -1,7 +1,7 @@
 """Generation under a hostile but realistic user and server: two processes on one out_dir, bad config
 values, malformed and empty answers, a server that never answers, poor yields, reruns that must
 change no file, and small sets that must still fill every split. All against the loopback
-TGI-protocol server over real sockets (tests/loopback_tgi.py), real ``generate.py`` processes where
+TGI-protocol server over real sockets (tests/helpers/loopback_tgi.py), real ``generate.py`` processes where
 the entry point matters."""
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from erc.errors import ConfigError
 from erc.generation import GenerationError, generate
 from erc.generation.sampling import derive_seed
 from erc.generation.split import assign_split
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
-from test_generation_tgi import SEED, expected_requests, expected_slots, make_cfg, out_dir, read_jsonl
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
+from helpers.generation import SEED, expected_requests, expected_slots, make_cfg, out_dir, read_jsonl
 
 LABELS = label_set("iemocap")
 SPLIT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl")

@@ -26,9 +26,8 @@ from erc.generation.prompts import label_options
 from erc.judge.agreement import agreement
 from erc.judge.checks import check_judge_config, judge_llm_config
 from erc.judge.prompt import parse_answer
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
-from test_generation_resume import kill_once_written
-from test_generation_tgi import SEED, out_dir, read_jsonl
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
+from helpers.generation import SEED, kill_once_written, out_dir, read_jsonl
 
 LABELS = label_set("iemocap")
 LINE = re.compile(r"^(\w+): (.+) \((\d+)\)$")

@@ -336,7 +336,7 @@ def test_the_hook_skips_the_report_without_the_benchmark_but_refuses_the_filter(
 def test_generate_scores_its_set_the_card_carries_it_and_a_rerun_rewrites_nothing(tmp_path, meld_slice, meld_train,
                                                                                   embeddings) -> None:
     """generate.py end to end against the loopback TGI server, whose answers are real MELD dialogues."""
-    from loopback_tgi import LoopbackTGI
+    from helpers.loopback_tgi import LoopbackTGI
 
     from erc.generation import generate
 

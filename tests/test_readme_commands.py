@@ -10,11 +10,11 @@ import shlex
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from erc.paths import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.evaluation.pipeline import check_config
 from erc.generation.checks import check_generation_config
 from erc.secrets import secret_overrides
@@ -102,8 +102,7 @@ def test_documented_command_composes(where: str, config_name: str, overrides: li
             (tmp_path / "classifier" / f"{name}.yaml").write_text(block)
         overrides = [f"hydra.searchpath=[file://{tmp_path}]", *overrides]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=first_of_each_sweep(overrides), return_hydra_config=True)
+    cfg = compose_config(config_name, first_of_each_sweep(overrides), return_hydra_config=True)
     if not any("/path/to/" in o for o in overrides):     # a placeholder file cannot be read
         CHECKS[config_name](cfg)
 
@@ -111,8 +110,8 @@ def test_documented_command_composes(where: str, config_name: str, overrides: li
 def test_a_broken_command_fails_to_compose():
     """The check above is not vacuous: a key that does not exist is refused."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"), pytest.raises(Exception):
-        compose(config_name="train", overrides=["schedule.no_such_key=1"])
+    with pytest.raises(Exception):
+        compose_config("train", ["schedule.no_such_key=1"])
 
 
 def test_shell_lines_join_continuations_and_skip_prose():

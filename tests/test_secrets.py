@@ -19,7 +19,7 @@ from erc.paths import PROJECT_ROOT
 from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.secrets import literal_secrets, read_secret_file, secret_overrides, strip_secrets
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 # Recognisable values, one per route (a W&B key must look like one: 40 characters).
 ENV_SECRETS = {"HF_TOKEN": "hf_envHFTOKENsecret8c41", "OPENAI_API_KEY": "sk-envOPENAIsecret5e07",

@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from helpers.config import compose_config
 import torch
 import torch.nn.functional as F
 from transformers import RobertaConfig, RobertaModel
@@ -305,14 +306,11 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
 def test_schedule_paper_gives_todkat_its_reference_optimisation():
     """AdamW lr 2e-5, eps 1e-6, weight decay 0.01 except bias/LayerNorm weights, 50% warmup, clip 1, 2 dialogues
     per step; the topic model's parameters in their own groups at classifier.topic_lr."""
-    from hydra import compose, initialize_config_dir
 
-    from erc.paths import CONFIG_DIR
     from erc.training.phases import build_classifier
     from erc.training.schedule import phase_schedule
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["classifier=todkat", "schedule=paper", "classifier.backbone=tiny"])
+    cfg = compose_config("train", ["classifier=todkat", "schedule=paper", "classifier.backbone=tiny"])
     for phase in ("pretrain", "finetune"):
         s = phase_schedule(cfg.schedule, phase)
         assert (s.lr, s.eps, s.weight_decay, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs) == (

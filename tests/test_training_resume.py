@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydra import compose, initialize_config_dir
+from helpers.config import compose_config
 
-from erc.paths import CONFIG_DIR, PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.errors import LockError
 from erc.locks import FolderLock
 from erc.training import train
@@ -132,9 +132,8 @@ def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path
 
 
 def compose_job(data_dir: Path, log_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[*JOB, f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}",
-                                                       f"paths.output_dir={log_dir / 'out'}", *overrides])
+    return compose_config("train", [*JOB, f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}",
+                                    f"paths.output_dir={log_dir / 'out'}", *overrides])
 
 
 def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference, caplog) -> None:
