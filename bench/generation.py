@@ -13,9 +13,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import asyncio
 import multiprocessing
+import os
 import platform
 import sys
 import tempfile
@@ -29,9 +29,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # figures only, no progress bars
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import erc  # noqa: E402, F401
-from erc.paths import CONFIG_DIR  # noqa: E402
 from erc.data.labels import label_set  # noqa: E402
 from erc.generation.pipeline import run_requests  # noqa: E402
+from erc.paths import CONFIG_DIR  # noqa: E402
+
 from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402
 
 

@@ -18,9 +18,9 @@ from typing import TypeVar
 
 from omegaconf import DictConfig
 
-from erc.paths import CONFIG_DIR
 from erc.console import configure_console
 from erc.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
+from erc.paths import CONFIG_DIR
 from erc.secrets import refuse_literal_secrets, refuse_on_command_line
 
 T = TypeVar("T")

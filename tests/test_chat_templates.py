@@ -27,6 +27,7 @@ from erc.generation.chat_templates import (
 )
 from erc.generation.pipeline import run_requests
 from erc.generation.prompts import apply_chat_template, load_template, plan_dialogue, render_user_prompt
+
 from helpers.config import compose_config
 from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
@@ -43,7 +44,8 @@ TOKENIZERS = {
 # reference-chat-servers.md §3, for [{"role": "user", "content": "Hi"}] and, with a system message "S", as stated there.
 LLAMA_HEAD = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
               "Today Date: 26 Jul 2024\n\n")
-LLAMA_TAIL = "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+LLAMA_TAIL = ("<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\n")
 QWEN_TAIL = "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 EXPECTED = {
     ("llama-3.1-8b", None): LLAMA_HEAD + LLAMA_TAIL,

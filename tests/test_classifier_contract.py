@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.config import compose_config
 
-from erc.paths import PROJECT_ROOT
 from erc.models.base import ERCClassifier, PhaseSchedule
+from erc.paths import PROJECT_ROOT
+
+from helpers.config import compose_config
 
 MODELS = PROJECT_ROOT / "erc" / "models"
 GUIDE = PROJECT_ROOT / "docs" / "adding-a-classifier.md"
@@ -87,7 +88,7 @@ def test_phase_settings_come_only_through_configure_phase() -> None:
 
     model = Constant("meld")
     with pytest.raises(RuntimeError, match=r"configure_phase\(phase, schedule\) was not called"):
-        model.schedule
+        _ = model.schedule
     schedule = PhaseSchedule(lr=3e-4)
     model.configure_phase("pretrain", schedule)
     assert (model.phase, model.schedule) == ("pretrain", schedule)

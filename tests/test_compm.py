@@ -13,7 +13,7 @@ from erc.models.context import speaker_numbers
 
 
 def dialogue(turns: list[tuple[str, str, str]], did: str = "d") -> Dialogue:
-    return Dialogue(id=did, utterances=[Utterance(s, t, l) for s, t, l in turns], benchmark="meld", split="train")
+    return Dialogue(id=did, utterances=[Utterance(*turn) for turn in turns], benchmark="meld", split="train")
 
 
 TOY = [
@@ -43,13 +43,13 @@ def reference_logits(model: CoMPM, d: Dialogue, t: int, max_length: int = 512) -
     for u in d.utterances[: t + 1]:
         prefix += f"<s{order.index(u.speaker) + 1}> " + u.text + " "
     tokens = tok.tokenize(prefix.strip())[-(max_length - 1):]
-    ids = [tok.cls_token_id] + tok.convert_tokens_to_ids(tokens)
+    ids = [tok.cls_token_id, *tok.convert_tokens_to_ids(tokens)]
     context = model.context_model(torch.tensor([ids])).last_hidden_state[:, 0]
     speaker = d.utterances[t].speaker
     cls_vectors = []
     for u in d.utterances[:t]:
         if u.speaker == speaker:
-            pm_ids = [tok.cls_token_id] + tok.convert_tokens_to_ids(tok.tokenize(u.text)[-(max_length - 1):])
+            pm_ids = [tok.cls_token_id, *tok.convert_tokens_to_ids(tok.tokenize(u.text)[-(max_length - 1):])]
             cls_vectors.append(model.pm(torch.tensor([pm_ids])).last_hidden_state[:, 0])
     if cls_vectors:
         hidden = model.gru.hidden_size
@@ -99,7 +99,7 @@ def test_prefix_ids_equal_whole_string_tokenization(model: CoMPM, benchmark_data
         d = dialogues[[x.id for x in dialogues].index(s.dialogue.id)]
         order = speaker_numbers([u.speaker for u in d.utterances])
         text = "".join(f"<s{order[i] + 1}> {u.text} " for i, u in enumerate(d.utterances[: s.target + 1])).strip()
-        expected = [tok.cls_token_id] + tok.convert_tokens_to_ids(tok.tokenize(text))[-511:]
+        expected = [tok.cls_token_id, *tok.convert_tokens_to_ids(tok.tokenize(text))[-511:]]
         assert model.context_ids(s) == expected, (d.id, s.target, text)
 
 

@@ -1,10 +1,11 @@
 """Compose-based checks of the shared config groups."""
 
-from helpers.config import compose_config
 from omegaconf import OmegaConf
 
-from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import label_set
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
+
+from helpers.config import compose_config
 
 
 def _paths(monkeypatch, env=None):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from erc.paths import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, load_benchmark
+from erc.paths import PROJECT_ROOT
 
 
 def insert_byte(path: Path, line: int, column: int, byte: bytes = b"\xff") -> int:

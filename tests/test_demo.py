@@ -9,12 +9,13 @@ import subprocess
 import sys
 
 import pytest
-from helpers.config import compose_config
 from hydra.core.global_hydra import GlobalHydra
 
-from erc.paths import PROJECT_ROOT
 from erc.demo import CLASSIFIERS, DATASETS, train_commands
+from erc.paths import PROJECT_ROOT
 from erc.training.validation import validate_train_config
+
+from helpers.config import compose_config
 
 
 def run_demo(benchmark_data, out) -> subprocess.CompletedProcess:
@@ -81,7 +82,8 @@ def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, sched
             overrides)
         if backbone != "tiny" and "classifier=todkat" in overrides:
             assert "schedule.batch_size=4" in overrides
-        swept = {o.split("=")[0]: o.split("=")[1].split(",") for o in overrides if o.startswith(("classifier=", "data="))}
+        swept = {o.split("=")[0]: o.split("=")[1].split(",")
+                 for o in overrides if o.startswith(("classifier=", "data="))}
         for classifier in swept["classifier"]:
             for data in swept["data"]:
                 job = [f"classifier={classifier}" if o.startswith("classifier=") else f"data={data}" if o.startswith(

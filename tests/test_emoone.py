@@ -7,11 +7,12 @@ import json
 import math
 
 import pytest
-from helpers.config import compose_config
 import torch
 
 from erc.data import DataError, label_set
 from erc.models.grayscale import emoone_loss, heuristic_gray, teacher_post
+
+from helpers.config import compose_config
 
 
 def vector(benchmark: str, weights: dict[str, float]) -> list[float]:
@@ -104,7 +105,7 @@ def test_cached_teacher_equals_a_fresh_teacher_forward():
     student.attach_teacher(samples, probs)
     teacher.eval()
     with torch.no_grad():
-        for sample, cached in zip(samples, probs):
+        for sample, cached in zip(samples, probs, strict=True):
             fresh = torch.softmax(teacher(teacher.collate([sample])), dim=-1)[0]
             torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)
             assert sample.gray == pytest.approx(fresh.tolist(), abs=1e-5)
@@ -194,7 +195,6 @@ def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data
     """The teacher pre-pass of a phase that was interrupted after it: the rerun reads probs.pt (the same
     gray labels) and trains no teacher; resume=false trains a new one."""
     import dataclasses
-
 
     from erc.models.base import FitContext
     from erc.models.emoone import EmoOne

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.config import compose_config
-from helpers.evaluation import (INSTANCES, PAPER_SCORES, compose_evaluate, paper_matrix, write_paper_sweep,
-                                write_result)
 
-from erc.paths import PROJECT_ROOT
 from erc.data import DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError
+from erc.paths import PROJECT_ROOT
+
+from helpers.config import compose_config
+from helpers.evaluation import INSTANCES, PAPER_SCORES, compose_evaluate, paper_matrix, write_paper_sweep, write_result
 
 # The paper's Table IV (Kaplan et al.): ranks per test set as printed in parentheses, then its bottom rows.
 PAPER_RANKS = {
@@ -52,7 +53,7 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
     assert list(table4.columns) == ["instance", "control", "rank_sum", "control_rank_sum", "diff", "p_raw", "p_adj",
                                     "m", "partial"]
     assert set(table4["m"]) == {6} and not table4["partial"].any()
-    assert dict(zip(table4["instance"], table4["diff"])) == PAPER_DIFFS
+    assert dict(zip(table4["instance"], table4["diff"], strict=True)) == PAPER_DIFFS
     assert list(table4["control"]) == ["compm_org"] * 2 + ["emoone_org"] * 2 + ["todkat_org"] * 2
     # Bonferroni over the 6 comparisons made, raw p kept beside it
     assert table4["p_adj"].to_numpy() == pytest.approx((6 * table4["p_raw"]).clip(upper=1).to_numpy(), rel=1e-12)
@@ -175,7 +176,7 @@ def test_offline_wandb_run_gets_the_tables(tmp_path):
 
 
 def test_reading_wandb_offline_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="WANDB_MODE=offline.*sweep="):
+    with pytest.raises(DataError, match=r"WANDB_MODE=offline.*sweep="):
         evaluate(compose_evaluate(tmp_path, "wandb.group=some-sweep"))
 
 
@@ -206,7 +207,7 @@ def test_bad_results_json_names_file_and_field(tmp_path):
     path.write_text("{not json")
     with pytest.raises(DataError, match=r"results.json: not valid JSON \(line 1"):
         evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
-    with pytest.raises(DataError, match="no results.json below"):
+    with pytest.raises(DataError, match=re.escape("no results.json below")):
         evaluate(compose_evaluate(tmp_path / "out", f"sweep={tmp_path / 'out'}"))
 
 

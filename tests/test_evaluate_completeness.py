@@ -15,14 +15,14 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from erc.paths import PROJECT_ROOT
 from erc.errors import ConfigError, DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError
 from erc.evaluation.collect import rows_from_wandb_runs
+from erc.paths import PROJECT_ROOT
+
 from helpers.config import compose_config
-from helpers.evaluation import (INSTANCES, PAPER_SCORES, compose_evaluate, paper_matrix, write_paper_sweep,
-                                write_result)
+from helpers.evaluation import INSTANCES, PAPER_SCORES, compose_evaluate, paper_matrix, write_paper_sweep, write_result
 
 SOURCES = ("org", "nat", "bal")
 
@@ -73,7 +73,8 @@ def test_a_failed_job_folder_is_refused_by_name_not_dropped(meld_multirun, tmp_p
     assert "Not tested (incomplete results)" in (out / "table4.md").read_text()
 
     # the failed job's identity comes from its .hydra config, so select= can leave it out on purpose
-    narrowed = evaluate(compose_evaluate(tmp_path / "narrowed", f"sweep={meld_multirun}", "+select.classifier=[compm,emoone]"))
+    narrowed = evaluate(compose_evaluate(tmp_path / "narrowed", f"sweep={meld_multirun}",
+                                         "+select.classifier=[compm,emoone]"))
     assert narrowed["complete"] is True and narrowed["comparisons"]["m"] == 4
 
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from erc.evaluation import evaluate
+
 from helpers.evaluation import compose_evaluate
 
 INSTANCES = ["compm_org", "compm_bal", "emoone_org", "emoone_bal", "todkat_org", "todkat_bal"]
@@ -42,7 +43,8 @@ def test_identical_rankings_show_an_infinite_f_with_a_note(tmp_path, capsys):
 
 def test_all_ties_are_undefined_statistics_and_p_one(tmp_path, capsys):
     flat = [0.5] * len(INSTANCES)
-    result = evaluate(compose_evaluate(tmp_path, f"scores={scores_csv(tmp_path, {'meld_org': flat, 'meld_bal': flat})}"))
+    scores = scores_csv(tmp_path, {"meld_org": flat, "meld_bal": flat})
+    result = evaluate(compose_evaluate(tmp_path, f"scores={scores}"))
     assert "undefined: every test set ties all instances: no ranking information" in capsys.readouterr().out
     omnibus = strict_json(tmp_path / "friedman.json")["omnibus"]
     assert omnibus["chi2"] is None and omnibus["iman_davenport_f"] is None and omnibus["f_p"] is None

@@ -12,14 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.config import compose_config
 from omegaconf import OmegaConf
 
-from erc.paths import PROJECT_ROOT
 from erc.data import BENCHMARKS, parse_dataset
 from erc.errors import ConfigError
 from erc.identity import job_identity, job_key
+from erc.paths import PROJECT_ROOT
 from erc.training.validation import check_data_axes
+
+from helpers.config import compose_config
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=3", "logger=none"]
 
@@ -75,7 +76,8 @@ def test_an_override_that_contradicts_the_axes_is_refused_naming_the_key(tmp_pat
 
 def test_train_py_refuses_a_data_choice_whose_benchmark_was_overridden(tmp_path) -> None:
     job = run_script("train.py", ["data=meld_bal", "data.benchmark=iemocap", *TINY,
-                                  f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"], tmp_path)
+                                  f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"],
+                     tmp_path)
     assert job.returncode == 2, job.stderr[-3000:]
     assert job.stderr.strip().splitlines()[-1] == (
         "error: data=meld_bal is benchmark meld with source bal, but the overrides make it data.benchmark=iemocap "

@@ -70,7 +70,8 @@ def test_old_copies_with_cp1252_mojibake_are_repaired(tmp_path):
     ('1,Hi,Ross,joy,positive,0\n', "wrong number of fields"),
 ])
 def test_malformed_rows_name_file_line_and_field(tmp_path, row, field):
-    path = _write(tmp_path, ' 1,Fine,Ross,joy,positive,0,0,1,1,"0","0"\n'.lstrip() + row.replace(",0,0,1,1", ",0,1,1,1", 1))
+    first = '1,Fine,Ross,joy,positive,0,0,1,1,"0","0"\n'
+    path = _write(tmp_path, first + row.replace(",0,0,1,1", ",0,1,1,1", 1))
     with pytest.raises(DataError) as err:
         read_meld_csv(path, "train")
     assert str(path) in str(err.value) and "line 3" in str(err.value) and field in str(err.value)

@@ -10,15 +10,17 @@ import shlex
 from pathlib import Path
 
 import pytest
-from helpers.config import compose_config
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException
 
-from erc.paths import PROJECT_ROOT
 from erc.evaluation.pipeline import check_config
 from erc.generation.checks import check_generation_config
+from erc.paths import PROJECT_ROOT
 from erc.secrets import secret_overrides
 from erc.training.validation import validate_train_config
+
+from helpers.config import compose_config
 
 ENTRY_POINTS = {"train.py": "train", "generate.py": "generate", "evaluate.py": "evaluate"}
 # The check each entry point runs on its config before any work.
@@ -67,7 +69,7 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
     """One job of a multirun: the first value of every sweep (``classifier=compm,emoone`` -> ``compm``)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     out = []
-    for text, override in zip(overrides, parsed):
+    for text, override in zip(overrides, parsed, strict=True):
         if override.is_sweep_override():
             first = next(iter(override.sweep_string_iterator()))
             out.append(f"{override.get_key_element()}={first}")
@@ -110,7 +112,7 @@ def test_documented_command_composes(where: str, config_name: str, overrides: li
 def test_a_broken_command_fails_to_compose():
     """The check above is not vacuous: a key that does not exist is refused."""
     GlobalHydra.instance().clear()
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigCompositionException, match=re.escape("Could not override 'schedule.no_such_key'")):
         compose_config("train", ["schedule.no_such_key=1"])
 
 

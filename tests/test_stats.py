@@ -6,8 +6,8 @@ import sys
 
 from PIL import Image
 
-from erc.paths import PROJECT_ROOT
 from erc.data.stats import collect, report
+from erc.paths import PROJECT_ROOT
 
 
 def test_stats_counts_and_plot(benchmark_data, tmp_path):

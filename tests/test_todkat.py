@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-from helpers.config import compose_config
 import torch
 import torch.nn.functional as F
 from transformers import RobertaConfig, RobertaModel
@@ -16,6 +15,8 @@ from erc.data import DataError
 from erc.models.knowledge import KnowledgeAttention, KnowledgeCache, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import NeuralTopicModel, bag_of_words
+
+from helpers.config import compose_config
 
 VOCAB = 300
 PAD = 1
@@ -118,7 +119,7 @@ def test_todkat_module_batches_with_knowledge_and_keeps_each_dialogue_alone(tmp_
     torch.testing.assert_close(together[:2], alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(swapped[4:], alone, atol=1e-5, rtol=1e-5)
     missing = Dialogue("c", [Utterance("Ross", "Never cached.", "neutral")], "meld", "test")
-    with pytest.raises(DataError, match="python -m erc.models.knowledge"):
+    with pytest.raises(DataError, match=re.escape("python -m erc.models.knowledge")):
         model.encode([missing])
     wrong = Dialogue("d", [Utterance("Ross", "Hi.", "happy")], "meld", "test")
     with pytest.raises(DataError, match="dialogue 'd' utterance 0: label 'happy' is not a meld label"):
@@ -195,7 +196,7 @@ def test_knowledge_cache_round_trips(tmp_path):
     assert knowledge_sentences(again.get("Hi."), per_relation=3) == ["PersonX feels happy."]
     assert knowledge_sentences(first, per_relation=1) == [
         "PersonX wants to be heard.", "PersonX feels angry.", "Others feel sad."]
-    with pytest.raises(DataError, match="no COMET inferences.*python -m erc.models.knowledge"):
+    with pytest.raises(DataError, match=r"no COMET inferences.*python -m erc\.models\.knowledge"):
         again.get("Bye.")
 
     # An interrupted fill leaves a cut-off last line: ignored; appending resumes after it.

@@ -14,17 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers.config import compose_config, compose_train
 from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
-from erc.paths import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, load_benchmark
+from erc.models.base import linear_warmup_decay
+from erc.paths import PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
-from erc.models.base import linear_warmup_decay
 from erc.training.schedule import phase_schedule
+
+from helpers.config import compose_config, compose_train
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4"]
 # One torch thread in test jobs: on a machine shared with other work, OpenMP threads spin-wait and a

@@ -15,22 +15,23 @@ from dataclasses import fields
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import EarlyStopping
-from helpers.config import compose_config, compose_train
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping
 
-from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError, load_benchmark
 from erc.errors import ConfigError, UserError
+from erc.identity import job_key
 from erc.models.backbone import check_backbone_name
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
 from erc.training.resume import AtomicCheckpointIO, unreadable_reason
-from erc.identity import job_key
 from erc.training.runner import Experiment
 from erc.training.schedule import _CHECKS, PhaseSchedule
+
+from helpers.config import compose_config, compose_train
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4", "logger=none",
         "trainer.enable_progress_bar=false"]
@@ -242,7 +243,7 @@ def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatc
     for typo, near in (("tinyy", "tiny"), ("smal", "small"), ("roberta-larg", "roberta-large")):
         with pytest.raises(ConfigError, match=rf"classifier.backbone='{typo}': .*did you mean '{near}'"):
             check_backbone_name(typo, "classifier.backbone")
-    with pytest.raises(ConfigError, match="the folder has no config.json"):
+    with pytest.raises(ConfigError, match=re.escape("the folder has no config.json")):
         check_backbone_name(str(tmp_path), "classifier.backbone")
     (tmp_path / "config.json").write_text("{}")
     check_backbone_name(str(tmp_path), "classifier.backbone")

@@ -20,6 +20,7 @@ from sklearn.metrics import f1_score
 from erc.data import label_set, load_benchmark
 from erc.demo import PRETRAINED_BACKBONE
 from erc.training import train
+
 from helpers.config import compose_train
 
 LIMIT = PRETRAINED_BACKBONE.limit_dialogues

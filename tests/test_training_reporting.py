@@ -6,11 +6,12 @@ import copy
 import sys
 
 import pytest
-from helpers.config import compose_config
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
 from erc.training.reporting import is_multirun, sweep_group
+
+from helpers.config import compose_config
 
 
 @pytest.mark.parametrize("hydra_types_importable", [True, False])

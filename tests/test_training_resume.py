@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers.config import compose_config
-
-from erc.paths import PROJECT_ROOT
 from erc.errors import LockError
+from erc.identity import job_key
 from erc.locks import FolderLock
+from erc.paths import PROJECT_ROOT
 from erc.training import train
 from erc.training.resume import completed_epochs
-from erc.identity import job_key
+
+from helpers.config import compose_config
 
 JOB = ["classifier=compm", "classifier.backbone=tiny", "data=meld_bal", "data.limit_dialogues=8", "schedule=demo",
        "schedule.lr=1e-2", "schedule.pretrain.epochs=4", "schedule.finetune.epochs=1", "logger=none",
@@ -116,7 +116,9 @@ def reference(job_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path, job_data, reference) -> None:
     args = job_args(job_data, tmp_path / "logs")
-    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    def last() -> Path:
+        return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+
     run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
     done = completed_epochs(last())
     assert 1 <= done < 4
@@ -158,8 +160,10 @@ def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, jo
     args = job_args(job_data, tmp_path / "logs", "schedule.pretrain.epochs=200")
     first = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        held = lambda: any(f'"pid": {first.pid},' in p.read_text()
-                           for p in (tmp_path / "logs" / "train" / "checkpoints").glob("*/.lock"))
+        def held() -> bool:
+            return any(f'"pid": {first.pid},' in p.read_text()
+                       for p in (tmp_path / "logs" / "train" / "checkpoints").glob("*/.lock"))
+
         deadline = time.time() + 120
         while not held() and first.poll() is None and time.time() < deadline:
             time.sleep(0.05)
@@ -181,7 +185,9 @@ def test_job_killed_at_several_points_resumes_to_the_uninterrupted_result(tmp_pa
     """Killed after pretrain epoch 1, again after epoch 2, then during fine-tuning (the pretrained
     weights then come from best.ckpt in a fresh process), and rerun to the end."""
     args = job_args(job_data, tmp_path / "logs")
-    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    def last() -> Path:
+        return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+
     run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
     run_until_killed(args, tmp_path, epochs_in(last(), completed_epochs(last()) + 1))
     run_until_killed(args, tmp_path, step_done(tmp_path / "logs", "pretrain/test"))
@@ -203,8 +209,9 @@ def test_emoone_killed_while_fine_tuning_its_teacher_resumes_to_the_uninterrupte
     reference_dir.mkdir()
     reference, _ = run_to_end(job_args(job_data, reference_dir / "logs", *emoone), reference_dir)
     args = job_args(job_data, tmp_path / "logs", *emoone)
-    teacher = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/finetune/teacher/last.ckpt"),
-                           Path("/-"))
+    def teacher() -> Path:
+        return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/finetune/teacher/last.ckpt"), Path("/-"))
+
     run_until_killed(args, tmp_path, step_done(tmp_path / "logs", "pretrain/test"))
     assert not teacher().exists()
     run_until_killed(args, tmp_path, lambda: epochs_in(teacher(), 1)())

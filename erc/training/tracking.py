@@ -16,7 +16,6 @@ from erc.paths import PROJECT_ROOT
 from erc.tracking import wandb_mode, wandb_settings
 
 
-
 def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], save_dir: Path,
                       run_id: str, group: str | None, job_type: str) -> Any:
     """A Lightning ``WandbLogger`` named after the job; ``run_id`` is stable so a resumed job continues its run.

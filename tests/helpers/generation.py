@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from erc.generation.sampling import derive_seed
 from erc.paths import PROJECT_ROOT
+
 from helpers.config import compose_config
 from helpers.loopback_tgi import ScriptedDialogues
 
