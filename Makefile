@@ -13,7 +13,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 export CMAKE_ARGS
 endif
 
-.PHONY: install test test-all demo data stats bench clean
+.PHONY: install test test-all lint demo data stats bench clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ test: $(STAMP)  ## the default test suite (what CI runs)
 
 test-all: $(STAMP)  ## every test, the slow ones included
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)  ## ruff over the whole tree (rules in pyproject.toml); CI runs it before the tests
+	$(BIN)/ruff check .
 
 data: $(STAMP)  ## download MELD and EmoryNLP into $ERC_DATA_DIR (default ./data); prints how to get IEMOCAP
 	$(BIN)/python -m erc.data.download

@@ -10,13 +10,13 @@ import hydra
 from omegaconf import DictConfig
 
 import erc  # noqa: F401  (registers the config resolvers)
-from erc.cli import check_command_line, exit_on_user_error
+from erc.cli import check_command_line, hydra_task
 
 CONFIG = "quality"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name=CONFIG)
-@exit_on_user_error
+@hydra_task
 def main(cfg: DictConfig) -> None:
     from erc.quality import quality  # imported here: the command-line check and --help need no torch
 

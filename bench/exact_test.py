@@ -22,10 +22,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from erc.evaluation.analysis import comparison_pairs, rank_analysis, score_matrix  # noqa: E402
-from erc.evaluation.collect import read_scores_csv  # noqa: E402
-from erc.evaluation.friedman import count_at_least, exact_pvalue  # noqa: E402
-from erc.evaluation.tables import Display, write_table4  # noqa: E402
+from erc.evaluation.analysis import comparison_pairs, rank_analysis, score_matrix
+from erc.evaluation.collect import read_scores_csv
+from erc.evaluation.friedman import count_at_least, exact_pvalue
+from erc.evaluation.tables import Display, write_table4
 
 PAPER_SCORES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "paper_table4_scores.csv"
 

@@ -13,8 +13,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import multiprocessing
+import os
 import platform
 import sys
 import tempfile
@@ -28,10 +28,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # figures only, no progress bars
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 import erc  # noqa: E402, F401
-from erc.config import CONFIG_DIR  # noqa: E402
 from erc.data.labels import label_set  # noqa: E402
 from erc.generation import run_requests  # noqa: E402
-from loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402
+from erc.paths import CONFIG_DIR  # noqa: E402
+
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues  # noqa: E402
 
 
 class AlwaysValid(ScriptedDialogues):
@@ -86,10 +87,10 @@ def embedded_figures(n: int, max_new_tokens: int, rounds: int) -> None:
     """Best of ``rounds`` for each side, alternating, so a busy neighbour hurts both alike."""
     from llama_cpp import Llama
 
-    from erc.llm.backends.local import LocalBackend, bundled_model_path
     from erc.generation.prompts import plan_dialogue, render_user_prompt
-    from erc.llm.templates import load_template
+    from erc.llm.backends.local import LocalBackend, bundled_model_path
     from erc.llm.sampling import Sampling, derive_seed
+    from erc.llm.templates import load_template
 
     overrides = ["sampling=paper", f"sampling.max_new_tokens={max_new_tokens}", f"n_dialogues={n}", "max_attempts=1",
                  "llm.n_threads=1"]

@@ -41,7 +41,8 @@ The reference path has no MFU: its own work per sample (the PM re-encoding every
 target) is not the model's. Each measurement runs in a fresh process (so peak memory is its own): peak resident
 memory (CPU) or peak allocated memory (CUDA). CPU runs use one torch thread by default (``--threads``), which keeps
 figures stable on a shared machine; ``cpu %`` is the process's CPU time over the wall time of the epoch (well under
-100 % x threads: other jobs took the cores, and utt/s is low for that reason). ``--profile`` prints where the time of each row goes (torch.profiler).
+100 % x threads: other jobs took the cores, and utt/s is low for that reason). ``--profile`` prints where the time
+of each row goes (torch.profiler).
 """
 
 from __future__ import annotations
@@ -121,9 +122,9 @@ def encoder_forward_flops(encoder, lengths) -> float:
     per_token = 2 * layer_linear_weights(encoder)                 # one token through one layer's linears
     kv = 2 * 2 * d * d                                             # the last layer's K and V projections, per token
     total = 0.0
-    for l in lengths:
-        total += (layers - 1) * (l * per_token + 4 * l * l * d)     # full layers
-        total += l * kv + (per_token - kv) + 4 * l * d               # last layer: K, V everywhere; the rest at token 0
+    for n in lengths:
+        total += (layers - 1) * (n * per_token + 4 * n * n * d)     # full layers
+        total += n * kv + (per_token - kv) + 4 * n * d               # last layer: K, V everywhere; the rest at token 0
     return total
 
 
@@ -237,7 +238,7 @@ def reference_steps(model, samples: list[tuple[Any, int]], optimizer, device: st
     h0 = torch.zeros(2, 1, model.gru.hidden_size, device=device)
 
     def encode_right_truncated(text: str) -> list[int]:
-        return [tok.cls_token_id] + tok.convert_tokens_to_ids(tok.tokenize(text)[-511:])
+        return [tok.cls_token_id, *tok.convert_tokens_to_ids(tok.tokenize(text)[-511:])]
 
     for d, t in samples:
         speakers: list[str] = []
@@ -334,7 +335,8 @@ def describe(backbone: str) -> str:
     from erc.models.backbone import encoder_config
 
     c = encoder_config(backbone)
-    return f"hidden {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads, ff {c.intermediate_size}"
+    return (f"hidden {c.hidden_size}, {c.num_hidden_layers} layers, {c.num_attention_heads} heads, "
+            f"ff {c.intermediate_size}")
 
 
 def main() -> None:

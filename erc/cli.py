@@ -11,64 +11,32 @@ exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from omegaconf import DictConfig
-from omegaconf.errors import InterpolationResolutionError
 
-from erc.config import CONFIG_DIR
 from erc.console import configure_console
-from erc.errors import UserError
+from erc.errors import EXIT_USER_ERROR, UserError, exit_on_user_error
+from erc.paths import CONFIG_DIR
 from erc.secrets import refuse_literal_secrets, refuse_on_command_line
 
-log = logging.getLogger("erc")
 T = TypeVar("T")
 
-EXIT_USER_ERROR = 2
 
-
-def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
-    """Wrap a task function: a :class:`UserError` becomes one line on stderr and exit status 2. A Hydra task
-    (its first argument the job's config) gets its secrets checked and its console set up (``verbose``) first."""
+def hydra_task(task: Callable[[DictConfig], T]) -> Callable[[DictConfig], T]:
+    """Wrap a Hydra task (its argument the job's config): the console set up (``verbose``) and the config's
+    secrets checked before any work, then user errors handled as :func:`erc.errors.exit_on_user_error` does."""
 
     @functools.wraps(task)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
-            if args and isinstance(args[0], DictConfig):   # the job's config, before any work
-                configure_console(bool(args[0].get("verbose", False)))
-                refuse_literal_secrets(args[0])
-            return task(*args, **kwargs)
-        except (UserError, InterpolationResolutionError) as err:
-            message = user_error_message(err)
-            if message is None:
-                raise
-            log.debug("user error", exc_info=True)       # the traceback stays in the job's log file only
-            for handler in logging.getLogger().handlers:   # the log file gets the message too
-                if isinstance(handler, logging.FileHandler):
-                    handler.handle(log.makeRecord(log.name, logging.ERROR, "", 0, f"error: {message}", (), None))
-            print(f"error: {message}", file=sys.stderr, flush=True)
-            sys.exit(EXIT_USER_ERROR)
+    def wrapper(cfg: DictConfig) -> T:
+        configure_console(bool(cfg.get("verbose", False)))
+        refuse_literal_secrets(cfg)
+        return task(cfg)
 
-    return wrapper
-
-
-def user_error_message(err: BaseException) -> str | None:
-    """The message of ``err`` when the user can fix it, else None (a bug). A :class:`UserError` raised by a
-    config resolver (``${erc.secret_file:...}`` on a missing file) reaches us wrapped by OmegaConf in an
-    ``InterpolationResolutionError``: it is found in the exception's context and named by the key resolved."""
-    if isinstance(err, UserError):
-        return str(err)
-    inner = err.__context__
-    while inner is not None and not isinstance(inner, UserError):
-        inner = inner.__context__
-    if inner is None:
-        return None
-    key = getattr(err, "full_key", None)
-    return f"{key}: {inner}" if key else str(inner)
+    return exit_on_user_error(wrapper)
 
 
 HELP_FLAGS = ("--help", "-h")

@@ -36,7 +36,7 @@ _verbose = False
 
 
 def configure_console(verbose: bool) -> None:
-    """Called once per job (by :func:`erc.cli.exit_on_user_error`): route Python warnings through logging and
+    """Called once per job (by :func:`erc.cli.hydra_task`): route Python warnings through logging and
     remember ``verbose`` for the libraries that print on their own (W&B)."""
     global _verbose
     _verbose = bool(verbose)

@@ -12,8 +12,8 @@
 6. print where every artefact is.
 
 Each step is the real command line a researcher would type (``generate.py``, ``train.py -m``,
-``quality.py``, ``evaluate.py``), run in a subprocess with its progress bars and warnings shown (``--verbose``: every log
-line, as each job's log file has them). Step 4 runs its three multiruns ``--jobs`` at a time (default: one per CPU
+``quality.py``, ``evaluate.py``), run in a subprocess with its progress bars and warnings shown (``--verbose``: every
+log line, as each job's log file has them). Step 4 runs its three multiruns ``--jobs`` at a time (default: one per CPU
 core, at most 3), each process with ``OMP_NUM_THREADS`` = cores // jobs (unless set already): on 2 cores, two
 one-thread processes side by side train these small models about twice as fast as one process with two OpenMP
 threads, and the OpenMP threads of separate processes would spin-wait against each other. When more than one
@@ -38,11 +38,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from erc.cli import exit_on_user_error
-from erc.config import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, default_data_dir, load_benchmark
 from erc.data.download import download_all
-from erc.errors import UserError
+from erc.errors import UserError, exit_on_user_error
+from erc.paths import PROJECT_ROOT
 
 CLASSIFIERS = "compm,emoone,todkat"
 DATASETS = "meld,meld_nat,meld_bal"

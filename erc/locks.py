@@ -16,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import ClassVar
 
 from erc.errors import LockError
 
@@ -24,7 +25,7 @@ class FolderLock:
     """``with FolderLock(folder, what="generation"):`` holds ``folder`` for this process or raises
     :class:`LockError` naming the holder. Re-entrant within a process (a multirun's jobs run in turn)."""
 
-    _held: dict[Path, int] = {}
+    _held: ClassVar[dict[Path, int]] = {}
 
     def __init__(self, folder: Path | str, what: str) -> None:
         self.folder = Path(folder)

@@ -1,5 +1,7 @@
-"""Shared fixtures. Real benchmark text lives beside the project in ``../shared/data`` (read-only);
-tests that need it skip, saying so, only when it is absent."""
+"""Shared fixtures. Tests that need the real benchmark text read it where the project itself does
+(``$ERC_DATA_DIR``, else ``data/`` in the project, where ``make data`` puts it) or from a read-only copy beside
+the project (``../shared/data``, or ``$ERC_SHARED_DATA``); they skip, naming every place looked at, only when
+no copy exists."""
 
 from __future__ import annotations
 
@@ -10,10 +12,17 @@ from pathlib import Path
 import pytest
 
 import erc  # noqa: F401  (registers the config resolvers)
-from erc.config import PROJECT_ROOT
+from erc.data import default_data_dir
+from erc.paths import PROJECT_ROOT
 
-SHARED_DATA = Path(os.environ.get("ERC_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def benchmark_data_candidates() -> list[Path]:
+    """Where real MELD may be, first found first used: the project's own data folder (the rule of
+    :func:`erc.data.default_data_dir`), then the shared read-only copy beside the project."""
+    shared = Path(os.environ.get("ERC_SHARED_DATA") or PROJECT_ROOT.parent / "shared" / "data")
+    return list(dict.fromkeys([default_data_dir(), shared]))
 
 
 @pytest.fixture(autouse=True)
@@ -24,11 +33,15 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real benchmark files; skip when the shared folder is absent."""
-    if not (SHARED_DATA / "meld").is_dir():
-        pytest.skip(f"real benchmark data not found at {SHARED_DATA} (set ERC_SHARED_DATA)")
-    return SHARED_DATA
+def benchmark_data() -> Path:
+    """The folder holding the real benchmark files (never written to); skip when no copy of MELD is found."""
+    candidates = benchmark_data_candidates()
+    for folder in candidates:
+        if (folder / "meld").is_dir():
+            return folder
+    looked = ", ".join(str(folder / "meld") for folder in candidates)
+    pytest.skip(f"real benchmark data not found (looked at {looked}): run `make data`, or set ERC_DATA_DIR "
+                "or ERC_SHARED_DATA to a folder holding meld/")
 
 
 @pytest.fixture(scope="session")
@@ -49,11 +62,11 @@ def _one_torch_thread():
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, shared_data: Path, fixtures_dir: Path) -> Path:
-    """A data folder for training tests: real MELD (a link to the shared copy, never written to) and the
+def data_dir(tmp_path: Path, benchmark_data: Path, fixtures_dir: Path) -> Path:
+    """A data folder for training tests: real MELD (a link to the benchmark copy, never written to) and the
     small synthetic ``meld_bal`` fixture."""
     root = tmp_path / "data"
     (root / "synthetic").mkdir(parents=True)
-    (root / "meld").symlink_to(shared_data / "meld")
+    (root / "meld").symlink_to(benchmark_data / "meld")
     shutil.copytree(FIXTURES / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
     return root

@@ -159,7 +159,7 @@ def test_inputs_are_framed_with_the_encoders_own_tokens_within_its_position_limi
         text = " ".join(f"<s{numbers.setdefault(u.speaker, len(numbers)) + 1}> {u.text}" for u in d).strip()
         whole = tok(text, add_special_tokens=False)["input_ids"]
         ids = model.context_ids(sample)
-        assert ids == [tok.cls_token_id] + whole[-(limit - 1):]
+        assert ids == [tok.cls_token_id, *whole[-(limit - 1):]]
     assert len(ids) == limit                                  # the last prefix is longer than the limit
     with torch.no_grad():
         assert model(model.collate(model.encode([long])[-2:])).shape == (2, model.num_labels)

@@ -12,14 +12,13 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.pipeline import generate
+from erc.generation import run_requests
+from erc.generation.prompts import plan_dialogue, render_user_prompt
 from erc.llm.chat_templates import (
     chat_messages,
     chat_template_setup,
@@ -27,10 +26,11 @@ from erc.llm.chat_templates import (
     model_template,
     text_prompt,
 )
-from erc.generation import run_requests
-from erc.generation.prompts import plan_dialogue, render_user_prompt
 from erc.llm.templates import apply_chat_template, load_template
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from erc.pipeline import generate
+
+from helpers.config import compose_config
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 TEMPLATES = Path(__file__).parent / "fixtures" / "chat_templates"
 SYSTEM = "S"
@@ -45,7 +45,8 @@ TOKENIZERS = {
 # reference-chat-servers.md §3, for [{"role": "user", "content": "Hi"}] and, with a system message "S", as stated there.
 LLAMA_HEAD = ("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
               "Today Date: 26 Jul 2024\n\n")
-LLAMA_TAIL = "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+LLAMA_TAIL = ("<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\n")
 QWEN_TAIL = "<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
 EXPECTED = {
     ("llama-3.1-8b", None): LLAMA_HEAD + LLAMA_TAIL,
@@ -84,8 +85,7 @@ def tokenizer_folder(root: Path, preset: str, *, adds_bos: bool | None = None, t
 
 
 def compose_generate(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("generate", overrides=list(overrides))
+    return compose_config("generate", overrides)
 
 
 def without_leading(text: str, bos: str | None) -> str:

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.models.base import ERCClassifier, PhaseSchedule
+from erc.paths import PROJECT_ROOT
+
+from helpers.config import compose_config
 
 MODELS = PROJECT_ROOT / "erc" / "models"
 GUIDE = PROJECT_ROOT / "docs" / "adding-a-classifier.md"
@@ -87,7 +88,7 @@ def test_phase_settings_come_only_through_configure_phase() -> None:
 
     model = Constant("meld")
     with pytest.raises(RuntimeError, match=r"configure_phase\(phase, schedule\) was not called"):
-        model.schedule
+        _ = model.schedule
     schedule = PhaseSchedule(lr=3e-4)
     model.configure_phase("pretrain", schedule)
     assert (model.phase, model.schedule) == ("pretrain", schedule)
@@ -112,12 +113,11 @@ def test_the_guides_fourth_classifier_trains_through_the_runner(tmp_path, data_d
     (tmp_path / "conf" / "classifier").mkdir(parents=True)
     (tmp_path / "conf" / "classifier" / "utterance.yaml").write_text(guide_block("yaml"))
     assert "_target_: erc.models.utterance.UtteranceClassifier" in guide_block("yaml")
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "classifier=utterance",
-            "classifier._target_=guide_utterance.UtteranceClassifier", "classifier.backbone=tiny", "data=meld_bal",
-            "data.limit_dialogues=4", "schedule=debug", "logger=none", "trainer.enable_progress_bar=false",
-            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
+    cfg = compose_config("train", [
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "classifier=utterance",
+        "classifier._target_=guide_utterance.UtteranceClassifier", "classifier.backbone=tiny", "data=meld_bal",
+        "data.limit_dialogues=4", "schedule=debug", "logger=none", "trainer.enable_progress_bar=false",
+        f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
 
     metrics = train(cfg)
     for key in ("pretrain/dev/wf1", "pretrain/test/meld_org/wf1", "pretrain/test/meld_bal/wf1", "finetune/dev/wf1",

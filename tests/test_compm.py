@@ -13,7 +13,7 @@ from erc.models.context import speaker_numbers
 
 
 def dialogue(turns: list[tuple[str, str, str]], did: str = "d") -> Dialogue:
-    return Dialogue(id=did, utterances=[Utterance(s, t, l) for s, t, l in turns], benchmark="meld", split="train")
+    return Dialogue(id=did, utterances=[Utterance(*turn) for turn in turns], benchmark="meld", split="train")
 
 
 TOY = [
@@ -43,13 +43,13 @@ def reference_logits(model: CoMPM, d: Dialogue, t: int, max_length: int = 512) -
     for u in d.utterances[: t + 1]:
         prefix += f"<s{order.index(u.speaker) + 1}> " + u.text + " "
     tokens = tok.tokenize(prefix.strip())[-(max_length - 1):]
-    ids = [tok.cls_token_id] + tok.convert_tokens_to_ids(tokens)
+    ids = [tok.cls_token_id, *tok.convert_tokens_to_ids(tokens)]
     context = model.context_model(torch.tensor([ids])).last_hidden_state[:, 0]
     speaker = d.utterances[t].speaker
     cls_vectors = []
     for u in d.utterances[:t]:
         if u.speaker == speaker:
-            pm_ids = [tok.cls_token_id] + tok.convert_tokens_to_ids(tok.tokenize(u.text)[-(max_length - 1):])
+            pm_ids = [tok.cls_token_id, *tok.convert_tokens_to_ids(tok.tokenize(u.text)[-(max_length - 1):])]
             cls_vectors.append(model.pm(torch.tensor([pm_ids])).last_hidden_state[:, 0])
     if cls_vectors:
         hidden = model.gru.hidden_size
@@ -66,8 +66,8 @@ def reference_logits(model: CoMPM, d: Dialogue, t: int, max_length: int = 512) -
 
 
 @torch.no_grad()
-def test_batched_equals_per_utterance_reference(model: CoMPM, shared_data) -> None:
-    real = load_benchmark("meld", "dev", shared_data)[:6]
+def test_batched_equals_per_utterance_reference(model: CoMPM, benchmark_data) -> None:
+    real = load_benchmark("meld", "dev", benchmark_data)[:6]
     dialogues = TOY + real
     samples = model.encode(dialogues)
     batched = torch.cat([model(model.collate(samples[i:i + 13])) for i in range(0, len(samples), 13)])
@@ -90,16 +90,16 @@ def test_batch_of_one_equals_large_batch(model: CoMPM) -> None:
     torch.testing.assert_close(one, many, atol=1e-5, rtol=1e-4)
 
 
-def test_prefix_ids_equal_whole_string_tokenization(model: CoMPM, shared_data) -> None:
+def test_prefix_ids_equal_whole_string_tokenization(model: CoMPM, benchmark_data) -> None:
     tricky = dialogue([("A", "", "neutral"), ("B", "  leading and trailing  ", "joy"), ("A", "<mask> it's ok?!", "joy"),
                        ("C", "Y'know... 'cause", "fear"), ("B", "end with space ", "joy"), ("A", "\ttab", "neutral")])
-    dialogues = load_benchmark("meld", "train", shared_data)[:150] + TOY + [tricky]
+    dialogues = load_benchmark("meld", "train", benchmark_data)[:150] + TOY + [tricky]
     tok = model.tokenizer
     for s in model.encode(dialogues):
         d = dialogues[[x.id for x in dialogues].index(s.dialogue.id)]
         order = speaker_numbers([u.speaker for u in d.utterances])
         text = "".join(f"<s{order[i] + 1}> {u.text} " for i, u in enumerate(d.utterances[: s.target + 1])).strip()
-        expected = [tok.cls_token_id] + tok.convert_tokens_to_ids(tok.tokenize(text))[-511:]
+        expected = [tok.cls_token_id, *tok.convert_tokens_to_ids(tok.tokenize(text))[-511:]]
         assert model.context_ids(s) == expected, (d.id, s.target, text)
 
 
@@ -139,7 +139,7 @@ def test_zero_track_vector_for_a_first_utterance(model: CoMPM) -> None:
     assert torch.all(track[later].abs().sum(-1) > 0)
 
 
-def test_variants(shared_data) -> None:
+def test_variants(benchmark_data) -> None:
     frozen = CoMPM("meld", backbone="tiny", pm="frozen")
     assert not any(p.requires_grad for p in frozen.pm.parameters())
     assert all(p.requires_grad for p in frozen.context_model.parameters())

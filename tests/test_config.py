@@ -1,10 +1,11 @@
 """Compose-based checks of the shared config groups."""
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import label_set
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
+
+from helpers.config import compose_config
 
 
 def _paths(monkeypatch, env=None):
@@ -24,8 +25,7 @@ def test_data_dir_defaults_to_project_data_and_follows_env(monkeypatch, tmp_path
 
 def test_benchmark_configs_compose_and_agree_with_label_set():
     for name in ("meld", "emorynlp", "iemocap"):
-        with initialize_config_dir(config_dir=str(CONFIG_DIR / "benchmark"), version_base="1.3"):
-            cfg = compose(config_name=name)
+        cfg = compose_config(name, config_dir=CONFIG_DIR / "benchmark")
         assert list(cfg.labels) == label_set(name)
         assert set(cfg.sentiment) == set(cfg.labels)
         assert cfg.speakers.kind in ("multi_party", "dyadic")

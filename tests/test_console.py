@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from erc.config import PROJECT_ROOT
 from erc.data.labels import label_set
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from erc.paths import PROJECT_ROOT
+
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 ENTRY_POINTS = ("train.py", "generate.py", "evaluate.py")
 # Lines a quiet console must not show (each was printed before it was quiet).
@@ -75,7 +76,7 @@ def test_train_help_marks_the_defaults_of_its_primary_config_and_hydra_help_stil
     done = run("train.py", "--help")
     assert not re.search(r"^  (llm|prompt|sampling|benchmark):", done.stdout, re.MULTILINE)   # generation's groups
     assert "  classifier: compm*, emoone, todkat" in done.stdout
-    assert "schedule:   debug, default*, demo, demo_pretrained, paper" in done.stdout      # _phase.yaml is an internal base
+    assert "schedule:   debug, default*, demo, demo_pretrained, paper" in done.stdout  # _phase.yaml: an internal base
     hydra_help = run("train.py", "--hydra-help")
     assert hydra_help.returncode == 0 and "== Flags ==" in hydra_help.stdout
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from erc.config import PROJECT_ROOT
 from erc.data import DataError, MissingDataError, load_benchmark
+from erc.paths import PROJECT_ROOT
 
 
 def insert_byte(path: Path, line: int, column: int, byte: bytes = b"\xff") -> int:
@@ -25,10 +25,10 @@ def insert_byte(path: Path, line: int, column: int, byte: bytes = b"\xff") -> in
     return offset
 
 
-def copy_real(shared_data: Path, relative: str, data_dir: Path) -> Path:
+def copy_real(benchmark_data: Path, relative: str, data_dir: Path) -> Path:
     target = data_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(shared_data / relative, target)
+    shutil.copyfile(benchmark_data / relative, target)
     target.chmod(0o644)
     return target
 
@@ -42,10 +42,10 @@ REAL_FILES = [
 
 
 @pytest.mark.parametrize("relative,name,split", REAL_FILES)
-def test_a_non_utf8_byte_in_a_real_file_names_file_line_and_offset(shared_data, tmp_path, relative, name, split):
-    if not (shared_data / relative).is_file():
-        pytest.skip(f"{shared_data / relative} is not in the shared data")
-    path = copy_real(shared_data, relative, tmp_path)
+def test_a_non_utf8_byte_in_a_real_file_names_file_line_and_offset(benchmark_data, tmp_path, relative, name, split):
+    if not (benchmark_data / relative).is_file():
+        pytest.skip(f"{benchmark_data / relative} is not in this copy of the benchmarks")
+    path = copy_real(benchmark_data, relative, tmp_path)
     load_benchmark(name, split, tmp_path)  # the clean copy loads
     offset = insert_byte(path, line=57, column=4)
     with pytest.raises(DataError) as err:
@@ -63,8 +63,8 @@ def test_a_non_utf8_byte_in_a_generated_set_names_its_line(tmp_path, fixtures_di
         load_benchmark("meld_bal", "train", tmp_path)
 
 
-def test_a_header_only_benchmark_csv_is_an_error_naming_the_file(shared_data, tmp_path):
-    path = copy_real(shared_data, "meld/dev_sent_emo.csv", tmp_path)
+def test_a_header_only_benchmark_csv_is_an_error_naming_the_file(benchmark_data, tmp_path):
+    path = copy_real(benchmark_data, "meld/dev_sent_emo.csv", tmp_path)
     path.write_bytes(path.read_bytes().split(b"\n", 1)[0] + b"\n")
     with pytest.raises(DataError, match=r"no meld dev dialogues in it .*make data") as err:
         load_benchmark("meld", "dev", tmp_path)
@@ -91,9 +91,9 @@ def test_stats_for_an_absent_benchmark_is_one_line(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_stats_on_a_damaged_copy_is_one_line(shared_data, tmp_path):
+def test_stats_on_a_damaged_copy_is_one_line(benchmark_data, tmp_path):
     for split in ("train", "dev", "test"):
-        copy_real(shared_data, f"meld/{split}_sent_emo.csv", tmp_path)
+        copy_real(benchmark_data, f"meld/{split}_sent_emo.csv", tmp_path)
     offset = insert_byte(tmp_path / "meld" / "test_sent_emo.csv", line=3, column=2)
     done = stats_command("--data-dir", str(tmp_path), "--out", str(tmp_path / "out"), "meld")
     assert done.returncode == 2, done.stderr

@@ -9,26 +9,27 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.demo import CLASSIFIERS, DATASETS, train_commands
+from erc.paths import PROJECT_ROOT
 from erc.training.validation import validate_train_config
 
+from helpers.config import compose_config
 
-def run_demo(shared_data, out) -> subprocess.CompletedProcess:
+
+def run_demo(benchmark_data, out) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    run = subprocess.run([sys.executable, "-m", "erc.demo", "--data-dir", str(shared_data), "--out", str(out),
+    run = subprocess.run([sys.executable, "-m", "erc.demo", "--data-dir", str(benchmark_data), "--out", str(out),
                           "--dialogues", "6", "--limit-dialogues", "8"],
                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run
 
 
-def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_path):
+def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(benchmark_data, tmp_path):
     out = tmp_path / "demo"
-    run = run_demo(shared_data, out)
+    run = run_demo(benchmark_data, out)
 
     for name in ("meld_nat", "meld_bal"):
         card = json.loads((out / "data" / "synthetic" / name / "card.json").read_text())
@@ -52,12 +53,12 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_p
     for name in ("meld_nat", "meld_bal"):
         assert "quality" in json.loads((out / "data" / "synthetic" / name / "card.json").read_text())
     # the benchmark copy is only read: the generated sets live in the demo folder, MELD is linked in
-    assert (out / "data" / "meld").resolve() == (shared_data / "meld").resolve()
+    assert (out / "data" / "meld").resolve() == (benchmark_data / "meld").resolve()
     assert not (out / "data" / "synthetic").is_symlink()
 
     # A rerun resumes: no generated file is rewritten, and every job reuses every finished step.
     generated = {p: p.stat().st_mtime_ns for p in (out / "data" / "synthetic").rglob("*.jsonl")}
-    run_demo(shared_data, out)
+    run_demo(benchmark_data, out)
     assert {p: p.stat().st_mtime_ns for p in generated} == generated
     again = [json.loads(p.read_text()) for p in sorted((out / "train").glob("*/results.json"))]
     assert [r["metrics"] for r in again] == [r["metrics"] for r in results]
@@ -69,26 +70,26 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(shared_data, tmp_p
 
 @pytest.mark.parametrize("backbone,schedule,limit,context", [("tiny", "demo", 250, 512),
                                                              ("minilm", "demo_pretrained", 60, 64)])
-def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, schedule, limit, context, shared_data,
+def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, schedule, limit, context, benchmark_data,
                                                                  tmp_path):
     """``make demo BACKBONE=minilm``: step 4's jobs, one by one, compose and pass train.py's checks with the pretrained
     encoder's schedule, slice and context cap (tiny keeps the random-weight ones); every one of the 9 jobs runs once."""
     jobs = []
-    for command in train_commands(sys.executable, backbone, None, tmp_path, f"paths.data_dir={shared_data}", []):
+    for command in train_commands(sys.executable, backbone, None, tmp_path, f"paths.data_dir={benchmark_data}", []):
         assert command[1:3] == ["train.py", "-m"]
         overrides = command[3:]
         assert {f"classifier.backbone={backbone}", f"schedule={schedule}", f"data.limit_dialogues={limit}"} <= set(
             overrides)
         if backbone != "tiny" and "classifier=todkat" in overrides:
             assert "schedule.batch_size=4" in overrides
-        swept = {o.split("=")[0]: o.split("=")[1].split(",") for o in overrides if o.startswith(("classifier=", "data="))}
+        swept = {o.split("=")[0]: o.split("=")[1].split(",")
+                 for o in overrides if o.startswith(("classifier=", "data="))}
         for classifier in swept["classifier"]:
             for data in swept["data"]:
                 job = [f"classifier={classifier}" if o.startswith("classifier=") else f"data={data}" if o.startswith(
                     "data=") else o for o in overrides]
                 GlobalHydra.instance().clear()
-                with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-                    cfg = compose(config_name="train", overrides=job, return_hydra_config=True)
+                cfg = compose_config("train", job, return_hydra_config=True)
                 validate_train_config(cfg)
                 assert cfg.classifier.backbone == backbone and cfg.schedule.name == schedule
                 assert cfg.classifier.get("max_length", context) == context

@@ -45,7 +45,7 @@ def test_pool_runs_at_most_jobs_at_once_in_order_each_with_its_own_log_and_threa
     assert max(s["start"] for s in seen[:2]) < min(s["start"] for s in seen[2:])   # the first given start first
     threads = str(max(1, available_cores() // 2))
     assert {(s["omp"], s["mkl"]) for s in seen} == {(threads, threads)}
-    for record, log in zip(records, logs):
+    for record, log in zip(records, logs, strict=True):
         assert log.read_text().split() == ["stdout", "of", str(record), "stderr", "of", str(record)]
     console = capfd.readouterr().out
     assert not any(f"of {record}" in console for record in records)   # the streams' output stays in their logs
@@ -118,5 +118,5 @@ def test_train_commands_are_one_multirun_per_classifier_with_its_own_overrides(b
               f"data.limit_dialogues={limit}", "paths.data_dir=/d", f"checkpoint_dir={tmp_path}/checkpoints",
               f"hydra.sweep.dir={tmp_path}/train", "hydra.sweep.subdir=${classifier.name}-${hydra.job.num}",
               "verbose=true"]
-    assert {c: command[4:] for c, command in zip(CLASSIFIERS.split(","), commands)} == {
+    assert {c: command[4:] for c, command in zip(CLASSIFIERS.split(","), commands, strict=True)} == {
         c: [*overrides, *shared] for c, overrides in own.items()}

@@ -3,6 +3,7 @@
 import functools
 import hashlib
 import http.server
+import re
 import threading
 
 import pytest
@@ -57,7 +58,7 @@ def test_checksum_mismatch_saves_nothing(tmp_path, mirror):
     root, base, _ = mirror
     remote = _publish(root, b"tampered")
     bad = RemoteFile(remote.repo, remote.commit, remote.path, remote.dest, "0" * 64)
-    with pytest.raises(DataError, match="checksum mismatch for meld/dev_sent_emo.csv"):
+    with pytest.raises(DataError, match=re.escape("checksum mismatch for meld/dev_sent_emo.csv")):
         fetch(bad, tmp_path / "data", base)
     assert list((tmp_path / "data" / "meld").iterdir()) == []
 

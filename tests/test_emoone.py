@@ -12,6 +12,8 @@ import torch
 from erc.data import DataError, label_set
 from erc.models.grayscale import emoone_loss, heuristic_gray, teacher_post
 
+from helpers.config import compose_config
+
 
 def vector(benchmark: str, weights: dict[str, float]) -> list[float]:
     """A gray vector written by label name, laid out in the benchmark's class order."""
@@ -103,7 +105,7 @@ def test_cached_teacher_equals_a_fresh_teacher_forward():
     student.attach_teacher(samples, probs)
     teacher.eval()
     with torch.no_grad():
-        for sample, cached in zip(samples, probs):
+        for sample, cached in zip(samples, probs, strict=True):
             fresh = torch.softmax(teacher(teacher.collate([sample])), dim=-1)[0]
             torch.testing.assert_close(cached, fresh, atol=1e-5, rtol=1e-5)
             assert sample.gray == pytest.approx(fresh.tolist(), abs=1e-5)
@@ -146,18 +148,15 @@ def test_teacher_class_i_is_student_class_i():
 def test_teacher_post_trains_through_the_runner_and_caches_exact_teacher_outputs(tmp_path, data_dir):
     """gray=teacher_post on pretrain (meld_bal) -> fine-tune (MELD): each phase trains its own teacher, and
     the cached distributions equal a fresh forward of that phase's saved best teacher on the phase's data."""
-    from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
     from erc.data import load_benchmark
     from erc.models.emoone import EmoOne
     from erc.training import train
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            "classifier=emoone", "classifier.gray=teacher_post", "classifier.backbone=tiny", "data=meld_bal",
-            "schedule=debug", "logger=none", "data.limit_dialogues=2", "trainer.enable_progress_bar=false",
-            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
+    cfg = compose_config("train", [
+        "classifier=emoone", "classifier.gray=teacher_post", "classifier.backbone=tiny", "data=meld_bal",
+        "schedule=debug", "logger=none", "data.limit_dialogues=2", "trainer.enable_progress_bar=false",
+        f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
     metrics = train(cfg)
     for key in ("pretrain/dev/wf1", "pretrain/test/meld_org/wf1", "finetune/dev/wf1", "test/meld_org/wf1",
                 "test/meld_bal/wf1"):
@@ -181,13 +180,10 @@ def test_teacher_post_trains_through_the_runner_and_caches_exact_teacher_outputs
 def test_schedule_paper_gives_emoone_the_reference_hyperparameters():
     """The reference's gray/train_*.py (copied from CoMPM): AdamW lr 1e-6, one target per step, clip 10,
     10 epochs, one epoch of warmup; the default gray method is the heuristic (C)."""
-    from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
     from erc.training.schedule import phase_schedule
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["classifier=emoone", "schedule=paper"])
+    cfg = compose_config("train", ["classifier=emoone", "schedule=paper"])
     assert cfg.classifier.gray == "heuristic" and (cfg.classifier.w1, cfg.classifier.w2) == (1.0, 1.0)
     for phase in ("pretrain", "finetune"):
         s = phase_schedule(cfg.schedule, phase)
@@ -200,20 +196,16 @@ def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data
     gray labels) and trains no teacher; resume=false trains a new one."""
     import dataclasses
 
-    from hydra import compose, initialize_config_dir
-
-    from erc.config import CONFIG_DIR
     from erc.models.base import FitContext
     from erc.models.emoone import EmoOne
     from erc.training.phases import PhaseContext
     from erc.training.runner import Experiment
     from erc.training.schedule import phase_schedule
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[
-            "classifier=emoone", "classifier.gray=teacher", "classifier.backbone=tiny", "data=meld", "schedule=debug",
-            "logger=none", "data.limit_dialogues=2", "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
-            f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
+    cfg = compose_config("train", [
+        "classifier=emoone", "classifier.gray=teacher", "classifier.backbone=tiny", "data=meld", "schedule=debug",
+        "logger=none", "data.limit_dialogues=2", "trainer.enable_progress_bar=false", f"paths.data_dir={data_dir}",
+        f"paths.log_dir={tmp_path / 'logs'}", f"paths.output_dir={tmp_path / 'out'}"])
     experiment = Experiment(cfg)
     schedule = phase_schedule(cfg.schedule, "finetune")
 

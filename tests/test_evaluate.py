@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError
+from erc.paths import PROJECT_ROOT
 
-PAPER_SCORES = Path(__file__).parent / "fixtures" / "paper_table4_scores.csv"
+from helpers.config import compose_config
+from helpers.evaluation import INSTANCES, PAPER_SCORES, compose_evaluate, paper_matrix, write_paper_sweep, write_result
+
 # The paper's Table IV (Kaplan et al.): ranks per test set as printed in parentheses, then its bottom rows.
 PAPER_RANKS = {
     "meld_org": [6, 4, 3, 5, 2, 1, 9, 8, 7],
@@ -35,18 +36,6 @@ PAPER_DIFFS = {"compm_nat": 39, "compm_bal": 34, "emoone_nat": 34, "emoone_bal":
                "todkat_bal": 25}
 PAPER_P_ADJ = {"compm_nat": "0.0034", "compm_bal": "0.0186", "emoone_nat": "0.0186", "emoone_bal": "0.0034",
                "todkat_nat": "0.1273", "todkat_bal": "0.2025"}
-INSTANCES = ["compm_org", "compm_nat", "compm_bal", "emoone_org", "emoone_nat", "emoone_bal", "todkat_org",
-             "todkat_nat", "todkat_bal"]
-
-
-def make_cfg(out_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="evaluate", overrides=[f"paths.output_dir={out_dir}", *overrides])
-
-
-def paper_matrix() -> dict[str, dict[str, float]]:
-    with PAPER_SCORES.open() as handle:
-        return {row["test_set"]: {i: float(row[i]) for i in INSTANCES} for row in csv.DictReader(handle)}
 
 
 def p_row(table4_md: str) -> list[str]:
@@ -55,7 +44,7 @@ def p_row(table4_md: str) -> list[str]:
 
 
 def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
-    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}"))
 
     assert result["instances"] == INSTANCES
     assert {t: [result["ranks"][t][i] for i in INSTANCES] for t in PAPER_RANKS} == PAPER_RANKS
@@ -64,7 +53,7 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
     assert list(table4.columns) == ["instance", "control", "rank_sum", "control_rank_sum", "diff", "p_raw", "p_adj",
                                     "m", "partial"]
     assert set(table4["m"]) == {6} and not table4["partial"].any()
-    assert dict(zip(table4["instance"], table4["diff"])) == PAPER_DIFFS
+    assert dict(zip(table4["instance"], table4["diff"], strict=True)) == PAPER_DIFFS
     assert list(table4["control"]) == ["compm_org"] * 2 + ["emoone_org"] * 2 + ["todkat_org"] * 2
     # Bonferroni over the 6 comparisons made, raw p kept beside it
     assert table4["p_adj"].to_numpy() == pytest.approx((6 * table4["p_raw"]).clip(upper=1).to_numpy(), rel=1e-12)
@@ -85,7 +74,7 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
 
 
 def test_table_iii_from_the_paper_scores(tmp_path):
-    evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}"))
+    evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}"))
     table3 = pd.read_csv(tmp_path / "table3.csv")
     scores = paper_matrix()
     for row in table3.itertuples():
@@ -96,54 +85,24 @@ def test_table_iii_from_the_paper_scores(tmp_path):
 
 
 def test_p_values_can_be_rounded_instead_of_truncated(tmp_path):
-    evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "display.p_mode=round"))
+    evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}", "display.p_mode=round"))
     # TODKAT Bal's adjusted p is 0.20259...: truncated 0.2025 (the paper), rounded 0.2026
     assert p_row((tmp_path / "table4.md").read_text())[-1] == "0.2026"
 
 
 def test_all_pairs_mode_corrects_over_every_comparison(tmp_path):
-    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "comparisons.mode=all"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}", "comparisons.mode=all"))
     pairs = result["comparisons"]["pairs"]
     assert len(pairs) == 36 and result["comparisons"]["m"] == 36
     pair = next(p for p in pairs if (p["instance"], p["control"]) == ("compm_nat", "compm_org"))
     assert pair["p_adj"] == pytest.approx(min(1.0, 36 * pair["p_raw"]))
 
 
-def write_result(folder: Path, classifier: str, benchmark: str, source: str, seed: int,
-                 test_wf1: dict[str, float]) -> Path:
-    """A results.json exactly in the training contract's format (see the common brief)."""
-    data = benchmark if source == "org" else f"{benchmark}_{source}"
-    metrics = {f"test/{test_set}/wf1": value for test_set, value in test_wf1.items()}
-    metrics.update({"finetune/dev/wf1": 0.5, "pretrain/dev/wf1": 0.4, "test/meld_org/acc": 0.9,
-                    f"pretrain/test/{benchmark}_org/wf1": 0.01})
-    result = {"identity": {"classifier": classifier, "variant": "default", "data": data, "benchmark": benchmark,
-                           "source": source, "seed": seed},
-              "metrics": metrics, "config": {"classifier": {"name": classifier}}, "git": "abc123",
-              "timings": {"total_s": 1.0}}
-    path = folder / f"{classifier}_{data}_seed{seed}" / "results.json"
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(result))
-    return path
-
-
-def write_paper_sweep(folder: Path, seeds=(1, 2), spread: float = 0.001) -> None:
-    """One job per classifier x benchmark x source x seed whose seed mean is the paper's score."""
-    scores = paper_matrix()
-    for s, seed in enumerate(seeds):
-        offset = spread * (s - (len(seeds) - 1) / 2)
-        for instance in INSTANCES:
-            classifier, source = instance.split("_")
-            for benchmark in ("meld", "emorynlp", "iemocap"):
-                tests = {f"{benchmark}_{split}": scores[f"{benchmark}_{split}"][instance] / 100 + offset
-                         for split in ("org", "nat", "bal")}
-                write_result(folder, classifier, benchmark, source, seed, tests)
-
-
 def test_sweep_folder_with_seeds_gives_mean_and_std(tmp_path):
     sweep = tmp_path / "multirun"
     write_paper_sweep(sweep, seeds=(1, 2))
     out = tmp_path / "out"
-    result = evaluate(make_cfg(out, f"sweep={sweep}"))
+    result = evaluate(compose_evaluate(out, f"sweep={sweep}"))
 
     # seed means are the paper's scores, so Table IV's statistics are the paper's
     assert [result["rank_sums"][i] for i in INSTANCES] == PAPER_RANK_SUMS
@@ -172,7 +131,7 @@ def test_missing_runs_show_as_missing_and_the_friedman_test_refuses(tmp_path):
     out = tmp_path / "out"
 
     with pytest.raises(IncompleteResultsError) as err:
-        evaluate(make_cfg(out, f"sweep={sweep}"))
+        evaluate(compose_evaluate(out, f"sweep={sweep}"))
     message = str(err.value)
     # the failed job is named as a job (not as its three cells), the unreported test as a cell
     assert "1 job(s) absent from the classifier x source x benchmark x seed grid: (todkat, bal, iemocap, seed 1)" \
@@ -193,7 +152,7 @@ def test_ties_are_averaged_and_reported(tmp_path):
                       "meld_org,0.60,0.65,0.65,0.50\n"
                       "meld_bal,0.40,0.70,0.55,0.50\n"
                       "meld_nat,0.30,0.35,0.32,0.31\n")
-    result = evaluate(make_cfg(tmp_path, f"scores={scores}"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={scores}"))
     assert result["ranks"]["meld_org"] == {"a_org": 3.0, "a_bal": 1.5, "b_org": 1.5, "b_bal": 4.0}
     assert result["ties"] == [{"test_set": "meld_org", "instances": ["a_bal", "b_org"], "rank": 1.5}]
     assert "average" in result["ties_handling"]
@@ -205,7 +164,7 @@ def test_ties_are_averaged_and_reported(tmp_path):
 
 
 def test_offline_wandb_run_gets_the_tables(tmp_path):
-    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "wandb.log=true", "wandb.group=paper"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}", "wandb.log=true", "wandb.group=paper"))
     run_dir = Path(result["wandb_dir"])
     tables = {p.name.split("_")[0] if not p.name.startswith("table4_ranks") else "table4_ranks": p
               for p in run_dir.glob("media/table/*.table.json")}
@@ -217,8 +176,8 @@ def test_offline_wandb_run_gets_the_tables(tmp_path):
 
 
 def test_reading_wandb_offline_is_a_clear_error(tmp_path):
-    with pytest.raises(DataError, match="WANDB_MODE=offline.*sweep="):
-        evaluate(make_cfg(tmp_path, "wandb.group=some-sweep"))
+    with pytest.raises(DataError, match=r"WANDB_MODE=offline.*sweep="):
+        evaluate(compose_evaluate(tmp_path, "wandb.group=some-sweep"))
 
 
 @pytest.mark.parametrize("content,expected", [
@@ -232,7 +191,7 @@ def test_bad_scores_csv_names_file_line_and_column(tmp_path, content, expected):
     path = tmp_path / "bad.csv"
     path.write_text(content)
     with pytest.raises(DataError, match=expected) as err:
-        evaluate(make_cfg(tmp_path / "out", f"scores={path}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"scores={path}"))
     assert str(path) in str(err.value)
 
 
@@ -243,13 +202,13 @@ def test_bad_results_json_names_file_and_field(tmp_path):
     del result["identity"]["source"]
     path.write_text(json.dumps(result))
     with pytest.raises(DataError, match=r"results.json: field 'identity.source' is missing") as err:
-        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
     assert str(path) in str(err.value)
     path.write_text("{not json")
     with pytest.raises(DataError, match=r"results.json: not valid JSON \(line 1"):
-        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
-    with pytest.raises(DataError, match="no results.json below"):
-        evaluate(make_cfg(tmp_path / "out", f"sweep={tmp_path / 'out'}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
+    with pytest.raises(DataError, match=re.escape("no results.json below")):
+        evaluate(compose_evaluate(tmp_path / "out", f"sweep={tmp_path / 'out'}"))
 
 
 def test_the_same_job_twice_is_refused_not_averaged(tmp_path):
@@ -257,11 +216,11 @@ def test_the_same_job_twice_is_refused_not_averaged(tmp_path):
     write_result(sweep / "a", "compm", "meld", "org", 1, {"meld_org": 0.6})
     write_result(sweep / "b", "compm", "meld", "org", 1, {"meld_org": 0.7})
     with pytest.raises(DataError, match="the same job appears twice"):
-        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
     # select= narrows the sweep to the jobs to evaluate
     write_result(sweep / "c", "compm", "meld", "org", 2, {"meld_org": 0.5})
     write_result(sweep / "d", "compm", "meld", "bal", 2, {"meld_org": 0.7})
-    result = evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}", "+select.seed=[2]"))
+    result = evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}", "+select.seed=[2]"))
     assert result["scores"] == {"meld_org": {"compm_org": 0.5, "compm_bal": 0.7}}
 
 
@@ -278,7 +237,7 @@ def test_command_line_reproduces_table_iv(tmp_path):
 def test_cd_cliques_join_exactly_the_instances_no_test_separates(tmp_path):
     from erc.evaluation.plots import _cliques
 
-    result = evaluate(make_cfg(tmp_path, f"scores={PAPER_SCORES}", "comparisons.mode=all"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}", "comparisons.mode=all"))
     average = {i: s / result["n"] for i, s in result["rank_sums"].items()}
     ordered = sorted(average, key=average.get)
     significant = {frozenset((p["instance"], p["control"])) for p in result["comparisons"]["pairs"] if p["significant"]}
@@ -304,7 +263,7 @@ def test_ablation_variants_become_separate_instances_each_with_its_own_control(t
             result = json.loads(path.read_text())
             result["identity"]["variant"] = variant
             path.write_text(json.dumps(result))
-    result = evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+    result = evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
     assert result["instances"] == ["compm[pm=pretrained]_org", "compm[pm=pretrained]_bal", "compm[pm=scratch]_org",
                                    "compm[pm=scratch]_bal"]
     assert [(p["instance"], p["control"]) for p in result["comparisons"]["pairs"]] == [
@@ -313,25 +272,22 @@ def test_ablation_variants_become_separate_instances_each_with_its_own_control(t
 
 
 @pytest.fixture(scope="module")
-def real_sweep(tmp_path_factory, shared_data, fixtures_dir) -> Path:
+def real_sweep(tmp_path_factory, benchmark_data, fixtures_dir) -> Path:
     """Two real train() jobs (CoMPM Org and Bal on a few MELD dialogues, tiny backbone) in one sweep folder."""
     from erc.training import train
 
     root = tmp_path_factory.mktemp("real_sweep")
     data_dir = root / "data"
     (data_dir / "synthetic").mkdir(parents=True)
-    (data_dir / "meld").symlink_to(shared_data / "meld")
+    (data_dir / "meld").symlink_to(benchmark_data / "meld")
     (data_dir / "synthetic" / "meld_bal").symlink_to(fixtures_dir / "synthetic" / "meld_bal")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ERC_DATA_DIR", str(data_dir))
         for number, data in enumerate(("meld", "meld_bal")):
-            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-                cfg = compose(config_name="train", overrides=[
-                    "classifier=compm", f"data={data}", "classifier.backbone=tiny", "schedule=debug", "logger=none",
-                    "data.limit_dialogues=4", "trainer.enable_progress_bar=false",
-                    f"paths.output_dir={root / 'sweep' / f'{number}_{data}'}",
-                    f"checkpoint_dir={root / 'checkpoints'}"])
-            train(cfg)
+            train(compose_config("train", [
+                "classifier=compm", f"data={data}", "classifier.backbone=tiny", "schedule=debug", "logger=none",
+                "data.limit_dialogues=4", "trainer.enable_progress_bar=false",
+                f"paths.output_dir={root / 'sweep' / f'{number}_{data}'}", f"checkpoint_dir={root / 'checkpoints'}"]))
     return root / "sweep"
 
 
@@ -341,7 +297,7 @@ def test_sweep_of_real_train_jobs(real_sweep, tmp_path):
 
     results = [json.loads(p.read_text()) for p in sorted(real_sweep.rglob("results.json"))]
     assert [r["identity"]["source"] for r in results] == ["org", "bal"]
-    result = evaluate(make_cfg(tmp_path, f"sweep={real_sweep}"))
+    result = evaluate(compose_evaluate(tmp_path, f"sweep={real_sweep}"))
 
     assert result["instances"] == ["compm_org", "compm_bal"]
     assert result["test_sets"] == ["meld_org", "meld_bal"]

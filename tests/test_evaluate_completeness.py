@@ -13,23 +13,23 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from test_evaluate import INSTANCES, PAPER_SCORES, make_cfg, paper_matrix, write_paper_sweep, write_result
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.errors import ConfigError, DataError
 from erc.evaluation import evaluate
 from erc.evaluation.analysis import IncompleteResultsError
 from erc.evaluation.collect import rows_from_wandb_runs
+from erc.paths import PROJECT_ROOT
+
+from helpers.config import compose_config
+from helpers.evaluation import INSTANCES, PAPER_SCORES, compose_evaluate, paper_matrix, write_paper_sweep, write_result
 
 SOURCES = ("org", "nat", "bal")
 
 
 def hydra_job(folder: Path, classifier: str, data: str, seed: int) -> None:
     """The .hydra/config.yaml Hydra writes into a train.py job folder: the composed config, unresolved."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"classifier={classifier}", f"data={data}", f"seed={seed}"])
+    cfg = compose_config("train", [f"classifier={classifier}", f"data={data}", f"seed={seed}"])
     (folder / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
 
@@ -48,22 +48,21 @@ def meld_multirun(tmp_path) -> Path:
         job = sweep / f"{number}_classifier={classifier},data={data}"
         path.parent.rename(job)
         hydra_job(job, classifier, data, 1)
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        other = compose(config_name="evaluate")
+    other = compose_config("evaluate")
     (sweep / "evaluate" / ".hydra").mkdir(parents=True)
     OmegaConf.save(other, sweep / "evaluate" / ".hydra" / "config.yaml")  # not a train job: never "unfinished"
     return sweep
 
 
 def test_a_failed_job_folder_is_refused_by_name_not_dropped(meld_multirun, tmp_path):
-    complete = evaluate(make_cfg(tmp_path / "complete", f"sweep={meld_multirun}"))
+    complete = evaluate(compose_evaluate(tmp_path / "complete", f"sweep={meld_multirun}"))
     assert complete["comparisons"]["m"] == 6 and complete["complete"] is True
 
     failed = meld_multirun / "8_classifier=todkat,data=meld_bal"
     (failed / "results.json").unlink()
     out = tmp_path / "refused"
     with pytest.raises(IncompleteResultsError) as err:
-        evaluate(make_cfg(out, f"sweep={meld_multirun}"))
+        evaluate(compose_evaluate(out, f"sweep={meld_multirun}"))
     message = str(err.value)
     # before: todkat_bal's column silently vanished and Table IV ran with m = 5
     assert f"1 job(s) without results (failed, killed or unfinished): {failed} (todkat[" in message
@@ -74,14 +73,15 @@ def test_a_failed_job_folder_is_refused_by_name_not_dropped(meld_multirun, tmp_p
     assert "Not tested (incomplete results)" in (out / "table4.md").read_text()
 
     # the failed job's identity comes from its .hydra config, so select= can leave it out on purpose
-    narrowed = evaluate(make_cfg(tmp_path / "narrowed", f"sweep={meld_multirun}", "+select.classifier=[compm,emoone]"))
+    narrowed = evaluate(compose_evaluate(tmp_path / "narrowed", f"sweep={meld_multirun}",
+                                         "+select.classifier=[compm,emoone]"))
     assert narrowed["complete"] is True and narrowed["comparisons"]["m"] == 4
 
 
 def test_allow_partial_ranks_the_complete_part_and_says_so_everywhere(meld_multirun, tmp_path):
     shutil.rmtree(meld_multirun / "6_classifier=todkat,data=meld")  # TODKAT Org: the control of two comparisons
     out = tmp_path / "partial"
-    result = evaluate(make_cfg(out, f"sweep={meld_multirun}", "allow_partial=true"))
+    result = evaluate(compose_evaluate(out, f"sweep={meld_multirun}", "allow_partial=true"))
 
     assert result["complete"] is False
     assert result["comparisons"]["m"] == 4 and result["partial"]["planned_m"] == 6
@@ -127,7 +127,7 @@ def paper_csv(tmp_path: Path, drop_column: str | None = None, drop_row: str | No
 def test_a_scores_csv_missing_part_of_its_design_is_refused(tmp_path, damage, expected):
     path = paper_csv(tmp_path, **damage)
     with pytest.raises(IncompleteResultsError, match=r"instead of k = 9, n = 9 and m = 6\)") as err:
-        evaluate(make_cfg(tmp_path / "out", f"scores={path}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"scores={path}"))
     assert expected in str(err.value)
 
 
@@ -136,10 +136,10 @@ def test_a_missing_seed_is_a_missing_job_not_a_smaller_mean(tmp_path):
     write_paper_sweep(sweep, seeds=(1, 2))
     (sweep / "compm_meld_bal_seed2" / "results.json").unlink()  # no .hydra here: the grid finds it
     with pytest.raises(IncompleteResultsError) as err:
-        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
     assert "1 job(s) absent from the classifier x source x benchmark x seed grid: (compm, bal, meld, seed 2)" \
         in str(err.value)
-    result = evaluate(make_cfg(tmp_path / "partial", f"sweep={sweep}", "allow_partial=true"))
+    result = evaluate(compose_evaluate(tmp_path / "partial", f"sweep={sweep}", "allow_partial=true"))
     assert result["complete"] is False and result["comparisons"]["m"] == 6  # every cell still has a score
     assert "PARTIAL TABLE" in (tmp_path / "partial" / "table4.md").read_text()
 
@@ -172,7 +172,7 @@ def test_unfinished_wandb_runs_are_reported_not_skipped():
 ])
 def test_bad_config_values_name_the_key_before_reading_input(tmp_path, override, key):
     with pytest.raises(ConfigError, match=rf"^{key}[: ]"):
-        evaluate(make_cfg(tmp_path, f"scores={tmp_path / 'absent.csv'}", override))
+        evaluate(compose_evaluate(tmp_path, f"scores={tmp_path / 'absent.csv'}", override))
 
 
 def run_evaluate(*args: str, env: dict[str, str] | None = None, shell: str | None = None
@@ -201,7 +201,7 @@ def test_an_unreachable_wandb_server_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: refused at once
     with pytest.raises(DataError, match=r"^reading W&B runs of erc failed: .*127\.0\.0\.1:9.* or give sweep="):
-        evaluate(make_cfg(tmp_path, "wandb.project=erc"))
+        evaluate(compose_evaluate(tmp_path, "wandb.project=erc"))
 
 
 @pytest.fixture
@@ -250,7 +250,7 @@ def test_a_real_multirun_with_a_failed_job_is_refused(data_dir, tmp_path):
     jobs = sorted(p.parent.parent for p in sweep.rglob(".hydra/config.yaml"))
     assert len(jobs) == 2 and (jobs[0] / "results.json").is_file() and not (jobs[1] / "results.json").exists()
     with pytest.raises(IncompleteResultsError, match=rf"{jobs[1]} \(compm\[pm=pretrained\], meld_bal, seed 1\)"):
-        evaluate(make_cfg(tmp_path / "out", f"sweep={sweep}"))
+        evaluate(compose_evaluate(tmp_path / "out", f"sweep={sweep}"))
 
 
 def test_a_filtered_sets_jobs_are_refused_by_name_and_select_leaves_them_out(meld_multirun, tmp_path):
@@ -258,9 +258,9 @@ def test_a_filtered_sets_jobs_are_refused_by_name_and_select_leaves_them_out(mel
     naming it and the fix, and with that fix the paper's instances are ranked exactly as without the job."""
     write_result(meld_multirun, "compm", "meld", "bal_probe", 1, {"meld_org": 0.6, "meld_nat": 0.5, "meld_bal": 0.4})
     with pytest.raises(DataError) as err:
-        evaluate(make_cfg(tmp_path / "all", f"sweep={meld_multirun}"))
+        evaluate(compose_evaluate(tmp_path / "all", f"sweep={meld_multirun}"))
     assert "compm_meld_bal_probe_seed1/results.json: field 'identity.source' is 'bal_probe'" in str(err.value)
     assert "+select.source=[org,nat,bal]" in str(err.value)
-    kept = evaluate(make_cfg(tmp_path / "kept", f"sweep={meld_multirun}", "+select.source=[org,nat,bal]"))
+    kept = evaluate(compose_evaluate(tmp_path / "kept", f"sweep={meld_multirun}", "+select.source=[org,nat,bal]"))
     assert kept["complete"] is True and kept["comparisons"]["m"] == 6
     assert "compm_bal_probe" not in kept["instances"]

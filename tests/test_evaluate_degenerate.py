@@ -7,9 +7,9 @@ import json
 import math
 from pathlib import Path
 
-from test_evaluate import make_cfg
-
 from erc.evaluation import evaluate
+
+from helpers.evaluation import compose_evaluate
 
 INSTANCES = ["compm_org", "compm_bal", "emoone_org", "emoone_bal", "todkat_org", "todkat_bal"]
 
@@ -31,7 +31,7 @@ def strict_json(path: Path) -> dict:
 def test_identical_rankings_show_an_infinite_f_with_a_note(tmp_path, capsys):
     # the case: k = 6 instances ranked identically on n = 2 test sets printed F(5, 5) = 1876499844737705.750
     row = [0.70, 0.68, 0.66, 0.64, 0.62, 0.60]
-    evaluate(make_cfg(tmp_path, f"scores={scores_csv(tmp_path, {'meld_org': row, 'meld_bal': row})}"))
+    evaluate(compose_evaluate(tmp_path, f"scores={scores_csv(tmp_path, {'meld_org': row, 'meld_bal': row})}"))
     printed = capsys.readouterr().out
     assert "Iman-Davenport F(5, 5) = ∞, p = 0. Degenerate: every test set ranks the instances identically" in printed
     assert "Friedman χ²(5) = 10.000" in printed and "maximum n(k-1) = 10" in printed
@@ -43,7 +43,8 @@ def test_identical_rankings_show_an_infinite_f_with_a_note(tmp_path, capsys):
 
 def test_all_ties_are_undefined_statistics_and_p_one(tmp_path, capsys):
     flat = [0.5] * len(INSTANCES)
-    result = evaluate(make_cfg(tmp_path, f"scores={scores_csv(tmp_path, {'meld_org': flat, 'meld_bal': flat})}"))
+    scores = scores_csv(tmp_path, {"meld_org": flat, "meld_bal": flat})
+    result = evaluate(compose_evaluate(tmp_path, f"scores={scores}"))
     assert "undefined: every test set ties all instances: no ranking information" in capsys.readouterr().out
     omnibus = strict_json(tmp_path / "friedman.json")["omnibus"]
     assert omnibus["chi2"] is None and omnibus["iman_davenport_f"] is None and omnibus["f_p"] is None
@@ -54,7 +55,7 @@ def test_all_ties_are_undefined_statistics_and_p_one(tmp_path, capsys):
 
 def test_a_single_test_set_skips_the_omnibus_test_and_says_nothing_can_be_significant(tmp_path):
     one_row = scores_csv(tmp_path, {"meld_org": [0.9, 0.1, 0.8, 0.2, 0.7, 0.3]})
-    result = evaluate(make_cfg(tmp_path, f"scores={one_row}"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={one_row}"))
     assert result["omnibus"]["not_computed"] == "Friedman's omnibus test needs at least 2 test sets (n = 1)"
     assert result["comparisons"]["critical_rank_sum_difference"] is None
     # largest difference k - 1 = 5: raw p = 2 / (k (k-1)) = 1/15, times m = 3 comparisons = 0.2
@@ -68,6 +69,6 @@ def test_a_single_test_set_skips_the_omnibus_test_and_says_nothing_can_be_signif
 def test_two_instances_skip_the_omnibus_test_by_name(tmp_path):
     path = tmp_path / "two.csv"
     path.write_text("test_set,compm_org,compm_bal\nmeld_org,0.6,0.7\nmeld_bal,0.5,0.8\n")
-    result = evaluate(make_cfg(tmp_path, f"scores={path}"))
+    result = evaluate(compose_evaluate(tmp_path, f"scores={path}"))
     assert result["omnibus"]["not_computed"] == "Friedman's omnibus test needs at least 3 instances (k = 2)"
     assert strict_json(tmp_path / "friedman.json")["comparisons"]["m"] == 1

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_evaluate import make_cfg, write_result
 
 from erc.evaluation import evaluate
+
+from helpers.evaluation import compose_evaluate, write_result
 
 CLASSIFIERS = ("compm", "emoone", "todkat")
 SOURCES = ("org", "nat", "bal")
@@ -49,7 +50,7 @@ def evaluated(tmp_path_factory) -> tuple[dict, Path]:
                                               **{f"pretrain/test/{benchmark}_{s}/wf1": 0.001 for s in SOURCES}})
                     path.write_text(json.dumps(result))
     out = root / "out"
-    return evaluate(make_cfg(out, f"sweep={sweep}")), out
+    return evaluate(compose_evaluate(out, f"sweep={sweep}")), out
 
 
 def expected_scores() -> dict[str, dict[str, float]]:
@@ -84,7 +85,7 @@ def test_ranks_rank_sums_and_comparisons_follow_the_scores(evaluated):
     sums = {i: sum(r[i] for r in ranks.values()) for i in result["instances"]}
     assert result["rank_sums"] == sums
     table4 = pd.read_csv(out / "table4.csv")
-    assert list(zip(table4["instance"], table4["control"])) == [
+    assert list(zip(table4["instance"], table4["control"], strict=True)) == [
         (f"{c}_{s}", f"{c}_org") for c in CLASSIFIERS for s in ("nat", "bal")]
     for row in table4.itertuples():
         assert (row.rank_sum, row.control_rank_sum, row.diff) == (
@@ -102,11 +103,11 @@ def test_table_iv_markdown_cells_are_in_their_columns(evaluated):
     header, *body = markdown_table((out / "table4.md").read_text())
     columns = [f"{DISPLAY[c]} {s.capitalize()}" for c in CLASSIFIERS for s in SOURCES]
     assert header == ["Test set", *columns]
-    names = dict(zip(columns, result["instances"]))
+    names = dict(zip(columns, result["instances"], strict=True))
     for line in body[:len(result["test_sets"])]:
         benchmark_name, split = line[0].split()
         test_set = f"{next(b for b, d in TEST_SET_DISPLAY.items() if d == benchmark_name)}_{split.lower()}"
-        for column, cell in zip(columns, line[1:]):
+        for column, cell in zip(columns, line[1:], strict=True):
             instance = names[column]
             assert cell == f"{100 * result['scores'][test_set][instance]:.2f} ({result['ranks'][test_set][instance]:g})"
     rank_sum_line = body[len(result["test_sets"])]

@@ -12,23 +12,23 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import BENCHMARKS, parse_dataset
 from erc.errors import ConfigError
 from erc.identity import job_identity, job_key
+from erc.paths import PROJECT_ROOT
 from erc.training.validation import check_data_axes
+
+from helpers.config import compose_config
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=3", "logger=none"]
 
 
-def compose_config(name: str, tmp_path: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name=name, overrides=[f"paths.data_dir={tmp_path / 'data'}",
-                                                    f"paths.log_dir={tmp_path / 'logs'}",
-                                                    f"paths.output_dir={tmp_path / 'out'}", *overrides])
+def compose_in(name: str, tmp_path: Path, overrides: list[str]):
+    """``conf/<name>.yaml`` for a job reading and writing only under ``tmp_path``."""
+    return compose_config(name, [f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}",
+                                 f"paths.output_dir={tmp_path / 'out'}", *overrides])
 
 
 def run_script(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -42,7 +42,7 @@ def run_script(script: str, args: list[str], cwd: Path) -> subprocess.CompletedP
 @pytest.mark.parametrize("source", ["org", "nat", "bal"])
 def test_every_data_choice_derives_its_datasets_from_its_two_axes(tmp_path, benchmark, source) -> None:
     choice = benchmark if source == "org" else f"{benchmark}_{source}"
-    data = OmegaConf.to_container(compose_config("train", tmp_path, [f"data={choice}"]).data, resolve=True)
+    data = OmegaConf.to_container(compose_in("train", tmp_path, [f"data={choice}"]).data, resolve=True)
     # What the nine hand-copied files held before they were reduced to their axes.
     assert data == {"benchmark": benchmark, "source": source, "name": choice,
                     "pretrain": None if source == "org" else choice, "finetune": benchmark,
@@ -52,7 +52,7 @@ def test_every_data_choice_derives_its_datasets_from_its_two_axes(tmp_path, benc
 
 
 def test_the_job_identity_comes_from_the_axes_not_from_a_name(tmp_path) -> None:
-    cfg = compose_config("train", tmp_path, ["data=emorynlp_nat", "classifier=todkat", "seed=4"])
+    cfg = compose_in("train", tmp_path, ["data=emorynlp_nat", "classifier=todkat", "seed=4"])
     assert job_identity(cfg) == {"classifier": "todkat", "variant": cfg.classifier.get("variant"),
                                  "data": "emorynlp_nat", "benchmark": "emorynlp", "source": "nat", "seed": 4}
 
@@ -68,7 +68,7 @@ def test_the_job_identity_comes_from_the_axes_not_from_a_name(tmp_path) -> None:
     ("data.test=[meld_bal]", "data.test=['meld_bal'] must include the benchmark's own test split 'meld'"),
 ])
 def test_an_override_that_contradicts_the_axes_is_refused_naming_the_key(tmp_path, override, message) -> None:
-    cfg = compose_config("train", tmp_path, ["data=meld_bal", override])
+    cfg = compose_in("train", tmp_path, ["data=meld_bal", override])
     with pytest.raises(ConfigError) as err:
         check_data_axes(cfg.data)
     assert message in str(err.value)
@@ -76,7 +76,8 @@ def test_an_override_that_contradicts_the_axes_is_refused_naming_the_key(tmp_pat
 
 def test_train_py_refuses_a_data_choice_whose_benchmark_was_overridden(tmp_path) -> None:
     job = run_script("train.py", ["data=meld_bal", "data.benchmark=iemocap", *TINY,
-                                  f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"], tmp_path)
+                                  f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path / 'logs'}"],
+                     tmp_path)
     assert job.returncode == 2, job.stderr[-3000:]
     assert job.stderr.strip().splitlines()[-1] == (
         "error: data=meld_bal is benchmark meld with source bal, but the overrides make it data.benchmark=iemocap "
@@ -102,24 +103,23 @@ COSMETIC = ["trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", 
 
 def test_keys_that_do_not_change_a_job_leave_its_key_alone_and_others_change_it(tmp_path) -> None:
     tiny = [o for o in TINY if not o.startswith("logger=")]                  # logger=wandb, the default
-    base = compose_config("train", tmp_path, ["data=meld_bal", *tiny])
+    base = compose_in("train", tmp_path, ["data=meld_bal", *tiny])
     listed = set(OmegaConf.to_container(base.not_in_job_key))
     for override in COSMETIC:
         assert override.split("=")[0].split(".")[0] in listed or override.split("=")[0] in listed
-        assert job_key(compose_config("train", tmp_path, ["data=meld_bal", *tiny, override])) == job_key(base), override
+        assert job_key(compose_in("train", tmp_path, ["data=meld_bal", *tiny, override])) == job_key(base), override
     for override in ["schedule.lr=3e-5", "seed=2", "data.limit_dialogues=4", "trainer.precision=bf16-mixed",
                      "classifier.pm=frozen"]:
-        assert job_key(compose_config("train", tmp_path, ["data=meld_bal", *tiny, override])) != job_key(base), override
+        assert job_key(compose_in("train", tmp_path, ["data=meld_bal", *tiny, override])) != job_key(base), override
 
 
 def test_a_rerun_that_changes_only_the_progress_bar_and_workers_resumes_instead_of_retraining(tmp_path, data_dir):
     from erc.training import train
 
     def run(out: str, *overrides: str) -> dict:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[
-                f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
-                f"paths.output_dir={tmp_path / out}", "data=meld_bal", *TINY, *overrides])
+        cfg = compose_config("train", [
+            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+            f"paths.output_dir={tmp_path / out}", "data=meld_bal", *TINY, *overrides])
         train(cfg)
         return json.loads((tmp_path / out / "results.json").read_text())
 
@@ -147,7 +147,7 @@ def test_the_job_key_follows_the_content_of_a_filtered_pretrain_set(tmp_path) ->
     folder = tmp_path / "data" / "synthetic" / "meld_bal_probe"
     folder.mkdir(parents=True)
     (folder / "train.jsonl").write_text('{"id": "a"}\n')
-    cfg = compose_config("train", tmp_path, ["data=meld_bal_probe", *TINY])
+    cfg = compose_in("train", tmp_path, ["data=meld_bal_probe", *TINY])
     assert cfg.data.pretrain == "meld_bal_probe" and "meld_bal_probe" not in cfg.data.test
     key = job_key(cfg)
     (folder / "train.jsonl").write_text('{"id": "b"}\n')

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from erc.evaluation.friedman import (bonferroni, count_at_least, exact_pvalue, exact_pvalue_fraction, omnibus,
-                                     rank_rows)
+from erc.evaluation.friedman import bonferroni, count_at_least, exact_pvalue, exact_pvalue_fraction, omnibus, rank_rows
 
 
 def brute_force_tail(k: int, n: int) -> tuple[Counter, int]:
@@ -81,7 +80,7 @@ def test_properties_of_the_p_value():
     k, n = 9, 9
     ps = [exact_pvalue_fraction(d, k, n) for d in range(0, n * (k - 1) + 1)]
     assert ps[0] == 1
-    assert all(a >= b for a, b in zip(ps, ps[1:])), "p must not increase with d"
+    assert all(a >= b for a, b in itertools.pairwise(ps)), "p must not increase with d"
     assert ps[-1] == Fraction(2, (k * (k - 1)) ** n), "only the two extreme outcomes reach d = n(k-1)"
     assert exact_pvalue_fraction(n * (k - 1) + 1, k, n) == 0
     assert exact_pvalue_fraction(-39, k, n) == exact_pvalue_fraction(39, k, n), "two-sided"

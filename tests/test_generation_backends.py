@@ -5,6 +5,7 @@ its routes (`/v1/completions`, and `/v1/chat/completions`, where the server appl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import socket
@@ -17,14 +18,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
-from erc.pipeline import generate
 from erc.llm.backends import FatalRequestError, make_backend
 from erc.llm.grammar import DialogueGrammar
 from erc.llm.sampling import Sampling
+from erc.paths import CONFIG_DIR
+from erc.pipeline import generate
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (part of `make install`)")
-from erc.llm.backends.local import bundled_model_path  # noqa: E402
+from erc.llm.backends.local import bundled_model_path
 
 MODEL = bundled_model_path()
 if not MODEL.is_file():
@@ -69,7 +70,7 @@ def test_local_generate_end_to_end_with_the_grammar(tmp_path):
             assert len(lines) == 3
             assert all(line.split(":")[0] in record["speakers"] for line in lines)
             labels = [int(re.search(r"\((\d)\)$", line).group(1)) for line in lines]
-            assert all(b != a + 1 for a, b in zip(labels, labels[1:])), labels
+            assert all(b != a + 1 for a, b in itertools.pairwise(labels)), labels
     assert card["generator"]["constrained"] is True
     assert card["generator"]["deviations_from_table_ii"] == {"repetition_penalty": {"paper": 1.0, "used": 1.3}}
     readme = (out / "README.md").read_text()
@@ -88,7 +89,7 @@ def llama_server(tmp_path_factory):
     """`python -m llama_cpp.server` with the bundled SmolLM2 on a free loopback port (its verbose
     log goes to a file: a pipe nobody reads would fill up and block the server)."""
     port = free_port()
-    log = open(tmp_path_factory.mktemp("llama_server") / "server.log", "w+")
+    log = open(tmp_path_factory.mktemp("llama_server") / "server.log", "w+")  # noqa: SIM115 (closed at teardown)
     process = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(MODEL), "--host",
                                 "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1"],
                                stdout=log, stderr=subprocess.STDOUT)

@@ -1,5 +1,5 @@
 """The OpenAI-compatible chat route (``llm=openai llm.route=chat``) and the per-server dialects, against a loopback
-OpenAI-compatible server (tests/loopback_openai.py): request bodies field by field, hosted OpenAI's strictness,
+OpenAI-compatible server (tests/helpers/loopback_openai.py): request bodies field by field, hosted OpenAI's strictness,
 faults, errors that name the field refused, resume, and the route in the records, runs.jsonl and the data card.
 The bundled model behind a real ``llama_cpp.server`` chat route is in tests/test_generation_backends.py."""
 
@@ -13,19 +13,20 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.generation import GenerationError
-from erc.pipeline import generate
+from erc.generation.json_output import dialogue_schema
 from erc.llm.backends import FatalRequestError, make_backend
 from erc.llm.dialects import dialect, template_stop
 from erc.llm.grammar import DialogueGrammar, JsonSchema
-from erc.generation.json_output import dialogue_schema
 from erc.llm.sampling import Sampling
 from erc.llm.store import canonical_hash, fingerprint
-from loopback_openai import LoopbackOpenAI
-from loopback_tgi import ScriptedDialogues
-from test_generation_tgi import SEED, expected_requests, expected_slots, out_dir, read_jsonl
+from erc.paths import CONFIG_DIR
+from erc.pipeline import generate
+
+from helpers.generation import SEED, expected_requests, expected_slots, out_dir, read_jsonl
+from helpers.loopback_openai import LoopbackOpenAI
+from helpers.loopback_tgi import ScriptedDialogues
 
 LABELS = label_set("iemocap")
 GRAMMAR = DialogueGrammar(("Male", "Female"), 6, 2, 4, 40)
@@ -98,7 +99,7 @@ def test_each_server_gets_its_own_chat_request(server, tmp_path):
 
 def test_hosted_openai_strictness_plain_passes_and_another_dialect_is_named(tmp_path, caplog):
     with LoopbackOpenAI(ScriptedDialogues(LABELS), strict=True) as loopback:
-        completions, lost = ask(make_cfg(tmp_path, loopback.v1, "llm.server=plain"), [None, SCHEMA])
+        completions, _ = ask(make_cfg(tmp_path, loopback.v1, "llm.server=plain"), [None, SCHEMA])
         assert [c.text[:4] for c in completions] == ["Here", "Here"]  # no field OpenAI does not know was sent
         with pytest.raises(GenerationError) as caught:
             generate(make_cfg(tmp_path, loopback.v1, "llm.server=vllm", "n_dialogues=2", "llm.concurrency=1"))

@@ -11,16 +11,17 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
 from erc.data import load_benchmark
 from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.pipeline import generate
 from erc.generation.checks import check_generation_config
 from erc.generation.json_output import dialogue_schema, parse_json_turns
 from erc.generation.parsing import NO_DIALOGUE, Rules, validate
 from erc.llm.sampling import derive_seed
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from erc.paths import CONFIG_DIR
+from erc.pipeline import generate
+
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")  # neutral, happy, sad, angry, excited, frustrated
 SPEAKERS = ["Male", "Female"]
@@ -77,7 +78,7 @@ def test_labels_given_by_name_are_counted():
     ("I am sorry, but I cannot write a dialogue [as requested].", ["no_dialogue"]),
     ('{"dialogue": []}', ["no_dialogue"]),
     (dialogue_json([("Male", "Hi.", None)]), ["no_dialogue"]),  # nothing shaped like a turn: as prose
-    (json.dumps({"dialogue": [dict(zip(("speaker", "text", "emotion"), GOOD[0])), {"speaker": "Female",
+    (json.dumps({"dialogue": [dict(zip(("speaker", "text", "emotion"), GOOD[0], strict=True)), {"speaker": "Female",
                                                                                    "text": "No label."}]}),
      ["malformed_line"]),
     (dialogue_json([GOOD[0], ("Female", "Fine.", ["joy"])]), ["malformed_line"]),  # wrong type
@@ -123,14 +124,14 @@ def make_cfg(tmp_path: Path, *overrides: str):
 
 
 def test_format_is_checked_and_selects_the_template(tmp_path):
-    with pytest.raises(ConfigError, match="prompt.format must be one of lines, json"):
+    with pytest.raises(ConfigError, match=r"prompt\.format must be one of lines, json"):
         check_generation_config(make_cfg(tmp_path, "prompt.format=xml"))
     assert make_cfg(tmp_path, "prompt=balanced", "prompt.format=json").prompt.template.endswith("balanced_json.txt")
     assert make_cfg(tmp_path).prompt.template.endswith("/natural.txt")
     mine = tmp_path / "mine.txt"
     mine.write_text("Write {participants} talking, one of {label_options} per turn, as JSON.\n")
     assert make_cfg(tmp_path, "prompt.format=json", f"prompt.template={mine}").prompt.template == str(mine)
-    with pytest.raises(ConfigError, match="lacks {target}"):  # the json template still needs the mode's slots
+    with pytest.raises(ConfigError, match=r"lacks \{target\}"):  # the json template still needs the mode's slots
         check_generation_config(make_cfg(tmp_path, "prompt=balanced", "prompt.format=json",
                                          f"prompt.template={mine}"))
 

@@ -1,7 +1,7 @@
 """Generation under a hostile but realistic user and server: two processes on one out_dir, bad config
 values, malformed and empty answers, a server that never answers, poor yields, reruns that must
 change no file, and small sets that must still fill every split. All against the loopback
-TGI-protocol server over real sockets (tests/loopback_tgi.py), real ``generate.py`` processes where
+TGI-protocol server over real sockets (tests/helpers/loopback_tgi.py), real ``generate.py`` processes where
 the entry point matters."""
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from erc.config import PROJECT_ROOT
 from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.generation import GenerationError
-from erc.pipeline import generate
-from erc.llm.sampling import derive_seed
 from erc.generation.split import assign_split
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
-from test_generation_tgi import SEED, expected_requests, expected_slots, make_cfg, out_dir, read_jsonl
+from erc.llm.sampling import derive_seed
+from erc.paths import PROJECT_ROOT
+from erc.pipeline import generate
+
+from helpers.generation import SEED, expected_requests, expected_slots, make_cfg, out_dir, read_jsonl
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")
 SPLIT_FILES = ("train.jsonl", "dev.jsonl", "test.jsonl")
@@ -52,7 +53,7 @@ def test_a_second_generate_on_one_out_dir_is_refused_naming_the_holder(tmp_path)
     requests_path = out_dir(tmp_path) / "requests.jsonl"
     with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
         server.paused.set()  # the first process stays mid-request, holding the folder
-        log = open(tmp_path / "first.log", "w+")
+        log = open(tmp_path / "first.log", "w+")  # noqa: SIM115 (the process writes it; closed below)
         first = subprocess.Popen(command(server.url, tmp_path, f"n_dialogues={n}"), cwd=PROJECT_ROOT,
                                  stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
@@ -143,8 +144,8 @@ def test_templates_must_carry_exactly_their_mode_s_slots(tmp_path, prompt, text,
 def test_every_shipped_config_passes_the_checks(llm):
     from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
     from erc.generation.checks import check_generation_config
+    from erc.paths import CONFIG_DIR
 
     conf = PROJECT_ROOT / "conf"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -375,9 +376,8 @@ def test_label_0_from_the_server_is_rejected_not_read_as_the_last_class(tmp_path
         return ("Male: Hello there friend. (0)\nFemale: Hi how are you. (2)\nMale: Fine thanks. (1)\n"
                 "Female: Good to hear that. (2)"), "eos_token"
 
-    with LoopbackTGI(answer) as server:
-        with pytest.raises(GenerationError, match="no dialogue kept"):
-            generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "max_attempts=1"))
+    with LoopbackTGI(answer) as server, pytest.raises(GenerationError, match="no dialogue kept"):
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "max_attempts=1"))
     card = json.loads((out_dir(tmp_path) / "card.json").read_text())
     assert card["rejections"] == {"label_out_of_range": 2}
     assert card["labels"][LABELS[-1]] == 0

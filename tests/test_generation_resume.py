@@ -5,17 +5,14 @@ asked again."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-from erc.config import PROJECT_ROOT
 from erc.data.labels import label_set
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
-from test_generation_tgi import SEED, expected_requests, expected_slots, out_dir, read_jsonl
+from erc.paths import PROJECT_ROOT
+
+from helpers.generation import SEED, expected_requests, expected_slots, kill_once_written, out_dir, read_jsonl
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 N = 40
 
@@ -24,21 +21,6 @@ def command(url: str, tmp_path) -> list[str]:
     return [sys.executable, str(PROJECT_ROOT / "generate.py"), "llm=tgi", f"llm.url={url}", "benchmark=iemocap",
             f"n_dialogues={N}", f"seed={SEED}", "llm.concurrency=4", f"paths.data_dir={tmp_path}/data",
             f"hydra.run.dir={tmp_path}/hydra"]
-
-
-def kill_once_written(command: list[str], requests_path: Path, lines: int) -> None:
-    """Start ``command`` (a generate.py run) and SIGKILL it as soon as ``requests_path`` holds ``lines`` lines, while
-    it is still running (asserted: a run that ends first would test nothing)."""
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if requests_path.is_file() and requests_path.read_bytes().count(b"\n") >= lines:
-            break
-        time.sleep(0.01)
-    assert process.poll() is None, f"generate.py ended before the kill: {process.stderr.read().decode()[-2000:]}"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
 
 
 def test_sigkill_mid_run_then_rerun_loses_nothing(tmp_path):

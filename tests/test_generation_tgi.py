@@ -1,63 +1,26 @@
 """The tgi backend and the whole generate() pipeline against a loopback TGI-protocol server.
 
-The server (tests/loopback_tgi.py) answers by seed from a script, so each test knows exactly which
+The server (tests/helpers/loopback_tgi.py) answers by seed from a script, so each test knows exactly which
 requests must become dialogues; faults (429, 503, slow answers, 422) are real HTTP answers.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
 from erc.data import load_benchmark
 from erc.data.labels import label_set
 from erc.generation import GenerationError
-from erc.pipeline import generate
 from erc.llm.sampling import derive_seed
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+from erc.pipeline import generate
+
+from helpers.generation import SEED, expected_requests, expected_slots, make_cfg, out_dir, read_jsonl
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")
-SEED = 7  # a base seed whose derived seeds hit every scripted answer kind in a few slots
 VICUNA = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
           "detailed, and polite answers to the user's questions. USER: ")
-
-
-def make_cfg(tmp_path: Path, url: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("generate", overrides=[
-            "llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"seed={SEED}", f"paths.data_dir={tmp_path}/data",
-            "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", *overrides])
-
-
-def out_dir(tmp_path: Path, source: str = "nat") -> Path:
-    """Where generate() writes: <paths.data_dir>/synthetic/iemocap_<source>."""
-    return tmp_path / "data" / "synthetic" / f"iemocap_{source}"
-
-
-def expected_slots(n: int, max_attempts: int, balanced: bool) -> dict[int, int]:
-    """slot -> accepted attempt, from the script: what the pipeline must find, no more, no less."""
-    accepted = {"valid"} if balanced else {"valid", "valid_without_target"}
-    found = {}
-    for slot in range(n):
-        for attempt in range(max_attempts):
-            if ScriptedDialogues.kind(derive_seed(SEED, slot, attempt)) in accepted:
-                found[slot] = attempt
-                break
-    return found
-
-
-def expected_requests(n: int, max_attempts: int, balanced: bool) -> int:
-    found = expected_slots(n, max_attempts, balanced)
-    return sum(found[s] + 1 if s in found else max_attempts for s in range(n))
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_tgi_sends_table_ii_with_distinct_derived_seeds(tmp_path):

@@ -10,17 +10,17 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import erc  # noqa: F401
-from erc.config import CONFIG_DIR
+from erc.data.dedup import deduplicate
 from erc.data.schema import DataError, Dialogue, Utterance
 from erc.errors import ConfigError
-from erc.data.dedup import deduplicate
+from erc.generation.prompts import plan_dialogue, render_user_prompt
+from erc.generation.split import assign_split, assign_splits, check_ratios, dialogues_needed, position
 from erc.llm.dialects import DIALECTS
 from erc.llm.grammar import DialogueGrammar, JsonSchema
-from erc.generation.prompts import plan_dialogue, render_user_prompt
-from erc.llm.templates import label_options, load_template
 from erc.llm.sampling import Sampling, derive_seed, llama_cpp_parameters, openai_parameters, tgi_parameters
-from erc.generation.split import assign_split, assign_splits, check_ratios, dialogues_needed, position
 from erc.llm.store import RequestStore, read_records
+from erc.llm.templates import label_options, load_template
+from erc.paths import CONFIG_DIR
 
 MELD = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
 
@@ -71,7 +71,7 @@ def test_prompts_fill_speakers_numbered_labels_and_balanced_target():
     gen = cfg.benchmark.generation
     specs = [plan_dialogue(i, seed=1, mode="balanced", labels=MELD, speaker_pool=list(gen.speaker_pool),
                            speakers_per_dialogue=list(gen.speakers_per_dialogue)) for i in range(70)]
-    assert [s.target for s in specs[:8]] == MELD + ["neutral"]
+    assert [s.target for s in specs[:8]] == [*MELD, "neutral"]
     assert all(list(s.target for s in specs).count(label) == 10 for label in MELD)  # equal per label
     assert all(2 <= len(s.speakers) <= 4 and set(s.speakers) <= set(gen.speaker_pool) for s in specs)
     prompt = render_user_prompt(template, specs[6], participants=gen.participants, labels=MELD)
@@ -139,7 +139,7 @@ def test_store_drops_and_repairs_a_torn_last_line(tmp_path, caplog):
 def test_store_rejects_a_corrupt_line_in_the_middle(tmp_path):
     path = tmp_path / "requests.jsonl"
     path.write_text('{"fingerprint": "a"}\nnot json\n{"fingerprint": "b"}\n')
-    with pytest.raises(DataError, match="requests.jsonl: line 2"):
+    with pytest.raises(DataError, match=r"requests\.jsonl: line 2"):
         read_records(path)
 
 
@@ -153,7 +153,7 @@ def test_dedup_removes_exact_and_near_duplicates_keeping_the_first():
     dialogues = [
         dialogue(0, base),
         dialogue(1, [line.upper() for line in base]),  # same words: exact duplicate
-        dialogue(2, base[:2] + ["Then it rained and everybody ran back to the coffee house!!"] + ["Okay."]),
+        dialogue(2, [*base[:2], "Then it rained and everybody ran back to the coffee house!!", "Okay."]),
         dialogue(3, ["Completely different words about a trip to Vermont.", "Skiing sounds cold to me honestly."]),
     ]
     kept, removed = deduplicate(dialogues, threshold=0.7, num_perm=128, shingle_words=3)

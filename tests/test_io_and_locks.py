@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from erc.config import PROJECT_ROOT
 from erc.errors import DataError, LockError, UserError
 from erc.io import append_jsonl, read_jsonl, write_atomic, write_folder_atomic, write_text_atomic
 from erc.locks import FolderLock
+from erc.paths import PROJECT_ROOT
 
 
 def test_atomic_write_respects_the_umask(tmp_path):

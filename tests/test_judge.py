@@ -10,76 +10,24 @@ import random
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import Dialogue, Utterance, load_benchmark
-from erc.data.labels import label_set
 from erc.errors import ConfigError
-from erc.pipeline import PostprocessError, generate
-from erc.llm.templates import label_options
 from erc.judge.agreement import agreement
 from erc.judge.checks import check_judge_config, judge_llm_config
 from erc.judge.prompt import parse_answer
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
-from test_generation_resume import kill_once_written
-from test_generation_tgi import SEED, out_dir, read_jsonl
+from erc.llm.templates import label_options
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
+from erc.pipeline import PostprocessError, generate
 
-LABELS = label_set("iemocap")
-LINE = re.compile(r"^(\w+): (.+) \((\d+)\)$")
-QUESTION = re.compile(r"^\d+\. \w+: (.+)$", re.MULTILINE)
-
-
-class GeneratorAndJudge:
-    """Generation answers from :class:`ScriptedDialogues`; judge answers (prompts asking for numbered
-    utterances) name, for each utterance, the label it was generated with (the script remembers it: the judge
-    prompt does not show it), except that dialogues whose first utterance is in ``disagree`` get a wrong label
-    everywhere, and a judge request whose seed is divisible by ``wrong_count_every`` gets one label too few."""
-
-    def __init__(self, wrong_count_every: int = 4, judge_latency_s: float = 0.0) -> None:
-        self.dialogues = ScriptedDialogues(LABELS)
-        self.truth: dict[str, str] = {}
-        self.wrong_count_every = wrong_count_every
-        self.judge_latency_s = judge_latency_s
-        self.judge_prompts: list[str] = []
-
-    @staticmethod
-    def disagrees(first_utterance: str) -> bool:
-        return sum(map(ord, first_utterance)) % 3 == 0
-
-    def __call__(self, inputs: str, parameters: dict) -> tuple[str, str]:
-        if "numbered utterances" not in inputs:
-            text, reason = self.dialogues(inputs, parameters)
-            for line in text.splitlines():
-                if found := LINE.match(line):
-                    self.truth[found.group(2)] = LABELS[int(found.group(3)) - 1]
-            return text, reason
-        self.judge_prompts.append(inputs)
-        if self.judge_latency_s:
-            time.sleep(self.judge_latency_s)
-        utterances = QUESTION.findall(inputs)
-        judged = [self.truth[u] for u in utterances]
-        if self.disagrees(utterances[0]):
-            judged = [LABELS[(LABELS.index(label) + 1) % len(LABELS)] for label in judged]
-        if int(parameters["seed"]) % self.wrong_count_every == 0:
-            judged = judged[:-1]
-        return "Sure. " + json.dumps({"emotions": judged}), "eos_token"
-
-
-def make_cfg(tmp_path: Path, url: str, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("generate", overrides=[
-            "llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"seed={SEED}", f"paths.data_dir={tmp_path}/data",
-            "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", "quality.enabled=false", "judge=llm", *overrides])
-
-
-def judge_requests(server: LoopbackTGI) -> list[dict]:
-    return [body for body in server.answered if "numbered utterances" in body["inputs"]]
+from helpers.generation import SEED, kill_once_written, out_dir, read_jsonl
+from helpers.judge import LABELS, GeneratorAndJudge, judge_requests, make_cfg
+from helpers.loopback_tgi import LoopbackTGI
 
 
 def kept_dialogues(tmp_path: Path) -> list[dict]:
@@ -272,7 +220,8 @@ def test_another_server_for_the_judge_composes_in_struct_mode() -> None:
     ("judge.filter=maybe", "judge.filter must be true or false"),
     ("judge.template=/nonexistent.txt", "judge.template"),
     ("judge.llm.chat_template=auto", "judge.llm.chat_template=auto needs llm.tokenizer"),
-    ("judge.llm.backend=openai judge.llm.server=ollama", "judge.llm.server=ollama is not supported on llm.route=completions"),
+    ("judge.llm.backend=openai judge.llm.server=ollama",
+     "judge.llm.server=ollama is not supported on llm.route=completions"),
 ])
 def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -12,7 +12,7 @@ from erc.llm.backends.local import LLAMA_CPP_PINNED, bundled_model_path, model_v
 
 
 def test_the_pin_in_requirements_is_the_version_model_vocab_names() -> None:
-    from erc.config import PROJECT_ROOT
+    from erc.paths import PROJECT_ROOT
 
     assert f"llama-cpp-python[server]=={LLAMA_CPP_PINNED}" in (PROJECT_ROOT / "requirements.txt").read_text()
 

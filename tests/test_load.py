@@ -4,8 +4,16 @@ import json
 
 import pytest
 
-from erc.data import (DataError, Dialogue, MissingDataError, Utterance, load_benchmark, read_dialogues_jsonl,
-                      parse_dataset, write_dialogues_jsonl)
+from erc.data import (
+    DataError,
+    Dialogue,
+    MissingDataError,
+    Utterance,
+    load_benchmark,
+    parse_dataset,
+    read_dialogues_jsonl,
+    write_dialogues_jsonl,
+)
 
 
 def _dialogue(i: int) -> Dialogue:

@@ -20,8 +20,8 @@ HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Se
 
 
 @pytest.mark.parametrize("split", ["train", "dev", "test"])
-def test_real_meld_matches_published_counts(shared_data, split):
-    dialogues = load_benchmark("meld", split, shared_data)
+def test_real_meld_matches_published_counts(benchmark_data, split):
+    dialogues = load_benchmark("meld", split, benchmark_data)
     n_dialogues, n_utterances, labels = PUBLISHED[split]
     assert len(dialogues) == n_dialogues
     assert sum(len(d) for d in dialogues) == n_utterances
@@ -29,8 +29,8 @@ def test_real_meld_matches_published_counts(shared_data, split):
     assert all(d.source == "org" and d.split == split and d.benchmark == "meld" for d in dialogues)
 
 
-def test_real_meld_keys_and_text(shared_data):
-    train = load_benchmark("meld", "train", shared_data)
+def test_real_meld_keys_and_text(benchmark_data):
+    train = load_benchmark("meld", "train", benchmark_data)
     ids = {d.id for d in train}
     assert "train_dia60" not in ids and "train_dia59" in ids and "train_dia61" in ids
     first = train[0].utterances[0]
@@ -70,7 +70,8 @@ def test_old_copies_with_cp1252_mojibake_are_repaired(tmp_path):
     ('1,Hi,Ross,joy,positive,0\n', "wrong number of fields"),
 ])
 def test_malformed_rows_name_file_line_and_field(tmp_path, row, field):
-    path = _write(tmp_path, ' 1,Fine,Ross,joy,positive,0,0,1,1,"0","0"\n'.lstrip() + row.replace(",0,0,1,1", ",0,1,1,1", 1))
+    first = '1,Fine,Ross,joy,positive,0,0,1,1,"0","0"\n'
+    path = _write(tmp_path, first + row.replace(",0,0,1,1", ",0,1,1,1", 1))
     with pytest.raises(DataError) as err:
         read_meld_csv(path, "train")
     assert str(path) in str(err.value) and "line 3" in str(err.value) and field in str(err.value)

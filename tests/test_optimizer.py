@@ -19,11 +19,12 @@ def test_fused_only_in_full_precision_and_for_parameters_torch_has_the_kernel_fo
 
 
 @pytest.mark.parametrize(("precision", "fused"), [("32-true", True), ("bf16-mixed", False)])
-def test_a_classifier_trains_with_clipping_under_either_optimizer(precision, fused, shared_data, tmp_path) -> None:
+def test_a_classifier_trains_with_clipping_under_either_optimizer(precision, fused, benchmark_data, tmp_path) -> None:
     torch.manual_seed(0)
     model = CoMPM("meld", backbone="tiny")
     model.configure_phase("finetune", PhaseSchedule(lr=1e-3))
-    data = ERCDataModule(model, load_benchmark("meld", "train", shared_data)[:2], [], batch_size=4, eval_batch_size=4)
+    dialogues = load_benchmark("meld", "train", benchmark_data)[:2]
+    data = ERCDataModule(model, dialogues, [], batch_size=4, eval_batch_size=4)
     data.setup()
     before = [p.detach().clone() for p in model.parameters()]
     trainer = pl.Trainer(precision=precision, max_steps=2, gradient_clip_val=1.0, logger=False,
@@ -32,4 +33,4 @@ def test_a_classifier_trains_with_clipping_under_either_optimizer(precision, fus
     trainer.fit(model, train_dataloaders=data.train_dataloader())
     assert trainer.optimizers[0].defaults["fused"] is fused
     assert trainer.global_step == 2
-    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))

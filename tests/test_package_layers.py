@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 
 ERC = PROJECT_ROOT / "erc"
 
 # The layer of each package or top-level module of erc (higher imports lower).
 LAYERS: dict[str, int] = {
-    # entry points: what the scripts and ``python -m`` call
-    "erc.pipeline": 4, "erc.demo": 4, "erc.cli": 4,
+    # entry points: what the scripts and ``python -m`` call, and the config resolvers they register (erc/__init__)
+    "erc.pipeline": 4, "erc.demo": 4, "erc.cli": 4, "erc.config": 4, "erc": 4,
     # tasks and steps: the generator, the judge, post-processing, the quality report, training, evaluation
     "erc.postprocess": 3, "erc.generation": 3, "erc.judge": 3, "erc.quality": 3, "erc.training": 3,
     "erc.evaluation": 3, "erc.models": 3, "erc.identity": 3,
@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "erc.data": 1,
     # io and base helpers
     "erc.errors": 0, "erc.io": 0, "erc.locks": 0, "erc.console": 0, "erc.checks": 0, "erc.secrets": 0,
-    "erc.plots": 0, "erc.pretrained": 0, "erc.tracking": 0, "erc.config": 0, "erc": 0,
+    "erc.plots": 0, "erc.pretrained": 0, "erc.tracking": 0, "erc.paths": 0,
 }
 
 
@@ -61,7 +61,7 @@ def imports_of(path: Path) -> set[str]:
             continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "erc")
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.split(".")[0] == "erc":
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "erc":
             found.add(node.module)
     return found
 
@@ -99,7 +99,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return [*path[path.index(nxt):], nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         state[node] = 2

@@ -9,8 +9,14 @@ import torch
 
 from erc.models import packed_encoder
 from erc.models.backbone import build_encoder, cls_vectors
-from erc.models.packed_encoder import (DropoutAttention, dropout, first_token_vectors, keep_mask, length_groups,
-                                       word_embeddings)
+from erc.models.packed_encoder import (
+    DropoutAttention,
+    dropout,
+    first_token_vectors,
+    keep_mask,
+    length_groups,
+    word_embeddings,
+)
 
 
 def test_keep_mask_drops_at_rate_p_and_scales_survivors_to_the_same_expectation() -> None:
@@ -113,8 +119,8 @@ def test_length_groups_find_the_cheapest_cut_of_all() -> None:
         cost_per_group = float(torch.randint(0, 20_000, (), generator=generator))
         ends = length_groups(extents, 2, 8, cost_per_group)
         assert ends[-1] == n and ends == sorted(set(ends))
-        found = cost([extents[a:b] for a, b in zip([0, *ends], ends)], cost_per_group)
-        cheapest = min(cost([extents[a:b] for a, b in zip((0, *cuts), (*cuts, n))], cost_per_group)
+        found = cost([extents[a:b] for a, b in itertools.pairwise([0, *ends])], cost_per_group)
+        cheapest = min(cost([extents[a:b] for a, b in zip((0, *cuts), (*cuts, n), strict=True)], cost_per_group)
                        for k in range(n) for cuts in itertools.combinations(range(1, n), k))
         assert found == pytest.approx(cheapest)
 

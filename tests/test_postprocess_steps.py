@@ -10,17 +10,17 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.errors import ConfigError
+from erc.paths import PROJECT_ROOT
 from erc.pipeline import PostprocessError, generate
-from loopback_tgi import LoopbackTGI
-from test_generation_tgi import SEED, out_dir, read_jsonl
-from test_judge import GeneratorAndJudge, judge_requests, make_cfg
+
+from helpers.config import compose_config
+from helpers.generation import SEED, out_dir, read_jsonl
+from helpers.judge import GeneratorAndJudge, judge_requests, make_cfg
+from helpers.loopback_tgi import LoopbackTGI
 
 GUIDE = PROJECT_ROOT / "docs" / "adding-a-step.md"
 
@@ -87,7 +87,8 @@ def test_a_filter_that_keeps_nothing_writes_no_set(tmp_path, caplog) -> None:
 def test_a_bad_step_entry_is_refused_before_any_request(tmp_path) -> None:
     with LoopbackTGI(GeneratorAndJudge()) as server:
         with pytest.raises(ConfigError, match=r"postprocess.steps.mine: cannot make erc.nowhere.Step"):
-            generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "+postprocess.steps.mine._target_=erc.nowhere.Step"))
+            generate(make_cfg(tmp_path, server.url, "n_dialogues=2",
+                              "+postprocess.steps.mine._target_=erc.nowhere.Step"))
         with pytest.raises(ConfigError, match=r"postprocess.steps.judge must be a mapping with _target_"):
             generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "postprocess.steps.judge=3"))
         assert server.requests == []
@@ -151,19 +152,18 @@ def test_quality_skips_an_empty_set_with_a_warning(tmp_path, caplog) -> None:
     assert "meld_nat holds no dialogue: skipped" in caplog.text
 
 
-def test_a_bad_step_entry_names_its_key_from_the_command_line(tmp_path) -> None:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("generate", overrides=["postprocess.steps.quality=null"])
+def test_a_step_left_out_with_null_is_not_made() -> None:
     from erc.postprocess.step import make_steps
 
+    cfg = compose_config("generate", ["postprocess.steps.quality=null"])
     assert [step.name for step in make_steps(cfg.postprocess.steps)] == ["judge", "label_plot"]
 
 
 def test_a_silent_judge_fails_at_its_own_deadline_naming_its_key(tmp_path) -> None:
     """The judge's errors name the judge's keys (judge.llm.request_deadline_s), not generation's."""
     with LoopbackTGI(GeneratorAndJudge()) as generator, LoopbackTGI(GeneratorAndJudge(), silent=True) as judge:
-        with pytest.raises(PostprocessError, match=r"judge: judge \S+: no answer within judge\.llm\.request_deadline_s=1 s"
-                                                    r".*raise judge\.llm\.request_deadline_s"):
+        with pytest.raises(PostprocessError, match=r"judge: judge \S+: no answer within "
+                                                    r"judge\.llm\.request_deadline_s=1 s.*raise judge\.llm\."):
             generate(make_cfg(tmp_path, generator.url, "n_dialogues=2", f"judge.llm.url={judge.url}",
                               "judge.llm.request_deadline_s=1", "judge.llm.max_retries=0"))
         assert judge.requests and not judge_requests(generator)

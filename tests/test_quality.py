@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import Dialogue, load_benchmark, write_dialogues_jsonl
 from erc.errors import ConfigError, DataError
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.quality import assess_generated_set, quality
 from erc.quality.corpus import Corpus
 from erc.quality.diversity import diversity
@@ -38,17 +38,17 @@ def write_tsv(path: Path, dialogues: list[Dialogue]) -> None:
 
 
 @pytest.fixture(scope="session")
-def meld_train(shared_data: Path) -> list[Dialogue]:
-    return load_benchmark("meld", "train", shared_data)
+def meld_train(benchmark_data: Path) -> list[Dialogue]:
+    return load_benchmark("meld", "train", benchmark_data)
 
 
 @pytest.fixture(scope="session")
-def meld_slice(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, meld_train: list[Dialogue]) -> Path:
+def meld_slice(tmp_path_factory: pytest.TempPathFactory, benchmark_data: Path, meld_train: list[Dialogue]) -> Path:
     """A data folder holding a small MELD: train dialogues 0-149, dev 0-19, test 0-59."""
     root = tmp_path_factory.mktemp("meld_slice")
     write_tsv(root / "meld" / "meld_train.txt", meld_train[:150])
-    write_tsv(root / "meld" / "meld_dev.txt", load_benchmark("meld", "dev", shared_data)[:20])
-    write_tsv(root / "meld" / "meld_test.txt", load_benchmark("meld", "test", shared_data)[:60])
+    write_tsv(root / "meld" / "meld_dev.txt", load_benchmark("meld", "dev", benchmark_data)[:20])
+    write_tsv(root / "meld" / "meld_test.txt", load_benchmark("meld", "test", benchmark_data)[:60])
     return root
 
 
@@ -181,10 +181,10 @@ def test_the_length_cap_is_read_from_a_constrained_sets_card(tmp_path, meld_slic
 
 
 @pytest.mark.slow
-def test_probe_trained_on_all_of_meld_is_well_above_the_majority_class(tmp_path, shared_data, meld_train) -> None:
+def test_probe_trained_on_all_of_meld_is_well_above_the_majority_class(tmp_path, benchmark_data, meld_train) -> None:
     data = tmp_path / "data"
     (data / "meld").parent.mkdir(parents=True)
-    (data / "meld").symlink_to(shared_data / "meld")
+    (data / "meld").symlink_to(benchmark_data / "meld")
     as_set(data / "synthetic" / "meld_nat", meld_train[:200])
     report = quality(compose_quality(data, tmp_path / "out", tmp_path / "cache", "quality.threads=2"))
     real = report["metrics"]["meld"]
@@ -327,7 +327,7 @@ def test_the_hook_skips_the_report_without_the_benchmark_but_refuses_the_filter(
     outcome = assess_generated_set(compose_generate(tmp_path / "data", embeddings), folder)
     assert "no meld train data found" in outcome.quality["skipped"] and outcome.filtered is None
     assert not (folder / "quality.json").exists()
-    with pytest.raises(DataError, match="postprocess.filter=probe needs meld's train split to train its probe"):
+    with pytest.raises(DataError, match=r"postprocess\.filter=probe needs meld's train split to train its probe"):
         assess_generated_set(compose_generate(tmp_path / "data", embeddings, "postprocess.filter=probe"), folder)
     assert assess_generated_set(compose_generate(tmp_path / "data", embeddings, "quality.enabled=false"),
                                 folder).quality is None
@@ -336,9 +336,9 @@ def test_the_hook_skips_the_report_without_the_benchmark_but_refuses_the_filter(
 def test_generate_scores_its_set_the_card_carries_it_and_a_rerun_rewrites_nothing(tmp_path, meld_slice, meld_train,
                                                                                   embeddings) -> None:
     """generate.py end to end against the loopback TGI server, whose answers are real MELD dialogues."""
-    from loopback_tgi import LoopbackTGI
-
     from erc.pipeline import generate
+
+    from helpers.loopback_tgi import LoopbackTGI
 
     labels = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]
     usable = [d for d in meld_train[150:400] if len(d) >= 3
@@ -392,7 +392,7 @@ def test_a_filtered_set_is_named_parsed_and_asked_for_like_a_generated_one(tmp_p
     assert parse_dataset("meld_bal_probe") == ("meld", "bal_probe")
     assert dataset_name("meld", "nat_probe") == "meld_nat_probe"
     assert datasets_of("meld") == ["meld", "meld_nat", "meld_bal"]          # the paper's test sets, unchanged
-    with pytest.raises(DataError, match="valid: org, nat, bal .* or a filtered generated set: nat_probe, bal_probe"):
+    with pytest.raises(DataError, match=r"valid: org, nat, bal .* or a filtered generated set: nat_probe, bal_probe"):
         check_axes("meld", "bal_llm")
     with pytest.raises(MissingDataError, match=r"python generate.py benchmark=meld prompt=balanced "
                                                r"postprocess.filter=probe"):

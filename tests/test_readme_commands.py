@@ -10,15 +10,17 @@ import shlex
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import ConfigCompositionException
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.evaluation.pipeline import check_config
 from erc.generation.checks import check_generation_config
+from erc.paths import PROJECT_ROOT
 from erc.secrets import secret_overrides
 from erc.training.validation import validate_train_config
+
+from helpers.config import compose_config
 
 ENTRY_POINTS = {"train.py": "train", "generate.py": "generate", "evaluate.py": "evaluate"}
 # The check each entry point runs on its config before any work.
@@ -67,7 +69,7 @@ def first_of_each_sweep(overrides: list[str]) -> list[str]:
     """One job of a multirun: the first value of every sweep (``classifier=compm,emoone`` -> ``compm``)."""
     parsed = OverridesParser.create().parse_overrides(overrides)
     out = []
-    for text, override in zip(overrides, parsed):
+    for text, override in zip(overrides, parsed, strict=True):
         if override.is_sweep_override():
             first = next(iter(override.sweep_string_iterator()))
             out.append(f"{override.get_key_element()}={first}")
@@ -102,8 +104,7 @@ def test_documented_command_composes(where: str, config_name: str, overrides: li
             (tmp_path / "classifier" / f"{name}.yaml").write_text(block)
         overrides = [f"hydra.searchpath=[file://{tmp_path}]", *overrides]
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name=config_name, overrides=first_of_each_sweep(overrides), return_hydra_config=True)
+    cfg = compose_config(config_name, first_of_each_sweep(overrides), return_hydra_config=True)
     if not any("/path/to/" in o for o in overrides):     # a placeholder file cannot be read
         CHECKS[config_name](cfg)
 
@@ -111,8 +112,8 @@ def test_documented_command_composes(where: str, config_name: str, overrides: li
 def test_a_broken_command_fails_to_compose():
     """The check above is not vacuous: a key that does not exist is refused."""
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"), pytest.raises(Exception):
-        compose(config_name="train", overrides=["schedule.no_such_key=1"])
+    with pytest.raises(ConfigCompositionException, match=re.escape("Could not override 'schedule.no_such_key'")):
+        compose_config("train", ["schedule.no_such_key=1"])
 
 
 def test_shell_lines_join_continuations_and_skip_prose():

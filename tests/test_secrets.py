@@ -14,12 +14,12 @@ import pytest
 from omegaconf import OmegaConf
 
 import erc  # noqa: F401  (registers the config resolvers)
-from erc.cli import user_error_message
-from erc.config import PROJECT_ROOT
 from erc.data.labels import label_set
-from erc.errors import ConfigError
+from erc.errors import ConfigError, user_error_message
+from erc.paths import PROJECT_ROOT
 from erc.secrets import literal_secrets, read_secret_file, secret_overrides, strip_secrets
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
+
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 # Recognisable values, one per route (a W&B key must look like one: 40 characters).
 ENV_SECRETS = {"HF_TOKEN": "hf_envHFTOKENsecret8c41", "OPENAI_API_KEY": "sk-envOPENAIsecret5e07",
@@ -187,7 +187,8 @@ def test_train_with_offline_wandb_writes_no_secret_and_no_command_line(tmp_path,
     subprocess.run([*git, "remote", "add", "origin", f"https://{GIT_SECRET}@example.invalid/erc.git"], check=True)
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "start"], check=True)
     args = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data=meld_bal",
-            "data.limit_dialogues=2", "logger=wandb", f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+            "data.limit_dialogues=2", "logger=wandb", f"paths.data_dir={data_dir}",
+            f"paths.log_dir={tmp_path / 'logs'}",
             f"+logger.api_key=${{erc.secret_file:{secret_file(tmp_path)}}}", "+logger.token=${oc.env:ERC_TGI_TOKEN}"]
     job = run_entry_point("train.py", args, repo, secret_env())
     assert job.returncode == 0, job.stderr[-3000:]
@@ -298,5 +299,5 @@ def test_secret_file_resolver_names_the_file_when_it_has_no_secret(tmp_path, con
 def test_a_bug_inside_a_resolver_stays_a_bug() -> None:
     OmegaConf.register_new_resolver("test_secrets.broken", lambda: 1 / 0, replace=True)
     with pytest.raises(Exception) as wrapped:
-        OmegaConf.create({"x": "${test_secrets.broken:}"}).x
+        _ = OmegaConf.create({"x": "${test_secrets.broken:}"}).x
     assert user_error_message(wrapped.value) is None

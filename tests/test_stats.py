@@ -6,12 +6,12 @@ import sys
 
 from PIL import Image
 
-from erc.config import PROJECT_ROOT
 from erc.data.stats import collect, report
+from erc.paths import PROJECT_ROOT
 
 
-def test_stats_counts_and_plot(shared_data, tmp_path):
-    result = collect(shared_data, ["meld", "emorynlp"])
+def test_stats_counts_and_plot(benchmark_data, tmp_path):
+    result = collect(benchmark_data, ["meld", "emorynlp"])
     report(result, tmp_path)
     assert result["meld"]["test"].utterances == 2610
     assert result["meld"]["train"].labels["fear"] == 268
@@ -23,13 +23,13 @@ def test_stats_counts_and_plot(shared_data, tmp_path):
         assert image.size[0] > 400 and image.size[1] > 200
 
 
-def test_collect_finds_what_is_there(shared_data, tmp_path):
-    assert list(collect(shared_data)) == ["meld", "emorynlp"]
+def test_collect_finds_what_is_there(benchmark_data, tmp_path):
+    assert list(collect(benchmark_data)) == ["meld", "emorynlp"]
     assert collect(tmp_path) == {}
 
 
-def test_stats_command_line(shared_data, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "erc.data.stats", "--data-dir", str(shared_data), "--out",
+def test_stats_command_line(benchmark_data, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "erc.data.stats", "--data-dir", str(benchmark_data), "--out",
                           str(tmp_path), "meld"], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     assert "== meld" in out.stdout and "train" in out.stdout
     assert (tmp_path / "label_distribution_meld.png").is_file()

@@ -8,15 +8,16 @@ import json
 import shutil
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
-from erc.config import CONFIG_DIR
 from erc.data.labels import label_set
 from erc.pipeline import generate
-from loopback_openai import LoopbackOpenAI
-from loopback_tgi import LoopbackTGI, ScriptedDialogues
-from test_generation_tgi import read_jsonl
-from test_judge import GeneratorAndJudge
+
+from helpers.config import compose_config
+from helpers.generation import read_jsonl
+from helpers.judge import GeneratorAndJudge
+from helpers.loopback_openai import LoopbackOpenAI
+from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 STORES = Path(__file__).parent / "fixtures" / "stores"
 
@@ -28,11 +29,10 @@ def restore(store: str, tmp_path: Path) -> Path:
     return folder
 
 
-def make_cfg(tmp_path: Path, *overrides: str):
+def make_cfg(tmp_path: Path, *overrides: str) -> DictConfig:
     """The settings the fixtures were made with."""
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("generate", overrides=["benchmark=iemocap", "seed=7", f"paths.data_dir={tmp_path}/data",
-                                              "quality.enabled=false", "n_dialogues=6", *overrides])
+    return compose_config("generate", ["benchmark=iemocap", "seed=7", f"paths.data_dir={tmp_path}/data",
+                                       "quality.enabled=false", "n_dialogues=6", *overrides])
 
 
 def test_a_tgi_store_and_its_judge_store_resume_with_no_request(tmp_path) -> None:

@@ -16,6 +16,8 @@ from erc.models.knowledge import KnowledgeAttention, KnowledgeCache, knowledge_s
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import NeuralTopicModel, bag_of_words
 
+from helpers.config import compose_config
+
 VOCAB = 300
 PAD = 1
 
@@ -117,7 +119,7 @@ def test_todkat_module_batches_with_knowledge_and_keeps_each_dialogue_alone(tmp_
     torch.testing.assert_close(together[:2], alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(swapped[4:], alone, atol=1e-5, rtol=1e-5)
     missing = Dialogue("c", [Utterance("Ross", "Never cached.", "neutral")], "meld", "test")
-    with pytest.raises(DataError, match="python -m erc.models.knowledge"):
+    with pytest.raises(DataError, match=re.escape("python -m erc.models.knowledge")):
         model.encode([missing])
     wrong = Dialogue("d", [Utterance("Ross", "Hi.", "happy")], "meld", "test")
     with pytest.raises(DataError, match="dialogue 'd' utterance 0: label 'happy' is not a meld label"):
@@ -194,7 +196,7 @@ def test_knowledge_cache_round_trips(tmp_path):
     assert knowledge_sentences(again.get("Hi."), per_relation=3) == ["PersonX feels happy."]
     assert knowledge_sentences(first, per_relation=1) == [
         "PersonX wants to be heard.", "PersonX feels angry.", "Others feel sad."]
-    with pytest.raises(DataError, match="no COMET inferences.*python -m erc.models.knowledge"):
+    with pytest.raises(DataError, match=r"no COMET inferences.*python -m erc\.models\.knowledge"):
         again.get("Bye.")
 
     # An interrupted fill leaves a cut-off last line: ignored; appending resumes after it.
@@ -274,7 +276,7 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
     import subprocess
     import sys
 
-    from erc.config import PROJECT_ROOT
+    from erc.paths import PROJECT_ROOT
 
     logs = tmp_path / "logs"
     command = [sys.executable, "train.py", "-m", "classifier=compm,emoone,todkat", "data=meld_bal", "schedule=debug",
@@ -305,14 +307,11 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
 def test_schedule_paper_gives_todkat_its_reference_optimisation():
     """AdamW lr 2e-5, eps 1e-6, weight decay 0.01 except bias/LayerNorm weights, 50% warmup, clip 1, 2 dialogues
     per step; the topic model's parameters in their own groups at classifier.topic_lr."""
-    from hydra import compose, initialize_config_dir
 
-    from erc.config import CONFIG_DIR
     from erc.training.phases import build_classifier
     from erc.training.schedule import phase_schedule
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["classifier=todkat", "schedule=paper", "classifier.backbone=tiny"])
+    cfg = compose_config("train", ["classifier=todkat", "schedule=paper", "classifier.backbone=tiny"])
     for phase in ("pretrain", "finetune"):
         s = phase_schedule(cfg.schedule, phase)
         assert (s.lr, s.eps, s.weight_decay, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs) == (

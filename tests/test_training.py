@@ -14,29 +14,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError, MissingDataError, load_benchmark
+from erc.models.base import linear_warmup_decay
+from erc.paths import PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
-from erc.models.base import linear_warmup_decay
 from erc.training.schedule import phase_schedule
+
+from helpers.config import compose_config, compose_train
 
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4"]
 # One torch thread in test jobs: on a machine shared with other work, OpenMP threads spin-wait and a
 # tiny model trains tens of times slower (see bench/train_throughput.py).
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}
-
-
-def compose_train(tmp_path: Path, data_dir: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[
-            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
-            f"paths.output_dir={tmp_path / 'out'}", *overrides])
 
 
 def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, data_dir) -> None:
@@ -108,8 +102,7 @@ def test_metrics_are_sklearn_weighted_f1_over_the_fixed_label_set() -> None:
 
 
 def test_schedule_paper_gives_compm_its_reference_hyperparameters() -> None:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=["classifier=compm", "schedule=paper"])
+    cfg = compose_config("train", ["classifier=compm", "schedule=paper"])
     for phase in ("pretrain", "finetune"):
         s = phase_schedule(cfg.schedule, phase)
         assert (s.lr, s.batch_size, s.clip_norm, s.epochs, s.warmup_epochs, s.weight_decay, s.eps) == (

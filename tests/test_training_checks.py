@@ -11,37 +11,30 @@ import re
 import subprocess
 import sys
 from dataclasses import fields
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import EarlyStopping
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping
 
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError, load_benchmark
 from erc.errors import ConfigError, UserError
+from erc.identity import job_key
 from erc.models.backbone import check_backbone_name
+from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
 from erc.training.resume import AtomicCheckpointIO, unreadable_reason
-from erc.identity import job_key
 from erc.training.runner import Experiment
 from erc.training.schedule import _CHECKS, PhaseSchedule
 
+from helpers.config import compose_config, compose_train
+
 TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.limit_dialogues=4", "logger=none",
         "trainer.enable_progress_bar=false"]
-
-
-def compose_train(tmp_path: Path, data_dir: Path, overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[
-            f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
-            f"paths.output_dir={tmp_path / 'out'}", *overrides])
 
 
 # ---- config values ------------------------------------------------------------------------------
@@ -88,9 +81,8 @@ def test_every_schedule_field_is_checked_and_settable_per_phase() -> None:
     assert set(_CHECKS) == names
     assert set(OmegaConf.load(CONFIG_DIR / "schedule" / "_phase.yaml")) == names
     for schedule in ("debug", "default", "demo", "paper"):
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[f"schedule={schedule}", "schedule.finetune.lr=5e-6",
-                                                          "schedule.pretrain.no_decay=[bias]"])
+        cfg = compose_config("train", [f"schedule={schedule}", "schedule.finetune.lr=5e-6",
+                                       "schedule.pretrain.no_decay=[bias]"])
         assert cfg.schedule.finetune.lr == 5e-6 and list(cfg.schedule.pretrain.no_decay) == ["bias"], schedule
 
 
@@ -173,13 +165,12 @@ def test_missing_selected_weights_of_a_finished_phase_is_a_clear_error(tmp_path,
 
 
 # ---- config <-> loss ----------------------------------------------------------------------------------
-def test_emoone_loss_weights_from_the_config_reach_its_loss(shared_data) -> None:
+def test_emoone_loss_weights_from_the_config_reach_its_loss(benchmark_data) -> None:
     def loss_and_ce(*overrides: str) -> tuple[torch.Tensor, torch.Tensor]:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=["classifier=emoone", "classifier.backbone=tiny", *overrides])
+        cfg = compose_config("train", ["classifier=emoone", "classifier.backbone=tiny", *overrides])
         torch.manual_seed(0)
         module = build_classifier(cfg.classifier, "meld")
-        batch = module.collate(module.encode(load_benchmark("meld", "train", shared_data)[:3]))
+        batch = module.collate(module.encode(load_benchmark("meld", "train", benchmark_data)[:3]))
         logits = module(batch)
         return module.loss(batch, logits), F.cross_entropy(logits, batch["labels"])
 
@@ -252,7 +243,7 @@ def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatc
     for typo, near in (("tinyy", "tiny"), ("smal", "small"), ("roberta-larg", "roberta-large")):
         with pytest.raises(ConfigError, match=rf"classifier.backbone='{typo}': .*did you mean '{near}'"):
             check_backbone_name(typo, "classifier.backbone")
-    with pytest.raises(ConfigError, match="the folder has no config.json"):
+    with pytest.raises(ConfigError, match=re.escape("the folder has no config.json")):
         check_backbone_name(str(tmp_path), "classifier.backbone")
     (tmp_path / "config.json").write_text("{}")
     check_backbone_name(str(tmp_path), "classifier.backbone")

@@ -20,7 +20,8 @@ from sklearn.metrics import f1_score
 from erc.data import label_set, load_benchmark
 from erc.demo import PRETRAINED_BACKBONE
 from erc.training import train
-from test_training import compose_train
+
+from helpers.config import compose_train
 
 LIMIT = PRETRAINED_BACKBONE.limit_dialogues
 MARGIN = 0.05               # W-F1 above always-majority that counts as "learned"

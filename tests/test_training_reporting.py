@@ -6,12 +6,12 @@ import copy
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 
-from erc.config import CONFIG_DIR
 from erc.training.reporting import is_multirun, sweep_group
+
+from helpers.config import compose_config
 
 
 @pytest.mark.parametrize("hydra_types_importable", [True, False])
@@ -25,9 +25,8 @@ def test_multirun_is_recognised_with_or_without_hydra_types(monkeypatch, hydra_t
 
 
 def test_sweep_group_is_the_multirun_folder_and_none_for_a_single_run(monkeypatch) -> None:
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", return_hydra_config=True, overrides=[
-            "logger=wandb", "hydra.sweep.dir=/x/outputs/train/multiruns/2026-12-02_10-00-00"])
+    cfg = compose_config("train", [
+        "logger=wandb", "hydra.sweep.dir=/x/outputs/train/multiruns/2026-12-02_10-00-00"], return_hydra_config=True)
     monkeypatch.setattr(HydraConfig.instance(), "cfg", None)       # restored after the test
     assert sweep_group(cfg) is None                                 # train() called directly: no Hydra job
     for mode, group in ((RunMode.RUN, None), (RunMode.MULTIRUN, "train-2026-12-02_10-00-00")):

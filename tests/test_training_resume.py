@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from hydra import compose, initialize_config_dir
-
-from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.errors import LockError
+from erc.identity import job_key
 from erc.locks import FolderLock
+from erc.paths import PROJECT_ROOT
 from erc.training import train
 from erc.training.resume import completed_epochs
-from erc.identity import job_key
+
+from helpers.config import compose_config
 
 JOB = ["classifier=compm", "classifier.backbone=tiny", "data=meld_bal", "data.limit_dialogues=8", "schedule=demo",
        "schedule.lr=1e-2", "schedule.pretrain.epochs=4", "schedule.finetune.epochs=1", "logger=none",
@@ -39,11 +39,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "WANDB_MOD
 
 
 @pytest.fixture(scope="module")
-def job_data(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, fixtures_dir: Path) -> Path:
+def job_data(tmp_path_factory: pytest.TempPathFactory, benchmark_data: Path, fixtures_dir: Path) -> Path:
     """Real MELD (linked) and the generated meld_bal fixture, shared by this module's jobs."""
     root = tmp_path_factory.mktemp("resume") / "data"
     (root / "synthetic").mkdir(parents=True)
-    (root / "meld").symlink_to(shared_data / "meld")
+    (root / "meld").symlink_to(benchmark_data / "meld")
     shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", root / "synthetic" / "meld_bal")
     return root
 
@@ -116,7 +116,9 @@ def reference(job_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path, job_data, reference) -> None:
     args = job_args(job_data, tmp_path / "logs")
-    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    def last() -> Path:
+        return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+
     run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
     done = completed_epochs(last())
     assert 1 <= done < 4
@@ -132,9 +134,8 @@ def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path
 
 
 def compose_job(data_dir: Path, log_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[*JOB, f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}",
-                                                       f"paths.output_dir={log_dir / 'out'}", *overrides])
+    return compose_config("train", [*JOB, f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}",
+                                    f"paths.output_dir={log_dir / 'out'}", *overrides])
 
 
 def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference, caplog) -> None:
@@ -159,8 +160,10 @@ def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, jo
     args = job_args(job_data, tmp_path / "logs", "schedule.pretrain.epochs=200")
     first = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        held = lambda: any(f'"pid": {first.pid},' in p.read_text()
-                           for p in (tmp_path / "logs" / "train" / "checkpoints").glob("*/.lock"))
+        def held() -> bool:
+            return any(f'"pid": {first.pid},' in p.read_text()
+                       for p in (tmp_path / "logs" / "train" / "checkpoints").glob("*/.lock"))
+
         deadline = time.time() + 120
         while not held() and first.poll() is None and time.time() < deadline:
             time.sleep(0.05)
@@ -182,7 +185,9 @@ def test_job_killed_at_several_points_resumes_to_the_uninterrupted_result(tmp_pa
     """Killed after pretrain epoch 1, again after epoch 2, then during fine-tuning (the pretrained
     weights then come from best.ckpt in a fresh process), and rerun to the end."""
     args = job_args(job_data, tmp_path / "logs")
-    last = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+    def last() -> Path:
+        return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
+
     run_until_killed(args, tmp_path, lambda: epochs_in(last(), 1)())
     run_until_killed(args, tmp_path, epochs_in(last(), completed_epochs(last()) + 1))
     run_until_killed(args, tmp_path, step_done(tmp_path / "logs", "pretrain/test"))
@@ -204,8 +209,9 @@ def test_emoone_killed_while_fine_tuning_its_teacher_resumes_to_the_uninterrupte
     reference_dir.mkdir()
     reference, _ = run_to_end(job_args(job_data, reference_dir / "logs", *emoone), reference_dir)
     args = job_args(job_data, tmp_path / "logs", *emoone)
-    teacher = lambda: next((tmp_path / "logs" / "train" / "checkpoints").glob("*/finetune/teacher/last.ckpt"),
-                           Path("/-"))
+    def teacher() -> Path:
+        return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/finetune/teacher/last.ckpt"), Path("/-"))
+
     run_until_killed(args, tmp_path, step_done(tmp_path / "logs", "pretrain/test"))
     assert not teacher().exists()
     run_until_killed(args, tmp_path, lambda: epochs_in(teacher(), 1)())

@@ -3,8 +3,16 @@
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl, write_dialogues_jsonl
 from erc.data.labels import BENCHMARKS, benchmark_info, canonical_label, label_set, sentiment_of
 from erc.data.load import default_data_dir, load_benchmark, load_benchmark_with_report
-from erc.data.names import (GENERATED_SOURCES, SOURCES, dataset_name, datasets_of, generated_sets, parse_dataset,
-                            parse_test_set, test_set_name)
+from erc.data.names import (
+                            GENERATED_SOURCES,
+                            SOURCES,
+                            dataset_name,
+                            datasets_of,
+                            generated_sets,
+                            parse_dataset,
+                            parse_test_set,
+                            test_set_name,
+)
 from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError, Utterance
 
 __all__ = [

@@ -23,9 +23,9 @@ from typing import IO
 
 from tqdm import tqdm
 
-from erc.cli import exit_on_user_error
 from erc.data.load import HOW_TO_GET, default_data_dir
 from erc.data.schema import DataError
+from erc.errors import exit_on_user_error
 from erc.io import sha256_of, write_atomic
 
 GITHUB_RAW = "https://raw.githubusercontent.com"

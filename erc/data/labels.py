@@ -12,18 +12,18 @@ per benchmark in config, and ``label_set(b)[i]`` is class ``i`` in data, models,
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from erc.config import CONFIG_DIR
 from erc.errors import DataError
+from erc.paths import CONFIG_DIR
 
 BENCHMARKS: tuple[str, ...] = ("meld", "emorynlp", "iemocap")
 
 
-@lru_cache(maxsize=None)
+@cache
 def benchmark_info(benchmark: str) -> dict[str, Any]:
     """The benchmark's config group as a plain dict (labels, sentiment groups, aliases, files)."""
     if benchmark not in BENCHMARKS:

@@ -12,7 +12,6 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from erc.config import PROJECT_ROOT
 from erc.data.formats import emorynlp_json, meld_csv
 from erc.data.formats.erc_tsv import read_erc_tsv
 from erc.data.formats.iemocap_release import read_iemocap_release, session_dirs
@@ -20,6 +19,7 @@ from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
 from erc.data.labels import benchmark_info
 from erc.data.names import FILTER_OPTIONS, FILTERED_SOURCES, parse_dataset, unfiltered_source
 from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError
+from erc.paths import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def plot_label_distribution(counts: Mapping[str, Mapping[str, int]], labels: list[str], title: str,
@@ -32,7 +32,7 @@ def plot_label_distribution(counts: Mapping[str, Mapping[str, int]], labels: lis
         offset = (i - (len(names) - 1) / 2) * height
         bars = ax.barh(y - offset, np.where(values > 0, values, np.nan), height=height,
                        label=f"{name} (n={int(values.sum())})")
-        for bar, value in zip(bars, values):
+        for bar, value in zip(bars, values, strict=True):
             if value > 0:
                 ax.text(value * 1.05, bar.get_y() + bar.get_height() / 2, f"{int(value)}",
                         va="center", fontsize=7)

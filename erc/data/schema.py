@@ -11,7 +11,7 @@ Split = Literal["train", "dev", "test"]
 
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 
-__all__ = ["DataError", "Dialogue", "MissingDataError", "SPLITS", "Utterance"]
+__all__ = ["SPLITS", "DataError", "Dialogue", "MissingDataError", "Utterance"]
 
 
 @dataclass

@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from erc.cli import exit_on_user_error
 from erc.data.labels import BENCHMARKS, label_set
 from erc.data.load import default_data_dir, load_benchmark_with_report
 from erc.data.names import parse_dataset
 from erc.data.plots import plot_label_distribution
 from erc.data.schema import SPLITS, Dialogue, MissingDataError
+from erc.errors import exit_on_user_error
 
 
 @dataclass

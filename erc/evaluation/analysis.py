@@ -47,7 +47,7 @@ def instances_in_order(table: pd.DataFrame) -> list[tuple[str, str]]:
     """(model, source) pairs: models in the paper's order, sources org, nat, bal within each model."""
     table = add_models(table)
     models = order_classifiers(table["model"])
-    present = set(zip(table["model"], table["source"]))
+    present = set(zip(table["model"], table["source"], strict=True))
     return [(m, s) for m in models for s in SOURCES if (m, s) in present]
 
 

@@ -259,7 +259,7 @@ def read_scores_csv(path: str | Path, unit: str = "auto") -> pd.DataFrame:
         if test_set in seen:
             raise DataError(f"{path}: line {number}: test set {test_set!r} already on line {seen[test_set]}")
         seen[test_set] = number
-        for (classifier, source), name, text in zip(instances, header[1:], row[1:]):
+        for (classifier, source), name, text in zip(instances, header[1:], row[1:], strict=True):
             text = text.strip()
             where = f"{path}: line {number}, column {name!r}"
             try:
@@ -385,5 +385,6 @@ def add_models(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     variants = table.groupby("classifier")["variant"].agg(lambda v: v.dropna().nunique())
     several = set(variants[variants > 1].index)
-    table["model"] = [f"{c}[{v}]" if c in several else c for c, v in zip(table["classifier"], table["variant"])]
+    table["model"] = [f"{c}[{v}]" if c in several else c
+                      for c, v in zip(table["classifier"], table["variant"], strict=True)]
     return table

@@ -86,7 +86,8 @@ def find_gaps(table: pd.DataFrame, matrix: pd.DataFrame, unfinished: list[str], 
     reported = table.dropna(subset=["benchmark"])
     seeds = sorted({s for s in reported["seed"] if s is not None and not _is_nan(s)},
                    key=lambda s: (len(str(s)), str(s)))  # numeric order for integer seeds
-    jobs = set(zip(reported["model"], reported["source"], reported["benchmark"], reported["seed"].astype(str)))
+    jobs = set(zip(reported["model"], reported["source"], reported["benchmark"], reported["seed"].astype(str),
+                   strict=True))
     jobless = set()
     for model, source in planned:
         if instance_name(model, source) not in present:

@@ -17,8 +17,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from erc.data import SOURCES, DataError
 from erc.errors import ConfigError
-from erc.evaluation.analysis import (AGGREGATION, TIES_HANDLING, IncompleteResultsError, RankAnalysis, cell_stats,
-                                     comparison_pairs, rank_analysis, score_matrix)
+from erc.evaluation.analysis import (
+    AGGREGATION,
+    TIES_HANDLING,
+    IncompleteResultsError,
+    RankAnalysis,
+    cell_stats,
+    comparison_pairs,
+    rank_analysis,
+    score_matrix,
+)
 from erc.evaluation.collect import check_select, read_scores_csv, read_sweep, read_wandb, select_rows
 from erc.evaluation.completeness import Gaps, complete_columns, find_gaps, planned_comparisons
 from erc.evaluation.plots import plot_cd_diagram, plot_rank_heatmap
@@ -93,7 +101,7 @@ def _finite(value: Any) -> Any:
 def _friedman_json(analysis: RankAnalysis, cfg: DictConfig, source: dict[str, Any], seeds: int,
                    gaps: Gaps, planned_m: int, left_out: list[str]) -> dict[str, Any]:
     comparisons = [{**row, "p_raw": float(raw), "p_adj": float(adj)}
-                   for row, (raw, adj) in zip(analysis.comparisons.to_dict("records"), analysis.p_exact)]
+                   for row, (raw, adj) in zip(analysis.comparisons.to_dict("records"), analysis.p_exact, strict=True)]
     return {
         "input": source,
         "method": METHOD,

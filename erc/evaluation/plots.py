@@ -17,15 +17,15 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from erc.data import SOURCES  # noqa: E402
-from erc.evaluation.analysis import RankAnalysis  # noqa: E402
-from erc.evaluation.tables import Display, omnibus_text  # noqa: E402
-from erc.io import write_atomic  # noqa: E402
+from erc.data import SOURCES
+from erc.evaluation.analysis import RankAnalysis
+from erc.evaluation.tables import Display, omnibus_text
+from erc.io import write_atomic
 
-_MARKERS = dict(zip(SOURCES, "osD^v"))
+_MARKERS = dict(zip(SOURCES, "osD^v", strict=False))
 
 
 def _colors(instances: list[str]) -> dict[str, tuple]:
@@ -60,7 +60,7 @@ def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Pat
     average = (analysis.rank_sums / n).sort_values(kind="stable")
     instances = list(average.index)
     colors = _colors(list(analysis.scores.columns))
-    pairs = list(zip(analysis.comparisons.itertuples(index=False), analysis.p_exact))
+    pairs = list(zip(analysis.comparisons.itertuples(index=False), analysis.p_exact, strict=True))
     all_pairs = k > 2 and len(pairs) == k * (k - 1) // 2
     significant = {frozenset((r.instance, r.control)) for r, _ in pairs if r.significant}
     bars = _cliques(instances, significant) if all_pairs else pairs

@@ -256,7 +256,7 @@ def _table4_cells(scores: pd.DataFrame, analysis: RankAnalysis | None,
         return header, rows
     rows.append(["Rank sum", *[_num(analysis.rank_sums[c]) for c in scores.columns]])
     compared = {row.instance: (row.diff, exact) for row, exact in
-                zip(analysis.comparisons.itertuples(index=False), analysis.p_exact)}
+                zip(analysis.comparisons.itertuples(index=False), analysis.p_exact, strict=True)}
     if len(compared) == len(analysis.comparisons):  # each instance compared once (control mode): paper layout
         rows.append(["Diff.", *[_num(compared[c][0]) if c in compared else "–" for c in scores.columns]])
         rows.append([f"p (Bonferroni, m={len(compared)})",
@@ -268,7 +268,7 @@ def _comparison_rows(analysis: RankAnalysis, display: Display) -> tuple[list[str
     header = ["Instance", "Control", "Rank sum", "Control rank sum", "Diff.", "p raw", "p adjusted"]
     rows = [[display.instance(r.instance), display.instance(r.control), _num(r.rank_sum), _num(r.control_rank_sum),
              _num(r.diff), display.p(raw), display.p(adj)]
-            for r, (raw, adj) in zip(analysis.comparisons.itertuples(index=False), analysis.p_exact)]
+            for r, (raw, adj) in zip(analysis.comparisons.itertuples(index=False), analysis.p_exact, strict=True)]
     return header, rows
 
 

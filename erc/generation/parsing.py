@@ -22,6 +22,7 @@ same reasons (a JSON item that is not a turn is a ``malformed_line``), then chec
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -143,7 +144,7 @@ def _enumerated(label_ids: list[int], run: int) -> bool:
     """True when ``run`` consecutive lines have labels stepping by +1 (or by -1)."""
     for step in (1, -1):
         length = 1
-        for previous, current in zip(label_ids, label_ids[1:]):
+        for previous, current in itertools.pairwise(label_ids):
             length = length + 1 if current - previous == step else 1
             if length >= run:
                 return True

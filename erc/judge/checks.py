@@ -15,10 +15,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from erc.checks import check_number
-from erc.config import CONFIG_DIR
 from erc.errors import ConfigError, UserError
 from erc.llm.checks import check_llm, check_sampling_values
 from erc.llm.templates import PromptTemplate, load_template
+from erc.paths import CONFIG_DIR
 
 JUDGES = ("none", "llm")
 # The slots of the judge's template: it must use every one (a prompt without {dialogue} judges nothing).

@@ -36,8 +36,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (AutoConfig, AutoTokenizer, BertModel, PretrainedConfig, PreTrainedModel,
-                          PreTrainedTokenizerBase, RobertaConfig, RobertaModel)
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    BertModel,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    RobertaConfig,
+    RobertaModel,
+)
 
 from erc.data import DataError
 from erc.errors import ConfigError

@@ -108,7 +108,7 @@ class CoMPM(ContextModelClassifier):
             for j in utterances:
                 if (key[0], j) not in rows:
                     rows[(key[0], j)] = len(pm_inputs)
-                    pm_inputs.append([self._pm_cls] + d.alone[j][-(self.pm_max_length - 1):])
+                    pm_inputs.append([self._pm_cls, *d.alone[j][-(self.pm_max_length - 1):]])
                 row_ids.append(rows[(key[0], j)])
             track_rows.append(row_ids)
         batch: dict[str, Any] = {

@@ -94,7 +94,7 @@ class ContextModelClassifier(ERCClassifier):
         alone = self.alone_ids(texts)
         ragged = [i for i, t in enumerate(texts) if (" " + t).rstrip() != " " + t]
         final = list(context)
-        for i, ids in zip(ragged, self._ids([(" " + texts[i]).rstrip() for i in ragged])):
+        for i, ids in zip(ragged, self._ids([(" " + texts[i]).rstrip() for i in ragged]), strict=True):
             final[i] = ids
         marker_cache: dict[str, list[int]] = {}
 
@@ -137,7 +137,7 @@ class ContextModelClassifier(ERCClassifier):
             ids += d.markers[i]
             ids += d.context[i]
         ids += d.markers[t] + d.final[t]
-        return [self._cls] + ids[-(self.max_length - 1):]
+        return [self._cls, *ids[-(self.max_length - 1):]]
 
     # ---- batches ------------------------------------------------------------------------------
     def _pad_batch(self, rows: list[list[int]], pad: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from erc.cli import exit_on_user_error
 from erc.data import DataError, default_data_dir, load_benchmark
+from erc.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +69,7 @@ class WordEmbedding(torch.autograd.Function):
 
     # id(weight) -> (a weak reference to the weight, its buffer); an entry goes when its weight does. (Not a
     # WeakKeyDictionary: it compares keys with ==, which tensors compute element by element.)
-    _buffers: dict[int, tuple[weakref.ref, torch.UntypedStorage]] = {}
+    _buffers: ClassVar[dict[int, tuple[weakref.ref, torch.UntypedStorage]]] = {}
 
     @staticmethod
     def forward(ctx, ids: torch.Tensor, weight: torch.Tensor, padding_idx: int | None) -> torch.Tensor:
@@ -238,7 +239,7 @@ class _Packing:
         keep = keep if self.order is None else keep.index_select(0, self.order)
         self.groups: list[_Group] = []
         begin = start = 0
-        for end, length in zip(ends, padded_to):
+        for end, length in zip(ends, padded_to, strict=True):
             self.groups.append(_Group(keep[begin:end, :length], begin, start, dtype))
             begin, start = end, self.groups[-1].stop
         flat = keep.flatten().nonzero().squeeze(1)                     # each row's position in the sorted layout

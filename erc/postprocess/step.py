@@ -78,7 +78,7 @@ class Step(ABC):
         """Whether the config asks for this step (e.g. ``judge=llm``)."""
         return True
 
-    def disabled(self, ctx: SetContext) -> None:
+    def disabled(self, ctx: SetContext) -> None:  # noqa: B027 (optional: most steps leave nothing behind)
         """Called instead of :meth:`run` when the step is not asked for: remove what an earlier run of it left
         that would now be taken for this set's."""
 

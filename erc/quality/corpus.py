@@ -67,7 +67,7 @@ def read_generated_set(folder: str | Path, benchmark: str) -> Corpus:
     if not any(path.is_file() for path in files):
         raise DataError(f"{folder}: no generated set here (looked for {', '.join(p.name for p in files)}); "
                         f"make one with `python generate.py benchmark={benchmark}`")
-    dialogues = [d for split, path in zip(SPLITS, files) if path.is_file()
+    dialogues = [d for split, path in zip(SPLITS, files, strict=True) if path.is_file()
                  for d in read_dialogues_jsonl(path, benchmark, split, source)]
     if not dialogues:
         raise DataError(f"{folder}: {', '.join(p.name for p in files if p.is_file())} hold no dialogue: an empty "

@@ -44,7 +44,7 @@ def self_bleu(texts: list[str]) -> float:
         return 0.0
     tokenizer = Tokenizer13a()
     grams, lengths = zip(*(extract_all_word_ngrams(tokenizer(text.rstrip()), 1, MAX_NGRAM_ORDER)
-                           for text in texts))
+                           for text in texts), strict=True)
     best: dict[tuple[str, ...], tuple[int, int, int]] = {}     # n-gram -> (largest count, its text, second largest)
     for i, counts in enumerate(grams):
         for gram, count in counts.items():

@@ -63,7 +63,7 @@ class Encoder:
         try:
             return SentenceTransformer(self.target, device="cpu", local_files_only=self.name == MINILM
                                        or Path(self.target).is_dir())
-        except Exception as err:  # noqa: BLE001  (OSError, ValueError, hub errors: all mean "cannot load it")
+        except Exception as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ConfigError(f"quality.encoder={self.name!r} cannot be loaded ({first}); give '{MINILM}' (the "
                               f"installed all-MiniLM-L6-v2), a local model folder, or a sentence-transformers / "
@@ -110,13 +110,13 @@ class EmbeddingCache:
             vectors = np.load(path)
             if vectors.shape[0] == len(texts):
                 self.hits += 1
-                self._known.update(zip(texts, vectors))
+                self._known.update(zip(texts, vectors, strict=True))
                 return vectors
             log.warning("%s: %d rows for %d texts; encoding again", path, vectors.shape[0], len(texts))
         self.misses += 1
         missing = list(dict.fromkeys(t for t in texts if t not in self._known))   # unique, first-seen order
         if missing:
-            self._known.update(zip(missing, self.encoder.encode(missing)))
+            self._known.update(zip(missing, self.encoder.encode(missing), strict=True))
         vectors = np.stack([self._known[t] for t in texts]) if texts else np.zeros((0, 0), np.float32)
         write_atomic(path, lambda handle: np.save(handle, vectors), binary=True)
         return vectors

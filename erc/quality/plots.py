@@ -35,7 +35,7 @@ def projection_png(report: QualityReport, points: int = 1500) -> bytes:
     real_xy = pca.transform(panels[0][1])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), sharex=True, sharey=True,
                              squeeze=False)
-    for ax, (name, vectors, labels) in zip(axes[0], panels):
+    for ax, (name, vectors, labels) in zip(axes[0], panels, strict=True):
         xy = pca.transform(vectors)
         if name != report.benchmark:
             ax.scatter(real_xy[:, 0], real_xy[:, 1], s=3, c="lightgrey", label=f"{report.benchmark} (all)")
@@ -52,7 +52,7 @@ def confusion_png(report: QualityReport) -> bytes:
     names = report.names
     sets = list(report.sets.items())
     fig, axes = plt.subplots(1, max(len(sets), 1), figsize=(4.6 * max(len(sets), 1), 4.2), squeeze=False)
-    for ax, (name, scored) in zip(axes[0], sets):
+    for ax, (name, scored) in zip(axes[0], sets, strict=False):  # no panel drawn for no set
         counts = np.bincount(scored.fidelity.labels * len(names) + scored.fidelity.predicted,
                              minlength=len(names) ** 2).reshape(len(names), len(names))
         draw_confusion(ax, counts, names, "probe's choice", name)
@@ -67,7 +67,7 @@ def metrics_png(report: QualityReport) -> bytes:
     y = np.arange(len(BARS))[::-1]
     for i, column in enumerate(columns):
         values = [report.columns[column].get(key) for key, _, _ in BARS]
-        scaled = [np.nan if v is None else v / divisor for v, (_, _, divisor) in zip(values, BARS)]
+        scaled = [np.nan if v is None else v / divisor for v, (_, _, divisor) in zip(values, BARS, strict=True)]
         ax.barh(y - (i - (len(columns) - 1) / 2) * height, scaled, height=height, label=column)
     ax.set_yticks(y, [label for _, label, _ in BARS], fontsize=8)
     ax.set_xlim(0, 1.05)

@@ -232,7 +232,7 @@ class QualityReport:
 
 
 def _ids(corpus: Corpus) -> list[str]:
-    return [f"{corpus.dialogues[d].id}#{t}" for d, t in zip(corpus.dialogue_index, corpus.turns)]
+    return [f"{corpus.dialogues[d].id}#{t}" for d, t in zip(corpus.dialogue_index, corpus.turns, strict=True)]
 
 
 def _rounded(value: Any) -> Any:

@@ -32,6 +32,6 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels:
         "acc": float(accuracy_score(y_true, y_pred)),
         "mf1": float(f1_score(y_true, y_pred, labels=ids, average="macro", zero_division=0)),
     }
-    metrics.update({f"f1/{name}": float(value) for name, value in zip(labels, per_class)})
+    metrics.update({f"f1/{name}": float(value) for name, value in zip(labels, per_class, strict=True)})
     metrics["confusion"] = confusion_matrix(y_true, y_pred, labels=ids).tolist()
     return metrics

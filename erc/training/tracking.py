@@ -12,9 +12,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from erc.config import PROJECT_ROOT
+from erc.paths import PROJECT_ROOT
 from erc.tracking import wandb_mode, wandb_settings
-
 
 
 def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], save_dir: Path,

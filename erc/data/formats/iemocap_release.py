@@ -25,7 +25,8 @@ from erc.data.labels import benchmark_info, canonical_label, skipped_labels
 from erc.data.schema import DataError, Dialogue, Utterance
 from erc.data.text import normalise_text, read_text
 
-TURN = re.compile(r"^(?P<id>Ses\d{2}[FM]_\S+_(?P<speaker>[FM])\d{3})\s+\[(?P<start>[\d.]+)-(?P<end>[\d.]+)\]:\s*(?P<text>.*)$")
+TURN = re.compile(r"^(?P<id>Ses\d{2}[FM]_\S+_(?P<speaker>[FM])\d{3})\s+"
+                  r"\[(?P<start>[\d.]+)-(?P<end>[\d.]+)\]:\s*(?P<text>.*)$")
 EVALUATION = re.compile(r"^\[[\d.]+\s*-\s*[\d.]+\]\t(?P<id>\S+)\t(?P<label>\w+)\t")
 
 

@@ -122,5 +122,5 @@ class Backend(ABC):
         """Generate once, the output held to ``constraint`` (the line grammar or a JSON schema) where the backend
         can. Raises :class:`TransientError` or :class:`FatalRequestError`."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 (optional: a backend with nothing to release keeps this)
         """Release connections or the embedded model."""

