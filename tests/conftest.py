@@ -1,7 +1,7 @@
-"""Shared fixtures. Tests that need the real benchmark text read it where the project itself does
-(``$ERC_DATA_DIR``, else ``data/`` in the project, where ``make data`` puts it) or from a read-only copy beside
-the project (``../shared/data``, or ``$ERC_SHARED_DATA``); they skip, naming every place looked at, only when
-no copy exists."""
+"""Shared fixtures. Tests that need the real benchmark text read it where users keep it, first found first used:
+``$ERC_DATA_DIR``, then ``data/`` in the project (where ``make data`` puts it), then a read-only copy beside the
+project (``../shared/data``, or ``$ERC_SHARED_DATA``); they skip, naming every place looked at, only when no copy
+exists."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def benchmark_data_candidates() -> list[Path]:
     """Where real MELD may be, first found first used: the project's own data folder (the rule of
-    :func:`erc.data.default_data_dir`), then the shared read-only copy beside the project."""
+    :func:`erc.data.default_data_dir`: ``$ERC_DATA_DIR``, else ``data/``), ``data/`` even when ``$ERC_DATA_DIR`` is
+    set, then the shared read-only copy beside the project."""
     shared = Path(os.environ.get("ERC_SHARED_DATA") or PROJECT_ROOT.parent / "shared" / "data")
-    return list(dict.fromkeys([default_data_dir(), shared]))
+    return list(dict.fromkeys([default_data_dir(), PROJECT_ROOT / "data", shared]))
 
 
 @pytest.fixture(autouse=True)
