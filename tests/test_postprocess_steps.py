@@ -1,7 +1,8 @@
 """Post-processing as named steps (erc/postprocess): a failing step leaves the set and the other steps alone, the
 card names it, the exit status is non-zero and a rerun redoes only it; a step that would write an empty set writes
-none; the quality report skips an empty set; a bad step entry is refused before any request; and the guide's
-example step (docs/adding-a-step.md, taken from the page itself) runs with one module and one config entry."""
+none (quality.py skipping an empty set is in test_quality.py); a bad step entry is refused before any request; the
+guide's example step and filter (docs/adding-a-step.md, taken from the page itself) run with one module and one
+config entry each."""
 
 from __future__ import annotations
 
@@ -139,17 +140,6 @@ def test_the_guides_step_runs_with_one_module_and_one_config_entry(tmp_path, mon
         assert (folder / "after.txt").read_text() == "ran"
         card = json.loads((folder / "card.json").read_text())
         assert "ZeroDivisionError" in card["failed_steps"]["broken"] and card["speaker_turns"] == turns
-
-
-def test_quality_skips_an_empty_set_with_a_warning(tmp_path, caplog) -> None:
-    from erc.quality.run import generated_set_folders
-
-    empty = tmp_path / "synthetic" / "meld_nat"
-    empty.mkdir(parents=True)
-    for split in ("train", "dev", "test"):
-        (empty / f"{split}.jsonl").write_text("")
-    assert generated_set_folders(tmp_path / "synthetic", "meld") == []
-    assert "meld_nat holds no dialogue: skipped" in caplog.text
 
 
 def test_a_step_left_out_with_null_is_not_made() -> None:
