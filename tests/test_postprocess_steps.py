@@ -95,10 +95,10 @@ def test_a_bad_step_entry_is_refused_before_any_request(tmp_path) -> None:
         assert server.requests == []
 
 
-def guide_block(language: str) -> str:
-    """The first fenced ``language`` block of the guide's worked example."""
-    example = GUIDE.read_text().split("## A worked example", 1)[1]
-    return re.search(rf"```{language}\n(.*?)```", example, re.S).group(1)
+def guide_block(language: str, example: str = "turns by speaker") -> str:
+    """The first fenced ``language`` block of the guide's worked example titled ``example``."""
+    section = GUIDE.read_text().split(f"## A worked example: {example}\n", 1)[1].split("\n## ", 1)[0]
+    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_guides_step_runs_with_one_module_and_one_config_entry(tmp_path, monkeypatch) -> None:
@@ -140,6 +140,39 @@ def test_the_guides_step_runs_with_one_module_and_one_config_entry(tmp_path, mon
         assert (folder / "after.txt").read_text() == "ran"
         card = json.loads((folder / "card.json").read_text())
         assert "ZeroDivisionError" in card["failed_steps"]["broken"] and card["speaker_turns"] == turns
+
+
+def test_the_guides_filter_is_one_module_and_one_config_entry_and_trains(tmp_path, monkeypatch) -> None:
+    """The guide's filter as printed (only the module path points at the copy in tmp_path): its set is written with
+    its card and removed.jsonl, loads under its own name, is found by quality.py, and composes for training as
+    data=generated with the two axes, all without a line changed elsewhere."""
+    from erc.data import load_benchmark
+    from erc.postprocess.card import readme_text
+    from erc.quality.run import generated_set_folders
+    from erc.training.validation import check_data_axes
+
+    (tmp_path / "long_dialogues.py").write_text(guide_block("python", "a filter"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    overrides = re.findall(r"'?(\+postprocess\.steps\.\S+?)'?(?=\s|$)", guide_block("bash", "a filter"))
+    assert overrides[0].endswith("=erc.postprocess.steps.long_dialogues.LongDialogues")
+    overrides = [o.replace("erc.postprocess.steps.long_dialogues", "long_dialogues") for o in overrides]
+    overrides = [o.replace("min_turns=6", "min_turns=4") for o in overrides]   # the loopback script's dialogues
+    with LoopbackTGI(GeneratorAndJudge()) as server:
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=12", "judge=none", *overrides))
+    kept = read_jsonl(out_dir(tmp_path) / "dialogues.jsonl")
+    data = tmp_path / "data"
+    folder = data / "synthetic" / "iemocap_nat_long"
+    long = [d for s in ("train", "dev", "test") for d in load_benchmark("iemocap_nat_long", s, data)]
+    assert {d.id for d in long} == {d["id"] for d in kept if len(d["utterances"]) >= 4}
+    assert long and {d.source for d in long} == {"nat_long"}
+    card = json.loads((folder / "card.json").read_text())
+    assert card["filter"]["dialogues"]["kept"] == len(long) and card["dataset"] == "iemocap_nat_long"
+    assert "by the `long` filter" in readme_text(card)
+    assert folder in generated_set_folders(data / "synthetic", "iemocap")
+    cfg = compose_config("train", ["data=generated", "data.benchmark=iemocap", "data.source=nat_long",
+                                   f"paths.data_dir={data}"])
+    check_data_axes(cfg.data)
+    assert (cfg.data.name, cfg.data.pretrain) == ("iemocap_nat_long", "iemocap_nat_long")
 
 
 def test_a_step_left_out_with_null_is_not_made() -> None:

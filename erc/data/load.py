@@ -17,7 +17,7 @@ from erc.data.formats.erc_tsv import read_erc_tsv
 from erc.data.formats.iemocap_release import read_iemocap_release, session_dirs
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
 from erc.data.labels import benchmark_info
-from erc.data.names import FILTER_OPTIONS, FILTERED_SOURCES, parse_dataset, unfiltered_source
+from erc.data.names import FILTER_OPTIONS, is_filtered_source, parse_dataset, unfiltered_source
 from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError
 from erc.paths import PROJECT_ROOT
 
@@ -81,7 +81,9 @@ def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | Non
         path = data_dir / "synthetic" / name / f"{split}.jsonl"
         if not path.is_file():
             prompt = "balanced" if unfiltered_source(source) == "bal" else "natural"
-            how = f" {FILTER_OPTIONS[source.rsplit('_', 1)[1]]}" if source in FILTERED_SOURCES else ""
+            filter_name = source.partition("_")[2] if is_filtered_source(source) else ""
+            how = (f" {FILTER_OPTIONS[filter_name]}" if filter_name in FILTER_OPTIONS else
+                   f" with the post-processing step that writes the {filter_name} filter" if filter_name else "")
             raise MissingDataError(f"{path}: generated dataset {name!r} not found; make it with "
                                    f"`python generate.py benchmark={benchmark} prompt={prompt}{how}`")
         return read_dialogues_jsonl(path, benchmark, split, source), skipped

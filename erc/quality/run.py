@@ -12,7 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from erc.data.dedup import check_dedup_config
 from erc.data.labels import check_not_overridden
-from erc.data.names import FILTERED_SOURCES, GENERATED_SOURCES, dataset_name
+from erc.data.names import FILTERED_SOURCES, GENERATED_SOURCES, dataset_name, is_filtered_source
 from erc.data.schema import SPLITS, DataError, MissingDataError
 from erc.io import write_json_atomic
 from erc.quality.checks import check_generate_quality_config, check_quality_config
@@ -37,9 +37,12 @@ def holds_dialogues(folder: Path) -> bool:
 
 
 def generated_set_folders(synthetic_dir: str | Path, benchmark: str) -> list[Path]:
-    """Every generated set of ``benchmark`` in ``synthetic_dir`` that holds dialogues (natural, balanced, then the
-    filtered ones)."""
-    folders = [Path(synthetic_dir) / dataset_name(benchmark, s) for s in (*GENERATED_SOURCES, *FILTERED_SOURCES)]
+    """Every generated set of ``benchmark`` in ``synthetic_dir`` that holds dialogues (natural, balanced, the
+    filtered ones of the filters that ship, then those of filters of the user's own)."""
+    root = Path(synthetic_dir)
+    found = {folder.name.removeprefix(f"{benchmark}_") for folder in root.glob(f"{benchmark}_*_*")}
+    others = sorted(s for s in found - set(FILTERED_SOURCES) if is_filtered_source(s))  # filters of the user's own
+    folders = [root / dataset_name(benchmark, s) for s in (*GENERATED_SOURCES, *FILTERED_SOURCES, *others)]
     return [f for f in folders if any((f / f"{split}.jsonl").is_file() for split in SPLITS) and holds_dialogues(f)]
 
 

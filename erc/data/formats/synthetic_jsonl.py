@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from erc.data.labels import canonical_label
-from erc.data.names import ALL_SOURCES
+from erc.data.names import is_source
 from erc.data.schema import DataError, Dialogue, Utterance
 from erc.data.text import read_text
 from erc.io import write_jsonl_atomic
@@ -66,8 +66,9 @@ def read_dialogues_jsonl(path: Path, benchmark: str, split: str, source: str) ->
                 id=item.get("id"),
             ))
         record_source = record.get("source", source)
-        if record_source not in ALL_SOURCES:
-            raise DataError(f"{where}: field 'source' must be one of {ALL_SOURCES}, got {record_source!r}")
+        if not is_source(record_source):
+            raise DataError(f"{where}: field 'source' must be org, nat, bal or a filtered source (<nat|bal>_<filter>), "
+                            f"got {record_source!r}")
         dialogue_id = str(record.get("id", f"{path.stem}_{number}"))
         if dialogue_id in first_line:
             raise DataError(f"{where}: field 'id': dialogue id {dialogue_id!r} is already used on line "
