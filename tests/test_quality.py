@@ -399,7 +399,7 @@ def test_a_filtered_set_is_named_parsed_and_asked_for_like_a_generated_one(tmp_p
     assert dataset_name("meld", "nat_probe") == "meld_nat_probe"
     assert datasets_of("meld") == ["meld", "meld_nat", "meld_bal"]          # the paper's test sets, unchanged
     with pytest.raises(DataError, match=r"valid: org, nat, bal .* or a filtered generated set: nat_probe, bal_probe"):
-        check_axes("meld", "bal_llm")
+        check_axes("meld", "llm_bal")   # a filter applies to nat or bal; any lowercase word names one
     with pytest.raises(MissingDataError, match=r"python generate.py benchmark=meld prompt=balanced "
                                                r"postprocess.filter=probe"):
         load_benchmark("meld_bal_probe", "train", tmp_path)
