@@ -9,8 +9,14 @@ import torch
 
 from erc.models import packed_encoder
 from erc.models.backbone import build_encoder, cls_vectors
-from erc.models.packed_encoder import (DropoutAttention, dropout, first_token_vectors, keep_mask, length_groups,
-                                       word_embeddings)
+from erc.models.packed_encoder import (
+    DropoutAttention,
+    dropout,
+    first_token_vectors,
+    keep_mask,
+    length_groups,
+    word_embeddings,
+)
 
 
 def test_keep_mask_drops_at_rate_p_and_scales_survivors_to_the_same_expectation() -> None:

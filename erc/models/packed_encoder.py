@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from erc.models.torch_private import softmax_backward, storage_use_count
+
 _TWO_32 = 2**32
 
 
@@ -92,9 +94,9 @@ class WordEmbedding(torch.autograd.Function):
         ``.grad`` without a copy."""
         buffers, key = WordEmbedding._buffers, id(weight)
         owner, storage = buffers.get(key, (None, None))
-        # A storage's use count is 1 when only this table refers to it (torch has no public accessor).
+        # A storage's use count is 1 when only this table refers to it.
         if owner is None or owner() is not weight or storage.nbytes() != weight.numel() * weight.element_size() \
-                or storage.device != weight.device or torch._C._storage_Use_Count(storage._cdata) > 1:
+                or storage.device != weight.device or storage_use_count(storage) > 1:
             storage = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).untyped_storage()
             buffers[key] = (weakref.ref(weight, lambda _, key=key: buffers.pop(key, None)), storage)
         return torch.empty(0, dtype=weight.dtype, device=weight.device).set_(storage, 0, weight.shape).zero_()
@@ -127,7 +129,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class DropoutAttention(torch.autograd.Function):
     """``softmax(q k^T * scale + bias) -> dropout(p) -> @ v`` with the backward written out: it saves the softmax
     output and the dropout factor (0 or the survivors' scale) and recomputes the dropped probabilities, so dropout
-    costs one multiply each way, and the softmax backward is one fused pass (``_softmax_backward_data``).
+    costs one multiply each way, and the softmax backward is one fused pass (:func:`softmax_backward`).
     q, k, v: (batch, heads, length, head size); bias: additive, 0 at keys to attend, -inf at padding, broadcastable to
     the scores."""
 
@@ -150,7 +152,7 @@ class DropoutAttention(torch.autograd.Function):
         grad_v = torch.matmul((probs * factor).transpose(-1, -2), grad)
         grad_probs = torch.matmul(grad, v.transpose(-1, -2))
         grad_probs *= factor
-        grad_scores = torch.ops.aten._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        grad_scores = softmax_backward(grad_probs, probs, -1)
         grad_q = torch.matmul(grad_scores, k) * ctx.scale
         grad_k = torch.matmul(grad_scores.transpose(-1, -2), q * ctx.scale)
         return grad_q, grad_k, grad_v, None, None, None
