@@ -16,20 +16,20 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.callbacks import EarlyStopping
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import EarlyStopping
 
 from erc.config import CONFIG_DIR, PROJECT_ROOT
 from erc.data import DataError, load_benchmark
 from erc.errors import ConfigError, UserError
+from erc.identity import job_key
 from erc.models.backbone import check_backbone_name
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
 from erc.training.resume import AtomicCheckpointIO, unreadable_reason
-from erc.identity import job_key
 from erc.training.runner import Experiment
 from erc.training.schedule import _CHECKS, PhaseSchedule
 
@@ -64,6 +64,7 @@ def compose_train(tmp_path: Path, data_dir: Path, overrides: list[str]):
     ("schedule.finetune.early_stopping_patience=0",
      re.escape("schedule.finetune.early_stopping_patience must be a positive integer or null, got 0")),
     ("classifier.backbone=tinyy", "classifier.backbone='tinyy': .*did you mean 'tiny'\\? valid: tiny, small"),
+    ("classifier.fast_path=fast", re.escape("classifier.fast_path must be one of auto, on, off, got 'fast'")),
 ])
 def test_bad_config_values_are_refused_before_any_work_naming_the_key(tmp_path, override, message) -> None:
     # An empty data folder: had the check come after reading data, this would be a MissingDataError.

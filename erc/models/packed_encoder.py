@@ -2,7 +2,9 @@
 
 It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` computes for ``RobertaModel`` and
 ``BertModel`` (transformers 5.x: ``embeddings``, ``encoder.layer[i]`` with ``attention.self.{query, key, value}``,
-``attention.output``, ``intermediate``, ``output``), with savings that leave the result the same:
+``attention.output``, ``intermediate``, ``output``), with savings that leave the result the same. It runs where
+``classifier.fast_path`` says (:func:`erc.models.backbone.uses_packed_path`; by default on the CPU only, where it was
+built and measured):
 
 1. **Packed tokens.** The embeddings and every linear layer, dropout and layer norm run on the real tokens only,
    packed into one (tokens, hidden) matrix; only attention sees a padded (samples, heads, length, length) layout,
