@@ -360,7 +360,7 @@ def cls_vectors(encoder: torch.nn.Module, input_ids: torch.Tensor, attention_mas
     every first token real): :func:`erc.models.packed_encoder.first_token_vectors` runs the embeddings and linear
     layers on the real tokens only and the last layer at the first token only (K and V everywhere), with length groups
     for attention and a cheaper dropout on the CPU: the same vectors in eval mode and the same dropout distribution in
-    training, without padding's share of the work (15 to 70 % of ERC batches) and (L - 1) / L of the last layer's.
+    training, without padding's share of the work (large in ERC batches) and (L - 1) / L of the last layer's.
     Otherwise the plain forward runs. Which path an encoder class takes is logged once per path. Token type ids are
     left to the model's default (all 0), which is what its tokenizer gives a single segment.
     """

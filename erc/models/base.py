@@ -96,8 +96,8 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: in
 
 
 def fused_adamw(precision: str, parameters: Iterable[torch.nn.Parameter]) -> bool:
-    """Whether AdamW should be its fused kernel: one pass over all parameters instead of a loop of small ops (on a
-    CPU, 321 ms a step became 54 ms for CoMPM's two MiniLMs, 45M parameters). Only in full precision (``32-true``, ``64-true``,
+    """Whether AdamW should be its fused kernel: one pass over all parameters instead of a loop of small ops, which
+    dominates a step of a large model on a CPU (docs/performance.md). Only in full precision (``32-true``, ``64-true``,
     ``bf16-true``...): under ``*-mixed`` Lightning refuses gradient clipping with an optimizer that unscales
     gradients itself, which the fused one does; and only where torch has the kernel (CPU, CUDA)."""
     return not str(precision).endswith("mixed") and all(
