@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from erc.data import DataError, Dialogue
 from erc.models.backbone import build_encoder, build_tokenizer, check_fast_path, position_limit, special_ids
 from erc.models.base import ERCClassifier, PhaseSchedule
-from erc.models.knowledge import KnowledgeCache, default_cache_path, knowledge_sentences
+from erc.models.knowledge.cache import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import topic_word_mask
 

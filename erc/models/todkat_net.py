@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from erc.models.backbone import cls_vectors
-from erc.models.knowledge import KnowledgeAttention
+from erc.models.knowledge.attention import KnowledgeAttention
 from erc.models.topic import NeuralTopicModel, bag_of_words
 
 
