@@ -73,6 +73,11 @@ def job_key(cfg: DictConfig) -> str:
     ``cfg.not_in_job_key`` are left out."""
     excluded = [str(k) for k in cfg.get("not_in_job_key") or []]
     plain = _without(public_config(cfg), excluded)
+    # classifier.fast_path=auto is how every job ran before the switch existed (the packed path on a CPU, the only
+    # device jobs had run on), and its choice follows the trainer's device, which the key holds: left out, so those
+    # jobs keep their keys and resume. on and off are in the key (other dropout masks: other numbers).
+    if isinstance(plain.get("classifier"), dict) and plain["classifier"].get("fast_path") == "auto":
+        del plain["classifier"]["fast_path"]
     plain["data_dir"] = str(cfg.paths.data_dir)
     backbones = backbone_identities(cfg.classifier)       # a model folder by its files, minilm by its version
     if backbones:

@@ -20,12 +20,13 @@ from erc.paths import PROJECT_ROOT
 from helpers.config import compose_config
 
 MODELS = PROJECT_ROOT / "erc" / "models"
+SOURCES = sorted(MODELS.rglob("*.py"))                                 # subpackages (erc/models/knowledge) too
 GUIDE = PROJECT_ROOT / "docs" / "adding-a-classifier.md"
 
 
 def imported_modules(path: Path) -> set[str]:
     """Every module a source file imports, at any depth (function-level imports too), relative ones resolved."""
-    package = "erc.models"
+    package = ".".join(path.relative_to(PROJECT_ROOT).parent.parts)
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -40,16 +41,17 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def test_models_import_nothing_from_training_in_their_source() -> None:
-    offenders = {path.name: sorted(m for m in imported_modules(path) if m == "erc.training" or
-                                   m.startswith("erc.training."))
-                 for path in sorted(MODELS.glob("*.py"))}
+    offenders = {str(path.relative_to(MODELS)): sorted(m for m in imported_modules(path) if m == "erc.training" or
+                                                       m.startswith("erc.training."))
+                 for path in SOURCES}
     assert {name: found for name, found in offenders.items() if found} == {}
     assert "erc.models.base" in imported_modules(MODELS / "compm.py") | imported_modules(MODELS / "context.py")
 
 
 def test_importing_every_classifier_loads_no_training_module() -> None:
     """At run time too: no indirect path (through erc.data or erc.io, say) pulls erc.training in."""
-    modules = ", ".join(f"erc.models.{p.stem}" for p in sorted(MODELS.glob("*.py")) if p.stem != "__init__")
+    modules = ", ".join(".".join(p.relative_to(PROJECT_ROOT).with_suffix("").parts) for p in SOURCES
+                        if p.stem != "__init__")
     code = (f"import sys, {modules}\n"
             "print(sorted(m for m in sys.modules if m == 'erc.training' or m.startswith('erc.training.')))")
     job = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)

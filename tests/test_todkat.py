@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from transformers import RobertaConfig, RobertaModel
 
 from erc.data import DataError
-from erc.models.knowledge import KnowledgeAttention, KnowledgeCache, knowledge_sentences
+from erc.models.knowledge.attention import KnowledgeAttention
+from erc.models.knowledge.cache import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import NeuralTopicModel, bag_of_words
 
@@ -199,14 +200,16 @@ def test_knowledge_cache_round_trips(tmp_path):
     with pytest.raises(DataError, match=r"no COMET inferences.*python -m erc\.models\.knowledge"):
         again.get("Bye.")
 
-    # An interrupted fill leaves a cut-off last line: ignored; appending resumes after it.
+    # An interrupted fill leaves a cut-off last line: ignored by a reader; the filler cuts it off and appends after.
     with path.open("a") as handle:
         handle.write('{"text": "Bye.", "xIntent": ["to lea')
     resumed = KnowledgeCache(path)
     assert len(resumed) == 2 and "Bye." not in resumed
+    KnowledgeCache(path, repair=True).add([("Bye.", second)], model="comet-test")
+    assert len(KnowledgeCache(path)) == 3
     # A broken line in the middle is an error that names the file and line.
     path.write_text('{"text": "Hi.", "xIntent": [], "xReact": [], "oReact": []}\n{"text": 3}\n')
-    with pytest.raises(DataError, match=r"comet\.jsonl:2: field 'text'"):
+    with pytest.raises(DataError, match=r"comet\.jsonl: record 2: field 'text'"):
         KnowledgeCache(path)
 
 
@@ -248,7 +251,7 @@ def test_fill_command_caches_every_utterance_and_resumes(tmp_path):
     """The real fill path (load a local seq2seq COMET, generate 3 relations, append) on a random tiny
     BART: every utterance of the dataset gets an entry, and a second run generates nothing."""
     from erc.data import Dialogue, Utterance, write_dialogues_jsonl
-    from erc.models.knowledge import default_cache_path, main
+    from erc.models.knowledge.__main__ import main
 
     dialogues = [Dialogue("d0", [Utterance("A", "Hi there.", "joy"), Utterance("B", "Go away!", "anger")],
                           "meld", "train", "bal"),

@@ -57,6 +57,7 @@ TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.
     ("schedule.finetune.early_stopping_patience=0",
      re.escape("schedule.finetune.early_stopping_patience must be a positive integer or null, got 0")),
     ("classifier.backbone=tinyy", "classifier.backbone='tinyy': .*did you mean 'tiny'\\? valid: tiny, small"),
+    ("classifier.fast_path=fast", re.escape("classifier.fast_path must be one of auto, on, off, got 'fast'")),
 ])
 def test_bad_config_values_are_refused_before_any_work_naming_the_key(tmp_path, override, message) -> None:
     # An empty data folder: had the check come after reading data, this would be a MissingDataError.
@@ -66,14 +67,28 @@ def test_bad_config_values_are_refused_before_any_work_naming_the_key(tmp_path, 
     assert not (tmp_path / "logs").exists()
 
 
-def test_bad_config_value_on_the_command_line_is_one_error_line_and_exit_2(tmp_path) -> None:
-    job = subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), *TINY, "data.limit_dialogues=-5",
+@pytest.mark.parametrize("override, error", [
+    ("data.limit_dialogues=-5", "error: data.limit_dialogues must be a positive integer or null (every dialogue), "
+                                "got -5\n"),
+    ("classifier.fast_path=fast", "error: classifier.fast_path must be one of auto, on, off, got 'fast'\n"),
+])
+def test_bad_config_value_on_the_command_line_is_one_error_line_and_exit_2(tmp_path, override, error) -> None:
+    job = subprocess.run([sys.executable, str(PROJECT_ROOT / "train.py"), *TINY, override,
                           f"paths.log_dir={tmp_path / 'logs'}", f"paths.data_dir={tmp_path}"],
                          cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
                          timeout=120)
     assert job.returncode == 2
-    assert "error: data.limit_dialogues must be a positive integer or null (every dialogue), got -5" in job.stderr
+    assert error in job.stderr
     assert "Traceback" not in job.stderr
+
+
+def test_fast_path_is_part_of_the_job_key(tmp_path) -> None:
+    """``on`` and ``off`` draw other dropout masks (the same distribution), so they are other jobs; ``auto`` keeps
+    the key a job had before the switch existed (a config without ``fast_path``), so such a job still resumes."""
+    keys = {value: job_key(compose_train(tmp_path, tmp_path, [*TINY, f"classifier.fast_path={value}"]))
+            for value in ("auto", "on", "off")}
+    assert len(set(keys.values())) == 3
+    assert job_key(compose_train(tmp_path, tmp_path, [*TINY, "~classifier.fast_path"])) == keys["auto"]
 
 
 def test_every_schedule_field_is_checked_and_settable_per_phase() -> None:

@@ -326,29 +326,53 @@ def has_fast_path_layout(encoder: torch.nn.Module) -> bool:
     return all(_has_fields(layer, path, fields) for layer in layers for path, fields in _LAYER_PARTS.items())
 
 
-_reported_paths: set[type] = set()
+# classifier.fast_path: how cls_vectors runs a fast-path-layout encoder (conf/classifier/_classifier.yaml).
+FAST_PATH_CHOICES: tuple[str, ...] = ("auto", "on", "off")
 
 
-def cls_vectors(encoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def check_fast_path(value: object, key: str = "classifier.fast_path") -> str:
+    """``value`` as one of :data:`FAST_PATH_CHOICES`, else a :class:`ConfigError` naming ``key``. A YAML file's bare
+    ``on`` / ``off`` arrive as true / false (YAML 1.1 booleans, which OmegaConf keeps), so those mean on / off."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value not in FAST_PATH_CHOICES:
+        raise ConfigError(f"{key} must be one of {', '.join(FAST_PATH_CHOICES)}, got {value!r}")
+    return str(value)
+
+
+def uses_packed_path(fast_path: str, device: torch.device) -> bool:
+    """Whether :func:`cls_vectors` takes the packed path (where the encoder and batch allow it) on ``device``: ``on``
+    always, ``off`` never, ``auto`` on the CPU only: the packed path was built and measured on the CPU and never on a
+    GPU (in bf16 or otherwise), where the plain forward runs fused SDPA attention kernels, so ``auto`` keeps GPU runs
+    on the plain forward until someone measures it there."""
+    return fast_path == "on" or (fast_path == "auto" and device.type == "cpu")
+
+
+_reported_paths: set[tuple[type, bool]] = set()
+
+
+def cls_vectors(encoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                fast_path: str = "auto") -> torch.Tensor:
     """The last layer's first-token (CLS / ``<s>``) vectors, as ``encoder(...).last_hidden_state[:, 0]`` gives
     them, for less work when the encoder allows it.
 
-    Fast path (:func:`has_fast_path_layout`, every first token real):
-    :func:`erc.models.packed_encoder.first_token_vectors` runs the embeddings and linear layers on the real tokens
-    only and the last layer at the first token only (K and V everywhere), with length groups for attention and a
-    cheaper dropout on the CPU: the same vectors in eval mode and the same dropout distribution in training,
-    without padding's share of the work (15 to 70 % of ERC batches) and (L - 1) / L of the last layer's. Any other
-    encoder, or a batch whose first token is padding, runs the plain forward. Which path an encoder class takes is
-    logged once. Token type ids are left to the model's default (all 0), which is what its tokenizer gives a single
-    segment.
+    Fast path (:func:`uses_packed_path` for ``fast_path`` and the batch's device, :func:`has_fast_path_layout`,
+    every first token real): :func:`erc.models.packed_encoder.first_token_vectors` runs the embeddings and linear
+    layers on the real tokens only and the last layer at the first token only (K and V everywhere), with length groups
+    for attention and a cheaper dropout on the CPU: the same vectors in eval mode and the same dropout distribution in
+    training, without padding's share of the work (large in ERC batches) and (L - 1) / L of the last layer's.
+    Otherwise the plain forward runs. Which path an encoder class takes is logged once per path. Token type ids are
+    left to the model's default (all 0), which is what its tokenizer gives a single segment.
     """
     from erc.models.packed_encoder import first_token_vectors
 
-    fast = has_fast_path_layout(encoder)
-    if type(encoder) not in _reported_paths:
-        _reported_paths.add(type(encoder))
+    layout = has_fast_path_layout(encoder)
+    fast = layout and uses_packed_path(fast_path, input_ids.device)
+    if (type(encoder), fast) not in _reported_paths:
+        _reported_paths.add((type(encoder), fast))
         log.info("cls_vectors: %s %s", type(encoder).__name__,
                  "takes the fast path (packed real tokens; last layer at the first token only)" if fast else
+                 f"runs its plain forward (classifier.fast_path={fast_path} on {input_ids.device.type})" if layout else
                  "has another layout than RobertaModel's and BertModel's: its plain forward runs")
     if not fast or not bool(attention_mask[:, 0].all()):
         return encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state[:, 0]

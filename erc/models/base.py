@@ -96,10 +96,10 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: in
 
 
 def fused_adamw(precision: str, parameters: Iterable[torch.nn.Parameter]) -> bool:
-    """Whether AdamW should be its fused kernel: one pass over all parameters instead of a loop of small ops (on a
-    CPU, 321 ms a step became 54 ms for CoMPM's two MiniLMs, 45M parameters). Only in full precision (``32-true``,
-    ``64-true``, ``bf16-true``...): under ``*-mixed`` Lightning refuses gradient clipping with an optimizer that
-    unscales gradients itself, which the fused one does; and only where torch has the kernel (CPU, CUDA)."""
+    """Whether AdamW should be its fused kernel: one pass over all parameters instead of a loop of small ops, which
+    dominates a step of a large model on a CPU (docs/performance.md). Only in full precision (``32-true``, ``64-true``,
+    ``bf16-true``...): under ``*-mixed`` Lightning refuses gradient clipping with an optimizer that unscales
+    gradients itself, which the fused one does; and only where torch has the kernel (CPU, CUDA)."""
     return not str(precision).endswith("mixed") and all(
         p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
 

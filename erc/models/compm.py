@@ -53,12 +53,12 @@ class CoMPM(ContextModelClassifier):
 
     def __init__(self, benchmark: str, backbone: str = "roberta-large", pm: str = "pretrained",
                  max_length: int = 512, gru_dropout: float = 0.3, backbone_config: dict[str, Any] | None = None,
-                 pm_backbone: str | None = None) -> None:
+                 pm_backbone: str | None = None, fast_path: str = "auto") -> None:
         if pm not in PM_VARIANTS:
             raise DataError(f"classifier.pm={pm!r}; valid: {', '.join(PM_VARIANTS)}")
         # Before the base class tokenizes anything: alone_ids needs the PM tokenizer.
         self.pm_tokenizer = build_tokenizer(pm_backbone, "classifier.pm_backbone") if pm_backbone else None
-        super().__init__(benchmark, backbone, max_length, backbone_config)
+        super().__init__(benchmark, backbone, max_length, backbone_config, fast_path)
         self.save_hyperparameters()
         if pm_backbone is None:
             self.pm = build_encoder(backbone, pretrained=pm != "scratch", overrides=backbone_config)
@@ -135,7 +135,7 @@ class CoMPM(ContextModelClassifier):
         if "pm_ids" not in batch:
             return like
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.pm_frozen):
-            pm_cls = cls_vectors(self.pm, batch["pm_ids"], batch["pm_mask"])
+            pm_cls = cls_vectors(self.pm, batch["pm_ids"], batch["pm_mask"], self.fast_path)
         sequences = pm_cls[batch["track_rows"]]                                   # (tracks, steps, hidden)
         packed = pack_padded_sequence(sequences, torch.tensor(batch["track_lengths"]), batch_first=True,
                                       enforce_sorted=False)
@@ -145,5 +145,5 @@ class CoMPM(ContextModelClassifier):
         return torch.where(has_track, picked.to(like.dtype), torch.zeros_like(like))
 
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        context = cls_vectors(self.context_model, batch["input_ids"], batch["attention_mask"])
+        context = cls_vectors(self.context_model, batch["input_ids"], batch["attention_mask"], self.fast_path)
         return self.head(context + self.track_vectors(batch, context))

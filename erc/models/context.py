@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from erc.data import DataError, Dialogue, Utterance
-from erc.models.backbone import build_encoder, build_tokenizer, position_limit, special_ids
+from erc.models.backbone import build_encoder, build_tokenizer, check_fast_path, position_limit, special_ids
 from erc.models.base import ERCClassifier
 
 
@@ -59,11 +59,13 @@ class ContextModelClassifier(ERCClassifier):
     """An ERC classifier whose samples are target utterances with their CoM input (see the module docstring).
 
     It owns the tokenizer and the context encoder (``self.context_model``); subclasses add their heads, a
-    ``forward``, and through :meth:`make_sample` what else a sample carries."""
+    ``forward`` (reading encoders through :func:`erc.models.backbone.cls_vectors` with ``self.fast_path``), and
+    through :meth:`make_sample` what else a sample carries."""
 
     def __init__(self, benchmark: str, backbone: str, max_length: int,
-                 backbone_config: dict[str, Any] | None) -> None:
+                 backbone_config: dict[str, Any] | None, fast_path: str = "auto") -> None:
         super().__init__(benchmark)
+        self.fast_path = check_fast_path(fast_path)
         self.tokenizer = build_tokenizer(backbone)
         self.context_model = build_encoder(backbone, overrides=backbone_config)
         self._cls, _, self._pad = special_ids(self.tokenizer, "classifier.backbone")

@@ -54,10 +54,10 @@ class EmoOne(ContextModelClassifier):
 
     def __init__(self, benchmark: str, backbone: str = "roberta-large", gray: str = "heuristic",
                  w1: float = 1.0, w2: float = 1.0, max_length: int = 512,
-                 backbone_config: dict[str, Any] | None = None) -> None:
+                 backbone_config: dict[str, Any] | None = None, fast_path: str = "auto") -> None:
         if gray not in (*GRAY_METHODS, "none"):
             raise ValueError(f"classifier.gray={gray!r}; valid: {', '.join((*GRAY_METHODS, 'none'))}")
-        super().__init__(benchmark, backbone, max_length, backbone_config)
+        super().__init__(benchmark, backbone, max_length, backbone_config, fast_path)
         self.save_hyperparameters()
         self.gray, self.w1, self.w2 = gray, w1, w2
         self.head = nn.Linear(self.context_model.config.hidden_size, self.num_labels)
@@ -79,7 +79,7 @@ class EmoOne(ContextModelClassifier):
 
     # ---- model and loss -------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
-        context = cls_vectors(self.context_model, batch["input_ids"], batch["attention_mask"])
+        context = cls_vectors(self.context_model, batch["input_ids"], batch["attention_mask"], self.fast_path)
         return self.head(context)
 
     def loss(self, batch: dict[str, Any], logits: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ class EmoOne(ContextModelClassifier):
         """A fresh CE-only CoM with this model's backbone and inputs (the same class, so the same label order)."""
         h = self.hparams
         return EmoOne(self.benchmark, backbone=h.backbone, gray="none", max_length=h.max_length,
-                      backbone_config=h.backbone_config)
+                      backbone_config=h.backbone_config, fast_path=h.fast_path)
 
     def attach_teacher(self, samples: list[EmoOneSample], probs: torch.Tensor) -> None:
         """Set each sample's gray label from the teacher's distribution (SA-adjusted for ``teacher_post``)."""

@@ -2,27 +2,27 @@
 
 It computes what ``encoder(input_ids, attention_mask).last_hidden_state[:, 0]`` computes for ``RobertaModel`` and
 ``BertModel`` (transformers 5.x: ``embeddings``, ``encoder.layer[i]`` with ``attention.self.{query, key, value}``,
-``attention.output``, ``intermediate``, ``output``), with savings that leave the result the same:
+``attention.output``, ``intermediate``, ``output``), with savings that leave the result the same. It runs where
+``classifier.fast_path`` says (:func:`erc.models.backbone.uses_packed_path`; by default on the CPU only, where it was
+built and measured):
 
 1. **Packed tokens.** The embeddings and every linear layer, dropout and layer norm run on the real tokens only,
    packed into one (tokens, hidden) matrix; only attention sees a padded (samples, heads, length, length) layout,
    where padded keys are masked out. Padding is never read by a real token, so its rows are never computed (ERC
-   batches are 15 to 70 % padding: utterances of different lengths, prefixes cut at different turns).
+   batches are largely padding: utterances of different lengths, prefixes cut at different turns).
    **On the CPU, attention runs in length groups:** the samples sorted by length and cut where padding them to one
    length would cost more than another round of small operations (:func:`length_groups`, exact), each group padded
-   only to its own longest. TODKAT's batches of two MELD dialogues (single utterances, 65 % padding to the batch's
-   longest) are cut into one to five groups, and attention's padded positions shrink by 85 % (CoMPM's and EmoOne's
-   batches of 16 by 80 to 88 %). Elsewhere attention keeps one group (not measured on a GPU, where each group's
-   extra kernel launches weigh more against faster kernels).
+   only to its own longest, so attention, too, computes little padding. Elsewhere attention keeps one group: on a
+   GPU each group's extra kernel launches weigh more against faster kernels, and grouping was never tried there.
 2. **The last layer at the first token.** Keys and values everywhere, but queries, attention output and feed-forward
    for the first token alone: the only position the classifiers read.
 3. **The word-embedding gradient in one buffer kept between steps, on the CPU.** The dense gradient of the word
-   embeddings (MiniLM's: 30522 x 384, 47 MB) is otherwise a fresh allocation every backward pass, which the
-   allocator takes from the kernel: 11,000 page faults, 17 ms alone and 29 ms a step in TODKAT's ~300 ms steps here.
+   embeddings (vocabulary x hidden: tens of MB) is otherwise a fresh allocation every backward pass, which the
+   allocator takes from the kernel page by page, faulting each page in again on every step.
    :class:`WordEmbedding` writes it into a zeroed buffer it keeps for the weight (see there when it takes a fresh one).
-4. **Dropout without torch's Bernoulli sampler on the CPU.** ``bernoulli_`` costs about 5 ns a draw, a third of an
-   attention call of MiniLM's shape in training. :func:`keep_mask` compares uniform 32-bit integers, drawn eight bytes
-   at a time, with a threshold: drop probability ``round(p * 2**32) / 2**32`` (0.1 ± 1e-10) and survivors scaled by
+4. **Dropout without torch's Bernoulli sampler on the CPU.** ``bernoulli_`` is slow for each draw, and attention's
+   probabilities take many draws. :func:`keep_mask` compares uniform 32-bit integers, drawn eight bytes at a time,
+   with a threshold: drop probability ``round(p * 2**32) / 2**32`` (0.1 ± 1e-10) and survivors scaled by
    the exact inverse keep rate, so every dropout keeps its expectation as ``nn.Dropout`` does, from torch's default
    generator (seeded, checkpointed, resumed as before). :class:`DropoutAttention` is attention with that dropout on
    the probabilities and a hand-written backward, where PyTorch's CPU ``scaled_dot_product_attention`` falls back to
@@ -42,6 +42,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from erc.models.torch_private import softmax_backward, storage_use_count
 
 _TWO_32 = 2**32
 
@@ -93,9 +95,9 @@ class WordEmbedding(torch.autograd.Function):
         ``.grad`` without a copy."""
         buffers, key = WordEmbedding._buffers, id(weight)
         owner, storage = buffers.get(key, (None, None))
-        # A storage's use count is 1 when only this table refers to it (torch has no public accessor).
+        # A storage's use count is 1 when only this table refers to it.
         if owner is None or owner() is not weight or storage.nbytes() != weight.numel() * weight.element_size() \
-                or storage.device != weight.device or torch._C._storage_Use_Count(storage._cdata) > 1:
+                or storage.device != weight.device or storage_use_count(storage) > 1:
             storage = torch.empty(weight.shape, dtype=weight.dtype, device=weight.device).untyped_storage()
             buffers[key] = (weakref.ref(weight, lambda _, key=key: buffers.pop(key, None)), storage)
         return torch.empty(0, dtype=weight.dtype, device=weight.device).set_(storage, 0, weight.shape).zero_()
@@ -128,7 +130,7 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class DropoutAttention(torch.autograd.Function):
     """``softmax(q k^T * scale + bias) -> dropout(p) -> @ v`` with the backward written out: it saves the softmax
     output and the dropout factor (0 or the survivors' scale) and recomputes the dropped probabilities, so dropout
-    costs one multiply each way, and the softmax backward is one fused pass (``_softmax_backward_data``).
+    costs one multiply each way, and the softmax backward is one fused pass (:func:`softmax_backward`).
     q, k, v: (batch, heads, length, head size); bias: additive, 0 at keys to attend, -inf at padding, broadcastable to
     the scores."""
 
@@ -151,7 +153,7 @@ class DropoutAttention(torch.autograd.Function):
         grad_v = torch.matmul((probs * factor).transpose(-1, -2), grad)
         grad_probs = torch.matmul(grad, v.transpose(-1, -2))
         grad_probs *= factor
-        grad_scores = torch.ops.aten._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
+        grad_scores = softmax_backward(grad_probs, probs, -1)
         grad_q = torch.matmul(grad_scores, k) * ctx.scale
         grad_k = torch.matmul(grad_scores.transpose(-1, -2), q * ctx.scale)
         return grad_q, grad_k, grad_v, None, None, None
@@ -168,8 +170,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Ten
 
 
 # What one more length group costs, in elements of attention's (samples x heads x length x (length + head size))
-# work: about 40 more small operations a layer, forward and backward. Measured on the CPU (bench/train_throughput.py's
-# batches, all three classifiers, small and MiniLM): any value from 10,000 to 80,000 gave the same MFU within noise.
+# work: about 40 more small operations a layer, forward and backward. The optimum is flat (docs/performance.md,
+# length groups), so this is a round value inside it.
 _GROUP_COST = 30_000
 
 

@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from erc.data import DataError, Dialogue
-from erc.models.backbone import build_encoder, build_tokenizer, position_limit, special_ids
+from erc.models.backbone import build_encoder, build_tokenizer, check_fast_path, position_limit, special_ids
 from erc.models.base import ERCClassifier, PhaseSchedule
-from erc.models.knowledge import KnowledgeCache, default_cache_path, knowledge_sentences
+from erc.models.knowledge.cache import KnowledgeCache, default_cache_path, knowledge_sentences
 from erc.models.todkat_net import TodkatNet
 from erc.models.topic import topic_word_mask
 
@@ -40,7 +40,8 @@ class TODKAT(ERCClassifier):
     ``topic_hidden``, ``kl_weight``, ``topic_weight`` (the topic loss's weight next to the CE),
     ``topic_lr`` (null: the phase's lr), ``knowledge`` (``none``/``comet``) with ``knowledge_cache`` (None:
     ``<default data dir>/knowledge/comet.jsonl``) and ``knowledge_per_relation``, and the turn transformer's
-    ``nhead``, ``dim_feedforward``, ``num_layers``, ``dropout``.
+    ``nhead``, ``dim_feedforward``, ``num_layers``, ``dropout``; ``fast_path`` (``auto``/``on``/``off``:
+    :func:`erc.models.backbone.uses_packed_path`).
     """
 
     def __init__(self, benchmark: str, backbone: str = "roberta-base", pretrained: bool = True,
@@ -48,10 +49,12 @@ class TODKAT(ERCClassifier):
                  topic: bool = True, num_topics: int = 50, topic_hidden: int = 256, kl_weight: float = 1.0,
                  topic_weight: float = 1.0, topic_lr: float | None = 1e-3, knowledge: str = "none",
                  knowledge_cache: str | None = None, knowledge_per_relation: int = 3, nhead: int = 8,
-                 dim_feedforward: int = 2048, num_layers: int = 1, dropout: float = 0.1) -> None:
+                 dim_feedforward: int = 2048, num_layers: int = 1, dropout: float = 0.1,
+                 fast_path: str = "auto") -> None:
         super().__init__(benchmark)
         if knowledge not in KNOWLEDGE_CHOICES:
             raise ValueError(f"classifier.knowledge={knowledge!r}; valid: {', '.join(KNOWLEDGE_CHOICES)}")
+        fast_path = check_fast_path(fast_path)
         self.save_hyperparameters()
         self.tokenizer = build_tokenizer(backbone)
         encoder = build_encoder(backbone, pretrained=pretrained, overrides=backbone_config)
@@ -59,7 +62,7 @@ class TODKAT(ERCClassifier):
                              topic_words=topic_word_mask(self.tokenizer) if topic else None,
                              num_topics=num_topics, topic_hidden=topic_hidden, kl_weight=kl_weight,
                              knowledge=knowledge == "comet", nhead=nhead, dim_feedforward=dim_feedforward,
-                             num_layers=num_layers, dropout=dropout)
+                             num_layers=num_layers, dropout=dropout, fast_path=fast_path)
         self._first, self._last, self._pad_id = special_ids(self.tokenizer, "classifier.backbone")
         self.max_utterance_tokens = min(max_utterance_tokens, position_limit(encoder))
         self.topic_weight, self.topic_lr = topic_weight, topic_lr

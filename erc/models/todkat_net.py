@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from erc.models.backbone import cls_vectors
-from erc.models.knowledge import KnowledgeAttention
+from erc.models.knowledge.attention import KnowledgeAttention
 from erc.models.topic import NeuralTopicModel, bag_of_words
 
 
@@ -39,15 +39,17 @@ class TodkatNet(nn.Module):
     """Utterance encoder -> [topic] -> [knowledge attention] -> turn transformer -> per-turn classifier.
 
     ``encoder`` is any Hugging Face encoder returning ``last_hidden_state`` (RoBERTa-base by default).
-    ``topic_words`` is the (V,) mask of tokenizer ids the topic model reconstructs (None: no topic layer).
+    ``topic_words`` is the (V,) mask of tokenizer ids the topic model reconstructs (None: no topic layer);
+    ``fast_path`` is how :func:`erc.models.backbone.cls_vectors` runs the encoder (``auto``, ``on``, ``off``).
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, *, topic_words: torch.Tensor | None = None,
                  num_topics: int = 50, topic_hidden: int = 256, kl_weight: float = 1.0,
                  knowledge: bool = False, nhead: int = 8, dim_feedforward: int = 2048, num_layers: int = 1,
-                 dropout: float = 0.1) -> None:
+                 dropout: float = 0.1, fast_path: str = "auto") -> None:
         super().__init__()
         self.encoder = encoder
+        self.fast_path = fast_path
         hidden = encoder.config.hidden_size
         self.kl_weight = kl_weight
         self.topic: NeuralTopicModel | None = None
@@ -65,7 +67,7 @@ class TodkatNet(nn.Module):
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Last-layer ``<s>`` vectors of (N, L) right-padded sequences."""
-        return cls_vectors(self.encoder, input_ids, attention_mask)
+        return cls_vectors(self.encoder, input_ids, attention_mask, self.fast_path)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, turn_mask: torch.Tensor,
                 knowledge_ids: torch.Tensor | None = None, knowledge_attention_mask: torch.Tensor | None = None,

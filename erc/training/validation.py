@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from erc.data.names import check_axes, dataset_name, parse_dataset, pretrain_set
 from erc.errors import ConfigError, DataError
-from erc.models.backbone import check_backbone_name
+from erc.models.backbone import check_backbone_name, check_fast_path
 from erc.pretrained import BACKBONE_KEYS
 from erc.training.schedule import PHASES, phase_schedule
 
@@ -37,6 +37,8 @@ def validate_train_config(cfg: DictConfig) -> None:
     for option in BACKBONE_KEYS:
         if cfg.classifier.get(option) is not None:
             check_backbone_name(str(cfg.classifier[option]), f"classifier.{option}")
+    if "fast_path" in cfg.classifier:
+        check_fast_path(cfg.classifier.fast_path)
 
 
 def _hydra_data_choice() -> str | None:
