@@ -52,11 +52,12 @@ class RetryPolicy:
 
 async def with_retries(call: Callable[..., Awaitable[Any]], *args: Any, policy: RetryPolicy, what: str,
                        failures: Counter[str] | None = None) -> Any:
-    """Await ``call(*args)``, retrying :class:`TransientError` (malformed answers included) with
-    exponential backoff and jitter (half the delay fixed, half random, so replicas recovering together
-    are not hit in lockstep). ``policy.deadline_s`` bounds all tries and waits together: a server that
-    accepts connections and never answers would otherwise hold a request for ``max_retries + 1``
-    client timeouts. Each retried fault is counted in ``failures`` by its type."""
+    """Await ``call(*args)``, retrying :class:`TransientError` (malformed answers included) with exponential
+    backoff and jitter (half the delay fixed, half random, so replicas recovering together are not hit in
+    lockstep), or, when the server said how long to wait (``Retry-After`` on a 429 or 503), after that long:
+    retrying sooner only earns another 429 from a rate-limited API. ``policy.deadline_s`` bounds all tries and
+    waits together: a server that accepts connections and never answers would otherwise hold a request for
+    ``max_retries + 1`` client timeouts. Each retried fault is counted in ``failures`` by its type."""
     started = time.monotonic()
     deadline_key = f"{policy.key}.request_deadline_s"
     for retry in range(policy.max_retries + 1):
@@ -75,11 +76,15 @@ async def with_retries(call: Callable[..., Awaitable[Any]], *args: Any, policy: 
                 failures[type(err).__name__] += 1
             if retry == policy.max_retries:
                 raise policy.error(f"{what}: gave up after {policy.max_retries} retries: {err}. {RESUME}") from err
-            delay = min(policy.backoff_max_s, policy.backoff_s * 2**retry)
-            delay = delay / 2 + random.uniform(0, delay / 2)
+            if err.retry_after is not None:  # the server said how long: at least that, jittered up to 10 % later
+                delay = err.retry_after * random.uniform(1.0, 1.1)
+            else:
+                delay = min(policy.backoff_max_s, policy.backoff_s * 2**retry)
+                delay = delay / 2 + random.uniform(0, delay / 2)
             if policy.deadline_s is not None and time.monotonic() - started + delay >= policy.deadline_s:
                 raise policy.error(f"{what}: gave up after {retry + 1} tries within {deadline_key}="
                                    f"{policy.deadline_s:g} s: {err}. {RESUME}") from err
-            log.warning("%s: %s; retry %d/%d in %.1fs", what, err, retry + 1, policy.max_retries, delay)
+            log.warning("%s: %s; retry %d/%d in %.1fs%s", what, err, retry + 1, policy.max_retries, delay,
+                        " (the server's Retry-After)" if err.retry_after is not None else "")
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")

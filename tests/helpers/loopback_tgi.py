@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -59,7 +60,8 @@ class LoopbackTGI:
 
     ``latency_s``: fixed delay before every answer. ``faults``: served to the next requests, one each,
     in order: a status code (429, 503), ``(status, body)`` (that JSON error answer), ``"slow"`` (sleep ``slow_s``
-    first), a :data:`MALFORMED` kind (status 200 with that body) or ``"silent"`` (accept the request and never
+    first), a :data:`MALFORMED` kind (status 200 with that body), ``"429:<after>"`` or ``"503:<after>"`` (that status
+    with ``Retry-After: <after>``, seconds or an HTTP date) or ``"silent"`` (accept the request and never
     answer). ``silent=True``
     makes every request silent; while ``paused`` is set, requests wait (a test holds a client
     mid-request). TGI's OpenAI-compatible ``POST /v1/completions`` is served too, with the same
@@ -77,6 +79,7 @@ class LoopbackTGI:
         self.paused = threading.Event()
         self.info = dict(INFO, **(info or {}))
         self.requests: list[dict[str, Any]] = []  # every /generate body, faults included
+        self.times: list[float] = []  # when each of them arrived (time.monotonic())
         self.answered: list[dict[str, Any]] = []  # bodies answered with 200
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -95,6 +98,7 @@ class LoopbackTGI:
         """Record ``body`` and serve the next scripted fault, if any (None: answer normally)."""
         with self._lock:
             self.requests.append(body)
+            self.times.append(time.monotonic())
             fault = self.faults.popleft() if self.faults else None
         while self.paused.is_set():
             await asyncio.sleep(0.01)
@@ -109,6 +113,10 @@ class LoopbackTGI:
             return web.Response(status=200, text=text, content_type=content_type)
         elif fault == 429:
             return web.json_response({"error": "Model is overloaded", "error_type": "overloaded"}, status=429)
+        elif isinstance(fault, str) and fault.startswith(("429:", "503:")):   # with Retry-After: <the rest>
+            status, _, after = fault.partition(":")
+            return web.json_response({"error": "Rate limit reached", "error_type": "overloaded"}, status=int(status),
+                                     headers={"Retry-After": after})
         elif fault is not None:
             return web.Response(status=int(fault), text="Service Unavailable")
         return None

@@ -6,7 +6,10 @@ import itertools
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from erc.llm.chat_templates import text_prompt
@@ -40,7 +43,37 @@ SHARD_SIZE = 16
 
 
 class TransientError(Exception):
-    """Timeouts, connection errors, 429 and 5xx: retried with exponential backoff and jitter."""
+    """Timeouts, connection errors, 429 and 5xx: retried with exponential backoff and jitter, or after
+    ``retry_after`` seconds when the server said how long to wait (``Retry-After`` on a 429 or 503)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# The statuses whose Retry-After asks the client to wait: rate limited (429), overloaded or down (503).
+RETRY_AFTER_STATUSES = (429, 503)
+
+
+def retry_after_seconds(status: int | None, headers: Mapping[str, str] | None) -> float | None:
+    """The wait a 429 or 503 answer asks for in its ``Retry-After`` header (RFC 9110: seconds, or an HTTP date),
+    in seconds from now; None for another status, no header, or one that cannot be read."""
+    if status not in RETRY_AFTER_STATUSES or not headers:
+        return None
+    value = str(headers.get("retry-after") or headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class MalformedAnswerError(TransientError):

@@ -25,6 +25,7 @@ from erc.llm.backends.base import (
     Prompt,
     TransientError,
     rejected_field,
+    retry_after_seconds,
 )
 from erc.llm.chat_templates import chat_messages
 from erc.llm.dialects import SERVERS, dialect
@@ -129,7 +130,8 @@ class OpenAIBackend(Backend):
         field = rejected_field(body)
         validation = field is not None and "'loc'" in body
         if (err.status_code in (408, 409, 429) or err.status_code >= 500) and not validation:
-            return TransientError(f"{url}: HTTP {err.status_code}: {err.message}")
+            return TransientError(f"{url}: HTTP {err.status_code}: {err.message}",
+                                  retry_after_seconds(err.status_code, err.response.headers))
         if field is None:
             return FatalRequestError(f"{url} rejected the request (HTTP {err.status_code}): {err.message}")
         return FatalRequestError(

@@ -30,6 +30,7 @@ from erc.llm.backends.base import (
     MalformedAnswerError,
     TransientError,
     rejected_field,
+    retry_after_seconds,
 )
 from erc.llm.grammar import Constraint, DialogueGrammar
 from erc.llm.sampling import tgi_parameters
@@ -75,6 +76,17 @@ class ConfiguredTokenClient(AsyncInferenceClient):
         return session
 
 
+def _response(err: Exception) -> Any:
+    """The HTTP answer behind a hub client error (TextGenerationError subclasses carry it on their cause)."""
+    return getattr(err, "response", None) or getattr(err.__cause__, "response", None)
+
+
+def _retry_after(err: Exception) -> float | None:
+    """The wait the server asked for (``Retry-After`` on a 429 or 503), or None."""
+    response = _response(err)
+    return retry_after_seconds(getattr(response, "status_code", None), getattr(response, "headers", None))
+
+
 class TGIBackend(Backend):
     kind = "tgi"
     route = "generate"
@@ -112,13 +124,12 @@ class TGIBackend(Backend):
             raise FatalRequestError(f"{url} rejected {_parameter_named(str(err))}: {err}") from err
         except (OverloadedError, GenerationError, IncompleteGenerationError, InferenceTimeoutError,
                 httpx2.TransportError) as err:
-            raise TransientError(f"{url}: {type(err).__name__}: {err}") from err
+            raise TransientError(f"{url}: {type(err).__name__}: {err}", _retry_after(err)) from err
         except (HfHubHTTPError, TextGenerationError) as err:
-            # TextGenerationError subclasses carry the HTTP answer on their cause.
-            response = getattr(err, "response", None) or getattr(err.__cause__, "response", None)
+            response = _response(err)
             status = getattr(response, "status_code", None)
             if status is None or status == 429 or status >= 500:
-                raise TransientError(f"{url}: HTTP {status}: {err}") from err
+                raise TransientError(f"{url}: HTTP {status}: {err}", _retry_after(err)) from err
             raise FatalRequestError(f"{url} answered HTTP {status} ({_parameter_named(str(err))}): {err}") from err
         details = out.details
         if not isinstance(out.generated_text, str) or details is None or details.finish_reason is None:
