@@ -63,12 +63,12 @@ def generate(cfg: DictConfig) -> dict[str, Any]:
     check_judge_config(cfg)
     if "quality" in cfg:  # the report and the filter run after the requests: check them before
         check_generate_quality_config(cfg)
-    make_steps(cfg.postprocess.get("steps"))  # a bad step entry is refused before any request
+    steps = make_steps(cfg.postprocess.get("steps"))  # a bad step entry is refused before any request
     result: dict[str, Any] = {}
     with FolderLock(cfg.out_dir, what="generate.py"):
         if not cfg.postprocess_only:
             result["generation"] = run_requests(cfg)
-        outcome = postprocess(cfg, ask=not cfg.postprocess_only)
+        outcome = postprocess(cfg, steps, ask=not cfg.postprocess_only)
         result.update(outcome.card)
     check_yield(cfg, result)
     if outcome.failed:

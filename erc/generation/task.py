@@ -76,7 +76,7 @@ class GenerationTask(Task):
         grammar = OmegaConf.to_container(self.cfg.sampling.grammar)
         setup: dict[str, Any] = {
             "backend": backend.kind, "model": model, "template_hash": self.template.hash,
-            "parameters": backend.request_parameters(), "constrained": backend.sampling.constrained,
+            "parameters": self.parameters, "constrained": backend.sampling.constrained,
             "grammar": grammar if backend.sampling.constrained else None, "benchmark": self.benchmark,
             "mode": self.mode, "seed": self.base_seed}
         if backend.route == "chat":

@@ -92,7 +92,7 @@ class JudgeTask(Task):
         chat route), so its keys stay those of the stores written so far."""
         assert self.backend is not None
         return {"backend": self.backend.kind, "model": model, "template_hash": self.template.hash,
-                "parameters": self.backend.request_parameters(), "constrained": self.constrained,
+                "parameters": self.parameters, "constrained": self.constrained,
                 **chat_template_setup(self.llm), "route": self.backend.route,
                 "benchmark": str(self.cfg.benchmark.name), "seed": self.judge_seed}
 

@@ -93,6 +93,7 @@ class Task(ABC):
         self.folder = Path(folder)
         self.template_hash = template_hash
         self.backend: Backend | None = None
+        self.parameters: dict[str, Any] = {}  # the backend's request_parameters(), read once with the backend
         self.model = ""
 
     @property
@@ -106,6 +107,7 @@ class Task(ABC):
     def make_backend(self) -> Backend:
         """The backend of ``self.llm`` with this task's sampling."""
         self.backend = make_backend(self.llm, Sampling.from_config(self.sampling, template_stop(self.llm)), self.key)
+        self.parameters = self.backend.request_parameters()
         return self.backend
 
     @abstractmethod
@@ -145,7 +147,7 @@ class Task(ABC):
         """The identity of one request (see :func:`erc.llm.store.fingerprint`)."""
         assert self.backend is not None
         return fingerprint(backend=self.backend.kind, model=self.model, template_hash=self.template_hash,
-                           prompt=prompt, parameters=self.backend.request_parameters(), seed=seed,
+                           prompt=prompt, parameters=self.parameters, seed=seed,
                            grammar=constraint.identity() if constraint else None, route=self.backend.route)
 
     def refuse_other_setups(self, records: list[dict[str, Any]], setup_hash: str) -> None:

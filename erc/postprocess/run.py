@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from erc.postprocess.build import build
 from erc.postprocess.card import filtered_card, write_card
 from erc.postprocess.export import export_set
-from erc.postprocess.step import SetContext, Step, make_steps, run_steps
+from erc.postprocess.step import SetContext, Step, run_steps
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ def readme_sections(steps: list[Step]) -> Callable[[dict[str, Any]], str]:
     return lambda card: "".join(step.readme(card) for step in steps)
 
 
-def postprocess(cfg: DictConfig, ask: bool = False) -> Outcome:
-    """Build, write and post-process the set of ``cfg.out_dir`` (see the module docstring); ``ask``: steps may ask
-    an LLM (the judge), else they read stored answers only."""
-    steps = make_steps(cfg.postprocess.get("steps"))
+def postprocess(cfg: DictConfig, steps: list[Step], ask: bool = False) -> Outcome:
+    """Build, write and post-process the set of ``cfg.out_dir`` with ``steps`` (those of ``postprocess.steps``,
+    :func:`~erc.postprocess.step.make_steps`; see the module docstring); ``ask``: steps may ask an LLM (the judge),
+    else they read stored answers only."""
     built = build(cfg)
     card = export_set(cfg, built)
     ctx = SetContext(cfg, built, card, ask)
