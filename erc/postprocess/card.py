@@ -118,8 +118,7 @@ def _files(card: dict[str, Any]) -> str:
             "`requests.jsonl` (every raw LLM answer), `runs.jsonl`, `card.json`, `label_distribution.png`.")
 
 
-def write_card(out_dir: Path, card: dict[str, Any], sections: Callable[[dict[str, Any]], str] = lambda card: ""
-               ) -> None:
+def write_card(out_dir: Path, card: dict[str, Any], sections: Callable[[dict[str, Any]], str]) -> None:
     """``card.json`` and ``README.md`` (with the steps' ``sections`` of the card written); when the card differs from
     the one on disk only in ``created_at``, the old card (and its date) stays."""
     path = out_dir / "card.json"
