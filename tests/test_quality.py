@@ -20,6 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from erc.data import Dialogue, load_benchmark, write_dialogues_jsonl
+from erc.data.contamination import BenchmarkLines
 from erc.errors import ConfigError, DataError
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.quality import assess_generated_set, quality
@@ -431,3 +432,34 @@ def test_sample_based_diversity_is_compared_at_the_smallest_columns_size(scored,
         assert figures["sample_utterances"] == figures["self_bleu_utterances"] == small, column
     # why: the same real text scores a higher distinct-2 on a smaller sample than in the report on larger sets
     assert report["metrics"]["meld"]["distinct_2"] > scored["report"]["metrics"]["meld"]["distinct_2"]
+
+
+def test_contamination_counts_planted_test_lines_exactly_and_by_embeddings(tmp_path, meld_slice, meld_train,
+                                                                          embeddings, benchmark_data) -> None:
+    """A set of real train dialogues with a slice test line planted whole in one and reworded in another: the
+    report's contamination entry finds the whole one (and not the reworded one) by its words, both by embeddings,
+    and the table shows the rows."""
+    test_lines = [u.text for d in load_benchmark("meld", "test", benchmark_data)[:60] for u in d.utterances
+                  if len(u.text.split()) >= 10]
+    pool = meld_train[150:170]
+    whole, reworded = test_lines[0], test_lines[1]
+    pool[3] = replace(pool[3], utterances=[replace(pool[3].utterances[0], text=whole), *pool[3].utterances[1:]])
+    spaced = " ".join(w + (" um" if i % 6 == 5 else "") for i, w in enumerate(reworded.split()))  # no 13-word run
+    pool[5] = replace(pool[5], utterances=[replace(pool[5].utterances[0], text=spaced), *pool[5].utterances[1:]])
+    data = tmp_path / "data"
+    (data / "meld").parent.mkdir(parents=True)
+    (data / "meld").symlink_to(meld_slice / "meld")
+    as_set(data / "synthetic" / "meld_nat", pool)
+    baseline = BenchmarkLines({"test": load_benchmark("meld", "test", meld_slice)}, 6, 8).check(meld_train[150:170])
+    report = quality(compose_quality(data, tmp_path / "out", embeddings, "contamination.near_threshold=0.9",
+                                     "contamination.ngram=13"))
+    leaks = report["contamination"]["meld_nat"]["splits"]["test"]
+    planted = {e["utterance"] for e in leaks["examples"]}
+    assert whole in planted and spaced not in planted
+    assert leaks["utterances"] == len({(m.dialogue, m.turn) for m in baseline.found}) + 1
+    assert leaks["near"] >= leaks["utterances"] + 1                              # the reworded one is near
+    metrics = report["metrics"]
+    assert metrics["meld_nat"]["contamination_test"] == leaks["utterances"]
+    assert metrics["meld"]["contamination_train"] is None and metrics["meld"]["contamination_test"] is not None
+    table = (tmp_path / "out" / "quality.md").read_text()
+    assert "| contamination: utterances with a test line |" in table

@@ -13,6 +13,7 @@ import string
 from omegaconf import DictConfig
 
 from erc.checks import check_number
+from erc.data.contamination import check_contamination_config
 from erc.data.dedup import check_dedup_config
 from erc.data.labels import check_not_overridden
 from erc.data.names import GENERATED_SOURCES
@@ -75,6 +76,7 @@ def check_generation_config(cfg: DictConfig) -> None:
     check_number(cfg, "validation.max_ngram_repeats", lambda v: v >= 1, "a positive integer", integer=True)
     check_number(cfg, "validation.enumeration_run", lambda v: v >= 2, "an integer >= 2", integer=True)
     check_dedup_config(cfg.dedup)
+    check_contamination_config(cfg.get("contamination"), cfg.postprocess.get("decontaminate"))
     check_ratios(cfg.split)
     check_sampling(cfg)
     check_format(cfg.prompt)

@@ -1,13 +1,14 @@
 """The first step of post-processing: from ``requests.jsonl`` to the kept dialogues, with no LLM call and nothing
 written. Re-parses every stored answer with the current parser (a better parser never needs new requests), keeps
-each dialogue slot's first accepted attempt, removes duplicates and splits by hashed id.
+each dialogue slot's first accepted attempt, removes duplicates, checks the rest for the benchmark's own lines
+(removing those carrying a dev or test line: :mod:`erc.postprocess.decontaminate`) and splits by hashed id.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from erc.data.schema import SPLITS, DataError, Dialogue, Utterance
 from erc.generation.parsing import NO_DIALOGUE, Rules, validate
 from erc.generation.split import assign_splits, check_ratios, dialogues_needed
 from erc.llm.store import read_records
+from erc.postprocess.decontaminate import decontaminate
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class BuiltSet:
     without_dialogue: list[int]
     kept: list[Dialogue]
     removed: dict[str, int]
+    contamination: dict[str, Any] | None = None   # the card's entry (None: not checked)
+    decontaminated: list[dict[str, Any]] = field(default_factory=list)   # removed.jsonl's lines
 
 
 def build(cfg: DictConfig) -> BuiltSet:
@@ -98,6 +102,8 @@ def build(cfg: DictConfig) -> BuiltSet:
                     len(without_dialogue), without_dialogue[:5])
     kept, removed = deduplicate(found, threshold=float(cfg.dedup.minhash_threshold),
                                 num_perm=int(cfg.dedup.num_perm), shingle_words=int(cfg.dedup.shingle_words))
+    clean = decontaminate(cfg, kept)
+    kept = clean.kept
     splits = assign_splits([d.id for d in kept], ratios)
     for dialogue in kept:
         dialogue.split = splits[dialogue.id]
@@ -107,6 +113,6 @@ def build(cfg: DictConfig) -> BuiltSet:
                     "ratio; raise n_dialogues or set those ratios to 0", out_dir, ", ".join(empty), len(kept),
                     dialogues_needed(ratios))
     return BuiltSet(out_dir, records, f"{benchmark}_{source}", label_set(benchmark), ratios, found, reasons,
-                    without_dialogue, kept, removed)
+                    without_dialogue, kept, removed, clean.entry, clean.removed)
 
 

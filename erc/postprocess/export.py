@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from omegaconf import DictConfig, OmegaConf
 
 from erc.data.schema import SPLITS, Dialogue
-from erc.data.sets import write_set
+from erc.data.sets import write_removed, write_set
 from erc.io import write_if_changed
 from erc.llm.sampling import deviations_from_table_ii
 from erc.postprocess.build import BuiltSet
@@ -89,7 +89,8 @@ def base_card(cfg: DictConfig, built: BuiltSet) -> dict[str, Any]:
             "deviations_from_table_ii": deviations_from_table_ii(cfg.sampling), "seed": int(cfg.seed),
             "max_attempts": int(cfg.max_attempts)},
         "counts": {"requests": len(records), "dialogue_slots": len({r["dialogue"] for r in records}),
-                   "accepted": len(built.found), "duplicates_removed": built.removed, "kept": len(kept),
+                   "accepted": len(built.found), "duplicates_removed": built.removed,
+                   "decontaminated": len(built.decontaminated), "kept": len(kept),
                    "slots_without_dialogue": len(built.without_dialogue), **counted["counts"]},
         "labels": counted["labels"],
         "rejections": dict(sorted(built.reasons.items())),
@@ -107,4 +108,9 @@ def export_set(cfg: DictConfig, built: BuiltSet) -> dict[str, Any]:
     else:
         log.warning("%s: the export step kept no dialogue, so no set is written (see the rejections in card.json)",
                     built.out_dir)
+    removed = built.out_dir / "removed.jsonl"
+    if built.decontaminated:
+        write_removed(built.out_dir, built.decontaminated)
+    elif removed.is_file():
+        removed.unlink()  # an earlier run's: this one removed nothing
     return base_card(cfg, built)

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from erc.data.contamination import BenchmarkLines, check_contamination_config, words
 from erc.data.labels import label_set
+from erc.data.schema import SPLITS
 from erc.quality.checks import check_quality_config
 from erc.quality.corpus import Corpus, read_benchmark
 from erc.quality.distance import embedding_distance, label_divergence
@@ -74,9 +76,15 @@ class QualityReport:
     """See the module docstring. ``quality`` is the ``quality`` config node."""
 
     def __init__(self, quality: DictConfig | dict[str, Any], benchmark: str, data_dir: str | Path,
-                 dedup: DictConfig | dict[str, Any]) -> None:
-        """``dedup``: the duplicate settings (``conf/dedup/``), the ones generation removes duplicates with."""
+                 dedup: DictConfig | dict[str, Any], contamination: DictConfig | dict[str, Any] | None = None
+                 ) -> None:
+        """``dedup``: the duplicate settings (``conf/dedup/``), the ones generation removes duplicates with;
+        ``contamination``: the leakage check's (``conf/contamination/``; None: no check)."""
         check_quality_config(quality)
+        check_contamination_config(contamination)
+        self.contamination: dict[str, Any] | None = (
+            OmegaConf.to_container(contamination, resolve=True) if isinstance(contamination, DictConfig)
+            else None if contamination is None else dict(contamination))
         self.settings: dict[str, Any] = (OmegaConf.to_container(quality, resolve=True)
                                          if isinstance(quality, DictConfig) else dict(quality))
         self.dedup: dict[str, Any] = (OmegaConf.to_container(dedup, resolve=True) if isinstance(dedup, DictConfig)
@@ -126,7 +134,40 @@ class QualityReport:
             "label_js": label_divergence(self.test_y, self.real_y, len(self.names)),
             **embedding_distance(self.real_vectors[self.train_rows], self.real_vectors[self.test_rows],
                                  **self._distance_settings())}}
+        self.leaks: dict[str, dict[str, Any]] = {}
+        if self.contamination is not None:
+            self._index_lines()
         self.timings[f"score {benchmark}"] = time.perf_counter() - start
+
+    def _index_lines(self) -> None:
+        """The benchmark's lines for the contamination check, and the real column's own figure: its train split
+        against its dev and test lines (the scale: a TV script repeats itself)."""
+        settings = self.contamination or {}
+        by_split = {split: [d for d in self.real.dialogues if d.split == split] for split in SPLITS}
+        min_words, ngram = int(settings["min_words"]), int(settings["ngram"])
+        self.lines = BenchmarkLines(by_split, min_words, ngram)
+        held_out = BenchmarkLines({s: by_split[s] for s in ("dev", "test")}, min_words, ngram)
+        train = Corpus.from_dialogues(self.benchmark, self.benchmark, by_split["train"])
+        self._add_leaks(self.benchmark, train, held_out.check(train.dialogues).summary(int(settings["examples"])),
+                        self.real_vectors[self.train_rows])
+
+    def _add_leaks(self, name: str, corpus: Corpus, summary: dict[str, Any], vectors: np.ndarray) -> None:
+        """Column ``name``'s contamination: the check's ``summary`` and, with ``near_threshold``, the utterances
+        whose embedding is that close to a benchmark line of each split."""
+        threshold = (self.contamination or {}).get("near_threshold")
+        if threshold is not None:
+            long_enough = np.array([len(words(t)) >= summary["min_words"] for t in corpus.texts], dtype=bool)
+            for split, figures in summary["splits"].items():
+                rows = self.real.rows(split)
+                figures["near"] = (None if corpus.name == self.benchmark and split == "train" else
+                                   int(_near(vectors[long_enough], self.real_vectors[rows], float(threshold)).sum()))
+            summary["near_threshold"] = float(threshold)
+        self.leaks[name] = summary
+        for split, figures in summary["splits"].items():
+            own = name == self.benchmark and split == "train"
+            self.columns[name][f"contamination_{split}"] = None if own else figures["utterances"]
+            if "near" in figures:
+                self.columns[name][f"contamination_near_{split}"] = figures["near"]
 
     # ---- pieces shared by the real column and every set -------------------------------------------------
     def _fit(self, x: np.ndarray, y: np.ndarray) -> Probe:
@@ -192,6 +233,9 @@ class QualityReport:
             # the real column's share at the same cap, for reference (the first cap met)
             self.columns[self.benchmark].update(at_length_cap=share_at_cap(self.real.texts, cap), length_cap=cap)
         self.columns[corpus.name] = metrics
+        if self.contamination is not None:
+            self._add_leaks(corpus.name, corpus,
+                            self.lines.check(corpus.dialogues).summary(int(self.contamination["examples"])), vectors)
         scored = ScoredSet(corpus, vectors, fidelity, metrics)
         self.sets[corpus.name] = scored
         self._equal_samples()
@@ -220,6 +264,7 @@ class QualityReport:
             "metrics": _rounded(self.columns),
             "suspicious": {name: most_suspicious(s.corpus.texts, s.fidelity, self.names, count, _ids(s.corpus))
                            for name, s in self.sets.items()},
+            "contamination": self.leaks,
             "confusion": {name: confusion_matrix(s.fidelity.labels, s.fidelity.predicted, len(self.names)).tolist()
                           for name, s in self.sets.items()},
         }
@@ -229,6 +274,15 @@ class QualityReport:
         cache hits and misses, seconds per step."""
         return {"encoded_texts": self.encoder.encoded, "cache_hits": self.cache.hits,
                 "cache_misses": self.cache.misses, "timings_s": {k: round(v, 2) for k, v in self.timings.items()}}
+
+
+def _near(vectors: np.ndarray, lines: np.ndarray, threshold: float, chunk: int = 2048) -> np.ndarray:
+    """Whether each row of ``vectors`` (L2-normalised) has a cosine similarity >= ``threshold`` with a row of
+    ``lines``, in chunks (a 20,000 x 13,000 similarity matrix at once would take a gigabyte)."""
+    close = np.zeros(len(vectors), dtype=bool)
+    for start in range(0, len(vectors), chunk):
+        close[start:start + chunk] = (vectors[start:start + chunk] @ lines.T).max(axis=1, initial=-1.0) >= threshold
+    return close
 
 
 def _ids(corpus: Corpus) -> list[str]:

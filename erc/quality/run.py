@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from erc.data.contamination import check_contamination_config
 from erc.data.dedup import check_dedup_config
 from erc.data.labels import check_not_overridden
 from erc.data.names import FILTERED_SOURCES, GENERATED_SOURCES, dataset_name, is_filtered_source
@@ -80,9 +81,10 @@ def quality(cfg: DictConfig) -> dict[str, Any]:
     check_not_overridden(cfg.benchmark)
     check_quality_config(cfg.quality)
     check_dedup_config(cfg.dedup)
+    check_contamination_config(cfg.get("contamination"))
     benchmark = str(cfg.benchmark.name)
     folders = _chosen_sets(cfg, benchmark)
-    report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir, cfg.dedup)
+    report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir, cfg.dedup, cfg.get("contamination"))
     for folder in folders:
         report.add_set(read_generated_set(folder, benchmark))
     out = Path(cfg.paths.output_dir)
@@ -116,7 +118,7 @@ def assess_generated_set(cfg: DictConfig, folder: str | Path) -> SetAssessment:
         return SetAssessment()
     benchmark = str(cfg.benchmark.name)
     try:
-        report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir, cfg.dedup)
+        report = QualityReport(cfg.quality, benchmark, cfg.paths.data_dir, cfg.dedup, cfg.get("contamination"))
     except MissingDataError as err:
         if filter_name:
             raise DataError(f"postprocess.filter={filter_name} needs {benchmark}'s train split to train its probe: "
