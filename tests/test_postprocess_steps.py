@@ -179,7 +179,7 @@ def test_a_step_left_out_with_null_is_not_made() -> None:
     from erc.postprocess.step import make_steps
 
     cfg = compose_config("generate", ["postprocess.steps.quality=null"])
-    assert [step.name for step in make_steps(cfg.postprocess.steps)] == ["judge", "label_plot"]
+    assert [step.name for step in make_steps(cfg.postprocess.steps)] == ["contamination", "judge", "label_plot"]
 
 
 def test_a_silent_judge_fails_at_its_own_deadline_naming_its_key(tmp_path) -> None:

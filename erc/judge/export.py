@@ -15,6 +15,9 @@ from omegaconf import DictConfig
 
 from erc.data.schema import Dialogue
 from erc.io import write_if_changed
+from erc.judge.checks import judge_llm_config
+from erc.llm.store import read_records
+from erc.llm.usage import Prices, usage_totals
 
 if TYPE_CHECKING:
     from erc.judge.run import Judgement
@@ -59,6 +62,8 @@ def export_judgement(cfg: DictConfig, out_dir: Path, name: str, kept: list[Dialo
     write_if_changed(folder / "labels.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
     write_if_changed(out_dir / CONFUSION_PNG, confusion_png(figures, labels, name))
     entry = {**judgement.facts, **figures, "dialogues": {**figures["dialogues"], "failed": judgement.failed},
+             "tokens": usage_totals(read_records(folder / "requests.jsonl"),
+                                    Prices.from_config(judge_llm_config(cfg), "judge.llm")),
              "files": {"agreement": f"judge/{AGREEMENT_FILE}", "labels": "judge/labels.jsonl",
                        "confusion": CONFUSION_PNG, "requests": "judge/requests.jsonl"}}
     log.info("%s: the judge agrees on %s of %d utterances (kappa %s; %d dialogue(s) unjudged)", out_dir,

@@ -16,6 +16,8 @@ from erc.checks import check_number, config_value
 from erc.errors import ConfigError
 from erc.llm.chat_templates import check_chat_template
 from erc.llm.dialects import check_openai_route
+from erc.llm.ratelimit import per_minute
+from erc.llm.usage import Prices
 
 
 def check_sampling_values(cfg: DictConfig, node: str, greedy: bool = False) -> None:
@@ -64,6 +66,9 @@ def check_llm(llm: DictConfig, key: str, system: str | None = None) -> None:
         check_number(root, f"llm.{name}", ok, need, integer=integer, nullable=nullable,
                      prefix=key.removesuffix("llm"))
     check_urls(llm, key)
+    Prices.from_config(llm, key)
+    for name in ("max_requests_per_minute", "max_tokens_per_minute"):
+        per_minute(llm, name, key)
     try:
         check_openai_route(llm)
         # auto loads the model's tokenizer here (once: the run reuses it), before any request.

@@ -7,10 +7,14 @@ same run (its *setup*). The runner does the rest, the same way for every task:
 - starts the backend (retried as any request), computes the setup hash and refuses a store made with another setup
   rather than mixing two experiments in one file;
 - asks the task which slots are still open in its store, so a rerun sends nothing already answered;
-- runs the slots on ``<key>.concurrency`` workers, each attempt retried on transient faults
-  (:func:`erc.llm.retry.with_retries`) and appended raw, with one record shape, to the task's append-only
+- runs the slots on ``<key>.concurrency`` workers, their requests gated by the adaptive window and the published
+  limits (:mod:`erc.llm.ratelimit`), each attempt retried on transient faults (:func:`erc.llm.retry.with_retries`)
+  and appended raw, with one record shape and the server's token counts, to the task's append-only
   ``requests.jsonl`` (:class:`erc.llm.store.RequestStore`) as soon as it is answered;
-- draws one progress bar and appends one line per run that had work to ``runs.jsonl``.
+- draws one progress bar (with the tokens, and the cost so far and projected where ``<key>.price`` is given) and
+  writes one line per run that had work to ``runs.jsonl``: when its slots are planned (so a run killed by SIGKILL
+  still leaves its line, ``status: running``), completed in place at its end (``complete`` or ``failed``, with its
+  totals).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -28,14 +33,16 @@ from typing import Any
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from erc.io import append_jsonl
+from erc.io import read_jsonl, write_jsonl_atomic
 from erc.llm.backends import Backend, FatalRequestError, make_backend
 from erc.llm.backends.base import Completion, Prompt
 from erc.llm.dialects import template_stop
 from erc.llm.grammar import Constraint
+from erc.llm.ratelimit import AdaptiveLimiter
 from erc.llm.retry import LLMRunError, RetryPolicy, with_retries
 from erc.llm.sampling import Sampling, warn_lost
 from erc.llm.store import RequestStore, canonical_hash, fingerprint
+from erc.llm.usage import Prices
 
 log = logging.getLogger(__name__)
 
@@ -166,25 +173,44 @@ class Task(ABC):
 
 
 class Progress:
-    """Counts and a tqdm bar: accepted/rejected, slots/min, tokens/s and ETA. A run with nothing to do draws no
-    bar (the log line before it says so)."""
+    """Counts and a tqdm bar: accepted/rejected, slots/min, tokens/s, the request window, the cost so far and
+    projected for the slots left (with prices), and the ETA. A run with nothing to do draws no bar (the log line
+    before it says so)."""
 
-    def __init__(self, total: int, desc: str, unit: str) -> None:
+    def __init__(self, total: int, desc: str, unit: str, prices: Prices | None = None,
+                 limiter: AdaptiveLimiter | None = None) -> None:
         self.bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=not total)
         self.start = time.monotonic()
-        self.requests = self.accepted = self.rejected = self.failed = self.tokens = 0
+        self.requests = self.accepted = self.rejected = self.failed = self.tokens = self.prompt_tokens = 0
+        self.prices = prices or Prices()
+        self.limiter = limiter
         self.reasons: Counter[str] = Counter()
         self.retried: Counter[str] = Counter()  # transient faults retried, by type (MalformedAnswerError, ...)
 
-    def request_done(self, answer: Answer, tokens: int | None) -> None:
+    def cost(self) -> float | None:
+        return self.prices.cost(self.prompt_tokens, self.tokens)
+
+    def projected_cost(self) -> float | None:
+        """The cost of the whole run at the cost per slot so far (None before a slot is done or without prices)."""
+        cost, done = self.cost(), self.bar.n
+        return None if cost is None or not done else cost * self.bar.total / done
+
+    def request_done(self, answer: Answer, completion: Completion) -> None:
         self.requests += 1
-        self.tokens += tokens or 0
+        self.tokens += completion.generated_tokens or 0
+        self.prompt_tokens += completion.prompt_tokens or 0
         self.accepted += answer.accepted
         self.rejected += not answer.accepted
         self.reasons.update(answer.reasons)
         elapsed = max(time.monotonic() - self.start, 1e-9)
-        self.bar.set_postfix(accepted=self.accepted, rejected=self.rejected,
-                             dlg_min=f"{60 * self.accepted / elapsed:.1f}", tok_s=f"{self.tokens / elapsed:.0f}")
+        postfix = {"accepted": self.accepted, "rejected": self.rejected,
+                   "dlg_min": f"{60 * self.accepted / elapsed:.1f}", "tok_s": f"{self.tokens / elapsed:.0f}"}
+        if self.limiter is not None:
+            postfix["window"] = self.limiter.describe()
+        cost, projected = self.cost(), self.projected_cost()
+        if cost is not None:
+            postfix["cost"] = f"${cost:.2f}" + (f"->${projected:.2f}" if projected is not None else "")
+        self.bar.set_postfix(postfix)
 
     def slot_done(self, accepted: bool) -> None:
         self.failed += not accepted
@@ -192,12 +218,15 @@ class Progress:
 
     def summary(self) -> dict[str, Any]:
         wall = time.monotonic() - self.start
+        cost = self.cost()
         return {"requests": self.requests, "accepted": self.accepted, "rejected": self.rejected,
-                "slots_failed": self.failed, "generated_tokens": self.tokens, "wall_s": round(wall, 3),
+                "slots_failed": self.failed, "prompt_tokens": self.prompt_tokens, "generated_tokens": self.tokens,
+                "cost_usd": None if cost is None else round(cost, 6), "wall_s": round(wall, 3),
                 "dialogues_per_min": round(60 * self.accepted / wall, 2) if wall else None,
                 "tokens_per_s": round(self.tokens / wall, 2) if wall else None,
                 "rejection_reasons": dict(sorted(self.reasons.items())),
-                "retried_faults": dict(sorted(self.retried.items()))}
+                "retried_faults": dict(sorted(self.retried.items())),
+                **(self.limiter.summary() if self.limiter is not None else {})}
 
 
 async def run_workers(items: list[Any], run_one: Callable[[Any], Awaitable[None]], concurrency: int,
@@ -240,9 +269,12 @@ class Runner:
         backend = task.backend or task.make_backend()
         warn_lost(backend.kind, backend.lost)
         policy = RetryPolicy.from_config(task.llm, backend, task.key, task.error)
-        run: dict[str, Any] = {"task": task.name, "started_at": time.time(), **task.run_facts(),
-                               "route": backend.route, "concurrency": int(task.llm.concurrency),
-                               "not_honoured": backend.lost}
+        prices = Prices.from_config(task.llm, task.key)
+        run: dict[str, Any] = {"run_id": uuid.uuid4().hex[:12], "status": "running", "task": task.name,
+                               "started_at": time.time(), **task.run_facts(), "route": backend.route,
+                               "concurrency": int(task.llm.concurrency), "not_honoured": backend.lost}
+        if prices.given:
+            run["prices"] = prices.to_dict()
         try:
             provenance = await with_retries(backend.start, policy=policy, what=f"{task.name} {backend.kind} backend")
             task.model = provenance["model"]
@@ -258,9 +290,12 @@ class Runner:
             if plan.reopened:
                 log.warning("%s: %d slot(s) got no usable answer in a full round of attempts for reasons outside "
                             "the model's answer and are asked again with new seeds", task.folder, plan.reopened)
-            run.update(await self._run_slots(plan.slots, setup_hash, policy))
+            if plan.slots:
+                write_run_line(task.runs_path, run)   # before any request: a killed run still leaves its line
+            run.update(await self._run_slots(plan.slots, setup_hash, policy, prices))
+            run["status"] = "complete"
         except BaseException as err:
-            run["error"] = f"{type(err).__name__}: {err}"
+            run.update(status="failed", error=f"{type(err).__name__}: {err}")
             raise
         finally:
             await backend.close()
@@ -268,20 +303,28 @@ class Runner:
                 self.store.close()
             run["finished_at"] = time.time()
             if run.get("slots_to_run") != 0:
-                append_jsonl(task.runs_path, run)
+                write_run_line(task.runs_path, run)
         return run
 
-    async def _run_slots(self, slots: list[Slot], setup_hash: str, policy: RetryPolicy) -> dict[str, Any]:
+    async def _run_slots(self, slots: list[Slot], setup_hash: str, policy: RetryPolicy, prices: Prices
+                         ) -> dict[str, Any]:
         task, backend, store = self.task, self.task.backend, self.store
         assert backend is not None and store is not None
-        progress = Progress(len(slots), self.desc, self.unit)
+        limiter = AdaptiveLimiter.from_config(task.llm, task.key)
+        progress = Progress(len(slots), self.desc, self.unit, prices, limiter)
+
+        async def complete(prompt: Prompt, seed: int, constraint: Constraint | None) -> Completion:
+            async with limiter.request() as permit:
+                completion = await backend.complete(prompt, seed, constraint)
+                permit.tokens = (completion.prompt_tokens or 0) + (completion.generated_tokens or 0)
+                return completion
 
         async def run_slot(slot: Slot) -> None:
             accepted = False
             for attempt in range(slot.first, slot.end):
                 seed = task.seed(slot, attempt)
                 started = time.monotonic()
-                completion = await with_retries(backend.complete, slot.prompt, seed, slot.constraint, policy=policy,
+                completion = await with_retries(complete, slot.prompt, seed, slot.constraint, policy=policy,
                                                 what=task.describe(slot), failures=progress.retried)
                 latency = time.monotonic() - started
                 answer = task.judge_answer(slot, completion)
@@ -291,10 +334,11 @@ class Runner:
                     "template_hash": task.template_hash, "backend": backend.kind, "model": task.model,
                     "route": backend.route, "constrained": slot.constraint is not None, "prompt": slot.prompt,
                     "text": completion.text, "finish_reason": completion.finish_reason,
-                    "generated_tokens": completion.generated_tokens, "server_seed": completion.seed,
+                    "prompt_tokens": completion.prompt_tokens, "generated_tokens": completion.generated_tokens,
+                    "server_seed": completion.seed,
                     "replica": completion.replica, "latency_s": round(latency, 4), "finished_at": time.time(),
                     **answer.fields})
-                progress.request_done(answer, completion.generated_tokens)
+                progress.request_done(answer, completion)
                 if answer.accepted:
                     accepted = True
                     break
@@ -306,3 +350,10 @@ class Runner:
             progress.bar.close()
         return progress.summary()
 
+
+def write_run_line(path: Path, run: dict[str, Any]) -> None:
+    """Write ``run``'s line of ``runs.jsonl``: in place of the line with its ``run_id`` (its start), else at the
+    end. The file is small (a line per run) and rewritten whole, atomically."""
+    lines = read_jsonl(path) if path.is_file() else []
+    at = next((i for i, line in enumerate(lines) if line.get("run_id") == run["run_id"]), len(lines))
+    write_jsonl_atomic(path, [*lines[:at], run, *lines[at + 1:]])

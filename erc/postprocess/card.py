@@ -42,6 +42,17 @@ def filter_text(card: dict[str, Any]) -> str:
             f"`{entry['removed_file']}`.\n")
 
 
+def tokens_text(tokens: dict[str, Any] | None) -> str:
+    """The tokens every request used, as the server counted them, and their cost where prices were given."""
+    if not tokens:
+        return "Tokens: not recorded (a set made before they were)"
+    cost = f", ${tokens['cost_usd']:.4f} at the prices given" if tokens.get("cost_usd") is not None else ""
+    missing = (f" ({tokens['requests_without_usage']} request(s) without the server's count)"
+               if tokens["requests_without_usage"] else "")
+    return (f"Tokens: {tokens['prompt_tokens']:,} prompt + {tokens['completion_tokens']:,} completion over "
+            f"{tokens['requests']} requests{missing}{cost}")
+
+
 def decoding_text(gen: dict[str, Any]) -> str:
     """How the answers were decoded and asked for: the line format freely (the paper), under its grammar, or as JSON
     under the dialogue's schema (``prompt.format=json``)."""
@@ -88,6 +99,7 @@ Generate Effective Datasets for Emotion Recognition in Conversations?". The prom
 - {constrained}
 - Requests: {counts['requests']}, accepted dialogues: {counts['accepted']}, duplicates removed:
   {counts['duplicates_removed']['exact']} exact, {counts['duplicates_removed']['near']} near (MinHash)
+- {tokens_text(card.get('tokens'))}
 
 {table(splits, ('split', 'dialogues', 'utterances'))}
 

@@ -21,6 +21,7 @@ from erc.data.schema import SPLITS, Dialogue
 from erc.data.sets import write_removed, write_set
 from erc.io import write_if_changed
 from erc.llm.sampling import deviations_from_table_ii
+from erc.llm.usage import Prices, usage_totals
 from erc.postprocess.build import BuiltSet
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ def base_card(cfg: DictConfig, built: BuiltSet) -> dict[str, Any]:
         "labels": counted["labels"],
         "rejections": dict(sorted(built.reasons.items())),
         "throughput": throughput,
+        "tokens": usage_totals(records, Prices.from_config(cfg.llm)),
         "validation": OmegaConf.to_container(cfg.validation, resolve=True),
         "dedup": OmegaConf.to_container(cfg.dedup, resolve=True), "split": built.ratios,
     }

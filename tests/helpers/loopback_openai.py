@@ -9,6 +9,7 @@ for any field outside its API (other servers ignore unknown fields).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from aiohttp import web
@@ -68,6 +69,10 @@ class LoopbackOpenAI(LoopbackTGI):
         with self._lock:
             self.answered.append(body)
         finish = "length" if finish_reason == "length" else "stop"
+        prompt_tokens = len(json.dumps(body["messages"]).split()) if chat else len(body["prompt"].split())
+        with self._lock:
+            self.usage["prompt_tokens"] += prompt_tokens
+            self.usage["completion_tokens"] += len(text.split())
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
         if chat:
             choice["message"] = {"role": "assistant", "content": text}
@@ -76,7 +81,8 @@ class LoopbackOpenAI(LoopbackTGI):
         return web.json_response({
             "id": "loopback", "object": "chat.completion" if chat else "text_completion", "created": 0,
             "model": body.get("model") or self.model, "choices": [choice],
-            "usage": {"prompt_tokens": 1, "completion_tokens": len(text.split()), "total_tokens": 1}})
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                      "total_tokens": prompt_tokens + len(text.split())}})
 
     async def _chat(self, request: web.Request) -> web.Response:
         return await self._answer(request, chat=True)

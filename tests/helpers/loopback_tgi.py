@@ -62,7 +62,9 @@ class LoopbackTGI:
     in order: a status code (429, 503), ``(status, body)`` (that JSON error answer), ``"slow"`` (sleep ``slow_s``
     first), a :data:`MALFORMED` kind (status 200 with that body), ``"429:<after>"`` or ``"503:<after>"`` (that status
     with ``Retry-After: <after>``, seconds or an HTTP date) or ``"silent"`` (accept the request and never
-    answer). ``silent=True``
+    answer). ``rate_limit``: requests per second, as a rate-limited API enforces it: a request arriving when that
+    many were accepted in the last second is answered 429 with ``Retry-After: 1`` (counted in ``rate_limited``).
+    ``silent=True``
     makes every request silent; while ``paused`` is set, requests wait (a test holds a client
     mid-request). TGI's OpenAI-compatible ``POST /v1/completions`` is served too, with the same
     answers and faults.
@@ -70,7 +72,8 @@ class LoopbackTGI:
 
     def __init__(self, answer: Answer, *, latency_s: float = 0.0,
                  faults: list[int | str | tuple[int, dict]] | None = None,
-                 slow_s: float = 5.0, info: dict[str, Any] | None = None, silent: bool = False) -> None:
+                 slow_s: float = 5.0, info: dict[str, Any] | None = None, silent: bool = False,
+                 rate_limit: int | None = None) -> None:
         self.answer = answer
         self.latency_s = latency_s
         self.faults: deque[int | str | tuple[int, dict]] = deque(faults or [])
@@ -81,6 +84,12 @@ class LoopbackTGI:
         self.requests: list[dict[str, Any]] = []  # every /generate body, faults included
         self.times: list[float] = []  # when each of them arrived (time.monotonic())
         self.answered: list[dict[str, Any]] = []  # bodies answered with 200
+        self.rate_limit = rate_limit
+        self.accepted_at: deque[float] = deque()  # the last second's accepted requests (rate_limit)
+        self.rate_limited = 0
+        self.accepted_times: list[float] = []  # when each request within rate_limit arrived
+        # The token counts the answers reported (TGI: the prompt's only with decoder_input_details), summed.
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -100,6 +109,16 @@ class LoopbackTGI:
             self.requests.append(body)
             self.times.append(time.monotonic())
             fault = self.faults.popleft() if self.faults else None
+            if fault is None and self.rate_limit is not None:
+                now = self.times[-1]
+                while self.accepted_at and self.accepted_at[0] <= now - 1.0:
+                    self.accepted_at.popleft()
+                if len(self.accepted_at) >= self.rate_limit:
+                    self.rate_limited += 1
+                    fault = "429:1"
+                else:
+                    self.accepted_at.append(now)
+                    self.accepted_times.append(now)
         while self.paused.is_set():
             await asyncio.sleep(0.01)
         if fault == "silent" or self.silent:
@@ -136,8 +155,15 @@ class LoopbackTGI:
         text, finish_reason = self.answer(body["inputs"], parameters)
         with self._lock:
             self.answered.append(body)
+        prompt_tokens = len(body["inputs"].split()) + 1  # + BOS, as TGI's prefill counts it
+        prefill = ([{"id": 1, "text": "<s>", "logprob": None}] +
+                   [{"id": i + 2, "text": w, "logprob": -1.0} for i, w in enumerate(body["inputs"].split())]
+                   if parameters.get("decoder_input_details") else [])
+        with self._lock:
+            self.usage["prompt_tokens"] += prompt_tokens if prefill else 0
+            self.usage["completion_tokens"] += len(text.split())
         details = {"finish_reason": finish_reason, "generated_tokens": len(text.split()),
-                   "seed": parameters.get("seed"), "prefill": [], "tokens": []}
+                   "seed": parameters.get("seed"), "prefill": prefill, "tokens": []}
         return web.json_response({"generated_text": text, "details": details})
 
     async def _completions(self, request: web.Request) -> web.Response:

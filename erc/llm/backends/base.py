@@ -30,6 +30,7 @@ class Completion:
     generated_tokens: int | None
     seed: int | None
     replica: str
+    prompt_tokens: int | None = None   # as the server counted them (what an API bills); None: not reported
 
     @property
     def truncated(self) -> bool:
@@ -46,9 +47,15 @@ class TransientError(Exception):
     """Timeouts, connection errors, 429 and 5xx: retried with exponential backoff and jitter, or after
     ``retry_after`` seconds when the server said how long to wait (``Retry-After`` on a 429 or 503)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
+
+    @property
+    def rate_limited(self) -> bool:
+        """The server refused for load or rate (429, 503): the client should send less (erc/llm/ratelimit.py)."""
+        return self.status in RETRY_AFTER_STATUSES or self.retry_after is not None
 
 
 # The statuses whose Retry-After asks the client to wait: rate limited (429), overloaded or down (503).

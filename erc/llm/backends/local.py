@@ -155,7 +155,8 @@ class LocalBackend(Backend):
             out = await asyncio.to_thread(self._complete_blocking, prompt, seed, constraint)
         choice = out["choices"][0]
         return Completion(text=choice["text"], finish_reason=str(choice["finish_reason"]),
-                          generated_tokens=out["usage"]["completion_tokens"], seed=seed, replica="embedded")
+                          generated_tokens=out["usage"]["completion_tokens"], seed=seed, replica="embedded",
+                          prompt_tokens=out["usage"]["prompt_tokens"])
 
     async def close(self) -> None:
         if self.llama is not None:

@@ -119,8 +119,9 @@ class OpenAIBackend(Backend):
         choice = out.choices[0]
         finish = "refusal" if self.route == "chat" and choice.message.refusal and not choice.message.content \
             else str(choice.finish_reason)
-        tokens = out.usage.completion_tokens if out.usage is not None else None
-        return Completion(text=text, finish_reason=finish, generated_tokens=tokens, seed=seed, replica=url)
+        usage = out.usage
+        return Completion(text=text, finish_reason=finish, generated_tokens=usage.completion_tokens if usage else None,
+                          seed=seed, replica=url, prompt_tokens=usage.prompt_tokens if usage else None)
 
     def _status_error(self, url: str, err: openai.APIStatusError) -> Exception:
         """Retry 408, 409, 429 and 5xx; any other status, and a 5xx that is a request validation error
@@ -131,7 +132,7 @@ class OpenAIBackend(Backend):
         validation = field is not None and "'loc'" in body
         if (err.status_code in (408, 409, 429) or err.status_code >= 500) and not validation:
             return TransientError(f"{url}: HTTP {err.status_code}: {err.message}",
-                                  retry_after_seconds(err.status_code, err.response.headers))
+                                  retry_after_seconds(err.status_code, err.response.headers), err.status_code)
         if field is None:
             return FatalRequestError(f"{url} rejected the request (HTTP {err.status_code}): {err.message}")
         return FatalRequestError(

@@ -116,20 +116,23 @@ class TGIBackend(Backend):
         url, client = self.slots[slot].rstrip("/"), self.clients[slot]
         extra = {"grammar": _grammar(constraint)} if constraint is not None else {}
         try:
+            # decoder_input_details: the prompt's tokens come back in details.prefill, TGI's only prompt token count
             out = await client.text_generation(
-                prompt, details=True, model=f"{url}/generate", seed=seed, **self.params, **extra)
+                prompt, details=True, decoder_input_details=True, model=f"{url}/generate", seed=seed, **self.params,
+                **extra)
         except json.JSONDecodeError as err:  # status 200, body not JSON (an HTML page, a cut answer)
             raise MalformedAnswerError(url, err.doc) from err
         except ValidationError as err:
             raise FatalRequestError(f"{url} rejected {_parameter_named(str(err))}: {err}") from err
         except (OverloadedError, GenerationError, IncompleteGenerationError, InferenceTimeoutError,
                 httpx2.TransportError) as err:
-            raise TransientError(f"{url}: {type(err).__name__}: {err}", _retry_after(err)) from err
+            raise TransientError(f"{url}: {type(err).__name__}: {err}", _retry_after(err),
+                                 getattr(_response(err), "status_code", None)) from err
         except (HfHubHTTPError, TextGenerationError) as err:
             response = _response(err)
             status = getattr(response, "status_code", None)
             if status is None or status == 429 or status >= 500:
-                raise TransientError(f"{url}: HTTP {status}: {err}", _retry_after(err)) from err
+                raise TransientError(f"{url}: HTTP {status}: {err}", _retry_after(err), status) from err
             raise FatalRequestError(f"{url} answered HTTP {status} ({_parameter_named(str(err))}): {err}") from err
         details = out.details
         if not isinstance(out.generated_text, str) or details is None or details.finish_reason is None:
@@ -137,7 +140,8 @@ class TGIBackend(Backend):
             raise MalformedAnswerError(url, json.dumps({k: v for k, v in vars(out).items() if v is not None},
                                                        default=str))
         return Completion(text=out.generated_text, finish_reason=str(details.finish_reason),
-                          generated_tokens=details.generated_tokens, seed=details.seed, replica=url)
+                          generated_tokens=details.generated_tokens, seed=details.seed, replica=url,
+                          prompt_tokens=len(details.prefill) if details.prefill else None)
 
     async def close(self) -> None:
         for client in self.clients:

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from erc.judge.checks import judge_enabled
 from erc.judge.export import export_judgement, forget_judgement
 from erc.judge.run import judge_set
-from erc.postprocess.card import percent, table
+from erc.postprocess.card import percent, table, tokens_text
 from erc.postprocess.export import sizes
 from erc.postprocess.step import FilteredSet, SetContext, Step
 
@@ -60,4 +60,5 @@ class JudgeStep(Step):
                 f"labels: {percent(judge['accuracy'])}% of {judge['utterances']} utterances, Cohen's kappa {kappa}; "
                 f"{dialogues['judged']} dialogues judged, {dialogues['unjudged']} without a judge answer. Per label "
                 f"(precision and recall of the judge against the generated label, %{confusion}):\n\n"
-                f"{table(rows, ('label', 'generated', 'judged', 'precision', 'recall'))}\n")
+                f"{table(rows, ('label', 'generated', 'judged', 'precision', 'recall'))}\n\n"
+                f"The judge's {tokens_text(judge.get('tokens'))[0].lower()}{tokens_text(judge.get('tokens'))[1:]}.\n")
