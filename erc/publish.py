@@ -189,13 +189,16 @@ def push(uploads: list[Upload], repo: str, *, private: bool, token: str) -> str:
         info = api.create_commit(repo, [CommitOperationAdd(u.path, u.data) for u in uploads], repo_type="dataset",
                                  commit_message="Publish an erc-generated ERC set")
     except HTTPError as err:
-        raise UserError(f"pushing to the Hub dataset {repo} failed: {_first_line(err)} (check the repository name "
+        raise UserError(f"pushing to the Hub dataset {repo} failed: {_one_line(err)} (check the repository name "
                         "and that HF_TOKEN is a write token with access to it)") from None
+    except ValueError as err:   # huggingface_hub's word for metadata the Hub refused (a bad --license id, say)
+        raise UserError(f"the Hub refused the card of {repo}: {_one_line(err)} (fix README.md's metadata, or "
+                        "--license)") from None
     return info.commit_url
 
 
-def _first_line(err: Exception) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+def _one_line(err: Exception) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
 
 
 def listing(uploads: list[Upload]) -> str:

@@ -3,21 +3,19 @@ parses as a Hugging Face dataset card with its metadata, the real ``datasets`` l
 train, validation and test and the benchmark's label names in its class order (the same dialogues and labels as
 erc's own loader), and ``python -m erc.publish`` lists what it would upload (the raw answers only when asked, no
 server address), refuses ``--push`` without ``HF_TOKEN`` in one line, and pushes through huggingface_hub to a
-loopback server standing in for the Hub. One set, generated once against a loopback TGI server, serves them all."""
+loopback server standing in for the Hub (a token it refuses: one line). One set, generated once against a loopback
+TGI server, serves them all."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from huggingface_hub import DatasetCard
 
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl
@@ -27,6 +25,7 @@ from erc.pipeline import generate
 from erc.publish import main, plan
 
 from helpers.generation import make_cfg, out_dir
+from helpers.loopback_hub import LoopbackHub
 from helpers.loopback_tgi import LoopbackTGI, ScriptedDialogues
 
 LABELS = label_set("iemocap")
@@ -112,9 +111,44 @@ def test_the_provenance_file_says_how_the_set_was_made(folder: Path) -> None:
     assert record["files"] == {p: hashlib.sha256(d).hexdigest() for p, d in uploads.items() if p != "provenance.json"}
 
 
-def test_push_without_hf_token_refuses_in_one_line(folder: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
-    done = subprocess.run([sys.executable, "-m", "erc.publish", str(folder), "--repo", "someone/x", "--push"],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+def publish(folder: Path, tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """``python -m erc.publish <folder> *args`` with ``env`` added (HF_TOKEN only where given), huggingface_hub's
+    files under ``tmp_path``."""
+    base = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    return subprocess.run([sys.executable, "-m", "erc.publish", str(folder), *args], cwd=PROJECT_ROOT,
+                          env={**base, "HF_HOME": str(tmp_path / "hf"), **env}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_push_without_hf_token_refuses_in_one_line(folder: Path, tmp_path: Path) -> None:
+    done = publish(folder, tmp_path, "--repo", "someone/x", "--push")
     assert done.returncode == 2
     assert done.stderr.splitlines() == [done.stderr.strip()] and "HF_TOKEN" in done.stderr
+
+
+def test_push_uploads_the_planned_files_with_the_token_from_the_environment(folder: Path, tmp_path: Path) -> None:
+    token = "hf_loopback0123456789"
+    with LoopbackHub(token) as hub:
+        done = publish(folder, tmp_path, "--repo", "someone/iemocap-nat", "--push", "--include-raw",
+                       HF_ENDPOINT=hub.url, HF_TOKEN=token)
+    assert done.returncode == 0, done.stderr
+    assert hub.created == [{"name": "iemocap-nat", "organization": "someone", "type": "dataset",
+                            "visibility": "public"}]
+    planned = {u.path: u.data for u in plan(folder, include_raw=True)}
+    pushed = hub.files["someone/iemocap-nat"]
+    assert pushed.keys() == planned.keys()
+    assert {p: d for p, d in pushed.items() if p != "provenance.json"} == \
+           {p: d for p, d in planned.items() if p != "provenance.json"}
+    assert json.loads(pushed["provenance.json"])["files"] == json.loads(planned["provenance.json"])["files"]
+    assert hub.unknown == [] and {f"Bearer {token}"} <= set(hub.authorizations)
+    assert token not in done.stdout + done.stderr
+
+
+def test_a_token_the_hub_refuses_is_one_line(folder: Path, tmp_path: Path) -> None:
+    with LoopbackHub("hf_the_right_one") as hub:
+        done = publish(folder, tmp_path, "--repo", "someone/x", "--push", HF_ENDPOINT=hub.url,
+                       HF_TOKEN="hf_a_wrong_one")
+    assert done.returncode == 2 and done.stderr.splitlines() == [done.stderr.strip()]
+    assert "401" in done.stderr and "HF_TOKEN" in done.stderr and "hf_a_wrong_one" not in done.stderr
+    assert hub.files == {}
