@@ -19,7 +19,7 @@ ERC = PROJECT_ROOT / "erc"
 # The layer of each package or top-level module of erc (higher imports lower).
 LAYERS: dict[str, int] = {
     # entry points: what the scripts and ``python -m`` call, and the config resolvers they register (erc/__init__)
-    "erc.pipeline": 4, "erc.demo": 4, "erc.cli": 4, "erc.config": 4, "erc": 4,
+    "erc.pipeline": 4, "erc.demo": 4, "erc.publish": 4, "erc.cli": 4, "erc.config": 4, "erc": 4,
     # tasks and steps: the generator, the judge, post-processing, the quality report, training, evaluation
     "erc.postprocess": 3, "erc.generation": 3, "erc.judge": 3, "erc.quality": 3, "erc.training": 3,
     "erc.evaluation": 3, "erc.models": 3, "erc.identity": 3,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from erc.io import write_if_changed
+from erc.postprocess.hub import with_front_matter
 
 
 def table(rows: list[tuple[Any, ...]], header: tuple[str, ...]) -> str:
@@ -131,8 +132,9 @@ def _files(card: dict[str, Any]) -> str:
 
 
 def write_card(out_dir: Path, card: dict[str, Any], sections: Callable[[dict[str, Any]], str]) -> None:
-    """``card.json`` and ``README.md`` (with the steps' ``sections`` of the card written); when the card differs from
-    the one on disk only in ``created_at``, the old card (and its date) stays."""
+    """``card.json`` and ``README.md`` (with the steps' ``sections`` of the card written, under the Hub's metadata:
+    :mod:`erc.postprocess.hub`); when the card differs from the one on disk only in ``created_at``, the old card (and
+    its date) stays."""
     path = out_dir / "card.json"
     try:
         old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -141,7 +143,7 @@ def write_card(out_dir: Path, card: dict[str, Any], sections: Callable[[dict[str
     if isinstance(old, dict) and "created_at" in old and {**old, "created_at": card["created_at"]} == card:
         card = old
     write_if_changed(path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
-    write_if_changed(out_dir / "README.md", readme_text(card, sections(card)).encode())
+    write_if_changed(out_dir / "README.md", with_front_matter(card, readme_text(card, sections(card))).encode())
 
 
 def filtered_card(card: dict[str, Any], name: str, sizes: dict[str, Any], entry: dict[str, Any],
