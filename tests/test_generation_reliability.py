@@ -7,6 +7,7 @@ the entry point matters."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -123,6 +124,27 @@ def test_bad_values_are_refused_naming_the_key_before_any_request(tmp_path, over
     with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
         with pytest.raises(ConfigError, match=rf"^{key} (must|cannot)"):
             generate(make_cfg(tmp_path, server.url, *overrides))
+        assert server.requests == []
+    assert not out_dir(tmp_path).exists()
+
+
+@pytest.mark.parametrize("given, key, to_use, overrides", [
+    ("{url}/generate", "llm.url", "{url}", []),
+    ("{host}", "llm.url", "{url}", []),  # no scheme
+    ("{url}/v1/chat/completions", "llm.url", "{url}/v1", ["llm=openai", "llm.server=plain", "llm.model=loopback"]),
+    ("{url}/v1/completions/", "judge.llm.url", "{url}/v1",
+     ["judge=llm", "judge.llm.backend=openai", "judge.llm.server=plain", "judge.llm.model=loopback"]),
+], ids=["tgi_route", "no_scheme", "openai_route", "judge_route"])
+def test_a_url_with_its_route_or_without_scheme_is_refused_with_the_url_to_use(tmp_path, given, key, to_use,
+                                                                              overrides):
+    """Such a URL fails at every request, which would be retried for minutes as if the server were down."""
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        names = {"url": server.url, "host": server.url.removeprefix("http://")}
+        url = server.url if key.startswith("judge") else given.format(**names)
+        with pytest.raises(ConfigError, match=rf"^{key}={re.escape(given.format(**names))} .*: give "
+                                              rf"{key}={re.escape(to_use.format(**names))}$"):
+            generate(make_cfg(tmp_path, url, *overrides, *([f"{key}={given.format(**names)}"]
+                                                          if key.startswith("judge") else [])))
         assert server.requests == []
     assert not out_dir(tmp_path).exists()
 
