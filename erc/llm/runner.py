@@ -244,7 +244,11 @@ class Runner:
                                "route": backend.route, "concurrency": int(task.llm.concurrency),
                                "not_honoured": backend.lost}
         try:
-            provenance = await with_retries(backend.start, policy=policy, what=f"{task.name} {backend.kind} backend")
+            try:
+                provenance = await with_retries(backend.start, policy=policy,
+                                                what=f"{task.name} {backend.kind} backend")
+            except FatalRequestError as err:  # e.g. nothing listening at the URL: one line, as from a request
+                raise task.error(str(err)) from err
             task.model = provenance["model"]
             setup = task.setup(task.model)
             setup_hash = canonical_hash(setup, 16)

@@ -91,6 +91,12 @@ class FatalRequestError(Exception):
     """A request the server will never accept (e.g. a 4xx validation answer): stops the run."""
 
 
+class UnreachableError(FatalRequestError):
+    """A connection refused (or a host not found) at a URL that has not answered in this run: no server listens
+    there (not started, or a wrong URL), which minutes of retries would not change. Once the URL has answered, a
+    refused connection is a server restarting and is retried (see :meth:`Backend.connection_failed`)."""
+
+
 # How servers name a field they refuse: TGI quotes it in backticks ("`top_p` must be ..."), hosted OpenAI says
 # "Unrecognized request argument supplied: top_k", pydantic (vLLM, SGLang, llama_cpp.server) gives its location,
 # "'loc': ('body', 'top_k')" (a Python repr inside the message) or "loc": ["body", "top_k"] (FastAPI's JSON).
@@ -115,6 +121,8 @@ class Backend(ABC):
     speaks_gbnf: bool = False  # grammars reach the model as GBNF (llama.cpp) rather than a regex
     # A request can be abandoned mid-flight (an HTTP call), so llm.request_deadline_s applies.
     interruptible: bool = True
+    # The config node of its settings as the user writes it (llm, judge.llm), for messages; set by make_backend.
+    key: str = "llm"
 
     def __init__(self, cfg: Any, sampling: Sampling) -> None:
         self.cfg = cfg
@@ -128,6 +136,20 @@ class Backend(ABC):
         self._next_slot = itertools.cycle(range(max(len(self.slots), 1)))
         # Parameters the backend cannot honour, for the data card.
         self.lost: list[str] = []
+        # The URLs that have answered in this run: a refused connection there is a restart, retried.
+        self.answered: set[str] = set()
+
+    def connection_failed(self, url: str, err: BaseException) -> Exception:
+        """What a failed connection to ``url`` is: a :class:`TransientError` once ``url`` has answered in this run,
+        else an :class:`UnreachableError` saying to start the server or fix ``<key>.url``."""
+        if url.rstrip("/") in self.answered:
+            return TransientError(f"{url}: {type(err).__name__}: {err}")
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConnectionRefusedError):
+            cause = cause.__cause__ or cause.__context__
+        why = "connection refused" if cause is not None else f"{type(err).__name__}: {err}"
+        return UnreachableError(f"cannot connect to {url} ({why}): no server answers there; start it, or fix "
+                                f"{self.key}.url")
 
     def pick_slot(self) -> int:
         """The next client slot, round-robin (and so the next replica)."""
