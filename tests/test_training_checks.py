@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import fields
 
 import pytest
@@ -252,9 +254,19 @@ def test_checkpoint_writes_are_atomic(tmp_path) -> None:
     assert "not a complete checkpoint" in unreadable_reason(path)
 
 
-def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatch) -> None:
+def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatch, reachable_hub) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     for name in ("tiny", "small", "roberta-large", "xlm-roberta-large"):   # hub names pass through unchecked
         check_backbone_name(name, "classifier.backbone")
+    with socket.socket() as closed:  # the hub unreachable: one quick probe, not a minute of the hub client's retries
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"classifier.backbone='roberta-large': not in the Hugging Face cache and "
+                                          r"the hub \(http://127.0.0.1:\d+\) cannot be reached .*backbones that run "
+                                          r"offline: tiny, small \(random weights\) and minilm \(installed\)"):
+        check_backbone_name("roberta-large", "classifier.backbone")
+    assert time.monotonic() - started < 2
     for typo, near in (("tinyy", "tiny"), ("smal", "small"), ("roberta-larg", "roberta-large")):
         with pytest.raises(ConfigError, match=rf"classifier.backbone='{typo}': .*did you mean '{near}'"):
             check_backbone_name(typo, "classifier.backbone")
@@ -263,8 +275,7 @@ def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatc
     (tmp_path / "config.json").write_text("{}")
     check_backbone_name(str(tmp_path), "classifier.backbone")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(ConfigError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set; backbones that"):
         check_backbone_name("roberta-large", "classifier.backbone")
 
 
