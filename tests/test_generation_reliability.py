@@ -227,16 +227,39 @@ def test_the_openai_backend_retries_malformed_answers_too(tmp_path):
     assert result["generation"]["requests"] == n
 
 
-def test_slots_whose_answers_held_no_dialogue_stay_open_for_the_next_run(tmp_path, caplog):
-    """Slot 0's first round answers are empty, slot 1's are prose, slot 2's are all cut by the token
-    limit: 0 and 1 are asked again by the next run, 2 (a dialogue, rejected for its content) is not."""
+def test_empty_answers_are_retried_not_stored(tmp_path):
+    """A server's empty 200 answer is a fault (retried, counted), not an attempt that held no dialogue."""
     script = ScriptedDialogues(LABELS)
-    empty, prose, truncated = seeds_of(0, range(2)), seeds_of(1, range(2)), seeds_of(2, range(2))
+    seen: set[int] = set()
 
     def answer(inputs, parameters):
         seed = parameters["seed"]
-        if seed in empty:
-            return "", "eos_token"
+        if seed not in seen:   # every request's first answer is empty (blank), its retry the script's
+            seen.add(seed)
+            return " \n", "eos_token"
+        return valid_text(script, seed), "eos_token"
+
+    with LoopbackTGI(answer) as server:
+        result = generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "max_attempts=1", "llm.concurrency=1"))
+        assert len(server.requests) == 4
+        with LoopbackTGI(lambda inputs, parameters: ("", "eos_token")) as empty, \
+                pytest.raises(GenerationError, match=r"gave up after 2 retries: .* answered with an empty text"):
+            generate(make_cfg(tmp_path, empty.url, "n_dialogues=3", "max_attempts=1", "llm.max_retries=2"))
+    assert result["generation"]["retried_faults"] == {"EmptyAnswerError": 2}
+    records = read_jsonl(out_dir(tmp_path) / "requests.jsonl")
+    assert len(records) == 2 and all(r["text"].strip() for r in records)
+
+
+def test_slots_whose_answers_held_no_dialogue_stay_open_for_the_next_run(tmp_path, caplog):
+    """Slots 0 and 1's first round answers are prose, slot 2's are all cut by the token limit: 0 and 1 are
+    asked again by the next run, 2 (a dialogue, rejected for its content) is not."""
+    script = ScriptedDialogues(LABELS)
+    refusal, prose, truncated = seeds_of(0, range(2)), seeds_of(1, range(2)), seeds_of(2, range(2))
+
+    def answer(inputs, parameters):
+        seed = parameters["seed"]
+        if seed in refusal:
+            return "I cannot write that.", "eos_token"
         if seed in prose:
             return "What a lovely idea for a story! Let me think about it.", "eos_token"
         return valid_text(script, seed), "length" if seed in truncated else "eos_token"

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from erc.io import append_jsonl
 from erc.llm.backends import Backend, FatalRequestError, make_backend
-from erc.llm.backends.base import Completion, Prompt
+from erc.llm.backends.base import Completion, EmptyAnswerError, Prompt
 from erc.llm.dialects import template_stop
 from erc.llm.grammar import Constraint
 from erc.llm.retry import LLMRunError, RetryPolicy, with_retries
@@ -280,12 +280,19 @@ class Runner:
         assert backend is not None and store is not None
         progress = Progress(len(slots), self.desc, self.unit)
 
+        async def complete(prompt: Prompt, seed: int, constraint: Constraint | None) -> Completion:
+            """The backend's completion; a server's empty one is a fault to retry, not an attempt to store."""
+            completion = await backend.complete(prompt, seed, constraint)
+            if backend.remote and not completion.text.strip():
+                raise EmptyAnswerError(completion.replica, completion.finish_reason)
+            return completion
+
         async def run_slot(slot: Slot) -> None:
             accepted = False
             for attempt in range(slot.first, slot.end):
                 seed = task.seed(slot, attempt)
                 started = time.monotonic()
-                completion = await with_retries(backend.complete, slot.prompt, seed, slot.constraint, policy=policy,
+                completion = await with_retries(complete, slot.prompt, seed, slot.constraint, policy=policy,
                                                 what=task.describe(slot), failures=progress.retried)
                 latency = time.monotonic() - started
                 answer = task.judge_answer(slot, completion)

@@ -87,6 +87,15 @@ class MalformedAnswerError(TransientError):
                          f"{shown[:200]!r}); check llm.url points at the server itself, not a proxy or login page")
 
 
+class EmptyAnswerError(TransientError):
+    """A status-200 answer from a server whose text is empty (or blank): an overloaded or restarting server's answer
+    more often than the model's, so retried like a malformed answer rather than stored as an attempt that held no
+    dialogue, and reported after the last retry."""
+
+    def __init__(self, server: str, finish_reason: str) -> None:
+        super().__init__(f"{server} answered with an empty text (finish_reason={finish_reason}); its log may say why")
+
+
 class FatalRequestError(Exception):
     """A request the server will never accept (e.g. a 4xx validation answer): stops the run."""
 
@@ -121,6 +130,9 @@ class Backend(ABC):
     speaks_gbnf: bool = False  # grammars reach the model as GBNF (llama.cpp) rather than a regex
     # A request can be abandoned mid-flight (an HTTP call), so llm.request_deadline_s applies.
     interruptible: bool = True
+    # Answers come from a server, so an empty one is a fault to retry (EmptyAnswerError); an embedded model's empty
+    # answer is the model's own, which the same seed would give again.
+    remote: bool = True
     # The config node of its settings as the user writes it (llm, judge.llm), for messages; set by make_backend.
     key: str = "llm"
 
