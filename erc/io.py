@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -122,6 +123,28 @@ def append_jsonl(path: Path | str, record: Any) -> None:
     """Append one record (one line) to a small log such as ``runs.jsonl``."""
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why the torch file (a checkpoint, a cache written by ``torch.save``) at ``path`` cannot be loaded (truncated, a
+    damaged entry), or None when it can.
+
+    ``torch.save`` writes a zip archive: a truncated file has no central directory, and every entry carries a CRC,
+    which ``testzip`` checks without unpickling anything (one read of the file)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"not a complete checkpoint ({err})"
+    return f"entry {damaged} is damaged (CRC mismatch)" if damaged else None
+
+
+def move_aside(path: Path) -> Path:
+    """Move the unreadable file ``path`` to ``<path>.corrupt`` (replacing an older one), so that a rerun rebuilds it
+    instead of failing on it again, and the damaged copy stays for a look; returns where it went."""
+    aside = path.with_name(path.name + ".corrupt")
+    path.replace(aside)
+    return aside
 
 
 def sha256_of(path: Path | str) -> str:

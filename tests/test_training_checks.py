@@ -6,6 +6,7 @@ identity by content, empty test splits, atomic checkpoints and backbone names re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -21,15 +22,17 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping
 
 from erc.data import DataError, load_benchmark
-from erc.errors import ConfigError, UserError
+from erc.errors import ConfigError
 from erc.identity import job_key
+from erc.io import unreadable_reason
 from erc.models.backbone import check_backbone_name
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
-from erc.training.resume import AtomicCheckpointIO, unreadable_reason
+from erc.training.progress_store import ProgressStore
+from erc.training.resume import AtomicCheckpointIO
 from erc.training.runner import Experiment
 from erc.training.schedule import _CHECKS, PhaseSchedule
 
@@ -169,16 +172,36 @@ def test_selected_weights_and_their_dev_metrics_are_handed_on_not_the_last_epoch
     assert all(torch.equal(rerun.classifier.state_dict()[k], v) for k, v in best["state_dict"].items())
 
 
-def test_missing_selected_weights_of_a_finished_phase_is_a_clear_error(tmp_path, data_dir) -> None:
+def test_unreadable_selected_weights_of_a_finished_phase_are_set_aside_and_retrained_first(tmp_path, data_dir,
+                                                                                           caplog) -> None:
+    """Checked before any data is read, not found when a later step loads them."""
     cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal"])
-    train(cfg)
+    first = train(cfg)
     (best,) = (tmp_path / "logs").glob("**/pretrain/best.ckpt")
     best.write_bytes(best.read_bytes()[:100])
-    for progress in (tmp_path / "logs").glob("**/progress.json"):      # only pretraining finished
-        data = json.loads(progress.read_text())
-        progress.write_text(json.dumps({k: v for k, v in data.items() if not k.startswith(("finetune", "test"))}))
-    with pytest.raises(UserError, match=rf"{best}: the selected weights of a finished phase are missing or unreadable"):
-        train(cfg)
+    (progress,) = (tmp_path / "logs").glob("**/progress.json")
+    data = json.loads(progress.read_text())   # only pretraining (and its test) finished
+    progress.write_text(json.dumps({k: v for k, v in data.items() if not k.startswith(("finetune", "test"))}))
+    with caplog.at_level(logging.WARNING):
+        assert train(cfg) == first
+    assert f"{best}: the selected weights of the finished step pretrain cannot be read" in caplog.text
+    assert best.with_name("best.ckpt.corrupt").stat().st_size == 100 and unreadable_reason(best) is None
+    restarted = [r for r in json.loads(progress.read_text())["resumes"] if r.get("restarted")]
+    assert [r["step"] for r in restarted] == ["pretrain"]
+
+
+def test_a_phase_resumed_with_unreadable_best_weights_restarts_before_training(tmp_path) -> None:
+    """Resuming from last.ckpt would train the rest of the phase and then fail to load its best weights so far."""
+    store = ProgressStore(tmp_path / "progress.json")
+    last, best = tmp_path / "last.ckpt", tmp_path / "best.ckpt"
+    torch.save({"epoch": 1}, last)
+    torch.save({"state_dict": {}}, best)
+    assert store.resume_point("finetune", last, resume=True) == str(last)
+    best.write_bytes(best.read_bytes()[:50])
+    assert store.resume_point("finetune", last, resume=True) is None
+    assert not last.exists() and not best.exists()
+    assert (tmp_path / "last.ckpt.corrupt").is_file() and (tmp_path / "best.ckpt.corrupt").stat().st_size == 50
+    assert "best.ckpt is unreadable" in store.resumes[-1]["restarted"]
 
 
 # ---- config <-> loss ----------------------------------------------------------------------------------
