@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import re
+import resource
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -279,6 +282,45 @@ def test_slots_whose_answers_held_no_dialogue_stay_open_for_the_next_run(tmp_pat
         asked = len(server.requests)
         generate(make_cfg(tmp_path, server.url, *cfg))
         assert len(server.requests) == asked  # now every slot is finished
+
+
+def limit_file_size(size: int) -> Callable[[], None]:
+    """A child process's setup: files it writes may not grow past ``size`` bytes (the OS refuses with EFBIG, as a
+    full disk refuses with ENOSPC), and the signal that would kill it there is ignored."""
+    def setup() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+    return setup
+
+
+def test_a_full_disk_under_requests_jsonl_is_an_error_naming_it(tmp_path):
+    from erc.llm.retry import LLMRunError
+    from erc.llm.store import RequestStore
+
+    store = RequestStore(tmp_path / "requests.jsonl")
+    store._handle.close()
+    store._handle = open("/dev/full", "a", encoding="utf-8")  # noqa: SIM115 (the OS layer: every write is ENOSPC)
+    with pytest.raises(LLMRunError, match=rf"^{re.escape(str(store.path))}: could not append an answer \(No space "
+                                          r"left on device\)\. Free disk space and rerun"):
+        store.append({"fingerprint": "f", "text": "x" * 10_000})
+    store.close()   # the text still buffered is dropped, not a second error
+    assert store.records == []
+
+
+@pytest.mark.slow
+def test_a_refused_write_to_requests_jsonl_is_one_line_naming_it_and_a_rerun_resumes(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        run = subprocess.run(command(server.url, tmp_path, "n_dialogues=6", "llm.concurrency=2"), cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size(8_000))
+        store = out_dir(tmp_path) / "requests.jsonl"
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"error: {store}: could not append an answer (File too large). Free disk space and rerun the same "
+            f"command to resume: nothing stored before is lost")
+        assert "Traceback" not in run.stderr and 0 < store.stat().st_size <= 8_000
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "quality.enabled=false"))
+    records = read_jsonl(store)   # the cut last line repaired, nothing stored twice
+    assert len(records) == len({r["fingerprint"] for r in records}) == expected_requests(6, 3, balanced=False)
 
 
 # --- 4. poor yields are said, none is an error ----------------------------------------------------------------

@@ -277,6 +277,31 @@ def test_checkpoint_writes_are_atomic(tmp_path) -> None:
     assert "not a complete checkpoint" in unreadable_reason(path)
 
 
+SAVE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+import torch
+from erc.errors import UserError
+from erc.io import write_atomic  # what AtomicCheckpointIO.save_checkpoint writes through (Lightning not imported)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the OS then refuses the write (EFBIG), as a full disk does (ENOSPC)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+try:
+    write_atomic(sys.argv[1], lambda handle: torch.save({"w": torch.zeros(1_000_000)}, handle), binary=True)
+except UserError as err:
+    print(err)
+"""
+
+
+def test_a_checkpoint_the_os_refuses_to_write_is_an_error_naming_it(tmp_path) -> None:
+    """torch.save turns the OS error into a RuntimeError ("enforce fail at inline_container.cc") naming no file."""
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"previous")
+    job = subprocess.run([sys.executable, "-c", SAVE_UNDER_A_FILE_SIZE_LIMIT, str(path)], cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert job.stdout.strip() == (f"{path}: could not write (File too large); the previous version, if any, is "
+                                  f"unchanged. Free disk space or fix the folder's permissions and rerun."), job.stderr
+    assert path.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
 def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatch, reachable_hub) -> None:
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     for name in ("tiny", "small", "roberta-large", "xlm-roberta-large"):   # hub names pass through unchecked
