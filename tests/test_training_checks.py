@@ -63,6 +63,13 @@ TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.
      re.escape("schedule.finetune.early_stopping_patience must be a positive integer or null, got 0")),
     ("classifier.backbone=tinyy", "classifier.backbone='tinyy': .*did you mean 'tiny'\\? valid: tiny, small"),
     ("classifier.fast_path=fast", re.escape("classifier.fast_path must be one of auto, on, off, got 'fast'")),
+    ("trainer.precision=13", re.escape("trainer.precision must be one of 64-true, 32-true, 16-mixed, bf16-mixed")),
+    ("trainer.accelerator=gpus", re.escape("trainer.accelerator must be one of cpu, gpu, cuda, mps, tpu, auto, got "
+                                           "'gpus'")),
+    ("trainer.devices=0", re.escape("trainer.devices must be a positive integer, -1 (all), auto or a list")),
+    ("+trainer.strategy=dpp", re.escape("trainer.strategy must be auto or one of Lightning's strategies")),
+    pytest.param("trainer=gpu", re.escape("trainer.accelerator=gpu (trainer=gpu or ddp), but torch sees no CUDA GPU"),
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
 ])
 def test_bad_config_values_are_refused_before_any_work_naming_the_key(tmp_path, override, message) -> None:
     # An empty data folder: had the check come after reading data, this would be a MissingDataError.

@@ -56,7 +56,7 @@ from erc.training.schedule import phase_schedule
 from erc.training.scoring import Scorer
 from erc.training.tracking import git_revision
 from erc.training.trainers import TrainerFactory
-from erc.training.validation import validate_train_config
+from erc.training.validation import check_accelerator_present, validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment (see the module docstring); returns every metric, also written to results.json."""
     started = time.time()
     validate_train_config(cfg)
+    check_accelerator_present(cfg.trainer)
     pl.seed_everything(int(cfg.seed), workers=True)
     exp = Experiment(cfg)
     # One process per job folder (rank 0 holds it for a DDP job), from before any data is read until
