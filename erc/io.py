@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -42,12 +43,24 @@ def write_atomic(path: Path | str, write: Callable[[IO[Any]], None], binary: boo
             write(handle)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except OSError as err:
-        raise UserError(f"{path}: could not write ({err.strerror or err}); the previous version, if any, is "
+    except (OSError, RuntimeError) as err:
+        cause = os_error_of(err)
+        if cause is None:
+            raise
+        raise UserError(f"{path}: could not write ({cause.strerror or cause}); the previous version, if any, is "
                         f"unchanged. Free disk space or fix the folder's permissions and rerun.") from err
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def os_error_of(err: BaseException) -> OSError | None:
+    """The OS error (a full disk, a file size limit, a permission) behind ``err``: itself, or the one a library
+    wrapped (``torch.save`` turns a failed write into a ``RuntimeError`` naming no file), else None."""
+    seen: BaseException | None = err
+    while seen is not None and not isinstance(seen, OSError):
+        seen = seen.__cause__ or seen.__context__
+    return seen
 
 
 def write_folder_atomic(folder: Path | str, write: Callable[[Path], None]) -> Path:
@@ -119,9 +132,36 @@ def read_jsonl(path: Path | str, repair: bool = False) -> list[Any]:
 
 
 def append_jsonl(path: Path | str, record: Any) -> None:
-    """Append one record (one line) to a small log such as ``runs.jsonl``."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    """Append one record (one line) to a small log such as ``runs.jsonl``; a write the OS refuses (a full disk) is a
+    :class:`UserError` naming the file."""
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+    except OSError as err:
+        raise UserError(f"{path}: could not append a record ({err.strerror or err}); free disk space and rerun") \
+            from err
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why the torch file (a checkpoint, a cache written by ``torch.save``) at ``path`` cannot be loaded (truncated, a
+    damaged entry), or None when it can.
+
+    ``torch.save`` writes a zip archive: a truncated file has no central directory, and every entry carries a CRC,
+    which ``testzip`` checks without unpickling anything (one read of the file)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f"not a complete checkpoint ({err})"
+    return f"entry {damaged} is damaged (CRC mismatch)" if damaged else None
+
+
+def move_aside(path: Path) -> Path:
+    """Move the unreadable file ``path`` to ``<path>.corrupt`` (replacing an older one), so that a rerun rebuilds it
+    instead of failing on it again, and the damaged copy stays for a look; returns where it went."""
+    aside = path.with_name(path.name + ".corrupt")
+    path.replace(aside)
+    return aside
 
 
 def sha256_of(path: Path | str) -> str:

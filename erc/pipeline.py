@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from erc.errors import UserError
 from erc.generation.checks import check_generation_config
+from erc.generation.parsing import UNFINISHED_JSON
 from erc.generation.task import GenerationError, run_requests
 from erc.judge.checks import check_judge_config
 from erc.locks import FolderLock
@@ -29,24 +30,35 @@ class PostprocessError(UserError):
     """A post-processing step failed; the set and its card are written, the card names the step."""
 
 
+def _mostly_cut(cfg: DictConfig, rejections: dict[str, int], requests: int) -> str | None:
+    """Why most answers were cut, with the fix, when at least half were: by the token limit
+    (``finish_reason=length``), or, for JSON, by the model's end of turn or a stop sequence inside the list,
+    which a larger token limit would not change."""
+    if rejections.get("truncated", 0) * 2 >= requests > 0:
+        return (f"{rejections['truncated']} of {requests} answers were cut by the token limit (finish_reason=length): "
+                f"raise sampling.max_new_tokens (now {int(cfg.sampling.max_new_tokens)})")
+    if rejections.get(UNFINISHED_JSON, 0) * 2 >= requests > 0:
+        return (f"{rejections[UNFINISHED_JSON]} of {requests} JSON answers ended inside the dialogue list before the "
+                f"token limit (the model ended its turn, or a stop sequence of llm.stop / sampling.stop cut it; "
+                f"sampling.max_new_tokens is not the cause): check those stops, or use a server that holds the model "
+                f"to the JSON schema (see the card's not-honoured line)")
+    return None
+
+
 def check_yield(cfg: DictConfig, card: dict[str, Any]) -> None:
     """Say when a run kept far fewer dialogues than asked (a warning with the rejection counts) and
     stop with :class:`GenerationError` when it kept none: a silent exit 0 with an empty set sends the
-    user on to training. Mostly truncated answers name ``sampling.max_new_tokens``."""
+    user on to training. Mostly cut answers name their cause and its fix."""
     kept, asked, requests = card["counts"]["kept"], int(cfg.n_dialogues), card["counts"]["requests"]
     rejections = card["rejections"]
-    truncated = rejections.get("truncated", 0)
-    if truncated * 2 >= requests > 0:
-        log.warning("%s: %d of %d answers were cut by the token limit (finish_reason=length): raise "
-                    "sampling.max_new_tokens (now %d)", cfg.out_dir, truncated, requests,
-                    int(cfg.sampling.max_new_tokens))
+    cut = _mostly_cut(cfg, rejections, requests)
+    if cut:
+        log.warning("%s: %s", cfg.out_dir, cut)
     removed = json.dumps(card["counts"]["duplicates_removed"])
     summary = (f"{cfg.out_dir}: {kept} of {asked} dialogues kept from {requests} requests; rejected requests by "
                f"reason: {json.dumps(rejections)}, duplicates removed: {removed}")
     if kept == 0:
-        hint = (f" Most answers were cut by the token limit: raise sampling.max_new_tokens (now "
-                f"{int(cfg.sampling.max_new_tokens)})." if truncated * 2 >= requests else
-                " See the rejected answers in requests.jsonl (field 'reasons').")
+        hint = f" Most were cut: {cut}." if cut else " See the rejected answers in requests.jsonl (field 'reasons')."
         raise GenerationError(f"no dialogue kept. {summary}.{hint}")
     if kept < LOW_YIELD * asked:
         log.warning("far fewer dialogues than asked: %s", summary)

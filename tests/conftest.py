@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,21 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test ever talks to a W&B server."""
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
+
+
+@pytest.fixture
+def reachable_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A Hugging Face hub endpoint that accepts connections (a listening loopback socket that is never asked
+    anything), so that a hub backbone name passes the quick reachability check of the training config whether or
+    not this machine has a network; its URL."""
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    with socket.socket() as hub:
+        hub.bind(("127.0.0.1", 0))
+        hub.listen()
+        url = f"http://127.0.0.1:{hub.getsockname()[1]}"
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", url)
+        yield url
 
 
 @pytest.fixture(scope="session")

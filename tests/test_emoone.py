@@ -4,6 +4,7 @@ the cached teacher, one label order for teacher and student, and training throug
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -191,7 +192,7 @@ def test_schedule_paper_gives_emoone_the_reference_hyperparameters():
             1e-6, 1e-8, 0.01, [], 1, 10, 10, 1)
 
 
-def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data_dir):
+def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data_dir, caplog):
     """The teacher pre-pass of a phase that was interrupted after it: the rerun reads probs.pt (the same
     gray labels) and trains no teacher; resume=false trains a new one."""
     import dataclasses
@@ -232,3 +233,10 @@ def test_rerun_reuses_the_cached_teacher_without_training_another(tmp_path, data
     with pytest.raises(AssertionError, match="a teacher was trained"):
         pre_pass(resume=False, forbid_training=True)
     assert all(row is not None and sum(row) == pytest.approx(1.0) for row in first)
+    # a damaged cache (cut short) is named, set aside and computed again, not a raw error at every requeue
+    probs.write_bytes(probs.read_bytes()[:200])
+    with caplog.at_level(logging.WARNING, logger="erc.models.emoone"):
+        assert pre_pass(resume=True, forbid_training=False) == first
+    assert f"{probs}: cannot read the cached teacher distributions" in caplog.text
+    assert probs.with_name("probs.pt.corrupt").stat().st_size == 200
+    assert torch.load(probs, weights_only=True)["probs"].shape == (len(first), 7)

@@ -14,6 +14,7 @@ import erc  # noqa: F401
 from erc.data import load_benchmark
 from erc.data.labels import label_set
 from erc.errors import ConfigError
+from erc.generation import GenerationError
 from erc.generation.checks import check_generation_config
 from erc.generation.json_output import dialogue_schema, parse_json_turns
 from erc.generation.parsing import NO_DIALOGUE, Rules, validate
@@ -84,7 +85,7 @@ def test_labels_given_by_name_are_counted():
     (dialogue_json([GOOD[0], ("Female", "Fine.", ["joy"])]), ["malformed_line"]),  # wrong type
     (dialogue_json([GOOD[0], ("Female", "Fine.", 7)]), ["label_out_of_range"]),
     (dialogue_json([GOOD[0], ("Female", "Fine.", "rage")]), ["unknown_label"]),
-    (dialogue_json(GOOD)[:-30], ["truncated"]),  # the answer ends inside the list
+    (dialogue_json(GOOD)[:-30], ["unfinished_json"]),  # the answer ends inside the list
     (dialogue_json(GOOD).replace("}, {", "} {", 1), ["malformed_line"]),  # a missing comma: not a cut
 ], ids=["prose", "empty", "no_turn_shape", "missing_field", "wrong_type", "out_of_range", "unknown_label",
         "cut", "missing_comma"])
@@ -105,6 +106,9 @@ def _validate(text: str, target: str | None = None, truncated: bool = False):
 def test_validate_applies_the_shared_checks_to_json():
     assert _validate(dialogue_json(GOOD)).accepted
     assert _validate(dialogue_json(GOOD), truncated=True).reasons == ["truncated"]
+    # an answer ending inside the list is truncated only when the token limit cut it (finish_reason=length)
+    assert _validate(dialogue_json(GOOD)[:-30], truncated=True).reasons == ["too_few_turns", "truncated"]
+    assert _validate(dialogue_json(GOOD)[:-30]).reasons == ["too_few_turns", "unfinished_json"]
     assert _validate(dialogue_json(GOOD[:2])).reasons == ["too_few_turns"]
     assert _validate(dialogue_json([("Joey", *GOOD[0][1:]), *GOOD[1:]])).reasons == ["unknown_speaker"]
     assert _validate(dialogue_json(GOOD), target="happy").reasons == ["balanced_target_missing"]
@@ -148,6 +152,20 @@ class JsonDialogues(ScriptedDialogues):
         if kind == "truncated":
             return dialogue_json(turns, indent=2)[:-40], "length"
         return "Here is the dialogue:\n```json\n" + dialogue_json(turns, indent=2) + "\n```", "eos_token"
+
+
+def test_json_answers_the_model_ended_inside_the_list_are_not_blamed_on_the_token_limit(tmp_path, caplog):
+    """Every answer stops inside the list with finish_reason=eos_token: raising sampling.max_new_tokens would not
+    help (and would change the setup hash), so the error names the stops and the schema instead."""
+    cut = dialogue_json(GOOD)[:-30]
+    with LoopbackTGI(lambda inputs, parameters: (cut, "eos_token")) as server, \
+            pytest.raises(GenerationError) as raised:
+        generate(make_cfg(tmp_path, "llm=tgi", f"llm.url={server.url}", "prompt.format=json", "n_dialogues=2",
+                          "max_attempts=1", "quality.enabled=false"))
+    message = str(raised.value)
+    assert '"unfinished_json": 2' in message and "ended inside the dialogue list before the token limit" in message
+    assert "llm.stop / sampling.stop" in message and "raise sampling.max_new_tokens" not in message
+    assert "raise sampling.max_new_tokens" not in caplog.text
 
 
 def test_tgi_run_in_json_gives_a_trainable_set_and_sends_the_schema(tmp_path):

@@ -7,10 +7,14 @@ the entry point matters."""
 from __future__ import annotations
 
 import json
+import re
+import resource
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -129,6 +133,27 @@ def test_bad_values_are_refused_naming_the_key_before_any_request(tmp_path, over
     assert not out_dir(tmp_path).exists()
 
 
+@pytest.mark.parametrize("given, key, to_use, overrides", [
+    ("{url}/generate", "llm.url", "{url}", []),
+    ("{host}", "llm.url", "{url}", []),  # no scheme
+    ("{url}/v1/chat/completions", "llm.url", "{url}/v1", ["llm=openai", "llm.server=plain", "llm.model=loopback"]),
+    ("{url}/v1/completions/", "judge.llm.url", "{url}/v1",
+     ["judge=llm", "judge.llm.backend=openai", "judge.llm.server=plain", "judge.llm.model=loopback"]),
+], ids=["tgi_route", "no_scheme", "openai_route", "judge_route"])
+def test_a_url_with_its_route_or_without_scheme_is_refused_with_the_url_to_use(tmp_path, given, key, to_use,
+                                                                              overrides):
+    """Such a URL fails at every request, which would be retried for minutes as if the server were down."""
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        names = {"url": server.url, "host": server.url.removeprefix("http://")}
+        url = server.url if key.startswith("judge") else given.format(**names)
+        with pytest.raises(ConfigError, match=rf"^{key}={re.escape(given.format(**names))} .*: give "
+                                              rf"{key}={re.escape(to_use.format(**names))}$"):
+            generate(make_cfg(tmp_path, url, *overrides, *([f"{key}={given.format(**names)}"]
+                                                          if key.startswith("judge") else [])))
+        assert server.requests == []
+    assert not out_dir(tmp_path).exists()
+
+
 @pytest.mark.parametrize("prompt, text, message", [
     ("balanced", "Talk, {participants}. Label with {label_options}.", r"lacks \{target\}"),
     ("natural", "Talk, {participants}. Label every line with an emotion.", r"lacks \{label_options\}"),
@@ -207,16 +232,39 @@ def test_the_openai_backend_retries_malformed_answers_too(tmp_path):
     assert result["generation"]["requests"] == n
 
 
-def test_slots_whose_answers_held_no_dialogue_stay_open_for_the_next_run(tmp_path, caplog):
-    """Slot 0's first round answers are empty, slot 1's are prose, slot 2's are all cut by the token
-    limit: 0 and 1 are asked again by the next run, 2 (a dialogue, rejected for its content) is not."""
+def test_empty_answers_are_retried_not_stored(tmp_path):
+    """A server's empty 200 answer is a fault (retried, counted), not an attempt that held no dialogue."""
     script = ScriptedDialogues(LABELS)
-    empty, prose, truncated = seeds_of(0, range(2)), seeds_of(1, range(2)), seeds_of(2, range(2))
+    seen: set[int] = set()
 
     def answer(inputs, parameters):
         seed = parameters["seed"]
-        if seed in empty:
-            return "", "eos_token"
+        if seed not in seen:   # every request's first answer is empty (blank), its retry the script's
+            seen.add(seed)
+            return " \n", "eos_token"
+        return valid_text(script, seed), "eos_token"
+
+    with LoopbackTGI(answer) as server:
+        result = generate(make_cfg(tmp_path, server.url, "n_dialogues=2", "max_attempts=1", "llm.concurrency=1"))
+        assert len(server.requests) == 4
+        with LoopbackTGI(lambda inputs, parameters: ("", "eos_token")) as empty, \
+                pytest.raises(GenerationError, match=r"gave up after 2 retries: .* answered with an empty text"):
+            generate(make_cfg(tmp_path, empty.url, "n_dialogues=3", "max_attempts=1", "llm.max_retries=2"))
+    assert result["generation"]["retried_faults"] == {"EmptyAnswerError": 2}
+    records = read_jsonl(out_dir(tmp_path) / "requests.jsonl")
+    assert len(records) == 2 and all(r["text"].strip() for r in records)
+
+
+def test_slots_whose_answers_held_no_dialogue_stay_open_for_the_next_run(tmp_path, caplog):
+    """Slots 0 and 1's first round answers are prose, slot 2's are all cut by the token limit: 0 and 1 are
+    asked again by the next run, 2 (a dialogue, rejected for its content) is not."""
+    script = ScriptedDialogues(LABELS)
+    refusal, prose, truncated = seeds_of(0, range(2)), seeds_of(1, range(2)), seeds_of(2, range(2))
+
+    def answer(inputs, parameters):
+        seed = parameters["seed"]
+        if seed in refusal:
+            return "I cannot write that.", "eos_token"
         if seed in prose:
             return "What a lovely idea for a story! Let me think about it.", "eos_token"
         return valid_text(script, seed), "length" if seed in truncated else "eos_token"
@@ -236,6 +284,45 @@ def test_slots_whose_answers_held_no_dialogue_stay_open_for_the_next_run(tmp_pat
         asked = len(server.requests)
         generate(make_cfg(tmp_path, server.url, *cfg))
         assert len(server.requests) == asked  # now every slot is finished
+
+
+def limit_file_size(size: int) -> Callable[[], None]:
+    """A child process's setup: files it writes may not grow past ``size`` bytes (the OS refuses with EFBIG, as a
+    full disk refuses with ENOSPC), and the signal that would kill it there is ignored."""
+    def setup() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+    return setup
+
+
+def test_a_full_disk_under_requests_jsonl_is_an_error_naming_it(tmp_path):
+    from erc.llm.retry import LLMRunError
+    from erc.llm.store import RequestStore
+
+    store = RequestStore(tmp_path / "requests.jsonl")
+    store._handle.close()
+    store._handle = open("/dev/full", "a", encoding="utf-8")  # noqa: SIM115 (the OS layer: every write is ENOSPC)
+    with pytest.raises(LLMRunError, match=rf"^{re.escape(str(store.path))}: could not append an answer \(No space "
+                                          r"left on device\)\. Free disk space and rerun"):
+        store.append({"fingerprint": "f", "text": "x" * 10_000})
+    store.close()   # the text still buffered is dropped, not a second error
+    assert store.records == []
+
+
+@pytest.mark.slow
+def test_a_refused_write_to_requests_jsonl_is_one_line_naming_it_and_a_rerun_resumes(tmp_path):
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        run = subprocess.run(command(server.url, tmp_path, "n_dialogues=6", "llm.concurrency=2"), cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size(8_000))
+        store = out_dir(tmp_path) / "requests.jsonl"
+        assert run.returncode == 2, run.stderr[-2000:]
+        assert run.stderr.strip().splitlines()[-1] == (
+            f"error: {store}: could not append an answer (File too large). Free disk space and rerun the same "
+            f"command to resume: nothing stored before is lost")
+        assert "Traceback" not in run.stderr and 0 < store.stat().st_size <= 8_000
+        generate(make_cfg(tmp_path, server.url, "n_dialogues=6", "quality.enabled=false"))
+    records = read_jsonl(store)   # the cut last line repaired, nothing stored twice
+    assert len(records) == len({r["fingerprint"] for r in records}) == expected_requests(6, 3, balanced=False)
 
 
 # --- 4. poor yields are said, none is an error ----------------------------------------------------------------

@@ -6,13 +6,19 @@ requests must become dialogues; faults (429, 503, slow answers, 422) are real HT
 
 from __future__ import annotations
 
+import asyncio
+import re
+import socket
+import time
+
 import pytest
 
 import erc  # noqa: F401
 from erc.data import load_benchmark
 from erc.data.labels import label_set
 from erc.generation import GenerationError
-from erc.llm.sampling import derive_seed
+from erc.llm.backends import TransientError, make_backend
+from erc.llm.sampling import Sampling, derive_seed
 from erc.pipeline import generate
 
 from helpers.generation import SEED, expected_requests, expected_slots, make_cfg, out_dir, read_jsonl
@@ -140,11 +146,54 @@ def test_constrained_decoding_sends_tgi_a_regex_grammar(tmp_path):
     assert card["generator"]["constrained"] is True
 
 
-def test_unreachable_server_is_retried_then_reported(tmp_path):
-    import socket
+def free_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
-    with socket.socket() as sock:  # a port with nothing listening
-        sock.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    with pytest.raises(GenerationError, match=r"cannot read .*/info.*gave up after 1 retries|gave up after 1 retries"):
-        generate(make_cfg(tmp_path, url, "n_dialogues=1", "llm.max_retries=1"))
+
+@pytest.mark.parametrize("overrides, path", [
+    ([], ""), (["llm=openai", "llm.model=loopback", "llm.server=plain"], "/v1")],
+    ids=["tgi", "openai_without_models_call"])
+def test_nothing_listening_at_the_url_fails_at_once_naming_it(tmp_path, overrides, path):
+    """A refused connection before the server ever answered is a server not started or a wrong URL: no passing
+    fault, so not retried (the shipped 8 retries took 155 s, at least 90 s). The backoff here is the shipped one;
+    the bound leaves room for a loaded machine's imports."""
+    url = f"http://127.0.0.1:{free_port()}{path}"
+    started = time.monotonic()
+    with pytest.raises(GenerationError, match=rf"^cannot connect to {re.escape(url)} \(connection refused\): "
+                                              r"no server answers there; start it, or fix llm\.url$"):
+        generate(make_cfg(tmp_path, url, *overrides, f"llm.url={url}", "n_dialogues=1", "llm.backoff_s=1.0",
+                          "llm.backoff_max_s=60.0"))
+    assert time.monotonic() - started < 20
+
+
+def test_a_refused_connection_after_the_server_answered_is_retried(tmp_path):
+    """Once the URL has answered, a refused connection is a server restarting: a transient fault."""
+    server = LoopbackTGI(ScriptedDialogues(LABELS)).start()
+    cfg = make_cfg(tmp_path, server.url)
+    backend = make_backend(cfg.llm, Sampling.from_config(cfg.sampling, []))
+    assert len(backend.slots) == 2  # two clients: the second has no pooled connection, so it must connect
+
+    async def run() -> None:
+        try:
+            await backend.start()
+            await backend.complete("Male: Hi. (1)", 1, None)   # the first client
+            server.stop()
+            with pytest.raises(TransientError, match="ConnectError"):
+                await backend.complete("Male: Hi. (1)", 2, None)   # the second client, refused
+        finally:
+            await backend.close()
+
+    asyncio.run(run())
+
+
+def test_hf_hub_offline_does_not_stop_requests_to_the_tgi_server(tmp_path, monkeypatch):
+    """HF_HUB_OFFLINE=1 (set for a chat template's tokenizer read from the cache) keeps the Hub away, not llm.url."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets when the hub is imported
+    with LoopbackTGI(ScriptedDialogues(LABELS)) as server:
+        card = generate(make_cfg(tmp_path, server.url, "n_dialogues=1", "max_attempts=1", "quality.enabled=false"))
+    assert server.answered and card["counts"]["requests"] == 1

@@ -43,7 +43,8 @@ def test_judge_server_down_writes_the_set_names_the_step_and_a_rerun_judges_only
         job = subprocess.run([*command, f"llm.url={generator.url}", f"judge.llm.url={down}"], cwd=PROJECT_ROOT,
                              capture_output=True, text=True, timeout=120)
         assert job.returncode == 2, job.stderr[-3000:]
-        assert re.search(r"error: .*post-processing step\(s\) failed \(judge: .*gave up after 1 retries", job.stderr)
+        assert re.search(r"error: .*post-processing step\(s\) failed \(judge: cannot connect to .* \(connection "
+                         r"refused\): .* fix judge\.llm\.url", job.stderr)
         assert "judge=none" in job.stderr
         generation_requests = len(generator.requests)
         assert generation_requests and not judge_requests(generator)

@@ -25,6 +25,7 @@ from erc.errors import ConfigError, DataError
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.quality import assess_generated_set, quality
 from erc.quality.corpus import Corpus
+from erc.quality.distance import embedding_distance
 from erc.quality.diversity import diversity
 
 FAST = ["quality.threads=1", "quality.diversity.self_bleu_utterances=40", "quality.probe.bootstrap=200",
@@ -209,6 +210,30 @@ def test_an_empty_set_is_skipped_with_a_warning_naming_its_folder(tmp_path, meld
     data = quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings))
     assert data["columns"] == ["meld", "meld_bal"]
     assert f"{empty} holds no dialogue: skipped" in caplog.text
+
+
+def test_prdc_is_left_out_below_nearest_k_plus_2_points() -> None:
+    """prdc takes each point's k-th neighbour among the others (a partition at k + 1): k + 1 points crash it."""
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(50, 8)), rng.normal(size=(50, 8))
+    assert embedding_distance(real, fake[:6], size=400, nearest_k=5, seed=0)["precision"] is None
+    assert embedding_distance(real, fake[:7], size=400, nearest_k=5, seed=0)["precision"] is not None
+
+
+def test_a_set_too_small_to_score_is_flagged_not_crashed_on_or_given_figures(tmp_path, meld_slice, meld_train,
+                                                                               embeddings) -> None:
+    """One dialogue of exactly 6 utterances: PRDC at nearest_k=5 would crash, kappa would be noise."""
+    six = next(d for d in meld_train[150:] if len(d.utterances) == 6)
+    (tmp_path / "data" / "meld").parent.mkdir(parents=True)
+    (tmp_path / "data" / "meld").symlink_to(meld_slice / "meld")
+    as_set(tmp_path / "data" / "synthetic" / "meld_nat", [six])
+    data = quality(compose_quality(tmp_path / "data", tmp_path / "out", embeddings))
+    mine = data["metrics"]["meld_nat"]
+    assert mine["too_small"] is True and mine["utterances"] == 6
+    assert mine["kappa"] is None and mine["fidelity_ratio"] is None and mine["probe_wf1"] is None
+    assert mine["precision"] is None and "too_small" not in data["metrics"]["meld"]
+    (md,) = (tmp_path / "out").glob("**/quality.md")
+    assert "| size: too small for fidelity and usefulness figures (< 30 utterances) | - | yes |" in md.read_text()
 
 
 def test_a_label_outside_the_benchmark_is_an_error_naming_the_file_and_line(tmp_path, meld_slice, meld_train,

@@ -95,7 +95,8 @@ def classifier_configs_shown(doc_name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("where,config_name,overrides", COMMANDS, ids=[c[0][:90] for c in COMMANDS])
-def test_documented_command_composes(where: str, config_name: str, overrides: list[str], tmp_path: Path):
+def test_documented_command_composes(where: str, config_name: str, overrides: list[str], tmp_path: Path,
+                                     reachable_hub: str):
     assert not secret_overrides(overrides), f"{where}: the docs must not show a secret on the command line"
     shown = classifier_configs_shown(where.split(":", 1)[0])
     if shown:

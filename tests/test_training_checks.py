@@ -6,10 +6,13 @@ identity by content, empty test splits, atomic checkpoints and backbone names re
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
+import socket
 import subprocess
 import sys
+import time
 from dataclasses import fields
 
 import pytest
@@ -19,15 +22,17 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping
 
 from erc.data import DataError, load_benchmark
-from erc.errors import ConfigError, UserError
+from erc.errors import ConfigError
 from erc.identity import job_key
+from erc.io import unreadable_reason
 from erc.models.backbone import check_backbone_name
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
 from erc.training.phases import build_classifier
-from erc.training.resume import AtomicCheckpointIO, unreadable_reason
+from erc.training.progress_store import ProgressStore
+from erc.training.resume import AtomicCheckpointIO
 from erc.training.runner import Experiment
 from erc.training.schedule import _CHECKS, PhaseSchedule
 
@@ -58,6 +63,13 @@ TINY = ["classifier=compm", "classifier.backbone=tiny", "schedule=debug", "data.
      re.escape("schedule.finetune.early_stopping_patience must be a positive integer or null, got 0")),
     ("classifier.backbone=tinyy", "classifier.backbone='tinyy': .*did you mean 'tiny'\\? valid: tiny, small"),
     ("classifier.fast_path=fast", re.escape("classifier.fast_path must be one of auto, on, off, got 'fast'")),
+    ("trainer.precision=13", re.escape("trainer.precision must be one of 64-true, 32-true, 16-mixed, bf16-mixed")),
+    ("trainer.accelerator=gpus", re.escape("trainer.accelerator must be one of cpu, gpu, cuda, mps, tpu, auto, got "
+                                           "'gpus'")),
+    ("trainer.devices=0", re.escape("trainer.devices must be a positive integer, -1 (all), auto or a list")),
+    ("+trainer.strategy=dpp", re.escape("trainer.strategy must be auto or one of Lightning's strategies")),
+    pytest.param("trainer=gpu", re.escape("trainer.accelerator=gpu (trainer=gpu or ddp), but torch sees no CUDA GPU"),
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")),
 ])
 def test_bad_config_values_are_refused_before_any_work_naming_the_key(tmp_path, override, message) -> None:
     # An empty data folder: had the check come after reading data, this would be a MissingDataError.
@@ -167,16 +179,36 @@ def test_selected_weights_and_their_dev_metrics_are_handed_on_not_the_last_epoch
     assert all(torch.equal(rerun.classifier.state_dict()[k], v) for k, v in best["state_dict"].items())
 
 
-def test_missing_selected_weights_of_a_finished_phase_is_a_clear_error(tmp_path, data_dir) -> None:
+def test_unreadable_selected_weights_of_a_finished_phase_are_set_aside_and_retrained_first(tmp_path, data_dir,
+                                                                                           caplog) -> None:
+    """Checked before any data is read, not found when a later step loads them."""
     cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal"])
-    train(cfg)
+    first = train(cfg)
     (best,) = (tmp_path / "logs").glob("**/pretrain/best.ckpt")
     best.write_bytes(best.read_bytes()[:100])
-    for progress in (tmp_path / "logs").glob("**/progress.json"):      # only pretraining finished
-        data = json.loads(progress.read_text())
-        progress.write_text(json.dumps({k: v for k, v in data.items() if not k.startswith(("finetune", "test"))}))
-    with pytest.raises(UserError, match=rf"{best}: the selected weights of a finished phase are missing or unreadable"):
-        train(cfg)
+    (progress,) = (tmp_path / "logs").glob("**/progress.json")
+    data = json.loads(progress.read_text())   # only pretraining (and its test) finished
+    progress.write_text(json.dumps({k: v for k, v in data.items() if not k.startswith(("finetune", "test"))}))
+    with caplog.at_level(logging.WARNING):
+        assert train(cfg) == first
+    assert f"{best}: the selected weights of the finished step pretrain cannot be read" in caplog.text
+    assert best.with_name("best.ckpt.corrupt").stat().st_size == 100 and unreadable_reason(best) is None
+    restarted = [r for r in json.loads(progress.read_text())["resumes"] if r.get("restarted")]
+    assert [r["step"] for r in restarted] == ["pretrain"]
+
+
+def test_a_phase_resumed_with_unreadable_best_weights_restarts_before_training(tmp_path) -> None:
+    """Resuming from last.ckpt would train the rest of the phase and then fail to load its best weights so far."""
+    store = ProgressStore(tmp_path / "progress.json")
+    last, best = tmp_path / "last.ckpt", tmp_path / "best.ckpt"
+    torch.save({"epoch": 1}, last)
+    torch.save({"state_dict": {}}, best)
+    assert store.resume_point("finetune", last, resume=True) == str(last)
+    best.write_bytes(best.read_bytes()[:50])
+    assert store.resume_point("finetune", last, resume=True) is None
+    assert not last.exists() and not best.exists()
+    assert (tmp_path / "last.ckpt.corrupt").is_file() and (tmp_path / "best.ckpt.corrupt").stat().st_size == 50
+    assert "best.ckpt is unreadable" in store.resumes[-1]["restarted"]
 
 
 # ---- config <-> loss ----------------------------------------------------------------------------------
@@ -252,9 +284,44 @@ def test_checkpoint_writes_are_atomic(tmp_path) -> None:
     assert "not a complete checkpoint" in unreadable_reason(path)
 
 
-def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatch) -> None:
+SAVE_UNDER_A_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+import torch
+from erc.errors import UserError
+from erc.io import write_atomic  # what AtomicCheckpointIO.save_checkpoint writes through (Lightning not imported)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the OS then refuses the write (EFBIG), as a full disk does (ENOSPC)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+try:
+    write_atomic(sys.argv[1], lambda handle: torch.save({"w": torch.zeros(1_000_000)}, handle), binary=True)
+except UserError as err:
+    print(err)
+"""
+
+
+def test_a_checkpoint_the_os_refuses_to_write_is_an_error_naming_it(tmp_path) -> None:
+    """torch.save turns the OS error into a RuntimeError ("enforce fail at inline_container.cc") naming no file."""
+    path = tmp_path / "last.ckpt"
+    path.write_bytes(b"previous")
+    job = subprocess.run([sys.executable, "-c", SAVE_UNDER_A_FILE_SIZE_LIMIT, str(path)], cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert job.stdout.strip() == (f"{path}: could not write (File too large); the previous version, if any, is "
+                                  f"unchanged. Free disk space or fix the folder's permissions and rerun."), job.stderr
+    assert path.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatch, reachable_hub) -> None:
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     for name in ("tiny", "small", "roberta-large", "xlm-roberta-large"):   # hub names pass through unchecked
         check_backbone_name(name, "classifier.backbone")
+    with socket.socket() as closed:  # the hub unreachable: one quick probe, not a minute of the hub client's retries
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"classifier.backbone='roberta-large': not in the Hugging Face cache and "
+                                          r"the hub \(http://127.0.0.1:\d+\) cannot be reached .*backbones that run "
+                                          r"offline: tiny, small \(random weights\) and minilm \(installed\)"):
+        check_backbone_name("roberta-large", "classifier.backbone")
+    assert time.monotonic() - started < 2
     for typo, near in (("tinyy", "tiny"), ("smal", "small"), ("roberta-larg", "roberta-large")):
         with pytest.raises(ConfigError, match=rf"classifier.backbone='{typo}': .*did you mean '{near}'"):
             check_backbone_name(typo, "classifier.backbone")
@@ -263,8 +330,7 @@ def test_backbone_names_resolve_locally_before_any_hub_call(tmp_path, monkeypatc
     (tmp_path / "config.json").write_text("{}")
     check_backbone_name(str(tmp_path), "classifier.backbone")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(ConfigError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set"):
+    with pytest.raises(ConfigError, match="not in the Hugging Face cache and HF_HUB_OFFLINE is set; backbones that"):
         check_backbone_name("roberta-large", "classifier.backbone")
 
 

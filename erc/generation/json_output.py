@@ -15,8 +15,9 @@ emotion, the order a constrained model writes them in: the label after the utter
 :mod:`erc.generation.parsing`): ``no_dialogue`` when no list holds a single turn-shaped item (prose, an empty
 list); ``malformed_line`` for an item that is not a turn (a field missing or of the wrong type) beside items that
 are, or for a list that goes on with something that is not an item; ``label_out_of_range`` / ``unknown_label``;
-and ``truncated`` when the answer ends inside the list (the token limit or a stop sequence cut it; the complete
-items before the cut are the turns). A ```` ```json ```` fence and prose around the JSON are ignored.
+and ``unfinished_json`` when the answer ends inside the list (the complete items before the end are the turns;
+:func:`erc.generation.parsing.validate` makes it ``truncated`` when ``finish_reason=length`` says the token limit
+cut it). A ```` ```json ```` fence and prose around the JSON are ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import json
 import re
 from typing import Any
 
-from erc.generation.parsing import NO_DIALOGUE, ParsedDialogue, parse_label
+from erc.generation.parsing import NO_DIALOGUE, UNFINISHED_JSON, ParsedDialogue, parse_label
 from erc.llm.grammar import JsonSchema
 
 FIELDS = ("speaker", "text", "emotion")
@@ -62,7 +63,7 @@ def _turn_fields(item: Any) -> tuple[str, str, int | str] | None:
 
 def _items_from(text: str, start: int) -> tuple[list[Any], str | None]:
     """The JSON values of the list opening at ``text[start] == "["``, one by one, and why the list is incomplete:
-    None (it closed), ``"truncated"`` (the text ends inside it) or ``"malformed_line"`` (something that is not
+    None (it closed), ``UNFINISHED_JSON`` (the text ends inside it) or ``"malformed_line"`` (something that is not
     a value comes before its end)."""
     items: list[Any] = []
     at = _SPACE.match(text, start + 1).end()
@@ -72,13 +73,13 @@ def _items_from(text: str, start: int) -> tuple[list[Any], str | None]:
         try:
             item, at = _DECODER.raw_decode(text, at)
         except json.JSONDecodeError:
-            return items, "malformed_line" if "]" in text[at:] else "truncated"
+            return items, "malformed_line" if "]" in text[at:] else UNFINISHED_JSON
         items.append(item)
         at = _SPACE.match(text, at).end()
         if text.startswith(",", at):
             at = _SPACE.match(text, at + 1).end()   # a trailing comma before "]" is tolerated
         elif not text.startswith("]", at):
-            return items, "malformed_line" if "]" in text[at:] else "truncated"
+            return items, "malformed_line" if "]" in text[at:] else UNFINISHED_JSON
 
 
 def parse_json_turns(text: str, benchmark: str, labels: list[str]) -> ParsedDialogue:

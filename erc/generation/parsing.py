@@ -12,6 +12,8 @@ label or write it as a word; those are all accepted. Whatever makes a dialogue u
 - ``unknown_speaker``: a speaker not named in the prompt (``validation.strict_speakers``)
 - ``balanced_target_missing``: a balanced dialogue without its target emotion
 - ``truncated``: the token limit cut the output (``finish_reason=length``)
+- ``unfinished_json``: a JSON answer ends inside its list although the token limit did not cut it (the model
+  ended its turn there, or a stop sequence cut it): raising ``sampling.max_new_tokens`` would not help
 - ``degenerate_repetition``: a repeated line, or a word n-gram repeated again and again
 - ``label_enumeration``: labels counting 1, 2, 3, 4... down the lines, the artefact small
   models produce under a grammar instead of choosing emotions
@@ -35,11 +37,14 @@ from erc.data.schema import DataError
 # not the dialogue, so such answers do not use up a slot (see erc.generation.task).
 NO_DIALOGUE = "no_dialogue"
 
+# A JSON answer that ends inside its list; with ``finish_reason=length`` it is ``truncated`` instead.
+UNFINISHED_JSON = "unfinished_json"
+
 # prompt.format: the paper's "Speaker: utterance (number)" lines, or a JSON object (erc.generation.json_output).
 FORMATS = ("lines", "json")
 
 REASONS = (NO_DIALOGUE, "too_few_turns", "label_out_of_range", "unknown_label", "malformed_line",
-           "unknown_speaker", "balanced_target_missing", "truncated", "degenerate_repetition",
+           "unknown_speaker", "balanced_target_missing", "truncated", UNFINISHED_JSON, "degenerate_repetition",
            "label_enumeration")
 
 _TURN = re.compile(
@@ -165,7 +170,8 @@ def validate(text: str, *, truncated: bool, benchmark: str, labels: list[str], s
     else:
         raise ValueError(f"unknown output format {format!r}; valid: {', '.join(FORMATS)}")
     reasons = set(parsed.reasons)
-    if truncated:
+    if truncated:  # the token limit explains an unfinished JSON list
+        reasons.discard(UNFINISHED_JSON)
         reasons.add("truncated")
     if parsed.turns:
         known = {s.lower(): s for s in speakers}

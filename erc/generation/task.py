@@ -2,8 +2,9 @@
 
 Dialogue ``k`` is a slot with a fixed prompt (speakers, balanced target) and a sequence of derived seeds, one per
 attempt. A slot is finished when an attempt is accepted or ``max_attempts`` requests were made and at least one
-answer held a dialogue. A slot whose answers held no dialogue at all (empty, or prose: the server, template or model
-was at fault, not the dialogue) stays open: the next run asks it ``max_attempts`` more times with the following
+answer held a dialogue. A slot whose answers held no dialogue at all (prose, or the embedded model's empty text: the
+template or model was at fault, not the dialogue; a server's empty answer is retried as a fault, never stored) stays
+open: the next run asks it ``max_attempts`` more times with the following
 seeds. What is finished is read back from ``requests.jsonl`` by fingerprint, so rerunning the same command continues
 where a crash stopped it and raising ``n_dialogues`` only adds slots.
 """

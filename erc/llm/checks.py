@@ -38,18 +38,49 @@ def check_sampling_values(cfg: DictConfig, node: str, greedy: bool = False) -> N
         raise ConfigError(f"{node}.stop must be a list of non-empty strings, got {stop!r}")
 
 
+# The routes each backend adds to ``llm.url`` itself, longest first: a URL that already ends in one would be asked at
+# ``.../generate/generate`` and every request would fail as if the server were down. TGI's URL is the server's root;
+# an OpenAI-compatible server's is its API base (``.../v1``), the client adding ``/completions`` and the rest.
+_ROUTES = {"tgi": ("/v1/chat/completions", "/v1/completions", "/v1/models", "/generate_stream", "/generate", "/info",
+                   "/health", "/v1"),
+           "openai": ("/chat/completions", "/completions", "/models")}
+
+
+def _url_to_use(url: str, backend: str) -> tuple[str, str] | None:
+    """``(the URL to give instead of url, what is wrong with it)`` for ``backend``: ``url`` without its route, with
+    ``http://`` where it has no scheme; None when ``url`` is right."""
+    fixed = url if "://" in url else f"http://{url}"
+    wrong = [] if fixed == url else ["has no scheme"]
+    base = fixed.rstrip("/")
+    for route in _ROUTES.get(backend, ()):
+        if urlsplit(base).path.endswith(route):
+            fixed = base[:-len(route)]
+            wrong.append(f"ends in a route ({route}; the {backend} backend adds its own)")
+            break
+    return (fixed, " and ".join(wrong)) if wrong else None
+
+
 def check_urls(llm: Any, key: str = "llm") -> None:
-    """``<key>.url`` (one URL or a list) without credentials in it: a URL is recorded in requests.jsonl,
-    runs.jsonl and the data card, so ``http://user:password@host`` would write the password there."""
+    """``<key>.url`` (one URL or a list): an ``http(s)://`` URL without credentials in it and without the route the
+    backend adds itself. A URL without its scheme or with the route pasted fails at every request, which a run
+    would retry for minutes as if the server were down; a URL is recorded in requests.jsonl, runs.jsonl and the
+    data card, so ``http://user:password@host`` would write the password there."""
     urls = llm.get("url")
+    backend = str(llm.get("backend") or "")
     for url in [urls] if isinstance(urls, str) else list(urls or []):
-        parts = urlsplit(str(url))
+        url = str(url)
+        parts = urlsplit(url)
         if parts.username or parts.password:
             host = parts.hostname or "?"
             raise ConfigError(f"{key}.url must not hold credentials ({parts.scheme}://***@{host}...): a URL is "
                               f"written to requests.jsonl and the data card. Give the URL without them and the secret "
                               f"as a bearer token ({key}.token for tgi, {key}.api_key for openai; from the "
                               f"environment)")
+        if "://" in url and (parts.scheme not in ("http", "https") or not parts.hostname):
+            raise ConfigError(f"{key}.url={url} is not an http:// or https:// URL with a host: give the server's "
+                              f"URL, e.g. {key}.url=http://HOST:8080")
+        if (fix := _url_to_use(url, backend)) is not None:
+            raise ConfigError(f"{key}.url={url} {fix[1]}: give {key}.url={fix[0]}")
 
 
 def check_llm(llm: DictConfig, key: str, system: str | None = None) -> None:

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from erc.io import read_jsonl, write_jsonl_atomic
 from erc.llm.backends import Backend, FatalRequestError, make_backend
-from erc.llm.backends.base import Completion, Prompt
+from erc.llm.backends.base import Completion, EmptyAnswerError, Prompt
 from erc.llm.dialects import template_stop
 from erc.llm.grammar import Constraint
 from erc.llm.ratelimit import AdaptiveLimiter
@@ -276,7 +276,11 @@ class Runner:
         if prices.given:
             run["prices"] = prices.to_dict()
         try:
-            provenance = await with_retries(backend.start, policy=policy, what=f"{task.name} {backend.kind} backend")
+            try:
+                provenance = await with_retries(backend.start, policy=policy,
+                                                what=f"{task.name} {backend.kind} backend")
+            except FatalRequestError as err:  # e.g. nothing listening at the URL: one line, as from a request
+                raise task.error(str(err)) from err
             task.model = provenance["model"]
             setup = task.setup(task.model)
             setup_hash = canonical_hash(setup, 16)
@@ -314,9 +318,13 @@ class Runner:
         progress = Progress(len(slots), self.desc, self.unit, prices, limiter)
 
         async def complete(prompt: Prompt, seed: int, constraint: Constraint | None) -> Completion:
+            """The backend's completion, within the limiter's window and pace; a server's empty one is a fault to
+            retry, not an attempt to store."""
             async with limiter.request() as permit:
                 completion = await backend.complete(prompt, seed, constraint)
                 permit.tokens = (completion.prompt_tokens or 0) + (completion.generated_tokens or 0)
+                if backend.remote and not completion.text.strip():
+                    raise EmptyAnswerError(completion.replica, completion.finish_reason)
                 return completion
 
         async def run_slot(slot: Slot) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from erc.data.schema import DataError
 from erc.io import read_jsonl
+from erc.llm.retry import LLMRunError
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,26 @@ class RequestStore:
         self.records = read_records(self.path, repair=True)
         self.by_fingerprint = {r["fingerprint"]: r for r in self.records}
         self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open: one flushed line per append)
+        self._failed = False
 
     def append(self, record: dict[str, Any]) -> None:
         """Write one record and flush it to the OS: a killed process keeps it (no fsync: that
-        guards only against power loss and would cap throughput at the disk's sync rate)."""
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
+        guards only against power loss and would cap throughput at the disk's sync rate). A write the OS refuses (a
+        full disk) stops the task naming the file; the line it may have cut is repaired by the next run."""
+        try:
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+        except OSError as err:
+            self._failed = True
+            raise LLMRunError(f"{self.path}: could not append an answer ({err.strerror or err}). Free disk space and "
+                              f"rerun the same command to resume: nothing stored before is lost") from err
         self.records.append(record)
         self.by_fingerprint[record["fingerprint"]] = record
 
     def close(self) -> None:
-        self._handle.close()
+        """Close the file; after a refused write, the text still buffered is dropped (the error was raised)."""
+        try:
+            self._handle.close()
+        except OSError:
+            if not self._failed:
+                raise

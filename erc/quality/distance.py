@@ -59,9 +59,10 @@ def prdc(real: np.ndarray, fake: np.ndarray, nearest_k: int) -> dict[str, float]
 def embedding_distance(real: np.ndarray, fake: np.ndarray, size: int, nearest_k: int, seed: int
                        ) -> dict[str, float | int | None]:
     """PRDC and the Fréchet distance on ``min(size, len(real), len(fake))`` rows drawn from each side (None when
-    that leaves no more than ``nearest_k`` points, too few for neighbourhoods)."""
+    that leaves fewer than ``nearest_k + 2`` points: prdc finds each point's k-th neighbour among the others with a
+    partition at k + 1, so it needs k others and one more)."""
     n = min(size, len(real), len(fake))
-    if n <= nearest_k:
+    if n < nearest_k + 2:
         return {"precision": None, "recall": None, "density": None, "coverage": None, "frechet": None,
                 "distance_sample": n}
     rng = np.random.default_rng(seed)

@@ -12,7 +12,13 @@ from typing import Any
 
 from erc.io import write_if_changed
 
-# (metric key, row title, format): "f" a number, "%" a share, "i" a count; a missing value shows as "-".
+# Below this many utterances a set's agreement, kappa and probe figures say nothing (one utterance moves kappa by a
+# tenth of its range, a probe trained on a handful of utterances is chance): the set is flagged as too small and
+# those figures are left out (erc.quality.report) rather than claimed.
+MIN_UTTERANCES = 30
+
+# (metric key, row title, format): "f" a number, "%" a share, "i" a count, "flag" yes or "-"; a missing value shows
+# as "-".
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("agreement", "fidelity: agreement with the probe", "%"),
     ("chance", "fidelity: chance agreement", "%"),
@@ -53,11 +59,12 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("judge_accuracy", "judge: agreement with the blind LLM judge", "%"),
     ("judge_kappa", "judge: Cohen's kappa with the judge", "f"),
     ("utterances", "size: utterances", "i"),
+    ("too_small", f"size: too small for fidelity and usefulness figures (< {MIN_UTTERANCES} utterances)", "flag"),
     ("dialogues", "size: dialogues", "i"),
 )
 
 # What a data card keeps of its set's column.
-CARD_KEYS = ("agreement", "chance", "kappa", "fidelity_ratio", "flagged", "probe_wf1", "probe_wf1_ci",
+CARD_KEYS = ("too_small", "agreement", "chance", "kappa", "fidelity_ratio", "flagged", "probe_wf1", "probe_wf1_ci",
              "real_plus_synthetic_wf1", "majority_wf1", "distinct_2", "self_bleu", "duplicate_dialogues_exact",
              "duplicate_dialogues_near", "at_length_cap", "ends_mid_word", "label_js", "precision", "recall",
              "coverage", "frechet")
@@ -67,6 +74,8 @@ def _cell(metrics: dict[str, Any], key: str, kind: str) -> str:
     value = metrics.get(key)
     if value is None:
         return "-"
+    if kind == "flag":
+        return "yes" if value else "-"
     if kind == "%":
         return f"{100 * value:.1f}%"
     if kind == "i":

@@ -29,9 +29,14 @@ from erc.quality.distance import embedding_distance, label_divergence
 from erc.quality.diversity import diversity, sampled_figures, share_at_cap, tokenize
 from erc.quality.embeddings import EmbeddingCache, Encoder
 from erc.quality.fidelity import Fidelity, most_suspicious, score_labels
+from erc.quality.outputs import MIN_UTTERANCES
 from erc.quality.probe import Probe, bootstrap_interval, confusion_matrix, features, weighted_f1
 
 log = logging.getLogger(__name__)
+
+# The figures that need a sample: left out of a set with fewer than MIN_UTTERANCES utterances (flagged too small).
+SAMPLE_FIGURES = ("agreement", "chance", "kappa", "fidelity_ratio", "flagged", "probe_wf1", "probe_wf1_ci",
+                  "real_plus_synthetic_wf1", "real_plus_synthetic_wf1_ci")
 
 # The settings that change the report's numbers (threads, batch size, cache and W&B do not): quality.json keeps
 # these, so a rerun that changes only the others writes the same bytes.
@@ -229,6 +234,8 @@ class QualityReport:
                    "label_js": label_divergence(corpus.labels, self.real_y, len(self.names)),
                    **embedding_distance(self.real_vectors[self.train_rows], vectors, **self._distance_settings()),
                    **judge_figures(corpus.folder)}
+        if len(corpus) < MIN_UTTERANCES:   # flagged, its figures that need a sample not claimed
+            metrics.update(dict.fromkeys(SAMPLE_FIGURES), too_small=True)
         if cap is not None and self.columns[self.benchmark]["length_cap"] is None:
             # the real column's share at the same cap, for reference (the first cap met)
             self.columns[self.benchmark].update(at_length_cap=share_at_cap(self.real.texts, cap), length_cap=cap)

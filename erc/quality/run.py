@@ -148,6 +148,10 @@ def assess_generated_set(cfg: DictConfig, folder: str | Path) -> SetAssessment:
     if outcome.filtered is not None and outcome.filtered.name in data["metrics"]:
         outcome.filtered_quality = card_summary(data, outcome.filtered.name)
     mine, real = data["metrics"][scored.corpus.name], data["metrics"][benchmark]
+    if mine.get("too_small"):
+        log.warning("%s: %d utterances, too few for the quality report's fidelity and usefulness figures (flagged "
+                    "too small in %s)", scored.corpus.name, len(scored.corpus), folder / "quality.md")
+        return outcome
     log.info("%s quality: kappa %.2f (real %.2f), probe W-F1 trained on it %s (real %.1f, majority %.1f); see %s",
              scored.corpus.name, mine["kappa"], real["kappa"],
              "-" if mine["probe_wf1"] is None else f"{100 * mine['probe_wf1']:.1f}", 100 * real["probe_wf1"],

@@ -15,10 +15,13 @@ from typing import Any
 
 from pytorch_lightning.utilities import rank_zero_only
 
-from erc.io import write_json_atomic
-from erc.training.resume import completed_epochs, set_aside, unreadable_reason
+from erc.io import unreadable_reason, write_json_atomic
+from erc.training.resume import completed_epochs, set_aside
 
 log = logging.getLogger(__name__)
+
+# The selected weights of a fit, beside its last.ckpt (erc.training.trainers names them so).
+BEST_CHECKPOINT = "best.ckpt"
 
 
 class ProgressStore:
@@ -59,14 +62,26 @@ class ProgressStore:
         self.resumes.append({"step": step, **details, "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         self.save()
 
+    def forget(self, step: str, why: str) -> None:
+        """Mark the finished ``step`` as not done (its selected weights are lost: ``why``), so this run does it again;
+        recorded in ``resumes``."""
+        self.state.pop(step, None)
+        self.record_resume(step, restarted=why)
+
     def resume_point(self, step: str, last: Path, resume: bool) -> str | None:
-        """``last`` when this run should continue ``step`` from it (``resume`` and a readable file), else None; an
-        unreadable one is set aside and the step restarts. Either is recorded in ``resumes``."""
+        """``last`` when this run should continue ``step`` from it (``resume`` and a readable file, and the step's
+        best weights so far, ``best.ckpt`` beside it, readable too), else None; an unreadable one is set aside
+        (with ``last``: the best weights so far would be lost) and the step restarts, before any epoch is trained.
+        Either is recorded in ``resumes``."""
         if not resume or not last.is_file():
             return None
-        reason = unreadable_reason(last)
+        best = last.with_name(BEST_CHECKPOINT)
+        reason = unreadable_reason(last) or (best.is_file() and unreadable_reason(best) and
+                                             f"{best} is unreadable ({unreadable_reason(best)})")
         if reason:
             if rank_zero_only.rank == 0:         # one process moves files; every rank restarts the step
+                if best.is_file() and unreadable_reason(best):
+                    set_aside(best, reason)
                 aside = set_aside(last, reason)
                 self.record_resume(step, restarted=f"{last} was unreadable ({reason}); moved to {aside}")
             return None

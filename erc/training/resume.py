@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from erc.io import write_atomic
+from erc.io import move_aside, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -80,24 +79,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomic(path, lambda handle: torch.save(checkpoint, handle), binary=True)
 
 
-def unreadable_reason(path: Path) -> str | None:
-    """Why the checkpoint at ``path`` cannot be loaded (truncated, a damaged entry), or None when it can.
-
-    torch checkpoints are zip archives: a truncated file has no central directory, and every entry carries
-    a CRC, which ``testzip`` checks without unpickling anything (one read of the file)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        return f"not a complete checkpoint ({err})"
-    return f"entry {damaged} is damaged (CRC mismatch)" if damaged else None
-
-
 def set_aside(path: Path, reason: str) -> Path:
     """Move the unreadable checkpoint ``path`` to ``<path>.corrupt`` (replacing an older one), warning with
     the file and ``reason``; returns where it went."""
-    aside = path.with_name(path.name + ".corrupt")
-    path.replace(aside)
+    aside = move_aside(path)
     log.warning("%s: cannot resume from it: %s; moved to %s, this phase restarts from its first epoch (the "
                 "result is the same: training is deterministic)", path, reason, aside)
     return aside

@@ -42,7 +42,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from erc.data import parse_dataset, test_set_name
 from erc.errors import UserError
 from erc.identity import job_identity, job_key
-from erc.io import write_json_atomic
+from erc.io import move_aside, unreadable_reason, write_json_atomic
 from erc.locks import FolderLock
 from erc.models.base import ERCClassifier, PhaseSchedule
 from erc.secrets import public_config
@@ -51,12 +51,12 @@ from erc.training.datasets import DataCache
 from erc.training.phases import PhaseContext, build_classifier
 from erc.training.progress_store import ProgressStore
 from erc.training.reporting import Reporter
-from erc.training.resume import seed_everything_at, unreadable_reason
+from erc.training.resume import seed_everything_at
 from erc.training.schedule import phase_schedule
 from erc.training.scoring import Scorer
 from erc.training.tracking import git_revision
 from erc.training.trainers import TrainerFactory
-from erc.training.validation import validate_train_config
+from erc.training.validation import check_accelerator_present, validate_train_config
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,37 @@ class Experiment:
             state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
             self.classifier.load_state_dict(state)
             self._pending_weights = None
+
+    def check_finished_weights(self) -> None:
+        """Before any data is read or anything trained: the selected weights of each finished phase that a step still
+        to run starts from must be readable. An unreadable (or missing) file is set aside and its phase done again by
+        this run (deterministic: the same weights), instead of failing when a later step loads it."""
+        steps = [step for step in ("pretrain", "pretrain/test", "finetune", "test")
+                 if self.cfg.data.pretrain or not step.startswith("pretrain")]
+        for index, step in enumerate(steps):
+            done = self.progress.done(step)
+            if not done or not done.get("best") or not self._needed_after(steps[index + 1:]):
+                continue
+            path = Path(done["best"])
+            reason = unreadable_reason(path) if path.is_file() else "no such file"
+            if reason is None:
+                continue
+            if path.is_file() and rank_zero_only.rank == 0:
+                path = move_aside(path)
+            log.warning("%s: the selected weights of the finished step %s cannot be read (%s)%s; this run trains %s "
+                        "again (the result is the same: training is deterministic)", done["best"], step, reason,
+                        f", moved to {path}" if path.suffix == ".corrupt" else "", step)
+            self.progress.forget(step, f"{done['best']} was unreadable ({reason})")
+
+    def _needed_after(self, later: list[str]) -> bool:
+        """Whether a step of ``later`` still to run starts from the weights before them (no finished fit between)."""
+        for step in later:
+            done = self.progress.done(step)
+            if not done:
+                return True
+            if done.get("best"):
+                return False
+        return False
 
     def reuse(self, step: str) -> bool:
         """Take a step's metrics from a previous run of this job when it finished that step."""
@@ -197,12 +228,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Run one experiment (see the module docstring); returns every metric, also written to results.json."""
     started = time.time()
     validate_train_config(cfg)
+    check_accelerator_present(cfg.trainer)
     pl.seed_everything(int(cfg.seed), workers=True)
     exp = Experiment(cfg)
     # One process per job folder (rank 0 holds it for a DDP job), from before any data is read until
     # results.json is written.
     with FolderLock(exp.work_dir, what="train.py") if rank_zero_only.rank == 0 else nullcontext():
         exp.load_progress()
+        exp.check_finished_weights()
         exp.load_data()
         return run_experiment(exp, started)
 

@@ -39,6 +39,39 @@ def validate_train_config(cfg: DictConfig) -> None:
             check_backbone_name(str(cfg.classifier[option]), f"classifier.{option}")
     if "fast_path" in cfg.classifier:
         check_fast_path(cfg.classifier.fast_path)
+    check_trainer(cfg.trainer)
+
+
+# What Lightning 2.x's Trainer takes as ``precision`` (its _PRECISION_INPUT) and ``accelerator`` (beside its registry).
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "transformer-engine",
+              "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16)
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+
+
+def check_trainer(trainer: DictConfig) -> None:
+    """``trainer.accelerator``, ``devices``, ``precision`` and ``strategy`` as Lightning takes them: Lightning would
+    refuse them only after the data are read and encoded. Whether this machine has the accelerator is
+    :func:`check_accelerator_present`'s (a config is valid on a machine without it, as the docs' GPU commands are)."""
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    accelerator = trainer.get("accelerator", "auto")
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"trainer.accelerator must be one of {', '.join(ACCELERATORS)}, got {accelerator!r}")
+    devices = trainer.get("devices", "auto")
+    listed = list(devices) if not isinstance(devices, int | str) else None
+    if not (devices == "auto" or (_integer(devices) and (devices >= 1 or devices == -1))
+            or (isinstance(devices, str) and all(d.strip().isdigit() for d in devices.split(",") if d.strip()))
+            or (listed is not None and listed and all(_integer(d) and d >= 0 for d in listed))):
+        raise ConfigError(f"trainer.devices must be a positive integer, -1 (all), auto or a list of device indices, "
+                          f"got {devices!r}")
+    precision = trainer.get("precision", "32-true")
+    if precision not in PRECISIONS or isinstance(precision, bool):
+        raise ConfigError(f"trainer.precision must be one of {', '.join(map(str, PRECISIONS[:8]))}, got "
+                          f"{precision!r}")
+    strategy = trainer.get("strategy", "auto")
+    if strategy != "auto" and strategy not in StrategyRegistry.available_strategies():
+        raise ConfigError(f"trainer.strategy must be auto or one of Lightning's strategies "
+                          f"({', '.join(StrategyRegistry.available_strategies()[:6])}, ...), got {strategy!r}")
 
 
 def _hydra_data_choice() -> str | None:
@@ -85,3 +118,22 @@ def check_data_axes(data: DictConfig) -> None:
                               f"benchmark is {benchmark}; list only {benchmark}'s datasets")
     if benchmark not in tests:
         raise ConfigError(f"data.test={tests} must include the benchmark's own test split {benchmark!r}")
+
+
+def check_accelerator_present(trainer: DictConfig) -> None:
+    """The accelerator (and number of GPUs) ``trainer`` asks for is on this machine, before any data are read:
+    Lightning would refuse a missing one after the data are read and encoded, with a traceback."""
+    import torch
+
+    accelerator, devices = trainer.get("accelerator", "auto"), trainer.get("devices", "auto")
+    if accelerator in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            build = f"a CUDA {torch.version.cuda} build" if torch.version.cuda else "a CPU-only build"
+            raise ConfigError(f"trainer.accelerator={accelerator} (trainer=gpu or ddp), but torch sees no CUDA GPU "
+                              f"here (torch {torch.__version__}, {build}): train with trainer=cpu, or on a GPU "
+                              f"machine with a CUDA build of torch (docs/full-scale.md)")
+        if _integer(devices) and devices > torch.cuda.device_count():
+            raise ConfigError(f"trainer.devices={devices}, but torch sees {torch.cuda.device_count()} CUDA GPU(s) "
+                              f"here: lower trainer.devices (or auto)")
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("trainer.accelerator=mps, but torch sees no Apple GPU here: train with trainer=cpu")

@@ -12,6 +12,7 @@ from erc.llm.backends.base import (
     FatalRequestError,
     MalformedAnswerError,
     TransientError,
+    UnreachableError,
 )
 from erc.llm.sampling import Sampling
 
@@ -37,9 +38,11 @@ def backend_class(llm_cfg: Any, key: str = "llm") -> type[Backend]:
 
 
 def make_backend(llm_cfg: Any, sampling: Sampling, key: str = "llm") -> Backend:
-    """The backend of ``llm_cfg`` (its ``_target_``) with ``sampling``."""
-    return backend_class(llm_cfg, key)(llm_cfg, sampling)
+    """The backend of ``llm_cfg`` (its ``_target_``) with ``sampling``, naming ``key`` in its messages."""
+    backend = backend_class(llm_cfg, key)(llm_cfg, sampling)
+    backend.key = key
+    return backend
 
 
-__all__ = ["Backend", "Completion", "FatalRequestError", "MalformedAnswerError", "TransientError", "backend_class",
-           "make_backend"]
+__all__ = ["Backend", "Completion", "FatalRequestError", "MalformedAnswerError", "TransientError", "UnreachableError",
+           "backend_class", "make_backend"]

@@ -94,8 +94,23 @@ class MalformedAnswerError(TransientError):
                          f"{shown[:200]!r}); check llm.url points at the server itself, not a proxy or login page")
 
 
+class EmptyAnswerError(TransientError):
+    """A status-200 answer from a server whose text is empty (or blank): an overloaded or restarting server's answer
+    more often than the model's, so retried like a malformed answer rather than stored as an attempt that held no
+    dialogue, and reported after the last retry."""
+
+    def __init__(self, server: str, finish_reason: str) -> None:
+        super().__init__(f"{server} answered with an empty text (finish_reason={finish_reason}); its log may say why")
+
+
 class FatalRequestError(Exception):
     """A request the server will never accept (e.g. a 4xx validation answer): stops the run."""
+
+
+class UnreachableError(FatalRequestError):
+    """A connection refused (or a host not found) at a URL that has not answered in this run: no server listens
+    there (not started, or a wrong URL), which minutes of retries would not change. Once the URL has answered, a
+    refused connection is a server restarting and is retried (see :meth:`Backend.connection_failed`)."""
 
 
 # How servers name a field they refuse: TGI quotes it in backticks ("`top_p` must be ..."), hosted OpenAI says
@@ -122,6 +137,11 @@ class Backend(ABC):
     speaks_gbnf: bool = False  # grammars reach the model as GBNF (llama.cpp) rather than a regex
     # A request can be abandoned mid-flight (an HTTP call), so llm.request_deadline_s applies.
     interruptible: bool = True
+    # Answers come from a server, so an empty one is a fault to retry (EmptyAnswerError); an embedded model's empty
+    # answer is the model's own, which the same seed would give again.
+    remote: bool = True
+    # The config node of its settings as the user writes it (llm, judge.llm), for messages; set by make_backend.
+    key: str = "llm"
 
     def __init__(self, cfg: Any, sampling: Sampling) -> None:
         self.cfg = cfg
@@ -135,6 +155,20 @@ class Backend(ABC):
         self._next_slot = itertools.cycle(range(max(len(self.slots), 1)))
         # Parameters the backend cannot honour, for the data card.
         self.lost: list[str] = []
+        # The URLs that have answered in this run: a refused connection there is a restart, retried.
+        self.answered: set[str] = set()
+
+    def connection_failed(self, url: str, err: BaseException) -> Exception:
+        """What a failed connection to ``url`` is: a :class:`TransientError` once ``url`` has answered in this run,
+        else an :class:`UnreachableError` saying to start the server or fix ``<key>.url``."""
+        if url.rstrip("/") in self.answered:
+            return TransientError(f"{url}: {type(err).__name__}: {err}")
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, ConnectionRefusedError):
+            cause = cause.__cause__ or cause.__context__
+        why = "connection refused" if cause is not None else f"{type(err).__name__}: {err}"
+        return UnreachableError(f"cannot connect to {url} ({why}): no server answers there; start it, or fix "
+                                f"{self.key}.url")
 
     def pick_slot(self) -> int:
         """The next client slot, round-robin (and so the next replica)."""

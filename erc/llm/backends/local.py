@@ -80,6 +80,7 @@ class LocalBackend(Backend):
     # The model computes in a worker thread that cannot be stopped: abandoning a request would let
     # the next one run on the same model at once. In-process, nothing can fall silent anyway.
     interruptible = False
+    remote = False
 
     def __init__(self, cfg: Any, sampling) -> None:
         super().__init__(cfg, sampling)

@@ -15,6 +15,7 @@ import json
 import logging
 from typing import Any
 
+import httpx2  # the openai client's HTTP library: its connection errors are the cause of APIConnectionError
 import openai
 
 from erc.llm.backends.base import (
@@ -32,6 +33,11 @@ from erc.llm.dialects import SERVERS, dialect
 from erc.llm.grammar import Constraint, DialogueGrammar
 
 log = logging.getLogger(__name__)
+
+
+def _refused(err: openai.APIConnectionError) -> bool:
+    """Whether the client could not connect at all (refused, host not found), rather than timed out or was cut."""
+    return not isinstance(err, openai.APITimeoutError) and isinstance(err.__cause__, httpx2.ConnectError)
 
 
 class OpenAIBackend(Backend):
@@ -59,8 +65,13 @@ class OpenAIBackend(Backend):
             return {"model": self.model, **where}
         try:
             models = [m.id async for m in self.clients[0].models.list()]
-        except (openai.APIConnectionError, openai.APIStatusError) as err:
+        except openai.APIConnectionError as err:
+            if _refused(err):
+                raise self.connection_failed(self.urls[0], err.__cause__) from err
             raise TransientError(f"cannot list models at {self.urls[0]}/models: {err}") from err
+        except openai.APIStatusError as err:
+            raise TransientError(f"cannot list models at {self.urls[0]}/models: {err}") from err
+        self.answered.add(self.urls[0].rstrip("/"))
         if not models:
             raise FatalRequestError(f"{self.urls[0]}/models lists no model; set llm.model")
         self.model = models[0]
@@ -108,6 +119,8 @@ class OpenAIBackend(Backend):
         except json.JSONDecodeError as err:  # status 200, body not JSON
             raise MalformedAnswerError(url, err.doc) from err
         except (openai.APITimeoutError, openai.APIConnectionError) as err:
+            if _refused(err):
+                raise self.connection_failed(url, err.__cause__) from err
             raise TransientError(f"{url}: {type(err).__name__}: {err}") from err
         except openai.APIStatusError as err:
             raise self._status_error(url, err) from err
@@ -120,6 +133,7 @@ class OpenAIBackend(Backend):
         finish = "refusal" if self.route == "chat" and choice.message.refusal and not choice.message.content \
             else str(choice.finish_reason)
         usage = out.usage
+        self.answered.add(url.rstrip("/"))
         return Completion(text=text, finish_reason=finish, generated_tokens=usage.completion_tokens if usage else None,
                           seed=seed, replica=url, prompt_tokens=usage.prompt_tokens if usage else None)
 

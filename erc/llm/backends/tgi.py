@@ -22,6 +22,7 @@ from huggingface_hub.errors import (
     TextGenerationError,
     ValidationError,
 )
+from huggingface_hub.utils._http import async_hf_request_event_hook  # raises OfflineModeIsEnabled for any URL
 
 from erc.llm.backends.base import (
     Backend,
@@ -50,7 +51,8 @@ def _grammar(constraint: Constraint) -> dict[str, Any]:
 
 
 class ConfiguredTokenClient(AsyncInferenceClient):
-    """An ``AsyncInferenceClient`` that sends ``token`` (``llm.token``) and no other credential.
+    """An ``AsyncInferenceClient`` that sends ``token`` (``llm.token``) and no other credential, and that
+    ``HF_HUB_OFFLINE=1`` does not stop (it is there for the Hub; ``llm.url`` is the user's server).
 
     Without a token the hub client sends the user's own Hugging Face token (``HF_TOKEN``, ``hf auth
     login``) to whatever URL it is given, and huggingface_hub 2.x refuses ``token=False``. So every
@@ -70,9 +72,9 @@ class ConfiguredTokenClient(AsyncInferenceClient):
     async def _get_async_client(self) -> httpx2.AsyncClient:
         fresh = self._async_client is None
         session = await super()._get_async_client()
-        if fresh:
-            session.event_hooks = {**session.event_hooks,
-                                   "request": [*session.event_hooks["request"], self._only_configured_token]}
+        if fresh:  # without the hub's offline guard: HF_HUB_OFFLINE keeps the Hub away, not the user's own server
+            hooks = [hook for hook in session.event_hooks["request"] if hook is not async_hf_request_event_hook]
+            session.event_hooks = {**session.event_hooks, "request": [*hooks, self._only_configured_token]}
         return session
 
 
@@ -102,8 +104,11 @@ class TGIBackend(Backend):
     async def start(self) -> dict[str, Any]:
         try:
             info = await self.clients[0].get_endpoint_info()
+        except httpx2.ConnectError as err:
+            raise self.connection_failed(self.urls[0], err) from err
         except (HfHubHTTPError, httpx2.TransportError, InferenceTimeoutError) as err:
             raise TransientError(f"cannot read {self.urls[0]}/info: {err}") from err
+        self.answered.add(self.urls[0].rstrip("/"))
         return {"model": info.get("model_id") or self.urls[0], "model_sha": info.get("model_sha"),
                 "server": "text-generation-inference", "server_version": info.get("version"),
                 "max_stop_sequences": info.get("max_stop_sequences"), "urls": self.urls}
@@ -124,6 +129,8 @@ class TGIBackend(Backend):
             raise MalformedAnswerError(url, err.doc) from err
         except ValidationError as err:
             raise FatalRequestError(f"{url} rejected {_parameter_named(str(err))}: {err}") from err
+        except httpx2.ConnectError as err:
+            raise self.connection_failed(url, err) from err
         except (OverloadedError, GenerationError, IncompleteGenerationError, InferenceTimeoutError,
                 httpx2.TransportError) as err:
             raise TransientError(f"{url}: {type(err).__name__}: {err}", _retry_after(err),
@@ -139,6 +146,7 @@ class TGIBackend(Backend):
             # JSON, but not TGI's (the hub client keeps unknown fields as attributes)
             raise MalformedAnswerError(url, json.dumps({k: v for k, v in vars(out).items() if v is not None},
                                                        default=str))
+        self.answered.add(url)
         return Completion(text=out.generated_text, finish_reason=str(details.finish_reason),
                           generated_tokens=details.generated_tokens, seed=details.seed, replica=url,
                           prompt_tokens=len(details.prefill) if details.prefill else None)

@@ -50,6 +50,9 @@ class QualityStep(Step):
         if "skipped" in quality:
             return f"\nQuality report: skipped ({quality['skipped']}).\n"
         mine, real, against = quality[card["dataset"]], quality[quality["against"]], quality["against"]
+        if mine.get("too_small"):
+            return (f"\nQuality against {against}: the set is too small for its fidelity and usefulness figures "
+                    f"(`{quality['report']}` has the rest).\n")
         rows = [("agreement of its labels with a probe trained on the real data, %", percent(mine["agreement"]),
                  percent(real["agreement"])),
                 ("Cohen's kappa of that agreement (0: labels unrelated to the text)", f"{mine['kappa']:.3f}",
