@@ -113,6 +113,8 @@ def test_generate_removes_the_dialogue_with_a_test_line_and_says_so(tmp_path: Pa
     assert entry["removed"] == card["counts"]["decontaminated"] == 1
     readme = (folder / "README.md").read_text()
     assert "Contamination" in readme and "removed 1 dialogue(s)" in readme and texts[leaked_slot][2] in readme
+    assert texts[train_slot][0].upper() not in json.dumps(card)  # the benchmark's text stays out of what is published
+    assert all("matched" not in e for e in entry["splits"]["test"]["examples"])
 
     # decontamination off: the same matches counted, nothing removed, the stale removed.jsonl gone
     with LoopbackTGI(ScriptedDialogues(LABELS)) as server:

@@ -53,9 +53,12 @@ class Match:
     benchmark_id: str             # the benchmark utterance's id
     matched: str                  # the benchmark's text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, with_line: bool = True) -> dict[str, Any]:
+        """The match as JSON; ``with_line=False`` leaves the benchmark's text out (its id stays), for what may be
+        published: a card or README must not carry the benchmark's lines."""
         return {"split": self.split, "how": self.how, "dialogue": self.dialogue, "turn": self.turn,
-                "utterance": self.utterance, "benchmark_id": self.benchmark_id, "matched": self.matched}
+                "utterance": self.utterance, "benchmark_id": self.benchmark_id,
+                **({"matched": self.matched} if with_line else {})}
 
 
 def check_contamination_config(node: Any, decontaminate: Any = (), key: str = "contamination") -> None:
@@ -101,7 +104,7 @@ class Contamination:
 
     def summary(self, examples: int = 5) -> dict[str, Any]:
         """The report's entry: settings, and per split the utterances and dialogues matched (by how) and the first
-        ``examples`` matches."""
+        ``examples`` matches (by the benchmark line's id, without its text)."""
         per_split: dict[str, Any] = {}
         for split in SPLITS:
             found = [m for m in self.found if m.split == split]
@@ -109,7 +112,7 @@ class Contamination:
                 "utterances": len({(m.dialogue, m.turn) for m in found}),
                 "dialogues": len({m.dialogue for m in found}),
                 "exact": sum(m.how == "exact" for m in found), "ngram": sum(m.how == "ngram" for m in found),
-                "examples": [m.to_dict() for m in found[:examples]]}
+                "examples": [m.to_dict(with_line=False) for m in found[:examples]]}
         return {"min_words": self.min_words, "ngram": self.ngram, "dialogues_checked": self.dialogues,
                 "utterances_checked": self.utterances, "splits": per_split}
 

@@ -38,7 +38,7 @@ from erc.llm.backends.base import TransientError
 
 # The window at the start: a server with room for more is found within a few round trips, and a rate-limited one
 # is not met with a burst of ``concurrency`` requests.
-START = 4
+START = 2
 WINDOW_S = 60.0
 
 

@@ -38,9 +38,9 @@ class ContaminationStep(Step):
                    f"{entry['removed']} dialogue(s) carrying such a line (listed with the line matched in "
                    f"`{entry['removed_file']}`); the figures above count them." if entry["decontaminate"] else
                    "Decontamination was off (`postprocess.decontaminate=[]`): the dialogues counted are in the set.")
-        examples = [(e["split"], e["how"], _quote(e["utterance"]), _quote(e["matched"]))
+        examples = [(e["split"], e["how"], _quote(e["utterance"]), e["benchmark_id"])
                     for f in splits.values() for e in f["examples"]][:5]
-        shown = (f"\n\n{table(examples, ('split', 'how', 'generated', 'benchmark line'))}" if examples else "")
+        shown = (f"\n\n{table(examples, ('split', 'how', 'generated', 'benchmark line id'))}" if examples else "")
         return (f"\nContamination: every utterance compared with {entry['against']}'s own lines (equal after "
                 f"normalisation with at least {entry['min_words']} words, or a shared run of {entry['ngram']} "
                 f"words):\n\n{table(rows, ('split', 'utterances', 'equal', 'shared run', 'dialogues'))}\n\n"
