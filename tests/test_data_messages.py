@@ -60,7 +60,7 @@ def test_a_non_utf8_byte_in_a_generated_set_names_its_line(tmp_path, fixtures_di
     shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", folder)
     offset = insert_byte(folder / "train.jsonl", line=2, column=30, byte=b"\xe9")  # Latin-1 'é'
     with pytest.raises(DataError, match=rf"train.jsonl: line 2, column 30 \(byte offset {offset}\): byte 0xe9"):
-        load_benchmark("meld_bal", "train", tmp_path)
+        load_benchmark("meld_bal", "train", tmp_path, tmp_path / "synthetic")
 
 
 def test_a_header_only_benchmark_csv_is_an_error_naming_the_file(benchmark_data, tmp_path):

@@ -75,7 +75,7 @@ def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, sched
     """``make demo BACKBONE=minilm``: step 4's jobs, one by one, compose and pass train.py's checks with the pretrained
     encoder's schedule, slice and context cap (tiny keeps the random-weight ones); every one of the 9 jobs runs once."""
     jobs = []
-    for command in train_commands(sys.executable, backbone, None, tmp_path, f"paths.data_dir={benchmark_data}", []):
+    for command in train_commands(sys.executable, backbone, None, tmp_path, [f"paths.data_dir={benchmark_data}"], []):
         assert command[1:3] == ["train.py", "-m"]
         overrides = command[3:]
         assert {f"classifier.backbone={backbone}", f"schedule={schedule}", f"data.limit_dialogues={limit}"} <= set(

@@ -75,7 +75,7 @@ class Experiment:
         self.key = job_key(cfg)
         self.work_dir = Path(cfg.checkpoint_dir) / self.key
         self.seed = int(cfg.seed)
-        self.data = DataCache(cfg.data, Path(cfg.paths.data_dir))
+        self.data = DataCache(cfg.data, Path(cfg.paths.data_dir), Path(cfg.paths.synthetic_dir))
         self.trainers = TrainerFactory(cfg.trainer, self.seed)
         self.progress = ProgressStore(self.work_dir / "progress.json")
         self.reporter = Reporter()
