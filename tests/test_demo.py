@@ -62,6 +62,7 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(benchmark_data, tm
     assert {p: p.stat().st_mtime_ns for p in generated} == generated
     again = [json.loads(p.read_text()) for p in sorted((out / "train").glob("*/results.json"))]
     assert [r["metrics"] for r in again] == [r["metrics"] for r in results]
+    assert len(list((out / "train").glob("*/wandb/offline-run-*"))) == 9      # each job's one run, not one per rerun
     for r in again:
         reused = {entry["step"] for entry in r["resumes"] if entry.get("reused")}
         steps = {"finetune", "test"} | ({"pretrain", "pretrain/test"} if r["identity"]["source"] != "org" else set())

@@ -218,7 +218,9 @@ def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
             raise
         raise err.__cause__ from None
     config = public_config(cfg)
-    exp.reporter = Reporter.start(cfg, exp.identity, config, exp.output_dir, exp.key)
+    steps = [*(("pretrain", "pretrain/test") if cfg.data.pretrain else ()), "finetune", "test"]
+    exp.reporter = Reporter.start(cfg, exp.identity, config, exp.output_dir, exp.key,
+                                  finished=all(exp.progress.done(step) for step in steps))
     try:
         if cfg.data.pretrain:
             exp.fit("pretrain", cfg.data.pretrain)
