@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from erc.data import DataError, MissingDataError, load_benchmark
+from erc.data.download import MELD
 from erc.paths import PROJECT_ROOT
 
 
@@ -116,3 +117,8 @@ def test_a_failed_download_is_one_line(tmp_path):
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: http://127.0.0.1:9/declare-lab/MELD/") and "download failed" in line
     assert f"nothing was saved to {tmp_path / 'meld' / 'train_sent_emo.csv'}" in line
+    # offline, where to get the files by hand and where to put them; and no empty meld/ left behind
+    assert line.endswith(f"Offline? download train_sent_emo.csv and its sibling files from https://github.com/"
+                         f"declare-lab/MELD/tree/{MELD[1]}/data/MELD by hand and put them in {tmp_path / 'meld'}/ (or "
+                         f"set ERC_DATA_DIR to a folder holding meld/)")
+    assert list(tmp_path.iterdir()) == []
