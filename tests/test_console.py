@@ -77,6 +77,13 @@ def test_train_help_marks_the_defaults_of_its_primary_config_and_hydra_help_stil
     assert not re.search(r"^  (llm|prompt|sampling|benchmark):", done.stdout, re.MULTILINE)   # generation's groups
     assert "  classifier: compm*, emoone, todkat" in done.stdout
     assert "schedule:   debug, default*, demo, demo_pretrained, paper" in done.stdout  # _phase.yaml: an internal base
+    # the backbones that run offline on a CPU, every one of them (the local sizes and minilm), and the GPU switch
+    from erc.models.backbone import LOCAL_SIZES
+    from erc.pretrained import MINILM
+
+    offline = re.search(r"Backbones \(classifier.backbone=\): (.+?) run offline on a CPU", done.stdout, re.S).group(1)
+    assert set(re.findall(r"\b(\w+)\b(?= \(| and|,)", offline)) >= {*LOCAL_SIZES, MINILM}
+    assert "trainer=gpu" in done.stdout
     hydra_help = run("train.py", "--hydra-help")
     assert hydra_help.returncode == 0 and "== Flags ==" in hydra_help.stdout
 
