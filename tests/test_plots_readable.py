@@ -61,3 +61,29 @@ def test_the_pictures_are_written(report, tmp_path) -> None:
         png = figure_png(fig)
         assert png.startswith(b"\x89PNG")
         (tmp_path / f"quality_{name}.png").write_bytes(png)
+
+
+def test_cd_diagram_p_labels_sit_above_the_lines_and_tied_instances_side_by_side() -> None:
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+    from erc.evaluation.plots import cd_figure
+    from erc.evaluation.tables import Display
+
+    from helpers.evaluation import paper_matrix
+
+    matrix = pd.DataFrame(paper_matrix()).T
+    matrix["emoone_nat"] = matrix["compm_nat"]                     # tied on every test set: one average rank
+    pairs = [(f"{m}_{s}", f"{m}_org") for m in ("compm", "emoone", "todkat") for s in ("nat", "bal")]
+    analysis = rank_analysis(matrix, pairs)
+    fig = cd_figure(analysis, Display())
+    ax = fig.axes[0]
+    markers = {id(line): line.get_xdata()[0] for line in ax.lines
+               if line.get_marker() not in ("None", "", None) and list(line.get_ydata()) == [0]}
+    xs = sorted(markers.values())
+    assert len(xs) == 9 and min(np.diff(xs)) > 0.1                  # no two markers on one spot, ties included
+    p_labels = [t for t in ax.texts if ": p" in t.get_text()]
+    assert len(p_labels) == 6
+    assert min(t.get_zorder() for t in p_labels) > max(line.get_zorder() for line in ax.lines)
+    assert all(t.get_bbox_patch() is not None for t in p_labels)  # on white, hiding the lines behind
+    plt.close(fig)
