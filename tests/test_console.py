@@ -92,6 +92,7 @@ def train_job(tmp_path: Path, data_dir: Path, *overrides: str) -> tuple[subproce
     """A tiny real training job with an offline W&B run: its output and its log file."""
     done = run("train.py", "classifier=compm", "data=meld_bal", "classifier.backbone=tiny", "schedule=debug",
                "data.limit_dialogues=4", "logger=wandb", f"paths.data_dir={data_dir}",
+               f"paths.synthetic_dir={data_dir / 'synthetic'}",
                f"hydra.run.dir={tmp_path / 'job'}", f"checkpoint_dir={tmp_path / 'checkpoints'}", *overrides)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, (tmp_path / "job" / "train.log").read_text()
@@ -115,7 +116,8 @@ def test_verbose_brings_the_logs_and_the_wandb_summary_back(tmp_path, data_dir) 
 
 def generation(tmp_path: Path, url: str, *overrides: str) -> tuple[subprocess.CompletedProcess, str]:
     done = run("generate.py", "llm=tgi", f"llm.url={url}", "benchmark=iemocap", "seed=7", "n_dialogues=4",
-               "max_attempts=1", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'job'}",
+               "max_attempts=1", f"paths.data_dir={tmp_path / 'data'}",
+               f"paths.synthetic_dir={tmp_path / 'data' / 'synthetic'}", f"hydra.run.dir={tmp_path / 'job'}",
                "llm.backoff_s=0.01", *overrides)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, (tmp_path / "job" / "generate.log").read_text()
