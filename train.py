@@ -2,8 +2,12 @@
 benchmark's train split and test it on every test set. Each job writes results.json, its log and an offline (or,
 with an API key, online) W&B run to its folder; a rerun of the same command resumes from its checkpoints.
 
-    python train.py classifier=compm data=meld_bal
-    python train.py -m classifier=compm,emoone,todkat data=meld,meld_nat,meld_bal seed=1,2,3
+    python train.py classifier=compm data=meld_bal classifier.backbone=tiny schedule=debug data.limit_dialogues=20
+    python train.py -m classifier=compm,emoone,todkat data=meld,meld_nat,meld_bal seed=1,2,3 trainer=gpu
+
+Backbones (classifier.backbone=): tiny and small (random weights) and minilm (the installed pretrained
+all-MiniLM-L6-v2) run offline on a CPU; the default, the paper's roberta-large, or any other Hugging Face encoder
+needs the hub (or its cache) and, at full size, a GPU (trainer=gpu).
 """
 
 import hydra

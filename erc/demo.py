@@ -19,8 +19,9 @@ one-thread processes side by side train these small models about twice as fast a
 threads, and the OpenMP threads of separate processes would spin-wait against each other. When more than one
 runs at a time, each writes to its own log, ``<out>/train/<classifier>.log`` (their progress bars would interleave
 on the console); the console gets a line when each starts and ends, and the end of the log of one that fails.
-Everything goes under ``--out`` (default ``outputs/demo``): the benchmark folder is linked into ``<out>/data``
-next to the generated sets, so the benchmark copy itself (often read-only) is never written to. Rerunning
+Everything goes under ``--out`` (default ``outputs/demo``): the benchmark folder is linked into ``<out>/data`` and
+the generated sets go to ``<out>/data/synthetic`` (``paths.synthetic_dir``), so the benchmark copy itself (often
+read-only) is never written to, and the demo's sets never mix with the user's own in ``synthetic/``. Rerunning
 resumes: finished generation requests and training phases are not redone.
 
     python -m erc.demo [--data-dir DIR] [--out DIR] [--dialogues N] [--backbone tiny|minilm|NAME]
@@ -85,7 +86,7 @@ def training_for(backbone: str) -> Training:
     return RANDOM_BACKBONE if backbone in LOCAL_SIZES else PRETRAINED_BACKBONE
 
 
-def train_commands(python: str, backbone: str, limit_dialogues: int | None, out: Path, data_override: str,
+def train_commands(python: str, backbone: str, limit_dialogues: int | None, out: Path, data_overrides: list[str],
                    verbose: list[str]) -> list[list[str]]:
     """Step 4's command lines: one multirun per classifier, in :data:`CLASSIFIERS` order (the longest first, so that
     a pool of fewer processes than commands finishes evenly), each over MELD Org, Nat, Bal with ``backbone`` and the
@@ -93,7 +94,7 @@ def train_commands(python: str, backbone: str, limit_dialogues: int | None, out:
     sweep folder, so their job folders are named ``<classifier>-<job number>``: numbers alone would collide."""
     training = training_for(backbone)
     shared = [f"data={DATASETS}", f"classifier.backbone={backbone}", f"schedule={training.schedule}",
-              f"data.limit_dialogues={limit_dialogues or training.limit_dialogues}", data_override,
+              f"data.limit_dialogues={limit_dialogues or training.limit_dialogues}", *data_overrides,
               f"checkpoint_dir={out}/checkpoints", f"hydra.sweep.dir={out}/train",
               "hydra.sweep.subdir=${classifier.name}-${hydra.job.num}"]
     return [[python, "train.py", "-m", f"classifier={classifier}", *training.classifier_overrides(classifier),
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out.resolve()
     workspace = prepare_workspace(data_dir, out)
     python = sys.executable
-    data_override = f"paths.data_dir={workspace}"
+    data_overrides = [f"paths.data_dir={workspace}", f"paths.synthetic_dir={workspace / 'synthetic'}"]
     verbose = ["verbose=true"] if args.verbose else []
     timings: dict[str, float] = {}
 
@@ -296,13 +297,13 @@ def main(argv: list[str] | None = None) -> None:
             python, "generate.py", "benchmark=meld", f"prompt={prompt}", f"n_dialogues={args.dialogues}",
             # small sets: wider dev/test shares so that every split gets dialogues
             "split.train=0.6", "split.dev=0.2", "split.test=0.2",
-            data_override, f"hydra.run.dir={out}/generate/{prompt}", *verbose])
+            *data_overrides, f"hydra.run.dir={out}/generate/{prompt}", *verbose])
     header("3/6 score both generated sets against MELD (fidelity, usefulness, diversity, distance)")
-    timings["quality"] = run("3/6", [python, "quality.py", "benchmark=meld", data_override,
+    timings["quality"] = run("3/6", [python, "quality.py", "benchmark=meld", *data_overrides,
                                      f"hydra.run.dir={out}/quality", *verbose])
     header(f"4/6 pretrain, fine-tune and test CoMPM, EmoOne and TODKAT ({args.backbone} backbones) on MELD Org, "
            f"Nat, Bal")
-    commands = train_commands(python, args.backbone, args.limit_dialogues, out, data_override, verbose)
+    commands = train_commands(python, args.backbone, args.limit_dialogues, out, data_overrides, verbose)
     timings["train"] = run_parallel("4/6", commands, args.jobs or available_cores(),
                                     [out / "train" / f"{classifier}.log" for classifier in CLASSIFIERS.split(",")])
     header("5/6 Table III, Table IV and the exact Friedman test")

@@ -82,7 +82,7 @@ def job_key(cfg: DictConfig) -> str:
     backbones = backbone_identities(cfg.classifier)       # a model folder by its files, minilm by its version
     if backbones:
         plain["backbone_files"] = backbones
-    synthetic = Path(cfg.paths.data_dir) / "synthetic"
+    synthetic = Path(cfg.paths.synthetic_dir)
     plain["generated_files"] = {f"{name}/{split}": sha256_of(synthetic / name / split)
                                 for name in generated_sets(_datasets_read(cfg.data))
                                 for split in SPLIT_FILES if (synthetic / name / split).is_file()}

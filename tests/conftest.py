@@ -50,6 +50,14 @@ def reachable_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _generated_sets_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes or reads generated sets in the project's ``synthetic/``: they go where the tests' data
+    folders keep them, ``<tmp_path>/data/synthetic`` (``paths.synthetic_dir``; a test that wants another place
+    passes the override)."""
+    monkeypatch.setenv("ERC_SYNTHETIC_DIR", str(tmp_path / "data" / "synthetic"))
+
+
 @pytest.fixture(scope="session")
 def benchmark_data() -> Path:
     """The folder holding the real benchmark files (never written to); skip when no copy of MELD is found."""

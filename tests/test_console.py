@@ -77,6 +77,13 @@ def test_train_help_marks_the_defaults_of_its_primary_config_and_hydra_help_stil
     assert not re.search(r"^  (llm|prompt|sampling|benchmark):", done.stdout, re.MULTILINE)   # generation's groups
     assert "  classifier: compm*, emoone, todkat" in done.stdout
     assert "schedule:   debug, default*, demo, demo_pretrained, paper" in done.stdout  # _phase.yaml: an internal base
+    # the backbones that run offline on a CPU, every one of them (the local sizes and minilm), and the GPU switch
+    from erc.models.backbone import LOCAL_SIZES
+    from erc.pretrained import MINILM
+
+    offline = re.search(r"Backbones \(classifier.backbone=\): (.+?) run offline on a CPU", done.stdout, re.S).group(1)
+    assert set(re.findall(r"\b(\w+)\b(?= \(| and|,)", offline)) >= {*LOCAL_SIZES, MINILM}
+    assert "trainer=gpu" in done.stdout
     hydra_help = run("train.py", "--hydra-help")
     assert hydra_help.returncode == 0 and "== Flags ==" in hydra_help.stdout
 
@@ -85,6 +92,7 @@ def train_job(tmp_path: Path, data_dir: Path, *overrides: str) -> tuple[subproce
     """A tiny real training job with an offline W&B run: its output and its log file."""
     done = run("train.py", "classifier=compm", "data=meld_bal", "classifier.backbone=tiny", "schedule=debug",
                "data.limit_dialogues=4", "logger=wandb", f"paths.data_dir={data_dir}",
+               f"paths.synthetic_dir={data_dir / 'synthetic'}",
                f"hydra.run.dir={tmp_path / 'job'}", f"checkpoint_dir={tmp_path / 'checkpoints'}", *overrides)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, (tmp_path / "job" / "train.log").read_text()
@@ -108,7 +116,8 @@ def test_verbose_brings_the_logs_and_the_wandb_summary_back(tmp_path, data_dir) 
 
 def generation(tmp_path: Path, url: str, *overrides: str) -> tuple[subprocess.CompletedProcess, str]:
     done = run("generate.py", "llm=tgi", f"llm.url={url}", "benchmark=iemocap", "seed=7", "n_dialogues=4",
-               "max_attempts=1", f"paths.data_dir={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'job'}",
+               "max_attempts=1", f"paths.data_dir={tmp_path / 'data'}",
+               f"paths.synthetic_dir={tmp_path / 'data' / 'synthetic'}", f"hydra.run.dir={tmp_path / 'job'}",
                "llm.backoff_s=0.01", *overrides)
     assert done.returncode == 0, done.stderr[-3000:]
     return done, (tmp_path / "job" / "generate.log").read_text()

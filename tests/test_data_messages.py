@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from erc.data import DataError, MissingDataError, load_benchmark
+from erc.data.download import MELD
 from erc.paths import PROJECT_ROOT
 
 
@@ -60,7 +61,7 @@ def test_a_non_utf8_byte_in_a_generated_set_names_its_line(tmp_path, fixtures_di
     shutil.copytree(fixtures_dir / "synthetic" / "meld_bal", folder)
     offset = insert_byte(folder / "train.jsonl", line=2, column=30, byte=b"\xe9")  # Latin-1 'é'
     with pytest.raises(DataError, match=rf"train.jsonl: line 2, column 30 \(byte offset {offset}\): byte 0xe9"):
-        load_benchmark("meld_bal", "train", tmp_path)
+        load_benchmark("meld_bal", "train", tmp_path, tmp_path / "synthetic")
 
 
 def test_a_header_only_benchmark_csv_is_an_error_naming_the_file(benchmark_data, tmp_path):
@@ -116,3 +117,8 @@ def test_a_failed_download_is_one_line(tmp_path):
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: http://127.0.0.1:9/declare-lab/MELD/") and "download failed" in line
     assert f"nothing was saved to {tmp_path / 'meld' / 'train_sent_emo.csv'}" in line
+    # offline, where to get the files by hand and where to put them; and no empty meld/ left behind
+    assert line.endswith(f"Offline? download train_sent_emo.csv and its sibling files from https://github.com/"
+                         f"declare-lab/MELD/tree/{MELD[1]}/data/MELD by hand and put them in {tmp_path / 'meld'}/ (or "
+                         f"set ERC_DATA_DIR to a folder holding meld/)")
+    assert list(tmp_path.iterdir()) == []

@@ -62,6 +62,7 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(benchmark_data, tm
     assert {p: p.stat().st_mtime_ns for p in generated} == generated
     again = [json.loads(p.read_text()) for p in sorted((out / "train").glob("*/results.json"))]
     assert [r["metrics"] for r in again] == [r["metrics"] for r in results]
+    assert len(list((out / "train").glob("*/wandb/offline-run-*"))) == 9      # each job's one run, not one per rerun
     for r in again:
         reused = {entry["step"] for entry in r["resumes"] if entry.get("reused")}
         steps = {"finetune", "test"} | ({"pretrain", "pretrain/test"} if r["identity"]["source"] != "org" else set())
@@ -75,7 +76,7 @@ def test_demo_backbone_option_trains_every_job_with_its_schedule(backbone, sched
     """``make demo BACKBONE=minilm``: step 4's jobs, one by one, compose and pass train.py's checks with the pretrained
     encoder's schedule, slice and context cap (tiny keeps the random-weight ones); every one of the 9 jobs runs once."""
     jobs = []
-    for command in train_commands(sys.executable, backbone, None, tmp_path, f"paths.data_dir={benchmark_data}", []):
+    for command in train_commands(sys.executable, backbone, None, tmp_path, [f"paths.data_dir={benchmark_data}"], []):
         assert command[1:3] == ["train.py", "-m"]
         overrides = command[3:]
         assert {f"classifier.backbone={backbone}", f"schedule={schedule}", f"data.limit_dialogues={limit}"} <= set(

@@ -110,7 +110,7 @@ def test_a_progress_bars_redraws_show_as_its_last_state_in_the_tail(tmp_path, ca
                                        "todkat": ["schedule.batch_size=4"]})])
 def test_train_commands_are_one_multirun_per_classifier_with_its_own_overrides(backbone, schedule, limit, own,
                                                                               tmp_path):
-    commands = train_commands("python", backbone, None, tmp_path, "paths.data_dir=/d", ["verbose=true"])
+    commands = train_commands("python", backbone, None, tmp_path, ["paths.data_dir=/d"], ["verbose=true"])
     assert [command[:4] for command in commands] == [
         ["python", "train.py", "-m", f"classifier={c}"] for c in CLASSIFIERS.split(",")]   # CoMPM, the longest, first
     assert CLASSIFIERS == "compm,emoone,todkat"

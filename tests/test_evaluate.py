@@ -283,6 +283,7 @@ def real_sweep(tmp_path_factory, benchmark_data, fixtures_dir) -> Path:
     (data_dir / "synthetic" / "meld_bal").symlink_to(fixtures_dir / "synthetic" / "meld_bal")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ERC_DATA_DIR", str(data_dir))
+        patch.setenv("ERC_SYNTHETIC_DIR", str(data_dir / "synthetic"))
         for number, data in enumerate(("meld", "meld_bal")):
             train(compose_config("train", [
                 "classifier=compm", f"data={data}", "classifier.backbone=tiny", "schedule=debug", "logger=none",

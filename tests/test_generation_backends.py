@@ -61,7 +61,7 @@ def test_local_generate_end_to_end_with_the_grammar(tmp_path):
                            "sampling.max_new_tokens=96", "sampling.grammar.max_turns=3",
                            "sampling.grammar.max_utterance_chars=60", "llm.n_threads=1")
     card = generate(cfg)
-    out = tmp_path / "synthetic" / "meld_nat"
+    out = tmp_path / "data" / "synthetic" / "meld_nat"   # $ERC_SYNTHETIC_DIR (conftest)
     records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["backend"] == "local" and r["constrained"] for r in records)
     for record in records:  # the grammar held: three lines, the prompt's speakers, no label counting
@@ -149,7 +149,7 @@ def test_chat_route_end_to_end_on_llama_cpp_server(llama_server, tmp_path):
                            "n_dialogues=2", "max_attempts=1", "sampling.max_new_tokens=96",
                            "sampling.grammar.max_turns=3", "sampling.grammar.max_utterance_chars=60")
     card = generate(cfg)
-    out = tmp_path / "synthetic" / "meld_nat"
+    out = tmp_path / "data" / "synthetic" / "meld_nat"   # $ERC_SYNTHETIC_DIR (conftest)
     records = [json.loads(line) for line in (out / "requests.jsonl").read_text().splitlines()]
     assert len(records) == 2 and {r["route"] for r in records} == {"chat"}
     for record in records:

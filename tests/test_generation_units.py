@@ -31,12 +31,12 @@ def compose_generate(*overrides: str):
 
 
 def test_defaults_local_constrained_and_out_dir():
-    cfg = compose_generate("paths.data_dir=/data")
+    cfg = compose_generate("paths.data_dir=/data", "paths.synthetic_dir=/data/synthetic")
     assert cfg.task_name == "generate" and cfg.llm.backend == "local"
     assert cfg.sampling.name == "embedded" and cfg.sampling.constrained is True  # the embedded default
     assert cfg.sampling.grammar.no_label_counting is True
     assert cfg.out_dir == "/data/synthetic/meld_nat"
-    cfg = compose_generate("paths.data_dir=/data", "llm=tgi", "prompt=balanced", "benchmark=emorynlp")
+    cfg = compose_generate("paths.synthetic_dir=/data/synthetic", "llm=tgi", "prompt=balanced", "benchmark=emorynlp")
     assert cfg.sampling.constrained is False  # the paper sampled freely
     assert cfg.out_dir == "/data/synthetic/emorynlp_bal"
     assert compose_generate("sampling=paper").sampling.constrained is False  # explicit choice wins

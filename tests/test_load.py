@@ -1,6 +1,7 @@
 """load_benchmark dispatch, the generated-set JSONL format, and errors for missing data."""
 
 import json
+import re
 
 import pytest
 
@@ -25,8 +26,20 @@ def _dialogue(i: int) -> Dialogue:
 def test_generated_set_round_trips_through_load_benchmark(tmp_path):
     path = tmp_path / "synthetic" / "meld_bal" / "train.jsonl"
     write_dialogues_jsonl(path, [_dialogue(0), _dialogue(1)])
-    loaded = load_benchmark("meld_bal", "train", tmp_path)
+    loaded = load_benchmark("meld_bal", "train", tmp_path / "benchmarks", tmp_path / "synthetic")
     assert loaded == [_dialogue(0), _dialogue(1)]
+
+
+def test_a_set_left_inside_the_benchmark_folder_is_named_with_the_move(tmp_path):
+    """Generated sets used to live in ``<data_dir>/synthetic/``: one found only there is not "missing" but named,
+    with the command that moves it where sets live now."""
+    write_dialogues_jsonl(tmp_path / "data" / "synthetic" / "meld_bal" / "train.jsonl", [_dialogue(0)])
+    sets = tmp_path / "sets"
+    with pytest.raises(MissingDataError, match=re.escape(
+            f"but {tmp_path}/data/synthetic/meld_bal holds it, the former place inside the benchmark folder: move it "
+            f"with `mkdir -p {sets} && mv {tmp_path}/data/synthetic/meld_bal {sets}/`")):
+        load_benchmark("meld_bal", "train", tmp_path / "data", sets)
+    assert load_benchmark("meld_bal", "train", tmp_path / "data", tmp_path / "data" / "synthetic")  # the same place
 
 
 def test_minimal_records_get_defaults(tmp_path):
@@ -81,9 +94,9 @@ def test_bad_names_and_splits_are_errors(bad):
         load_benchmark("meld", "valid")
 
 
-def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
-    write_dialogues_jsonl(tmp_path / "synthetic" / "meld_nat" / "test.jsonl", [_dialogue(3)])
-    monkeypatch.setenv("ERC_DATA_DIR", str(tmp_path))
+def test_synthetic_dir_follows_the_environment(tmp_path, monkeypatch):
+    write_dialogues_jsonl(tmp_path / "sets" / "meld_nat" / "test.jsonl", [_dialogue(3)])
+    monkeypatch.setenv("ERC_SYNTHETIC_DIR", str(tmp_path / "sets"))
     assert load_benchmark("meld_nat", "test")[0].id == "meld_bal_3"
 
 

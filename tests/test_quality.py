@@ -79,7 +79,8 @@ def permuted(dialogues: list[Dialogue], seed: int = 0) -> list[Dialogue]:
 
 def compose_quality(data_dir: Path, out: Path, cache: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("quality", overrides=[f"paths.data_dir={data_dir}", f"paths.log_dir={out}",
+        return compose("quality", overrides=[f"paths.data_dir={data_dir}",
+                                             f"paths.synthetic_dir={data_dir / 'synthetic'}", f"paths.log_dir={out}",
                                              f"paths.output_dir={out}", f"quality.cache_dir={cache}", *FAST,
                                              *overrides])
 
@@ -309,7 +310,9 @@ def test_a_rerun_encodes_nothing_and_writes_the_same_report(tmp_path, meld_slice
 # ---- the filter and generation's hook -------------------------------------------------------------------
 def compose_generate(data_dir: Path, cache: Path, *overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("generate", overrides=[f"paths.data_dir={data_dir}", f"quality.cache_dir={cache}", *FAST,
+        return compose("generate", overrides=[f"paths.data_dir={data_dir}",
+                                              f"paths.synthetic_dir={data_dir / 'synthetic'}",
+                                              f"quality.cache_dir={cache}", *FAST,
                                               "benchmark=meld", "prompt=balanced", *overrides])
 
 

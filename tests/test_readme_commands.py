@@ -124,3 +124,107 @@ def test_shell_lines_join_continuations_and_skip_prose():
 
 def test_docs_listing_is_read_from_the_project():
     assert Path(DOCS[0]).name == "README.md" and COMMANDS
+
+
+# ---- the README, followed literally ---------------------------------------------------------------------------------
+README = PROJECT_ROOT / "README.md"
+OFFLINE_BACKBONES = {"tiny", "small", "minilm"}
+
+
+def fenced_blocks(text: str, heading: str | None = None) -> list[list[str]]:
+    """The lines of every fenced code block (of the section under ``## heading`` only, when given)."""
+    if heading is not None:
+        text = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [shell_lines(f"```\n{block}```") for block in re.findall(r"```\w*\n(.*?)```", text, re.S)]
+
+
+def readme_commands() -> list[tuple[str, list[str]]]:
+    """``(entry point, arguments)`` of every README command run with python (``python train.py ...``)."""
+    found = []
+    for block in fenced_blocks(README.read_text(encoding="utf-8")):
+        for line in block:
+            match = re.match(r"python (train|generate|evaluate|quality)\.py\b(.*)", line)
+            if match:
+                found.append((match.group(1), shlex.split(match.group(2), comments=True)))
+    return found
+
+
+def is_gpu_or_server(args: list[str]) -> bool:
+    return "trainer=gpu" in args or any(a in args for a in ("llm=tgi", "llm=openai"))
+
+
+def test_every_readme_cpu_command_is_small_and_every_gpu_or_server_command_says_so():
+    """A CPU command in the README trains an offline backbone on a slice of the data (the whole of MELD train on a
+    CPU does not finish in minutes) and generates a few dialogues with the embedded LLM; a command at the paper's
+    size carries trainer=gpu, one asking a server carries its URL."""
+    commands = readme_commands()
+    assert any(name == "train" and not is_gpu_or_server(args) for name, args in commands)
+    assert any(name == "train" and "trainer=gpu" in args for name, args in commands)
+    for name, args in commands:
+        settings = dict(a.split("=", 1) for a in args if "=" in a)
+        if name == "train" and "trainer=gpu" not in args:
+            assert settings.get("classifier.backbone") in OFFLINE_BACKBONES, args
+            assert int(settings.get("data.limit_dialogues", 10**9)) <= 100, args
+        if name == "generate" and not is_gpu_or_server(args):
+            assert int(settings.get("n_dialogues", 10**9)) <= 50, args
+        if is_gpu_or_server(args) and name == "generate":
+            assert settings.get("llm.url"), args
+
+
+def test_the_readmes_cuda_torch_is_the_pinned_one():
+    """The one-command CUDA torch of the README replaces the pinned build with the same version (a newer one would
+    be untested with the other pins)."""
+    (pin,) = re.findall(r"^torch==(\S+)$", (PROJECT_ROOT / "requirements.txt").read_text(), re.M)
+    (command,) = [line for block in fenced_blocks(README.read_text(encoding="utf-8")) for line in block
+                  if "pip install" in line and "torch" in line]
+    assert f"torch=={pin} " in command and "--index-url https://download.pytorch.org/whl/cu" in command
+    assert "--no-deps" in command            # the other pins stay as installed
+
+
+def tour_script() -> str:
+    """The README's tour block as one bash script: the environment activated as the README says, ``<time>`` filled
+    in with the sweep the train step just made."""
+    (block, *_) = fenced_blocks(README.read_text(encoding="utf-8"), "A tour: generate, train, evaluate")
+    lines = [line.replace("<time>", "$(ls outputs/train/multiruns | tail -1)") for line in block
+             if line and not line.startswith("#")]
+    assert any(line.startswith("python evaluate.py") for line in lines)
+    return "\n".join(["set -e", "source .venv/bin/activate", *lines])
+
+
+def fresh_checkout(target: Path) -> Path:
+    """The project's files as a clone of this working tree would have them (tracked and untracked-not-ignored: no
+    outputs/, synthetic/ or data/), with the installed environment linked in as ``.venv``."""
+    import shutil
+    import subprocess
+    import sys
+
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = PROJECT_ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return target
+
+
+@pytest.mark.slow  # the whole tour on the CPU: two generated sets, nine training jobs, the evaluation (~6 min)
+def test_the_readme_tour_runs_as_written_on_a_fresh_checkout_and_ends_with_table_iv(benchmark_data, tmp_path,
+                                                                                   monkeypatch):
+    import os
+    import subprocess
+
+    clone = fresh_checkout(tmp_path / "clone")
+    monkeypatch.delenv("ERC_SYNTHETIC_DIR")           # the clone's own synthetic/, as a user's
+    env = {**os.environ, "ERC_DATA_DIR": str(benchmark_data), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", "-c", tour_script()], cwd=clone, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name for p in (clone / "synthetic").iterdir()} >= {"meld_nat", "meld_bal"}
+    (evaluation,) = (clone / "outputs" / "evaluate" / "runs").iterdir()
+    table4 = (evaluation / "table4.md").read_text()
+    # Table IV, tested in full: Nat and Bal against the Org control for each of the three classifiers
+    assert table4.startswith("## Table IV") and "Bonferroni m = 6 comparisons; k = 9 instances" in table4, table4
+    assert (evaluation / "table4.csv").is_file() and (evaluation / "cd_diagram.png").is_file()
+    assert not any(p.name == "synthetic" for p in benchmark_data.iterdir())   # the benchmark folder only read

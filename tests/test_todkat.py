@@ -259,7 +259,8 @@ def test_fill_command_caches_every_utterance_and_resumes(tmp_path):
     write_dialogues_jsonl(tmp_path / "synthetic" / "meld_bal" / "train.jsonl", dialogues)
     tiny_comet(tmp_path / "comet")
     argv = ["--comet", str(tmp_path / "comet"), "--data", "meld_bal", "--splits", "train",
-            "--data-dir", str(tmp_path), "--num-beams", "2", "--num-return", "2", "--device", "cpu"]
+            "--data-dir", str(tmp_path), "--synthetic-dir", str(tmp_path / "synthetic"), "--num-beams", "2",
+            "--num-return", "2", "--device", "cpu"]
     assert main(argv) == 0
     cache = KnowledgeCache(default_cache_path(tmp_path))
     assert len(cache) == 2 and "Hi there." in cache and "Go away!" in cache

@@ -61,6 +61,10 @@ def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, d
     for text in (b"test/meld_org/wf1", b"pretrain/dev/wf1", b"finetune/train/loss", b"pretrain+finetune", b"meld_bal"):
         assert text in data, text
     assert "finishing run" in (runs[0] / "logs" / "debug.log").read_text()
+    # Rerun in the same folder (a sweep run again, as every `make demo` after the first): every step is reused and
+    # the finished run's offline folder is kept as the job's one run, not copied into a new folder per rerun.
+    assert train(cfg) == pytest.approx(metrics)
+    assert list((tmp_path / "out" / "wandb").glob("offline-run-*")) == runs
 
 
 def _meld_test_slice(data_dir: Path, n: int = 4):

@@ -50,7 +50,7 @@ def job_data(tmp_path_factory: pytest.TempPathFactory, benchmark_data: Path, fix
 
 def job_args(data_dir: Path, log_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, str(PROJECT_ROOT / "train.py"), *JOB, f"paths.data_dir={data_dir}",
-            f"paths.log_dir={log_dir}", *overrides]
+            f"paths.synthetic_dir={data_dir / 'synthetic'}", f"paths.log_dir={log_dir}", *overrides]
 
 
 def work_dir(log_dir: Path) -> Path:
@@ -134,7 +134,8 @@ def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path
 
 
 def compose_job(data_dir: Path, log_dir: Path, *overrides: str):
-    return compose_config("train", [*JOB, f"paths.data_dir={data_dir}", f"paths.log_dir={log_dir}",
+    return compose_config("train", [*JOB, f"paths.data_dir={data_dir}", f"paths.synthetic_dir={data_dir / 'synthetic'}",
+                                    f"paths.log_dir={log_dir}",
                                     f"paths.output_dir={log_dir / 'out'}", *overrides])
 
 

@@ -2,7 +2,7 @@
 
 from erc.data.formats.synthetic_jsonl import read_dialogues_jsonl, write_dialogues_jsonl
 from erc.data.labels import BENCHMARKS, benchmark_info, canonical_label, label_set, sentiment_of
-from erc.data.load import default_data_dir, load_benchmark, load_benchmark_with_report
+from erc.data.load import default_data_dir, default_synthetic_dir, load_benchmark, load_benchmark_with_report
 from erc.data.names import (
                             GENERATED_SOURCES,
                             SOURCES,
@@ -17,7 +17,8 @@ from erc.data.schema import SPLITS, DataError, Dialogue, MissingDataError, Utter
 
 __all__ = [
     "BENCHMARKS", "GENERATED_SOURCES", "SOURCES", "SPLITS", "DataError", "Dialogue", "MissingDataError", "Utterance",
-    "benchmark_info", "canonical_label", "dataset_name", "datasets_of", "default_data_dir", "generated_sets",
+    "benchmark_info", "canonical_label", "dataset_name", "datasets_of", "default_data_dir", "default_synthetic_dir",
+    "generated_sets",
     "label_set", "load_benchmark", "load_benchmark_with_report", "parse_dataset", "parse_test_set",
     "read_dialogues_jsonl", "sentiment_of", "test_set_name", "write_dialogues_jsonl",
 ]

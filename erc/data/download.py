@@ -4,7 +4,9 @@ MELD's CSVs come from declare-lab/MELD and EmoryNLP's JSON files from emorynlp/e
 each at a pinned commit. IEMOCAP is licensed by USC SAIL and may not be redistributed: the command
 prints how to request it. Files already present with the right checksum are not fetched again; a
 download goes to a temporary file and is renamed only after its checksum matched, so an
-interrupted run never leaves a truncated file behind.
+interrupted run never leaves a truncated file behind, and a failed one no empty folder (which would look like a
+benchmark copy to the next reader). Offline, the error says where to download the files by hand and where to put
+them.
 
     python -m erc.data.download [--data-dir DIR] [--base-url URL]
 """
@@ -46,6 +48,14 @@ class RemoteFile:
     def url(self, base_url: str) -> str:
         return f"{base_url.rstrip('/')}/{self.repo}/{self.commit}/{self.path}"
 
+    def by_hand(self, data_dir: Path) -> str:
+        """Where to get this file and its siblings without ``make data``, and where to put them."""
+        folder, _, name = self.path.rpartition("/")
+        return (f"download {name} and its sibling files from "
+                f"https://github.com/{self.repo}/tree/{self.commit}/{folder} by hand "
+                f"and put them in {(data_dir / self.dest).parent}/ (or set ERC_DATA_DIR to a folder holding "
+                f"{self.dest.rpartition('/')[0]}/)")
+
 
 FILES: tuple[RemoteFile, ...] = (
     RemoteFile(*MELD, "data/MELD/train_sent_emo.csv", "meld/train_sent_emo.csv",
@@ -83,12 +93,20 @@ def fetch(remote: RemoteFile, data_dir: Path, base_url: str = GITHUB_RAW, timeou
                         digest.update(block)
                         bar.update(len(block))
         except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as err:
-            raise DataError(f"{url}: download failed ({err}); nothing was saved to {dest}") from None
+            raise DataError(f"{url}: download failed ({err}); nothing was saved to {dest}. Offline? "
+                            f"{remote.by_hand(data_dir)}") from None
         if remote.sha256 is not None and digest.hexdigest() != remote.sha256:
             raise DataError(f"{url}: checksum mismatch for {remote.dest}: expected sha256 {remote.sha256}, "
                             f"got {digest.hexdigest()}; the file was not saved")
 
-    write_atomic(dest, download, binary=True)       # the temporary file is removed whatever happens
+    new_folders = [f for f in (dest.parent, *dest.parent.parents) if not f.exists()]
+    try:
+        write_atomic(dest, download, binary=True)   # the temporary file is removed whatever happens
+    except BaseException:
+        for folder in new_folders:                  # innermost first; one holding another download is kept
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     note = "verified" if remote.sha256 else f"sha256 {digest.hexdigest()} (not pinned)"
     print(f"fetched  {dest} ({note})")
     return dest

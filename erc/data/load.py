@@ -2,7 +2,9 @@
 
 ``name`` is a benchmark (``meld``, ``emorynlp``, ``iemocap``: read from ``<data_dir>/<name>/``, the
 format detected per split) or a generated set ``<benchmark>_<nat|bal>`` or its filtered variant
-``<benchmark>_<nat|bal>_<probe|judge>`` (read from ``<data_dir>/synthetic/<name>/<split>.jsonl``).
+``<benchmark>_<nat|bal>_<probe|judge>`` (read from ``<synthetic_dir>/<name>/<split>.jsonl``). The two roots are
+apart so that the benchmark folder, often a shared read-only copy, is only ever read; a set left at the former
+place, ``<data_dir>/synthetic/``, is named with the move that fixes it rather than reported missing.
 """
 
 from __future__ import annotations
@@ -40,6 +42,19 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("ERC_DATA_DIR") or PROJECT_ROOT / "data")
 
 
+def default_synthetic_dir() -> Path:
+    """``$ERC_SYNTHETIC_DIR`` when set, else ``synthetic/`` in the project (the same rule as conf/paths)."""
+    return Path(os.environ.get("ERC_SYNTHETIC_DIR") or PROJECT_ROOT / "synthetic")
+
+
+def former_place(name: str, split: str, data_dir: Path, synthetic_dir: Path) -> Path | None:
+    """The split file of generated set ``name`` at the former place, ``<data_dir>/synthetic/``, when it is there and
+    not where sets live now, else None."""
+    old = data_dir / "synthetic" / name / f"{split}.jsonl"
+    new = synthetic_dir / name / f"{split}.jsonl"
+    return old if old.is_file() and not new.is_file() and old.resolve() != new.resolve() else None
+
+
 def _tsv_file(folder: Path, split: str) -> Path | None:
     found = sorted(p for base in (folder, folder / "tsv") for p in base.glob(f"*_{split}.txt"))
     if len(found) > 1:
@@ -68,17 +83,24 @@ def _exists(fmt: str, path: Path) -> bool:
     return path.is_file()
 
 
-def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | None = None
-                               ) -> tuple[list[Dialogue], Counter[str]]:
+def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | None = None,
+                               synthetic_dir: str | Path | None = None) -> tuple[list[Dialogue], Counter[str]]:
     """Like :func:`load_benchmark`, also returning the counts of utterances skipped on purpose
     (by raw label or reason), e.g. IEMOCAP's labels outside the 6-way set."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     benchmark, source = parse_dataset(name)
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    synthetic_dir = Path(synthetic_dir) if synthetic_dir is not None else default_synthetic_dir()
     skipped: Counter[str] = Counter()
     if source != "org":
-        path = data_dir / "synthetic" / name / f"{split}.jsonl"
+        path = synthetic_dir / name / f"{split}.jsonl"
+        old = former_place(name, split, data_dir, synthetic_dir)
+        if old is not None:
+            raise MissingDataError(f"{path}: generated dataset {name!r} not found there, but {old.parent} holds it, "
+                                   f"the former place inside the benchmark folder: move it with `mkdir -p "
+                                   f"{synthetic_dir} && mv {old.parent} {synthetic_dir}/` (paths.synthetic_dir, "
+                                   f"$ERC_SYNTHETIC_DIR)")
         if not path.is_file():
             prompt = "balanced" if unfiltered_source(source) == "bal" else "natural"
             filter_name = source.partition("_")[2] if is_filtered_source(source) else ""
@@ -112,6 +134,8 @@ def load_benchmark_with_report(name: str, split: str, data_dir: str | Path | Non
                            f"To get it: {HOW_TO_GET[benchmark]}")
 
 
-def load_benchmark(name: str, split: str, data_dir: str | Path | None = None) -> list[Dialogue]:
-    """Read one split of a benchmark (``meld``...) or of a generated set (``meld_bal``...)."""
-    return load_benchmark_with_report(name, split, data_dir)[0]
+def load_benchmark(name: str, split: str, data_dir: str | Path | None = None,
+                   synthetic_dir: str | Path | None = None) -> list[Dialogue]:
+    """Read one split of a benchmark (``meld``... from ``data_dir``) or of a generated set (``meld_bal``... from
+    ``synthetic_dir``)."""
+    return load_benchmark_with_report(name, split, data_dir, synthetic_dir)[0]

@@ -1,10 +1,10 @@
 """Dataset statistics: dialogues, utterances and label counts per split, plus a label-distribution PNG
 per benchmark.
 
-    python -m erc.data.stats [--data-dir DIR] [--out DIR] [meld emorynlp iemocap meld_bal ...]
+    python -m erc.data.stats [--data-dir DIR] [--synthetic-dir DIR] [--out DIR] [meld emorynlp iemocap meld_bal ...]
 
 With no names it reports every benchmark found under the data folder and, overlaid on its plot,
-every generated set of that benchmark found under ``<data_dir>/synthetic/``.
+every generated set of that benchmark found under the generated sets' folder (``paths.synthetic_dir``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from erc.data.labels import BENCHMARKS, label_set
-from erc.data.load import default_data_dir, load_benchmark_with_report
+from erc.data.load import default_data_dir, default_synthetic_dir, load_benchmark_with_report
 from erc.data.names import parse_dataset
 from erc.data.plots import plot_label_distribution
 from erc.data.schema import SPLITS, Dialogue, MissingDataError
@@ -44,7 +44,7 @@ def split_stats(dialogues: list[Dialogue], labels: list[str], skipped: Counter[s
     )
 
 
-def dataset_stats(name: str, data_dir: Path) -> dict[str, SplitStats]:
+def dataset_stats(name: str, data_dir: Path, synthetic_dir: Path | None = None) -> dict[str, SplitStats]:
     """Statistics of every split of ``name`` that exists; raises DataError when none does."""
     benchmark, _ = parse_dataset(name)
     labels = label_set(benchmark)
@@ -52,7 +52,7 @@ def dataset_stats(name: str, data_dir: Path) -> dict[str, SplitStats]:
     missing: list[MissingDataError] = []
     for split in SPLITS:
         try:
-            dialogues, skipped = load_benchmark_with_report(name, split, data_dir)
+            dialogues, skipped = load_benchmark_with_report(name, split, data_dir, synthetic_dir)
         except MissingDataError as err:
             missing.append(err)
             continue
@@ -62,16 +62,18 @@ def dataset_stats(name: str, data_dir: Path) -> dict[str, SplitStats]:
     return found
 
 
-def collect(data_dir: Path, names: list[str] | None = None) -> dict[str, dict[str, SplitStats]]:
-    """Statistics of ``names``, or (``names=None``) of every benchmark and generated set with at least one
-    readable split under ``data_dir``. Each dataset is read once."""
+def collect(data_dir: Path, names: list[str] | None = None, synthetic_dir: Path | None = None
+            ) -> dict[str, dict[str, SplitStats]]:
+    """Statistics of ``names``, or (``names=None``) of every benchmark under ``data_dir`` and generated set under
+    ``synthetic_dir`` (default: :func:`default_synthetic_dir`) with at least one readable split. Each dataset is
+    read once."""
     if names:
-        return {name: dataset_stats(name, data_dir) for name in names}
+        return {name: dataset_stats(name, data_dir, synthetic_dir) for name in names}
     found = {}
     for benchmark in BENCHMARKS:
         for name in (benchmark, f"{benchmark}_nat", f"{benchmark}_bal"):
             try:
-                found[name] = dataset_stats(name, data_dir)
+                found[name] = dataset_stats(name, data_dir, synthetic_dir)
             except MissingDataError:
                 continue
     return found
@@ -118,10 +120,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m erc.data.stats", description=__doc__.split("\n\n")[0])
     parser.add_argument("names", nargs="*", help="datasets (default: every one found)")
     parser.add_argument("--data-dir", type=Path, default=None, help="default: $ERC_DATA_DIR or ./data")
+    parser.add_argument("--synthetic-dir", type=Path, default=None,
+                        help="the generated sets (default: $ERC_SYNTHETIC_DIR or ./synthetic)")
     parser.add_argument("--out", type=Path, default=Path("outputs/stats"), help="where PNGs and stats.json go")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or default_data_dir()
-    everything = collect(data_dir, args.names)
+    everything = collect(data_dir, args.names, args.synthetic_dir or default_synthetic_dir())
     if not everything:
         raise MissingDataError(f"no benchmark data found under {data_dir}; run `make data` or set ERC_DATA_DIR")
     report(everything, args.out)

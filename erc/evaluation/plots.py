@@ -6,7 +6,9 @@ as a bar between the two instances, solid and labelled with its adjusted p when 
 dashed when not. When every pair was tested (``comparisons.mode=all``) it draws Demsar's cliques
 instead: thick bars joining instances that no test separates. The CD bar shows the smallest rank
 difference that the exact test (Bonferroni over the comparisons made) calls significant: unlike
-Nemenyi's CD it comes from the exact distribution, so it agrees with the p-values in the table.
+Nemenyi's CD it comes from the exact distribution, so it agrees with the p-values in the table. A p label sits on
+white above the instances' connector lines (which would otherwise run through its text), and instances tied at the
+same average rank (or nearly) get their markers side by side rather than on top of each other.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from erc.data import SOURCES
 from erc.evaluation.analysis import RankAnalysis
@@ -54,8 +57,35 @@ def _pair_label(display: Display, instance: str, control: str) -> str:
     return f"{display.instance(instance)} vs {other}"
 
 
+def marker_positions(average: pd.Series, spacing: float = 0.12) -> dict[str, float]:
+    """Where each instance's marker goes on the rank axis: at its average rank, except that markers closer than
+    ``spacing`` (tied, or nearly) are spread apart in rank order, the group centred on its mean rank. The label
+    beside each instance keeps its exact average rank."""
+    ordered = average.sort_values(kind="stable")
+    groups: list[list[str]] = []
+    for instance in ordered.index:
+        if groups and ordered[instance] - ordered[groups[-1][-1]] < spacing:
+            groups[-1].append(instance)
+        else:
+            groups.append([instance])
+    positions = {}
+    for group in groups:
+        centre = float(ordered[group].mean())
+        for j, instance in enumerate(group):
+            positions[instance] = centre + (j - (len(group) - 1) / 2) * spacing
+    return positions
+
+
 def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Path:
     """Average-rank axis with each instance, its tested pairs and the exact critical difference."""
+    fig = cd_figure(analysis, display)
+    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=130), binary=True)
+    plt.close(fig)
+    return path
+
+
+def cd_figure(analysis: RankAnalysis, display: Display) -> plt.Figure:
+    """The CD diagram of :func:`plot_cd_diagram`, as a figure."""
     k, n = analysis.k, analysis.n
     average = (analysis.rank_sums / n).sort_values(kind="stable")
     instances = list(average.index)
@@ -104,28 +134,29 @@ def plot_cd_diagram(analysis: RankAnalysis, display: Display, path: Path) -> Pat
             p_text = display.p(p_adj)
             ax.text(x1 + 0.08, y, f"{_pair_label(display, row.instance, row.control)}: "
                     f"p{'' if p_text.startswith('<') else '='}{p_text}", va="center", fontsize=7.5,
-                    fontweight="bold" if row.significant else "normal",
+                    fontweight="bold" if row.significant else "normal", zorder=5,
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.3})
 
-    # instance labels: best half to the left, the rest to the right
+    # instance labels: best half to the left, the rest to the right; tied instances side by side
+    positions = marker_positions(average)
     for i, instance in enumerate(instances):
-        x = average[instance]
+        rank = average[instance]
+        x = positions[instance]
         left = i < half
         level = i if left else k - 1 - i
         y = bars_bottom - label_gap * (level + 1)
         end = 1 - 0.2 * k if left else k + 0.2 * k
-        ax.plot([x, x, end], [0, y, y], color=colors[instance], lw=1)
-        ax.plot([x], [0], marker=_MARKERS.get(instance.rpartition("_")[2], "o"), color=colors[instance], ms=6)
-        text = f"{display.instance(instance)} ({x:.2f})"
+        ax.plot([x, x, end], [0, y, y], color=colors[instance], lw=1, zorder=1)
+        ax.plot([x], [0], marker=_MARKERS.get(instance.rpartition("_")[2], "o"), color=colors[instance], ms=6,
+                zorder=3)
+        text = f"{display.instance(instance)} ({rank:.2f})"
         ax.text(end + (-0.05 if left else 0.05), y, text, ha="right" if left else "left", va="center", fontsize=8.5,
                 color=colors[instance])
 
     subtitle = "\n" + textwrap.fill(omnibus_text(analysis.omnibus), width=120)
     ax.set_title(f"Average ranks of {k} model instances over {n} test sets{subtitle}", fontsize=10)
     fig.tight_layout()
-    write_atomic(path, lambda handle: fig.savefig(handle, format="png", dpi=130), binary=True)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_rank_heatmap(analysis: RankAnalysis, display: Display, path: Path) -> Path:

@@ -51,6 +51,11 @@ def _chosen_sets(cfg: DictConfig, benchmark: str) -> list[Path]:
     if not cfg.get("sets"):
         found = generated_set_folders(cfg.paths.synthetic_dir, benchmark)
         if not found:
+            former = Path(cfg.paths.data_dir) / "synthetic"
+            if generated_set_folders(former, benchmark) and former.resolve() != Path(cfg.paths.synthetic_dir).resolve():
+                raise DataError(f"no generated set of {benchmark} in {cfg.paths.synthetic_dir}, but {former} holds "
+                                f"some, the former place inside the benchmark folder: move them with `mkdir -p "
+                                f"{cfg.paths.synthetic_dir} && mv {former}/{benchmark}_* {cfg.paths.synthetic_dir}/`")
             raise DataError(f"no generated set of {benchmark} in {cfg.paths.synthetic_dir}: make one with `python "
                             f"generate.py benchmark={benchmark}`, or name one with sets=[<folder>]")
         return found

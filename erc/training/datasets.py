@@ -14,16 +14,18 @@ from typing import Any
 from omegaconf import DictConfig
 
 from erc.data import DataError, Dialogue, load_benchmark, parse_dataset
+from erc.data.load import former_place
 from erc.models.base import ERCClassifier
 
 log = logging.getLogger(__name__)
 
 
 class DataCache:
-    """The splits of one job (``data_cfg``: ``conf/data``; ``data_dir``: where benchmarks and generated sets live)."""
+    """The splits of one job (``data_cfg``: ``conf/data``; ``data_dir``: where the benchmarks are; ``synthetic_dir``:
+    where the generated sets are)."""
 
-    def __init__(self, data_cfg: DictConfig, data_dir: Path) -> None:
-        self.data_cfg, self.data_dir = data_cfg, data_dir
+    def __init__(self, data_cfg: DictConfig, data_dir: Path, synthetic_dir: Path) -> None:
+        self.data_cfg, self.data_dir, self.synthetic_dir = data_cfg, data_dir, synthetic_dir
         self.skipped_test_sets: dict[str, str] = {}
         self._dialogues: dict[tuple[str, str], list[Dialogue]] = {}
         self._samples: dict[tuple[str, str], list[Any]] = {}
@@ -41,7 +43,7 @@ class DataCache:
     def dialogues(self, name: str, split: str) -> list[Dialogue]:
         """One split of a dataset, cut to ``data.limit_dialogues`` when that is set."""
         if (name, split) not in self._dialogues:
-            dialogues = load_benchmark(name, split, self.data_dir)
+            dialogues = load_benchmark(name, split, self.data_dir, self.synthetic_dir)
             limit = self.data_cfg.get("limit_dialogues")
             self._dialogues[(name, split)] = dialogues[:limit] if limit else dialogues
         return self._dialogues[(name, split)]
@@ -76,8 +78,10 @@ class DataCache:
         for name in self.data_cfg.test:
             _, source = parse_dataset(name)
             required = source == "org" or name == self.data_cfg.pretrain
-            if not required and not (self.data_dir / "synthetic" / name / "test.jsonl").is_file():
-                self._skip_test_set(name, f"not generated yet ({self.data_dir / 'synthetic' / name})", logging.INFO)
+            # a set left at the former place is not skipped: reading it names the move that fixes it
+            if not required and not (self.synthetic_dir / name / "test.jsonl").is_file() \
+                    and former_place(name, "test", self.data_dir, self.synthetic_dir) is None:
+                self._skip_test_set(name, f"not generated yet ({self.synthetic_dir / name})", logging.INFO)
                 continue
             if self.dialogues(name, "test"):
                 names.append(name)

@@ -75,7 +75,7 @@ class Experiment:
         self.key = job_key(cfg)
         self.work_dir = Path(cfg.checkpoint_dir) / self.key
         self.seed = int(cfg.seed)
-        self.data = DataCache(cfg.data, Path(cfg.paths.data_dir))
+        self.data = DataCache(cfg.data, Path(cfg.paths.data_dir), Path(cfg.paths.synthetic_dir))
         self.trainers = TrainerFactory(cfg.trainer, self.seed)
         self.progress = ProgressStore(self.work_dir / "progress.json")
         self.reporter = Reporter()
@@ -251,7 +251,9 @@ def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
             raise
         raise err.__cause__ from None
     config = public_config(cfg)
-    exp.reporter = Reporter.start(cfg, exp.identity, config, exp.output_dir, exp.key)
+    steps = [*(("pretrain", "pretrain/test") if cfg.data.pretrain else ()), "finetune", "test"]
+    exp.reporter = Reporter.start(cfg, exp.identity, config, exp.output_dir, exp.key,
+                                  finished=all(exp.progress.done(step) for step in steps))
     try:
         if cfg.data.pretrain:
             exp.fit("pretrain", cfg.data.pretrain)

@@ -6,6 +6,7 @@ output folder; ``logger.mode`` or ``WANDB_MODE`` override it). results.json neve
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,12 @@ def make_wandb_logger(logger_cfg: DictConfig, identity: dict[str, Any], config: 
         run.define_metric("trainer/global_step")
         run.define_metric("*", step_metric="trainer/global_step", step_sync=True)
     return WandbLogger(experiment=run, save_dir=str(save_dir), log_model=False)
+
+
+def offline_runs(save_dir: Path, run_id: str) -> list[Path]:
+    """The offline W&B folders of run ``run_id`` in ``save_dir`` (``wandb/offline-run-<time>-<id>[-<n>]``)."""
+    pattern = re.compile(rf"offline-run-\d{{8}}_\d{{6}}-{re.escape(run_id)}(-\d+)?")
+    return sorted(p for p in (save_dir / "wandb").glob("offline-run-*") if pattern.fullmatch(p.name))
 
 
 def git_revision() -> str | None:

@@ -23,6 +23,8 @@ def compose_config(config_name: str, overrides: Sequence[str] = (), *, return_hy
 
 
 def compose_train(tmp_path: Path, data_dir: Path, overrides: Sequence[str]) -> DictConfig:
-    """train.py's config for a job reading ``data_dir`` and writing only under ``tmp_path``."""
-    return compose_config("train", [f"paths.data_dir={data_dir}", f"paths.log_dir={tmp_path / 'logs'}",
+    """train.py's config for a job reading ``data_dir`` (its generated sets in ``data_dir/synthetic``) and writing
+    only under ``tmp_path``."""
+    return compose_config("train", [f"paths.data_dir={data_dir}", f"paths.synthetic_dir={data_dir / 'synthetic'}",
+                                    f"paths.log_dir={tmp_path / 'logs'}",
                                     f"paths.output_dir={tmp_path / 'out'}", *overrides])

@@ -26,11 +26,11 @@ def make_cfg(tmp_path: Path, url: str, *overrides: str) -> DictConfig:
     with retries fast enough for tests."""
     return compose_config("generate", [
         "llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"seed={SEED}", f"paths.data_dir={tmp_path}/data",
-        "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", *overrides])
+        f"paths.synthetic_dir={tmp_path}/data/synthetic", "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", *overrides])
 
 
 def out_dir(tmp_path: Path, source: str = "nat") -> Path:
-    """Where generate() writes: <paths.data_dir>/synthetic/iemocap_<source>."""
+    """Where generate() writes: <paths.synthetic_dir>/iemocap_<source>."""
     return tmp_path / "data" / "synthetic" / f"iemocap_{source}"
 
 

@@ -62,7 +62,8 @@ def make_cfg(tmp_path: Path, url: str, *overrides: str) -> DictConfig:
     report."""
     return compose_config("generate", [
         "llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"seed={SEED}", f"paths.data_dir={tmp_path}/data",
-        "llm.backoff_s=0.01", "llm.backoff_max_s=0.05", "quality.enabled=false", "judge=llm", *overrides])
+        f"paths.synthetic_dir={tmp_path}/data/synthetic", "llm.backoff_s=0.01", "llm.backoff_max_s=0.05",
+        "quality.enabled=false", "judge=llm", *overrides])
 
 
 def judge_requests(server: LoopbackTGI) -> list[dict]:

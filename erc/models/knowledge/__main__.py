@@ -67,12 +67,13 @@ def fill_cache(cache: KnowledgeCache, texts: Iterable[str], comet_dir: str | Pat
     return len(todo)
 
 
-def dataset_texts(names: Sequence[str], splits: Sequence[str], data_dir: str | Path | None) -> list[str]:
+def dataset_texts(names: Sequence[str], splits: Sequence[str], data_dir: str | Path | None,
+                  synthetic_dir: str | Path | None = None) -> list[str]:
     """Every utterance text of the named datasets' splits."""
     texts = []
     for name in names:
         for split in splits:
-            texts += [u.text for d in load_benchmark(name, split, data_dir) for u in d.utterances]
+            texts += [u.text for d in load_benchmark(name, split, data_dir, synthetic_dir) for u in d.utterances]
     return texts
 
 
@@ -86,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", nargs="+", required=True, help="datasets, e.g. meld meld_bal emorynlp_nat")
     parser.add_argument("--splits", nargs="+", default=["train", "dev", "test"])
     parser.add_argument("--data-dir", default=None, help="data folder (default: $ERC_DATA_DIR or <repo>/data)")
+    parser.add_argument("--synthetic-dir", default=None,
+                        help="the generated sets (default: $ERC_SYNTHETIC_DIR or <repo>/synthetic)")
     parser.add_argument("--cache", default=None, help="cache file (default: <data_dir>/knowledge/comet.jsonl)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-return", type=int, default=3, help="inferences kept per relation")
@@ -94,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
     cache = KnowledgeCache(args.cache or default_cache_path(args.data_dir), repair=True)
-    texts = dataset_texts(args.data, args.splits, args.data_dir)
+    texts = dataset_texts(args.data, args.splits, args.data_dir, args.synthetic_dir)
     added = fill_cache(cache, texts, args.comet, batch_size=args.batch_size, num_return=args.num_return,
                        num_beams=args.num_beams, device=args.device)
     log.info("%s: %d utterances added, %d cached in all", cache.path, added, len(cache))
