@@ -68,7 +68,8 @@ def concurrency_figures(latency: float, waves: int) -> None:
             n = max(16, waves * concurrency)
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = compose_generate("llm=tgi", f"llm.url={url}", "benchmark=iemocap", f"n_dialogues={n}",
-                                       "max_attempts=1", f"llm.concurrency={concurrency}", f"paths.data_dir={tmp}")
+                                       "max_attempts=1", f"llm.concurrency={concurrency}", f"paths.data_dir={tmp}",
+                                       f"paths.synthetic_dir={tmp}/synthetic")
                 cpu = time.process_time()
                 summary = run_requests(cfg)
                 cpu = time.process_time() - cpu
@@ -110,7 +111,8 @@ def embedded_figures(n: int, max_new_tokens: int, rounds: int) -> None:
     pipeline, bare = [], []
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            summary = run_requests(compose_generate(f"paths.data_dir={tmp}", *overrides))
+            summary = run_requests(compose_generate(f"paths.data_dir={tmp}", f"paths.synthetic_dir={tmp}/synthetic",
+                                                     *overrides))
         pipeline.append((summary["generated_tokens"], summary["wall_s"]))
         tokens, start = 0, time.monotonic()
         for prompt, seed in prompts:

@@ -56,7 +56,8 @@ def make_set(data_dir: Path, folder: Path, seed: int = 0) -> int:
 def report(data: Path, out: Path, cache: Path, threads: int | None) -> tuple[float, dict]:
     """One ``quality.py`` run: wall seconds and its quality_run.json."""
     args = [sys.executable, str(ROOT / "quality.py"), "benchmark=meld", f"paths.data_dir={data}",
-            f"paths.log_dir={out}", f"hydra.run.dir={out}", f"quality.cache_dir={cache}"]
+            f"paths.synthetic_dir={data}/synthetic", f"paths.log_dir={out}", f"hydra.run.dir={out}",
+            f"quality.cache_dir={cache}"]
     if threads:
         args.append(f"quality.threads={threads}")
     start = time.perf_counter()

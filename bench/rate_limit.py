@@ -87,6 +87,7 @@ def main() -> None:
         started = time.monotonic()
         generate(compose_config("generate", [
             "llm=openai", "llm.route=chat", f"llm.url={url}", "benchmark=iemocap", f"paths.data_dir={tmp}",
+            f"paths.synthetic_dir={tmp}/synthetic",
             f"n_dialogues={args.dialogues}", "llm.concurrency=64", "llm.max_retries=20", "quality.enabled=false"]))
         rows["generate.py (adaptive window and pace)"] = time.monotonic() - started
         asks.put(1)
