@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from erc.data import Dialogue, load_benchmark, write_dialogues_jsonl
+from erc.data import Dialogue, Utterance, load_benchmark, write_dialogues_jsonl
 from erc.errors import ConfigError, DataError
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.quality import assess_generated_set, quality
@@ -431,3 +431,74 @@ def test_sample_based_diversity_is_compared_at_the_smallest_columns_size(scored,
         assert figures["sample_utterances"] == figures["self_bleu_utterances"] == small, column
     # why: the same real text scores a higher distinct-2 on a smaller sample than in the report on larger sets
     assert report["metrics"]["meld"]["distinct_2"] > scored["report"]["metrics"]["meld"]["distinct_2"]
+
+
+# ---- the probe's pieces against their definitions --------------------------------------------------------------
+def _toy_corpus(lengths: list[int]) -> Corpus:
+    """Dialogues of the given lengths with MELD labels cycling through the label set."""
+    labels = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+    return Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id=f"d{d}", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", f"u{d}.{t}", labels[(d + t) % 7]) for t in range(n)])
+        for d, n in enumerate(lengths)])
+
+
+def test_the_probes_context_is_the_preceding_turn_of_the_same_dialogue_only() -> None:
+    """quality.probe.context=true appends the previous turn's embedding, zeros at a dialogue's first turn (never the
+    previous dialogue's last utterance), also when only some rows are asked for; false gives the embedding alone."""
+    from erc.quality.probe import features
+
+    corpus = _toy_corpus([3, 2, 1])
+    vectors = np.arange(1, len(corpus) + 1, dtype=np.float32)[:, None] * np.ones((1, 2), dtype=np.float32)
+    rows = np.arange(len(corpus))
+    np.testing.assert_array_equal(features(corpus, vectors, rows, context=False), vectors)
+    with_context = features(corpus, vectors, rows, context=True)
+    np.testing.assert_array_equal(with_context[:, :2], vectors)
+    np.testing.assert_array_equal(with_context[:, 2], [0, 1, 2, 0, 4, 0])
+    np.testing.assert_array_equal(features(corpus, vectors, np.array([3, 4]), context=True)[:, 2], [0, 4])
+
+
+def test_the_probes_weighted_f1_and_its_interval_are_sklearns() -> None:
+    """Weighted F1 from confusion counts equals sklearn's f1_score(average="weighted", zero_division=0) over the fixed
+    label set (a class never predicted, one never present, one only predicted), and the bootstrap interval is the
+    percentiles of sklearn's score over the same resampled rows."""
+    from sklearn.metrics import confusion_matrix as sk_confusion
+    from sklearn.metrics import f1_score
+
+    from erc.quality.probe import bootstrap_interval, confusion_matrix, weighted_f1
+
+    rng = np.random.default_rng(0)
+    gold = rng.choice([0, 1, 2, 3], size=80, p=[0.5, 0.3, 0.15, 0.05])
+    predicted = np.where(rng.random(80) < 0.6, gold, rng.choice([0, 1, 4], size=80))
+    predicted[predicted == 3] = 0                                   # class 3: present, never predicted
+    def sklearn_wf1(g: np.ndarray, p: np.ndarray) -> float:
+        return f1_score(g, p, labels=range(6), average="weighted", zero_division=0)
+
+    np.testing.assert_array_equal(confusion_matrix(gold, predicted, 6), sk_confusion(gold, predicted, labels=range(6)))
+    assert weighted_f1(gold, predicted, 6) == pytest.approx(sklearn_wf1(gold, predicted), abs=1e-12)
+    picks = np.random.default_rng(7).integers(0, 80, size=(20, 80))
+    expected = np.percentile([sklearn_wf1(gold[p], predicted[p]) for p in picks], [2.5, 97.5])
+    assert bootstrap_interval(gold, predicted, 6, 20, seed=7) == pytest.approx(tuple(expected), abs=1e-12)
+    assert bootstrap_interval(gold, predicted, 6, 0, seed=7) is None
+
+
+def test_a_class_absent_from_the_probes_training_data_gets_probability_zero_in_its_own_column() -> None:
+    from erc.quality.probe import Probe
+
+    x = np.array([[0.0], [0.1], [1.0], [1.1], [2.0], [2.1]])
+    probe = Probe.fit(x, np.array([0, 0, 2, 2, 5, 5]), n_classes=7, c=100.0, max_iter=200, seed=0)
+    probs = probe.predict_proba(x)
+    assert probs.shape == (6, 7) and np.allclose(probs.sum(axis=1), 1.0)
+    assert not probs[:, [1, 3, 4, 6]].any()
+    np.testing.assert_array_equal(probe.predict(x), [0, 0, 2, 2, 5, 5])
+    constant = Probe.fit(x, np.full(6, 4), n_classes=7, c=1.0, max_iter=200, seed=0)
+    np.testing.assert_array_equal(constant.predict_proba(x[:2]), np.eye(7)[[4, 4]])
+
+
+def test_the_report_takes_the_judges_kappa_and_accuracy_from_its_agreement_file(tmp_path) -> None:
+    from erc.quality.report import judge_figures
+
+    assert judge_figures(tmp_path) == {} and judge_figures(None) == {}
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "agreement.json").write_text(json.dumps({"accuracy": 0.8, "kappa": 0.55}))
+    assert judge_figures(tmp_path) == {"judge_accuracy": 0.8, "judge_kappa": 0.55}
