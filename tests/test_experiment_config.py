@@ -152,3 +152,14 @@ def test_the_job_key_follows_the_content_of_a_filtered_pretrain_set(tmp_path) ->
     key = job_key(cfg)
     (folder / "train.jsonl").write_text('{"id": "b"}\n')
     assert job_key(cfg) != key
+
+
+def test_the_job_key_follows_the_data_folder_but_not_the_log_folders(tmp_path) -> None:
+    """paths.* is left out of the key (a moved log folder resumes), except the data folder: another folder holds
+    other benchmark files, so its job must not resume the old one's checkpoints."""
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY])
+    key = job_key(cfg)
+    cfg.paths.log_dir, cfg.paths.output_dir = str(tmp_path / "elsewhere"), str(tmp_path / "elsewhere" / "out")
+    assert job_key(cfg) == key
+    cfg.paths.data_dir = str(tmp_path / "other_data")
+    assert job_key(cfg) != key
