@@ -202,6 +202,38 @@ def test_every_epoch_reseeds_every_generator_from_its_own_epoch() -> None:
     assert draws(EpochSeeds(seed=5, stream="pretrain"), 1) != epochs[1]
 
 
+def test_the_progress_store_keeps_finished_steps_and_every_resume_across_runs(tmp_path) -> None:
+    """A finished step is on disk as soon as it is recorded (a run killed next skips it), and each run adds to the
+    resumes of the runs before it instead of replacing them."""
+    path = tmp_path / "progress.json"
+    first = ProgressStore(path)
+    first.finish("pretrain", {"metrics": {"pretrain/dev/weighted_f1": 0.5}})
+    second = ProgressStore(path)
+    second.load()
+    assert second.done("pretrain") == {"metrics": {"pretrain/dev/weighted_f1": 0.5}} and second.done("test") is None
+    second.record_resume("finetune", checkpoint="last.ckpt", epochs_done=1)
+    third = ProgressStore(path)
+    third.load()
+    third.record_resume("test", reused="finished step")
+    final = ProgressStore(path)
+    final.load()
+    assert [r["step"] for r in final.resumes] == ["finetune", "test"] and final.done("pretrain")
+
+
+def test_a_checkpoint_with_a_damaged_entry_is_set_aside_and_its_phase_restarts(tmp_path, caplog) -> None:
+    """A whole-looking archive whose tensor bytes changed (a CRC mismatch) is as unreadable as a truncated one."""
+    last = tmp_path / "last.ckpt"
+    torch.save({"epoch": 1, "state_dict": {"w": torch.zeros(1000)}}, last)
+    data = bytearray(last.read_bytes())
+    data[data.index(bytes(4000)) + 100] ^= 0xFF
+    last.write_bytes(bytes(data))
+    store = ProgressStore(tmp_path / "progress.json")
+    assert store.resume_point("pretrain", last, resume=True) is None
+    (restart,) = store.resumes
+    assert "is damaged (CRC mismatch)" in restart["restarted"] and not last.exists()
+    assert (tmp_path / "last.ckpt.corrupt").read_bytes() == bytes(data)
+
+
 def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, job_data) -> None:
     """The holder is a real train.py; the second is this test process, on the same job."""
     args = job_args(job_data, tmp_path / "logs", "schedule.pretrain.epochs=200")
