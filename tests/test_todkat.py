@@ -200,11 +200,12 @@ def test_topic_words_leave_out_stop_words_punctuation_digits_and_special_tokens(
 
 
 def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_the_mean():
-    """Reparameterisation draws z ~ N(mu, exp(logvar)): with two topics, mu = 0 and logvar = log 4 (sd 2),
-    log theta_0 - log theta_1 = z_0 - z_1 has sd 2 * sqrt(2); in eval mode z = mu, so theta is uniform."""
+    """Reparameterisation draws z ~ N(mu, exp(logvar)): with two topics, mu = 1 and logvar = log 4 (sd 2),
+    log theta_0 - log theta_1 = z_0 - z_1 has sd 2 * sqrt(2); in eval mode z = mu, so theta is uniform. The KL to
+    N(0, I) is the closed form's, and the loss weighs it by kl_weight."""
     topic = NeuralTopicModel(8, VOCAB, num_topics=2, hidden_dim=4, dropout=0.0)
     with torch.no_grad():
-        for layer, bias in ((topic.mu, 0.0), (topic.logvar, math.log(4.0))):
+        for layer, bias in ((topic.mu, 1.0), (topic.logvar, math.log(4.0))):
             layer.weight.zero_()
             layer.bias.fill_(bias)
     vectors = torch.randn(20000, 8, generator=torch.Generator().manual_seed(0))
@@ -214,8 +215,10 @@ def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_
     assert spread == pytest.approx(2 * math.sqrt(2), rel=0.03)
     torch.testing.assert_close(topic.eval()(vectors).theta, torch.full((20000, 2), 0.5))
     one_word = torch.full((20000, 1), 7)                 # one topic word each: the KL is not divided
-    kl = topic(vectors, bag_of_words(one_word, torch.ones_like(one_word), topic_words())).kl
-    torch.testing.assert_close(kl, torch.full((20000,), 2 * -0.5 * (1 + math.log(4.0) - 4.0)))  # 2 topics
+    out = topic(vectors, bag_of_words(one_word, torch.ones_like(one_word), topic_words()))
+    torch.testing.assert_close(out.kl, torch.full((20000,), 2 * -0.5 * (1 + math.log(4.0) - 1.0 - 4.0)))  # 2 topics
+    torch.testing.assert_close(out.loss(0.25), (out.recon + 0.25 * out.kl).mean())
+    torch.testing.assert_close(out.loss(0.0), out.recon.mean())
 
 
 def test_knowledge_cache_round_trips(tmp_path):
