@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,11 @@ def test_the_judges_figures_are_sklearns_with_the_generated_label_as_truth() -> 
         assert (mine["precision"], mine["recall"]) == (round(precision[i], 4), round(recall[i], 4)), label
         assert mine["generated"] == support[i] and mine["judged"] == answer.count(label)
     assert any(round(precision[i], 4) != round(recall[i], 4) for i in range(len(LABELS)))
+    # one label on both sides: kappa is undefined (None), not sklearn's nan
+    same = [Dialogue(id="s", benchmark="iemocap", split="train", source="nat",
+                     utterances=[Utterance(speaker="A", text="x", label=LABELS[0])] * 3)]
+    single = agreement(same, {"s": [LABELS[0]] * 3}, LABELS)
+    assert single["accuracy"] == 1.0 and single["kappa"] is None
 
 
 def test_the_filter_keeps_dialogues_at_the_threshold_and_removes_the_unjudged(tmp_path) -> None:
@@ -88,7 +94,8 @@ def test_the_filter_keeps_dialogues_at_the_threshold_and_removes_the_unjudged(tm
     answer, is removed and listed with its reason."""
     from erc.judge.filter import judge_filter
 
-    dialogues = _dialogues(4)
+    dialogues = [replace(d, split=split) for d, split in zip(_dialogues(4), ("train", "dev", "train", "test"),
+                                                               strict=True)]
     def agreeing(dialogue: Dialogue, n: int) -> list[str]:
         """The judge agreeing on the first ``n`` utterances and giving another label to the rest."""
         return [u.label if t < n else next(x for x in LABELS if x != u.label)
@@ -101,6 +108,8 @@ def test_the_filter_keeps_dialogues_at_the_threshold_and_removes_the_unjudged(tm
     assert (removed["d1"]["reason"], removed["d1"]["agreement"]) == ("disagreement", round(2 / 6, 4))
     assert (removed["d3"]["reason"], removed["d3"]["agreement"]) == ("unjudged", None)
     assert entry["dialogues"] == {"before": 4, "kept": 2, "removed": 2, "unjudged": 1}
+    assert entry["utterances"] == {"before": 24, "kept": 12}
+    assert entry["removed_by_split"] == {"train": 0, "dev": 1, "test": 1}
 
 
 def test_answers_are_parsed_tolerantly_and_a_wrong_count_is_refused() -> None:
