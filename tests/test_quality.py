@@ -502,3 +502,54 @@ def test_the_report_takes_the_judges_kappa_and_accuracy_from_its_agreement_file(
     (tmp_path / "judge").mkdir()
     (tmp_path / "judge" / "agreement.json").write_text(json.dumps({"accuracy": 0.8, "kappa": 0.55}))
     assert judge_figures(tmp_path) == {"judge_accuracy": 0.8, "judge_kappa": 0.55}
+
+
+def test_the_fidelity_ratio_is_the_kappa_over_the_real_ceiling_and_real_data_lifts_the_permuted_set(scored) -> None:
+    metrics = scored["report"]["metrics"]
+    for name in ("meld_nat", "meld_bal"):
+        assert metrics[name]["fidelity_ratio"] == pytest.approx(metrics[name]["kappa"] / metrics["meld"]["kappa"],
+                                                                abs=1e-3), name
+    shuffled = metrics["meld_bal"]
+    # real + synthetic is fitted on both: the real dialogues carry what the permuted labels do not
+    assert shuffled["real_plus_synthetic_wf1"] > shuffled["probe_wf1"] + 0.05
+
+
+def test_the_fidelity_figures_are_sklearns_and_kappa_is_agreement_above_chance() -> None:
+    """Agreement is accuracy, kappa sklearn's, chance the agreement of independent labels and predictions with
+    their frequencies (so kappa = (agreement - chance) / (1 - chance)), and each label's agreement its recall;
+    None for a label never given."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, recall_score
+
+    from erc.quality.fidelity import Fidelity
+
+    names = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+    rng = np.random.default_rng(3)
+    labels = rng.choice([0, 1, 2, 3, 4], size=300, p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    predicted = np.where(rng.random(300) < 0.5, labels, rng.choice([0, 1, 6], size=300))
+    fidelity = Fidelity(labels, predicted, quality=rng.random(300), flagged=rng.random(300) < 0.2)
+    figures = fidelity.summary(names)
+    assert figures["agreement"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
+    assert figures["kappa"] == pytest.approx(cohen_kappa_score(labels, predicted, labels=list(range(7))), abs=1e-12)
+    assert figures["kappa"] == pytest.approx((figures["agreement"] - figures["chance"]) / (1 - figures["chance"]),
+                                             abs=1e-12)
+    recall = recall_score(labels, predicted, labels=list(range(7)), average=None, zero_division=0)
+    expected = {name: (recall[i] if i in labels else None) for i, name in enumerate(names)}
+    assert figures["agreement_per_label"] == pytest.approx(expected, abs=1e-12)
+    assert figures["flagged"] == fidelity.flagged.mean() and figures["label_quality"] == fidelity.quality.mean()
+
+
+def test_the_report_with_probe_context_scores_the_real_split_and_a_set(tmp_path, meld_slice, meld_train,
+                                                                        embeddings) -> None:
+    """quality.probe.context=true (off by default): every probe of the report, the real one's test split included,
+    reads the utterance with its preceding turn, and still reads emotion from MELD text."""
+    from erc.quality.report import QualityReport
+
+    cfg = compose_quality(meld_slice, tmp_path, embeddings, "quality.probe.context=true", "quality.probe.bootstrap=0",
+                          "quality.diversity.self_bleu_utterances=2", "quality.distance.sample=50")
+    report = QualityReport(cfg.quality, "meld", meld_slice, cfg.dedup)
+    assert report.real_x.shape[1] == report.test_x.shape[1] == 2 * report.real_vectors.shape[1]
+    report.add_set(Corpus.from_dialogues("meld_nat", "meld", [replace(d, split="train", source="nat")
+                                                              for d in meld_train[150:162]]))
+    real, nat = report.columns["meld"], report.columns["meld_nat"]
+    assert real["probe_wf1"] > real["majority_wf1"] and real["kappa"] > 0.1
+    assert nat["kappa"] > 0.3 * real["kappa"] and nat["probe_wf1"] is not None
