@@ -100,11 +100,11 @@ def test_allow_partial_ranks_the_complete_part_and_says_so_everywhere(meld_multi
     assert set(table4["m"]) == {4} and table4["partial"].all()
 
 
-def paper_csv(tmp_path: Path, drop_column: str | None = None, drop_row: str | None = None,
+def paper_csv(tmp_path: Path, drop_columns: tuple[str, ...] = (), drop_row: str | None = None,
               blank: tuple[str, str] | None = None) -> Path:
     with PAPER_SCORES.open() as handle:
         rows = list(csv.DictReader(handle))
-    columns = [c for c in rows[0] if c != drop_column]
+    columns = [c for c in rows[0] if c not in drop_columns]
     path = tmp_path / "scores.csv"
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, columns, extrasaction="ignore")
@@ -119,8 +119,11 @@ def paper_csv(tmp_path: Path, drop_column: str | None = None, drop_row: str | No
 
 
 @pytest.mark.parametrize("damage,expected", [
-    ({"drop_column": "todkat_bal"}, "1 model instance(s) absent: todkat_bal"),
-    ({"drop_column": "compm_org"}, "1 control instance(s) absent: compm_org (the control of compm_nat, compm_bal)"),
+    ({"drop_columns": ("todkat_bal",)}, "1 model instance(s) absent: todkat_bal"),
+    ({"drop_columns": ("compm_org",)}, "1 control instance(s) absent: compm_org (the control of compm_nat, compm_bal)"),
+    # no Org column at all: the control is still part of the design (else m = 0 and nothing is tested)
+    ({"drop_columns": ("compm_org", "emoone_org", "todkat_org")},
+     "3 control instance(s) absent: compm_org (the control of compm_nat, compm_bal), emoone_org"),
     ({"drop_row": "iemocap_bal"}, "1 test set(s) absent: iemocap_bal"),
     ({"blank": ("emorynlp_nat", "emoone_bal")}, "1 cell(s) without a score: (emoone, bal, emorynlp_nat)"),
 ])

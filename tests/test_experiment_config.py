@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from erc.data import BENCHMARKS, parse_dataset
 from erc.errors import ConfigError
@@ -152,3 +152,28 @@ def test_the_job_key_follows_the_content_of_a_filtered_pretrain_set(tmp_path) ->
     key = job_key(cfg)
     (folder / "train.jsonl").write_text('{"id": "b"}\n')
     assert job_key(cfg) != key
+
+
+def test_the_job_key_follows_the_data_folder_but_not_the_log_folders(tmp_path) -> None:
+    """paths.* is left out of the key (a moved log folder resumes), except the data folder: another folder holds
+    other benchmark files, so its job must not resume the old one's checkpoints."""
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY])
+    key = job_key(cfg)
+    cfg.paths.log_dir, cfg.paths.output_dir = str(tmp_path / "elsewhere"), str(tmp_path / "elsewhere" / "out")
+    assert job_key(cfg) == key
+    cfg.paths.data_dir = str(tmp_path / "other_data")
+    assert job_key(cfg) != key
+
+
+def test_fast_path_auto_keeps_the_key_of_jobs_from_before_the_switch_and_on_off_change_it(tmp_path) -> None:
+    """auto is how every job ran before classifier.fast_path existed: its key is a config without the switch's, so
+    those jobs resume; on and off draw other dropout masks, so each has a key of its own."""
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY])
+    keys = {}
+    for value in ("auto", "on", "off"):
+        cfg.classifier.fast_path = value
+        keys[value] = job_key(cfg)
+    with open_dict(cfg):
+        del cfg.classifier["fast_path"]
+    assert job_key(cfg) == keys["auto"]
+    assert len(set(keys.values())) == 3

@@ -151,3 +151,24 @@ def test_omnibus_with_every_block_all_tied_is_undefined(recwarn):
 
 def test_omnibus_of_an_ordinary_design_is_not_degenerate():
     assert omnibus(np.random.default_rng(1).random((6, 4)))["degenerate"] is None
+
+
+@pytest.mark.parametrize("k,n,m", [(3, 4, 2), (9, 9, 6), (4, 6, 3)])
+def test_the_critical_difference_is_the_smallest_significant_rank_sum_difference(k, n, m) -> None:
+    from erc.evaluation.analysis import critical_difference
+
+    cd = critical_difference(k, n, m, 0.05)
+    assert bonferroni(exact_pvalue_fraction(cd, k, n), m) <= Fraction(0.05)
+    assert bonferroni(exact_pvalue_fraction(cd - 1, k, n), m) > Fraction(0.05)
+
+
+def test_a_comparison_whose_adjusted_p_equals_alpha_is_significant() -> None:
+    """p <= alpha: two instances over three test sets give dyadic p-values, so alpha can be exactly one of them."""
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+
+    matrix = pd.DataFrame({"a_org": [0.1, 0.2, 0.3], "a_bal": [0.2, 0.3, 0.4]}, index=["x_org", "x_nat", "x_bal"])
+    p_adj = bonferroni(exact_pvalue_fraction(3, 2, 3), 1)
+    (row,) = rank_analysis(matrix, [("a_bal", "a_org")], alpha=float(p_adj)).comparisons.itertuples()
+    assert Fraction(row.p_adj) == p_adj and row.significant

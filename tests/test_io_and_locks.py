@@ -3,6 +3,7 @@ and real OS limits rather than simulated failures."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -134,8 +135,31 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leave
             time.sleep(0.1)
 
 
+def _held_elsewhere(folder: Path) -> bool:
+    """Whether another open file description (what another process would have) is refused ``folder``'s lock."""
+    fd = os.open(folder / ".lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 def test_the_lock_is_reentrant_within_a_process(tmp_path):
     with FolderLock(tmp_path, what="training"), FolderLock(tmp_path, what="training"):
         pass
     with FolderLock(tmp_path, what="training"):          # released after the outer exit
         pass
+
+
+def test_each_nested_entry_is_counted_and_only_the_outermost_exit_releases(tmp_path):
+    """A multirun's jobs enter the lock in turn inside the outer one: each nested exit must leave it held, and the
+    next nested entry must be let in, not refused by this process's own lock."""
+    with FolderLock(tmp_path, what="training"):
+        for _ in range(3):
+            with FolderLock(tmp_path, what="training"), FolderLock(tmp_path, what="training"):
+                assert _held_elsewhere(tmp_path)
+            assert _held_elsewhere(tmp_path)
+    assert not _held_elsewhere(tmp_path)

@@ -10,6 +10,7 @@ import random
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,58 @@ def test_perfect_agreement_is_kappa_1_and_permuted_labels_about_0() -> None:
     # unjudged dialogues are counted as such and left out of the figures
     half = agreement(dialogues, dict(list(judged.items())[:50]), LABELS)
     assert half["dialogues"] == {"judged": 50, "unjudged": 150} and half["utterances"] == 300
+
+
+def test_the_judges_figures_are_sklearns_with_the_generated_label_as_truth() -> None:
+    """The confusion (rows generated, columns judged), accuracy, kappa and each label's precision and recall
+    equal scikit-learn's on the judged utterances, with the generated label as y_true; unjudged dialogues count
+    for nothing. A judge biased towards one label makes every per-label figure differ from its transpose."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix, precision_recall_fscore_support
+
+    dialogues = _dialogues(60, seed=3)
+    rng = random.Random(4)
+    judged = {d.id: [u.label if rng.random() < 0.5 else rng.choice(LABELS[:2]) for u in d.utterances]
+              for d in dialogues[:50]}
+    figures = agreement(dialogues, judged, LABELS)
+    truth = [u.label for d in dialogues[:50] for u in d.utterances]
+    answer = [label for d in dialogues[:50] for label in judged[d.id]]
+    assert figures["confusion"]["counts"] == confusion_matrix(truth, answer, labels=LABELS).tolist()
+    assert figures["accuracy"] == round(accuracy_score(truth, answer), 4)
+    assert figures["kappa"] == round(cohen_kappa_score(truth, answer, labels=LABELS), 4)
+    precision, recall, _, support = precision_recall_fscore_support(truth, answer, labels=LABELS, zero_division=0)
+    for i, label in enumerate(LABELS):
+        mine = figures["per_label"][label]
+        assert (mine["precision"], mine["recall"]) == (round(precision[i], 4), round(recall[i], 4)), label
+        assert mine["generated"] == support[i] and mine["judged"] == answer.count(label)
+    assert any(round(precision[i], 4) != round(recall[i], 4) for i in range(len(LABELS)))
+    # one label on both sides: kappa is undefined (None), not sklearn's nan
+    same = [Dialogue(id="s", benchmark="iemocap", split="train", source="nat",
+                     utterances=[Utterance(speaker="A", text="x", label=LABELS[0])] * 3)]
+    single = agreement(same, {"s": [LABELS[0]] * 3}, LABELS)
+    assert single["accuracy"] == 1.0 and single["kappa"] is None
+
+
+def test_the_filter_keeps_dialogues_at_the_threshold_and_removes_the_unjudged(tmp_path) -> None:
+    """min_agreement is inclusive (3 of 6 utterances agreeing passes 0.5); a dialogue below it, or without a judge
+    answer, is removed and listed with its reason."""
+    from erc.judge.filter import judge_filter
+
+    dialogues = [replace(d, split=split) for d, split in zip(_dialogues(4), ("train", "dev", "train", "test"),
+                                                               strict=True)]
+    def agreeing(dialogue: Dialogue, n: int) -> list[str]:
+        """The judge agreeing on the first ``n`` utterances and giving another label to the rest."""
+        return [u.label if t < n else next(x for x in LABELS if x != u.label)
+                for t, u in enumerate(dialogue.utterances)]
+    judged = {"d0": agreeing(dialogues[0], 3), "d1": agreeing(dialogues[1], 2), "d2": agreeing(dialogues[2], 6)}
+    folder, kept, entry = judge_filter(tmp_path / "iemocap_nat", "iemocap_nat", dialogues, judged, 0.5)
+    assert [d.id for d in kept] == ["d0", "d2"] and {d.source for d in kept} == {"nat_judge"}
+    removed = {r["id"]: r for r in read_jsonl(folder / "removed.jsonl")}
+    assert removed.keys() == {"d1", "d3"}
+    assert (removed["d1"]["reason"], removed["d1"]["agreement"]) == ("disagreement", round(2 / 6, 4))
+    assert (removed["d3"]["reason"], removed["d3"]["agreement"]) == ("unjudged", None)
+    assert entry["dialogues"] == {"before": 4, "kept": 2, "removed": 2, "unjudged": 1}
+    assert entry["utterances"] == {"before": 24, "kept": 12}
+    assert entry["removed_by_split"] == {"train": 0, "dev": 1, "test": 1}
 
 
 def test_answers_are_parsed_tolerantly_and_a_wrong_count_is_refused() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from erc.data import Dialogue, load_benchmark, write_dialogues_jsonl
+from erc.data import Dialogue, Utterance, load_benchmark, write_dialogues_jsonl
 from erc.data.contamination import BenchmarkLines
 from erc.errors import ConfigError, DataError
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
@@ -491,3 +491,125 @@ def test_contamination_counts_planted_test_lines_exactly_and_by_embeddings(tmp_p
     assert metrics["meld"]["contamination_train"] is None and metrics["meld"]["contamination_test"] is not None
     table = (tmp_path / "out" / "quality.md").read_text()
     assert "| contamination: utterances with a test line |" in table
+
+
+# ---- the probe's pieces against their definitions --------------------------------------------------------------
+def _toy_corpus(lengths: list[int]) -> Corpus:
+    """Dialogues of the given lengths with MELD labels cycling through the label set."""
+    labels = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+    return Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id=f"d{d}", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", f"u{d}.{t}", labels[(d + t) % 7]) for t in range(n)])
+        for d, n in enumerate(lengths)])
+
+
+def test_the_probes_context_is_the_preceding_turn_of_the_same_dialogue_only() -> None:
+    """quality.probe.context=true appends the previous turn's embedding, zeros at a dialogue's first turn (never the
+    previous dialogue's last utterance), also when only some rows are asked for; false gives the embedding alone."""
+    from erc.quality.probe import features
+
+    corpus = _toy_corpus([3, 2, 1])
+    vectors = np.arange(1, len(corpus) + 1, dtype=np.float32)[:, None] * np.ones((1, 2), dtype=np.float32)
+    rows = np.arange(len(corpus))
+    np.testing.assert_array_equal(features(corpus, vectors, rows, context=False), vectors)
+    with_context = features(corpus, vectors, rows, context=True)
+    np.testing.assert_array_equal(with_context[:, :2], vectors)
+    np.testing.assert_array_equal(with_context[:, 2], [0, 1, 2, 0, 4, 0])
+    np.testing.assert_array_equal(features(corpus, vectors, np.array([3, 4]), context=True)[:, 2], [0, 4])
+
+
+def test_the_probes_weighted_f1_and_its_interval_are_sklearns() -> None:
+    """Weighted F1 from confusion counts equals sklearn's f1_score(average="weighted", zero_division=0) over the fixed
+    label set (a class never predicted, one never present, one only predicted), and the bootstrap interval is the
+    percentiles of sklearn's score over the same resampled rows."""
+    from sklearn.metrics import confusion_matrix as sk_confusion
+    from sklearn.metrics import f1_score
+
+    from erc.quality.probe import bootstrap_interval, confusion_matrix, weighted_f1
+
+    rng = np.random.default_rng(0)
+    gold = rng.choice([0, 1, 2, 3], size=80, p=[0.5, 0.3, 0.15, 0.05])
+    predicted = np.where(rng.random(80) < 0.6, gold, rng.choice([0, 1, 4], size=80))
+    predicted[predicted == 3] = 0                                   # class 3: present, never predicted
+    def sklearn_wf1(g: np.ndarray, p: np.ndarray) -> float:
+        return f1_score(g, p, labels=range(6), average="weighted", zero_division=0)
+
+    np.testing.assert_array_equal(confusion_matrix(gold, predicted, 6), sk_confusion(gold, predicted, labels=range(6)))
+    assert weighted_f1(gold, predicted, 6) == pytest.approx(sklearn_wf1(gold, predicted), abs=1e-12)
+    picks = np.random.default_rng(7).integers(0, 80, size=(20, 80))
+    expected = np.percentile([sklearn_wf1(gold[p], predicted[p]) for p in picks], [2.5, 97.5])
+    assert bootstrap_interval(gold, predicted, 6, 20, seed=7) == pytest.approx(tuple(expected), abs=1e-12)
+    assert bootstrap_interval(gold, predicted, 6, 0, seed=7) is None
+
+
+def test_a_class_absent_from_the_probes_training_data_gets_probability_zero_in_its_own_column() -> None:
+    from erc.quality.probe import Probe
+
+    x = np.array([[0.0], [0.1], [1.0], [1.1], [2.0], [2.1]])
+    probe = Probe.fit(x, np.array([0, 0, 2, 2, 5, 5]), n_classes=7, c=100.0, max_iter=200, seed=0)
+    probs = probe.predict_proba(x)
+    assert probs.shape == (6, 7) and np.allclose(probs.sum(axis=1), 1.0)
+    assert not probs[:, [1, 3, 4, 6]].any()
+    np.testing.assert_array_equal(probe.predict(x), [0, 0, 2, 2, 5, 5])
+    constant = Probe.fit(x, np.full(6, 4), n_classes=7, c=1.0, max_iter=200, seed=0)
+    np.testing.assert_array_equal(constant.predict_proba(x[:2]), np.eye(7)[[4, 4]])
+
+
+def test_the_report_takes_the_judges_kappa_and_accuracy_from_its_agreement_file(tmp_path) -> None:
+    from erc.quality.report import judge_figures
+
+    assert judge_figures(tmp_path) == {} and judge_figures(None) == {}
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "agreement.json").write_text(json.dumps({"accuracy": 0.8, "kappa": 0.55}))
+    assert judge_figures(tmp_path) == {"judge_accuracy": 0.8, "judge_kappa": 0.55}
+
+
+def test_the_fidelity_ratio_is_the_kappa_over_the_real_ceiling_and_real_data_lifts_the_permuted_set(scored) -> None:
+    metrics = scored["report"]["metrics"]
+    for name in ("meld_nat", "meld_bal"):
+        assert metrics[name]["fidelity_ratio"] == pytest.approx(metrics[name]["kappa"] / metrics["meld"]["kappa"],
+                                                                abs=1e-3), name
+    shuffled = metrics["meld_bal"]
+    # real + synthetic is fitted on both: the real dialogues carry what the permuted labels do not
+    assert shuffled["real_plus_synthetic_wf1"] > shuffled["probe_wf1"] + 0.05
+
+
+def test_the_fidelity_figures_are_sklearns_and_kappa_is_agreement_above_chance() -> None:
+    """Agreement is accuracy, kappa sklearn's, chance the agreement of independent labels and predictions with
+    their frequencies (so kappa = (agreement - chance) / (1 - chance)), and each label's agreement its recall;
+    None for a label never given."""
+    from sklearn.metrics import accuracy_score, cohen_kappa_score, recall_score
+
+    from erc.quality.fidelity import Fidelity
+
+    names = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+    rng = np.random.default_rng(3)
+    labels = rng.choice([0, 1, 2, 3, 4], size=300, p=[0.4, 0.3, 0.15, 0.1, 0.05])
+    predicted = np.where(rng.random(300) < 0.5, labels, rng.choice([0, 1, 6], size=300))
+    fidelity = Fidelity(labels, predicted, quality=rng.random(300), flagged=rng.random(300) < 0.2)
+    figures = fidelity.summary(names)
+    assert figures["agreement"] == pytest.approx(accuracy_score(labels, predicted), abs=1e-12)
+    assert figures["kappa"] == pytest.approx(cohen_kappa_score(labels, predicted, labels=list(range(7))), abs=1e-12)
+    assert figures["kappa"] == pytest.approx((figures["agreement"] - figures["chance"]) / (1 - figures["chance"]),
+                                             abs=1e-12)
+    recall = recall_score(labels, predicted, labels=list(range(7)), average=None, zero_division=0)
+    expected = {name: (recall[i] if i in labels else None) for i, name in enumerate(names)}
+    assert figures["agreement_per_label"] == pytest.approx(expected, abs=1e-12)
+    assert figures["flagged"] == fidelity.flagged.mean() and figures["label_quality"] == fidelity.quality.mean()
+
+
+def test_the_report_with_probe_context_scores_the_real_split_and_a_set(tmp_path, meld_slice, meld_train,
+                                                                        embeddings) -> None:
+    """quality.probe.context=true (off by default): every probe of the report, the real one's test split included,
+    reads the utterance with its preceding turn, and still reads emotion from MELD text."""
+    from erc.quality.report import QualityReport
+
+    cfg = compose_quality(meld_slice, tmp_path, embeddings, "quality.probe.context=true", "quality.probe.bootstrap=0",
+                          "quality.diversity.self_bleu_utterances=2", "quality.distance.sample=50")
+    report = QualityReport(cfg.quality, "meld", meld_slice, cfg.dedup)
+    assert report.real_x.shape[1] == report.test_x.shape[1] == 2 * report.real_vectors.shape[1]
+    report.add_set(Corpus.from_dialogues("meld_nat", "meld", [replace(d, split="train", source="nat")
+                                                              for d in meld_train[150:162]]))
+    real, nat = report.columns["meld"], report.columns["meld_nat"]
+    assert real["probe_wf1"] > real["majority_wf1"] and real["kappa"] > 0.1
+    assert nat["kappa"] > 0.3 * real["kappa"] and nat["probe_wf1"] is not None

@@ -4,6 +4,7 @@ learns, the knowledge cache round-trips, and the classifier trains through the r
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -177,6 +178,47 @@ def test_the_reconstruction_is_the_bag_of_words_negative_log_likelihood_per_word
     weights = torch.randn(4, generator=generator)
     grad, = torch.autograd.grad((recon * weights).sum(), vectors)
     torch.testing.assert_close(grad, torch.autograd.grad((dense * weights).sum(), vectors)[0])
+
+
+@pytest.mark.parametrize("backbone,stop_words", [("tiny", ["Ġthe", "the", "Ġand", "Ġa"]),
+                                                 ("minilm", ["the", "##the", "and", "a"])])
+def test_topic_words_leave_out_stop_words_punctuation_digits_and_special_tokens(backbone, stop_words):
+    """The decoder must spend itself on content words: a stop word (with or without its word-boundary mark), a
+    punctuation mark, a number or a special token is never a topic word; content words are, in every position."""
+    from erc.models.backbone import build_tokenizer
+    from erc.models.topic import topic_word_mask
+
+    tokenizer = build_tokenizer(backbone)
+    vocab = tokenizer.get_vocab()
+    mask = topic_word_mask(tokenizer)
+    assert mask.shape == (len(tokenizer),)
+    content = ["Ġhappy", "happy", "Ġlove"] if backbone == "tiny" else ["happy", "love", "##ing"]
+    assert all(mask[vocab[token]] for token in content)
+    for token in [*stop_words, "!", "1", *tokenizer.all_special_tokens]:
+        assert not mask[vocab[token]], token
+    assert not mask[tokenizer.all_special_ids].any()
+
+
+def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_the_mean():
+    """Reparameterisation draws z ~ N(mu, exp(logvar)): with two topics, mu = 1 and logvar = log 4 (sd 2),
+    log theta_0 - log theta_1 = z_0 - z_1 has sd 2 * sqrt(2); in eval mode z = mu, so theta is uniform. The KL to
+    N(0, I) is the closed form's, and the loss weighs it by kl_weight."""
+    topic = NeuralTopicModel(8, VOCAB, num_topics=2, hidden_dim=4, dropout=0.0)
+    with torch.no_grad():
+        for layer, bias in ((topic.mu, 1.0), (topic.logvar, math.log(4.0))):
+            layer.weight.zero_()
+            layer.bias.fill_(bias)
+    vectors = torch.randn(20000, 8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    theta = topic.train()(vectors).theta
+    spread = (theta[:, 0].log() - theta[:, 1].log()).std().item()
+    assert spread == pytest.approx(2 * math.sqrt(2), rel=0.03)
+    torch.testing.assert_close(topic.eval()(vectors).theta, torch.full((20000, 2), 0.5))
+    one_word = torch.full((20000, 1), 7)                 # one topic word each: the KL is not divided
+    out = topic(vectors, bag_of_words(one_word, torch.ones_like(one_word), topic_words()))
+    torch.testing.assert_close(out.kl, torch.full((20000,), 2 * -0.5 * (1 + math.log(4.0) - 1.0 - 4.0)))  # 2 topics
+    torch.testing.assert_close(out.loss(0.25), (out.recon + 0.25 * out.kl).mean())
+    torch.testing.assert_close(out.loss(0.0), out.recon.mean())
 
 
 def test_knowledge_cache_round_trips(tmp_path):

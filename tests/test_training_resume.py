@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -19,7 +20,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,7 +31,9 @@ from erc.identity import job_key
 from erc.locks import FolderLock
 from erc.paths import PROJECT_ROOT
 from erc.training import train
-from erc.training.resume import completed_epochs
+from erc.training.progress_store import ProgressStore
+from erc.training.resume import EpochSeeds, completed_epochs, seed_everything_at
+from erc.training.runner import Experiment
 
 from helpers.config import compose_config
 
@@ -154,6 +159,80 @@ def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path,
     (restart,) = results["resumes"]                    # restarted from scratch, not resumed
     assert restart["step"] == "pretrain" and "unreadable" in restart["restarted"] and "checkpoint" not in restart
     assert_same_job(results, tmp_path / "logs", *reference)
+
+
+def test_resume_false_neither_continues_a_last_checkpoint_nor_reuses_finished_steps(tmp_path, job_data) -> None:
+    """resume=true continues a phase from a readable last.ckpt and skips the steps progress.json says are done;
+    resume=false does neither (and records no resume), leaving the files to be overwritten by the new run."""
+    last = tmp_path / "pretrain" / "last.ckpt"
+    last.parent.mkdir()
+    torch.save({"epoch": 2, "state_dict": {}}, last)
+    store = ProgressStore(tmp_path / "progress.json")
+    assert store.resume_point("pretrain", last, resume=False) is None
+    assert store.resumes == [] and not store.path.exists() and last.is_file()
+    assert store.resume_point("pretrain", last, resume=True) == str(last)
+    (resumed,) = store.resumes
+    assert resumed["epochs_done"] == 3 and resumed["checkpoint"] == str(last)
+
+    cfg = compose_job(job_data, tmp_path / "logs")
+    for resume in (True, False):
+        cfg.resume = resume                                   # not in the job key: the same job folder
+        experiment = Experiment(cfg)
+        experiment.work_dir.mkdir(parents=True, exist_ok=True)
+        done = {"pretrain": {"metrics": {"pretrain/dev/weighted_f1": 0.5}, "confusion": {}}}
+        (experiment.work_dir / "progress.json").write_text(json.dumps(done))
+        experiment.load_progress()
+        assert experiment.reuse("pretrain") is resume, resume
+
+
+def test_every_epoch_reseeds_every_generator_from_its_own_epoch() -> None:
+    """What epoch e draws (dropout masks) is a function of (seed, stream, e) alone: the same after any other draws,
+    different from every other epoch's and from another stream's (a resumed run continues each stream exactly)."""
+    def draws(callback: EpochSeeds, epoch: int) -> tuple:
+        callback.on_train_epoch_start(SimpleNamespace(current_epoch=epoch), None)
+        return torch.rand(3).tolist(), np.random.rand(), random.random()
+
+    pretrain = EpochSeeds(seed=4, stream="pretrain")
+    epochs = [draws(pretrain, e) for e in range(3)]
+    assert len({repr(d) for d in epochs}) == 3
+    torch.rand(5), np.random.rand(5), random.random()        # whatever ran before epoch 1 of a resumed run
+    assert draws(pretrain, 1) == epochs[1]
+    seed_everything_at(4, "pretrain", 1)
+    assert (torch.rand(3).tolist(), np.random.rand(), random.random()) == epochs[1]
+    assert draws(EpochSeeds(seed=4, stream="finetune"), 1) != epochs[1]
+    assert draws(EpochSeeds(seed=5, stream="pretrain"), 1) != epochs[1]
+
+
+def test_the_progress_store_keeps_finished_steps_and_every_resume_across_runs(tmp_path) -> None:
+    """A finished step is on disk as soon as it is recorded (a run killed next skips it), and each run adds to the
+    resumes of the runs before it instead of replacing them."""
+    path = tmp_path / "progress.json"
+    first = ProgressStore(path)
+    first.finish("pretrain", {"metrics": {"pretrain/dev/weighted_f1": 0.5}})
+    second = ProgressStore(path)
+    second.load()
+    assert second.done("pretrain") == {"metrics": {"pretrain/dev/weighted_f1": 0.5}} and second.done("test") is None
+    second.record_resume("finetune", checkpoint="last.ckpt", epochs_done=1)
+    third = ProgressStore(path)
+    third.load()
+    third.record_resume("test", reused="finished step")
+    final = ProgressStore(path)
+    final.load()
+    assert [r["step"] for r in final.resumes] == ["finetune", "test"] and final.done("pretrain")
+
+
+def test_a_checkpoint_with_a_damaged_entry_is_set_aside_and_its_phase_restarts(tmp_path, caplog) -> None:
+    """A whole-looking archive whose tensor bytes changed (a CRC mismatch) is as unreadable as a truncated one."""
+    last = tmp_path / "last.ckpt"
+    torch.save({"epoch": 1, "state_dict": {"w": torch.zeros(1000)}}, last)
+    data = bytearray(last.read_bytes())
+    data[data.index(bytes(4000)) + 100] ^= 0xFF
+    last.write_bytes(bytes(data))
+    store = ProgressStore(tmp_path / "progress.json")
+    assert store.resume_point("pretrain", last, resume=True) is None
+    (restart,) = store.resumes
+    assert "is damaged (CRC mismatch)" in restart["restarted"] and not last.exists()
+    assert (tmp_path / "last.ckpt.corrupt").read_bytes() == bytes(data)
 
 
 def test_second_train_on_a_running_job_is_refused_naming_the_holder(tmp_path, job_data) -> None:
