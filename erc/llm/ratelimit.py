@@ -4,9 +4,10 @@ A hosted API answers 429 (or 503) when a client goes over its rate limit; retryi
 after its backoff only earns more 429s, and ``llm.concurrency`` workers all sending at once start with a burst the
 limit refuses. :class:`AdaptiveLimiter` gates every request a task sends:
 
-- **the window** of requests in flight starts small and grows as answers come back (by half a request per answer
-  until the first 429: one and a half times per round trip, so that the burst that meets an unknown limit is small;
-  then by one per round trip), shrinks by a quarter on a 429 or 503 (once
+- **the window** of requests in flight starts at 2 and doubles every 0.1 s until the first 429 or 503 (slow start by
+  the clock, not by round trips: a local server answering in seconds gets its ``concurrency`` within half a second,
+  and the burst that meets an unknown rate limit is a few requests, not ``concurrency``), then grows by one per round
+  trip, shrinks by a quarter on a 429 or 503 (once
   per round trip: the other answers of the same burst tell nothing new) and never exceeds ``<key>.concurrency``:
   additive increase, multiplicative decrease, as TCP does on a congested link;
 - **the pace**: a window alone cannot hold a fast API to a rate (with answers in 50 ms, one request in flight is
@@ -36,9 +37,9 @@ from typing import Any
 from erc.errors import ConfigError
 from erc.llm.backends.base import TransientError
 
-# The window at the start: a server with room for more is found within a few round trips, and a rate-limited one
-# is not met with a burst of ``concurrency`` requests.
+# The window at the start, and how fast it doubles until the first 429 (see the module docstring).
 START = 2
+DOUBLING_S = 0.1
 WINDOW_S = 60.0
 
 
@@ -70,6 +71,7 @@ class AdaptiveLimiter:
         self.window = float(min(self.max, START))
         self.smallest = self.window
         self.slow_start = True
+        self.started: float | None = None    # the first request's time: slow start's clock
         self.epoch = 0              # bumped by each decrease: a permit of an older epoch cannot decrease again
         self.in_flight = 0
         self.interval = 60.0 / requests_per_minute if requests_per_minute else 0.0   # the published limit's
@@ -102,12 +104,17 @@ class AdaptiveLimiter:
         """Hold one place in the window for one request (see the module docstring)."""
         async with self._changed:
             while True:
+                now = time.monotonic()
+                self._slow_start(now)
                 if self.in_flight < int(self.window):
-                    wait = self._wait_s(time.monotonic())
+                    wait = self._wait_s(now)
                     if wait <= 0:
                         break
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._changed.wait(), wait)
+                elif self.slow_start and self.window < self.max:   # the clock widens the window
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(), DOUBLING_S / 4)
                 else:
                     await self._changed.wait()
             self.in_flight += 1
@@ -129,11 +136,19 @@ class AdaptiveLimiter:
                 if permit.tokens:
                     self.spent.append((time.monotonic(), permit.tokens))
                     self.spent_total += permit.tokens
-                self._changed.notify_all()
+                # wake only as many waiters as there are places (all of them would each check and sleep again)
+                self._changed.notify(max(1, int(self.window) - self.in_flight))
+
+    def _slow_start(self, now: float) -> None:
+        """Until the first 429, the window doubles every :data:`DOUBLING_S` from the first request on."""
+        if self.started is None:
+            self.started = now
+        if self.slow_start:
+            self.window = min(float(self.max), START * 2 ** ((now - self.started) / DOUBLING_S))
 
     def _grow(self) -> None:
-        step = 0.5 if self.slow_start else 1.0 / self.window
-        self.window = min(float(self.max), self.window + step)
+        if not self.slow_start:
+            self.window = min(float(self.max), self.window + 1.0 / self.window)
         now = time.monotonic()
         self.accepted.append(now)
         while self.accepted and self.accepted[0] < now - 10.0:
@@ -146,7 +161,9 @@ class AdaptiveLimiter:
         if permit.epoch != self.epoch:          # the same burst as a refusal already acted on
             return
         self.epoch += 1
-        self.slow_start = False
+        if self.slow_start:
+            self._slow_start(time.monotonic())
+            self.slow_start = False
         self.window = max(1.0, self.window * 0.75)
         self.smallest = min(self.smallest, self.window)
         span = max(1.0, retry_after or 0.0)

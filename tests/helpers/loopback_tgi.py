@@ -155,16 +155,16 @@ class LoopbackTGI:
         text, finish_reason = self.answer(body["inputs"], parameters)
         with self._lock:
             self.answered.append(body)
-        prompt_tokens = len(body["inputs"].split()) + 1  # + BOS, as TGI's prefill counts it
-        prefill = ([{"id": 1, "text": "<s>", "logprob": None}] +
-                   [{"id": i + 2, "text": w, "logprob": -1.0} for i, w in enumerate(body["inputs"].split())]
-                   if parameters.get("decoder_input_details") else [])
+        prompt_tokens = len(body["inputs"].split()) + 1  # + BOS
         with self._lock:
-            self.usage["prompt_tokens"] += prompt_tokens if prefill else 0
+            self.usage["prompt_tokens"] += prompt_tokens
             self.usage["completion_tokens"] += len(text.split())
         details = {"finish_reason": finish_reason, "generated_tokens": len(text.split()),
-                   "seed": parameters.get("seed"), "prefill": prefill, "tokens": []}
-        return web.json_response({"generated_text": text, "details": details})
+                   "seed": parameters.get("seed"), "prefill": [], "tokens": []}
+        # TGI's usage headers (router/src/server.rs): the prompt's and the answer's token counts
+        return web.json_response({"generated_text": text, "details": details},
+                                 headers={"x-prompt-tokens": str(prompt_tokens),
+                                          "x-generated-tokens": str(len(text.split()))})
 
     async def _completions(self, request: web.Request) -> web.Response:
         """TGI's OpenAI-compatible route: ``prompt``, ``max_tokens``, ``seed`` in; ``choices`` out."""

@@ -9,6 +9,7 @@ which transformers 5 cannot share, so it is not used.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any
 
 import httpx2  # huggingface_hub's HTTP library: its transport errors reach us unwrapped
@@ -50,6 +51,18 @@ def _grammar(constraint: Constraint) -> dict[str, Any]:
     return {"type": "json", "value": constraint.schema()}
 
 
+# TGI counts a request's prompt tokens in the ``x-prompt-tokens`` header of its answer (the body has them only as the
+# whole prefill token list, ``decoder_input_details``, which doubled the client's CPU per request). The hub client
+# returns the body alone, so a response hook puts the header where the awaiting request reads it: a context
+# variable, which each request's task sees for itself.
+_PROMPT_TOKENS: ContextVar[int | None] = ContextVar("tgi_prompt_tokens", default=None)
+
+
+async def _read_prompt_tokens(response: httpx2.Response) -> None:
+    value = response.headers.get("x-prompt-tokens", "")
+    _PROMPT_TOKENS.set(int(value) if value.isdigit() else None)
+
+
 class ConfiguredTokenClient(AsyncInferenceClient):
     """An ``AsyncInferenceClient`` that sends ``token`` (``llm.token``) and no other credential, and that
     ``HF_HUB_OFFLINE=1`` does not stop (it is there for the Hub; ``llm.url`` is the user's server).
@@ -74,7 +87,8 @@ class ConfiguredTokenClient(AsyncInferenceClient):
         session = await super()._get_async_client()
         if fresh:  # without the hub's offline guard: HF_HUB_OFFLINE keeps the Hub away, not the user's own server
             hooks = [hook for hook in session.event_hooks["request"] if hook is not async_hf_request_event_hook]
-            session.event_hooks = {**session.event_hooks, "request": [*hooks, self._only_configured_token]}
+            session.event_hooks = {**session.event_hooks, "request": [*hooks, self._only_configured_token],
+                                   "response": [*session.event_hooks.get("response", []), _read_prompt_tokens]}
         return session
 
 
@@ -121,10 +135,9 @@ class TGIBackend(Backend):
         url, client = self.slots[slot].rstrip("/"), self.clients[slot]
         extra = {"grammar": _grammar(constraint)} if constraint is not None else {}
         try:
-            # decoder_input_details: the prompt's tokens come back in details.prefill, TGI's only prompt token count
+            _PROMPT_TOKENS.set(None)
             out = await client.text_generation(
-                prompt, details=True, decoder_input_details=True, model=f"{url}/generate", seed=seed, **self.params,
-                **extra)
+                prompt, details=True, model=f"{url}/generate", seed=seed, **self.params, **extra)
         except json.JSONDecodeError as err:  # status 200, body not JSON (an HTML page, a cut answer)
             raise MalformedAnswerError(url, err.doc) from err
         except ValidationError as err:
@@ -149,7 +162,7 @@ class TGIBackend(Backend):
         self.answered.add(url)
         return Completion(text=out.generated_text, finish_reason=str(details.finish_reason),
                           generated_tokens=details.generated_tokens, seed=details.seed, replica=url,
-                          prompt_tokens=len(details.prefill) if details.prefill else None)
+                          prompt_tokens=_PROMPT_TOKENS.get())
 
     async def close(self) -> None:
         for client in self.clients:
