@@ -1,7 +1,8 @@
-"""A killed and rerun training job is the same job: real ``train.py`` subprocesses killed with SIGKILL and
-rerun end at bit-identical metrics and weights to an uninterrupted run with the same seed; an unreadable
-``last.ckpt`` is set aside and its phase restarts (to the same result); a job that a real ``train.py`` is
-running is refused to a second process, naming the holder.
+"""A killed and rerun training job is the same job: real ``train.py`` subprocesses killed with SIGKILL and rerun
+end at bit-identical metrics and weights to an uninterrupted run with the same seed; an unreadable ``last.ckpt``
+is set aside and its phase restarts (to the same result); a job that a real ``train.py`` is running is refused to
+a second process, naming the holder. Only the processes killed and the lock's holder need to be ``train.py``: the
+uninterrupted run and the fast test's rerun are the same job run in this process (no startup to pay).
 
 The job (CoMPM, tiny backbone, pretrain on the small generated ``meld_bal`` fixture, fine-tune on a MELD
 slice) is chosen so that the selected pretrain epoch comes after the kill point: what the resumed process
@@ -110,13 +111,33 @@ def assert_same_job(results: dict, log_dir: Path, reference: dict, reference_dir
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs), phase
 
 
+def compose_job(data_dir: Path, log_dir: Path, *overrides: str):
+    """The job's config as train.py composes it from :func:`job_args` (the same job key, the same work folder),
+    its results.json written to ``<log_dir>/out``."""
+    return compose_config("train", [*JOB, f"paths.data_dir={data_dir}", f"paths.synthetic_dir={data_dir / 'synthetic'}",
+                                    f"paths.log_dir={log_dir}", f"paths.output_dir={log_dir / 'out'}", *overrides])
+
+
+def train_in_process(cfg) -> dict:
+    """Run ``cfg``'s job in this process with one torch thread, as the subprocesses run (OMP_NUM_THREADS=1); its
+    results.json. (No train.py startup to pay: a subprocess is used only where a process is killed or holds a lock.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(cfg)
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def reference(job_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    """The uninterrupted job: its results and its log folder."""
-    cwd = tmp_path_factory.mktemp("reference")
-    results, _ = run_to_end(job_args(job_data, cwd / "logs"), cwd)
+    """The uninterrupted job, run in this process (the resumed train.py processes below must end exactly there):
+    its results and its log folder."""
+    logs = tmp_path_factory.mktemp("reference") / "logs"
+    results = train_in_process(compose_job(job_data, logs))
     assert results["resumes"] == []
-    return results, cwd / "logs"
+    return results, logs
 
 
 def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path, job_data, reference) -> None:
@@ -131,17 +152,11 @@ def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path
     # process's random draws decide it (else this test could not see a resume that draws differently).
     assert reference[0]["metrics"]["pretrain/dev/epoch"] >= done
 
-    results, _ = run_to_end(args, tmp_path)
+    results = train_in_process(compose_job(job_data, tmp_path / "logs"))     # the same job, rerun
     assert_same_job(results, tmp_path / "logs", *reference)
     (resume,) = results["resumes"]
     assert resume["step"] == "pretrain" and resume["epochs_done"] == done and resume["at"]
     assert resume["checkpoint"] == str(work_dir(tmp_path / "logs") / "pretrain" / "last.ckpt")
-
-
-def compose_job(data_dir: Path, log_dir: Path, *overrides: str):
-    return compose_config("train", [*JOB, f"paths.data_dir={data_dir}", f"paths.synthetic_dir={data_dir / 'synthetic'}",
-                                    f"paths.log_dir={log_dir}",
-                                    f"paths.output_dir={log_dir / 'out'}", *overrides])
 
 
 def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference, caplog) -> None:
