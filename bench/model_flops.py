@@ -32,12 +32,14 @@ def sync(device: str | torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def matmul_peak(device: str | torch.device, dtype: torch.dtype = torch.float32, repeats: int = 7) -> float:
+def matmul_peak(device: str | torch.device, dtype: torch.dtype = torch.float32, repeats: int = 7,
+                size: int | None = None) -> float:
     """The best ``torch.mm`` rate (FLOP/s) of two square ``dtype`` matrices on ``device`` with this process's torch
-    threads: 2048 x 2048 on a CPU, one product a timing; 8192 x 8192 on a GPU, ten products a timing after three
-    untimed ones (the clocks ramp up, and one product is short against a synchronisation)."""
+    threads: ``size`` x ``size``, by default 2048 on a CPU, one product a timing, and 8192 on a GPU, ten products a
+    timing after three untimed ones (the clocks ramp up, and one product is short against a synchronisation)."""
     gpu = torch.device(device).type != "cpu"
     n, inner = (8192, 10) if gpu else (2048, 1)
+    n = size or n
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3 if gpu else 1):
         torch.mm(a, b)
