@@ -104,6 +104,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reference-steps", type=int, default=40, help="timed steps of CoMPM's reference loop")
     parser.add_argument("--packed-repeats", type=int, default=8,
                         help="timed forward and backward passes per path and precision")
+    parser.add_argument("--packed-batches", type=int, default=4,
+                        help="training batches the packed path's speed is measured on (the first also checked)")
     parser.add_argument("--dialogues", type=int, default=400, help="MELD train dialogues to draw batches from")
     parser.add_argument("--data", choices=("auto", "real", "drawn"), default="auto",
                         help="auto: MELD where found ($ERC_DATA_DIR, ./data, ../shared/data), else drawn from its "
@@ -124,8 +126,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error(f"--classifiers: unknown {', '.join(unknown)}; valid: {', '.join(CLASSIFIERS)}")
     if args.size is None:
         args.size = "tiny" if args.device == "cpu" else "paper"
-    if args.steps < 1 or args.warmup < 0 or args.reference_steps < 1 or args.packed_repeats < 1:
-        parser.error("--steps, --reference-steps and --packed-repeats must be >= 1, --warmup >= 0")
+    if min(args.steps, args.reference_steps, args.packed_repeats, args.packed_batches) < 1 or args.warmup < 0:
+        parser.error("--steps, --reference-steps, --packed-repeats and --packed-batches must be >= 1, --warmup >= 0")
     return args
 
 
@@ -434,6 +436,11 @@ def packed_part(model: Any, batches: list[dict], args: argparse.Namespace) -> di
 
 
 # ---- one classifier's parts -----------------------------------------------------------------------------------
+def parts_of(classifier: str) -> tuple[str, ...]:
+    """The parts run for ``classifier``, in order (the reference loop is CoMPM's alone)."""
+    return tuple(part for part in SUBPARTS if part != "reference" or classifier == "compm")
+
+
 def failure(err: BaseException) -> str:
     """``failed: <type>: <first line>`` of an exception (its traceback goes to stderr)."""
     traceback.print_exception(err)
@@ -469,20 +476,19 @@ def run_classifier(name: str, args: argparse.Namespace, deadline: float, record:
                 parameters=sum(p.numel() for p in model.parameters()), build_s=time.perf_counter() - started,
                 data=source, dialogues=len(dialogues), tokens_per_utterance=tokens / max(len(utterances), 1),
                 device_name=torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else
-                platform.processor() or platform.machine())
+                platform.processor() or platform.machine(), setup={"status": "ok"})
         except Exception as err:
-            result["setup"] = failure(err)
-            for part in SUBPARTS:
+            result["setup"] = {"status": failure(err)}
+            for part in parts_of(name):
                 result[part] = {"status": "not run: the setup failed"}
             record(result)
             return
         record(result)
         parts = {"train": lambda: train_part(model, cfg, dialogues, args, folder),
                  "reference": lambda: reference_part(model, dialogues, args),
-                 "packed": lambda: packed_part(model, first_batches(model, dialogues, cfg), args)}
-        for part, run in parts.items():
-            if part == "reference" and name != "compm":
-                continue
+                 "packed": lambda: packed_part(model, first_batches(model, dialogues, cfg, args.packed_batches), args)}
+        for part in parts_of(name):
+            run = parts[part]
             if time.time() > deadline - 10:
                 result[part] = {"status": "skipped: the budget was spent"}
             else:
@@ -495,7 +501,7 @@ def run_classifier(name: str, args: argparse.Namespace, deadline: float, record:
             record(result)
 
 
-def first_batches(model: Any, dialogues: list, cfg: Any, count: int = 4) -> list[dict]:
+def first_batches(model: Any, dialogues: list, cfg: Any, count: int) -> list[dict]:
     """The first ``count`` training batches the runner's data module makes (length-bucketed, as in training)."""
     from erc.training.data import ERCDataModule
     from erc.training.schedule import phase_schedule
@@ -535,13 +541,10 @@ def complete(name: str, recorded: dict[str, Any], problem: str | None) -> dict[s
     """A classifier's result with every part present: the first part a killed or crashed process had not recorded
     is marked with ``problem``, the rest as not run."""
     result = {"classifier": name, **recorded}
-    if "setup" not in result and "backbone" not in result:
-        result["setup"] = f"failed: {problem or 'no result'}"
-    for part in SUBPARTS:
-        if (part == "reference" and name != "compm") or part in result:
-            continue
-        result[part] = {"status": f"failed: {problem}" if problem else "not run"}
-        problem = "not run: an earlier part did not end" if problem else None
+    missing = [part for part in ("setup", *parts_of(name)) if part not in result]
+    for i, part in enumerate(missing):
+        result[part] = {"status": "not run" if not problem else f"failed: {problem}" if i == 0 else
+                        f"not run: the {missing[0]} part did not end"}
     return result
 
 
@@ -579,8 +582,8 @@ def summarise(results: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]],
         speed = packed.get("speed", {})
         if speed:
             row["plain_over_packed"] = {precision: s["plain_over_packed"] for precision, s in speed.items()}
-        problems = [f"{part}: {status(r.get(part))}" for part in ("setup", *SUBPARTS)
-                    if part in r and (r[part] if part == "setup" else status(r[part])) != "ok"]
+        problems = [f"{part}: {status(r[part])}" for part in ("setup", *SUBPARTS)
+                    if part in r and status(r[part]) != "ok"]
         row["status"] = "; ".join(problems) or "ok"
         ok = ok and not problems
         rows.append(row)
@@ -657,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, end in zip(args.classifiers, ends, strict=True):
             print(f"== gpu_check: {name} ({end - time.time():.0f} s left for it)", flush=True)
             if end - time.time() < 20:
-                results[name] = complete(name, {}, "skipped: the budget was spent")
+                results[name] = {"classifier": name, **{part: {"status": "skipped: the budget was spent"}
+                                                        for part in ("setup", *parts_of(name))}}
                 continue
             if args.in_process:
                 recorded: dict[str, Any] = {}
