@@ -385,7 +385,14 @@ def packed_part(model: Any, batches: list[dict], args: argparse.Namespace) -> di
     """The packed path against the plain forward: equality in fp32 and under the precision's autocast, dropout off,
     then the time of a forward and backward on each path in both precisions, dropout on."""
     from model_flops import sync
+    from transformers import PreTrainedModel
 
+    from erc.models.backbone import has_fast_path_layout
+
+    for encoder in (m for m in model.modules() if isinstance(m, PreTrainedModel)):
+        if not has_fast_path_layout(encoder):      # both "paths" would be the plain forward: nothing compared
+            raise RuntimeError(f"{type(encoder).__name__} is not laid out as the packed path needs "
+                               f"(erc.models.backbone.has_fast_path_layout): fast_path=on runs its plain forward")
     model.to(args.device)
     batches = [to_device(b, args.device) for b in batches]
     result: dict[str, Any] = {"batches": len(batches), "samples": [int(b["labels"].numel()) for b in batches]}

@@ -163,3 +163,16 @@ def test_drawn_dialogues_have_meld_shape_and_the_drawn_token_counts(gpu_check: M
     assert statistics.mean(len(d) for d in dialogues) == pytest.approx(mean(shape["turns"]), rel=0.1)
     assert statistics.mean(len(u.text.split()) for u in utterances) == pytest.approx(mean(shape["tokens"]), rel=0.1)
     assert {u.label for u in utterances} == set(shape["labels"])
+
+
+def test_an_encoder_the_packed_path_cannot_take_fails_the_check_instead_of_comparing_plain_with_plain(
+        gpu_check: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On another transformers release whose layers are laid out otherwise, fast_path=on runs the plain forward:
+    the two "paths" would agree exactly and prove nothing."""
+    from erc.models import backbone
+    from erc.models.emoone import EmoOne
+
+    monkeypatch.setattr(backbone, "has_fast_path_layout", lambda encoder: False)
+    args = gpu_check.parse_args(TINY)
+    with pytest.raises(RuntimeError, match="not laid out as the packed path needs"):
+        gpu_check.packed_part(EmoOne("meld", backbone="tiny"), [], args)
