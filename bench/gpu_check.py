@@ -1,13 +1,19 @@
 """The GPU check: CoMPM, EmoOne and TODKAT at the paper's sizes, trained through ``train.py``'s Lightning path with
 ``trainer=gpu`` (bf16 autocast) on one GPU, timed, and the packed encoder path checked against the plain forward.
 
-On a machine with one GPU and no network (``docs/full-scale.md`` has the recipe and the wheels to bring)::
+The recipe (``docs/full-scale.md``). Where this project is installed: ``python bench/gpu_check.py``. On a CUDA image
+with Python 3.12, torch, transformers and Lightning but no network, bring this checkout and the wheels of what such
+an image lacks (Hydra, OmegaConf, ANTLR's runtime), made here with ``make gpu-wheels`` (into ``.whl/``), and run
+there, from the checkout's root, the one command::
 
-    PYTHONUNBUFFERED=1 python bench/gpu_check.py --json $OUT/gpu_check.json --budget 420
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
+      --target /tmp/site .whl/*.whl \\
+      && export PYTHONPATH=/tmp/site HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 \\
+      && python3 bench/gpu_check.py --json ${OUT:-outputs}/gpu_check.json --budget 360
 
-On a CPU, with tiny encoders, in seconds (``tests/test_gpu_check.py`` runs this)::
+On a CPU, with tiny encoders, in seconds (``tests/test_gpu_check.py`` runs this form)::
 
-    python bench/gpu_check.py --device cpu --in-process --steps 3 --warmup 1 --dialogues 12 --json out.json
+    python bench/gpu_check.py --device cpu --in-process --steps 1 --warmup 1 --dialogues 6 --json out.json
 
 What it does, per classifier, each part in a fresh process (``--in-process``: all in this one), on MELD-shaped
 batches (``meld_dialogues.py``: MELD's train split where found, else dialogues drawn from its shape):
@@ -111,7 +117,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="auto: MELD where found ($ERC_DATA_DIR, ./data, ../shared/data), else drawn from its "
                              "shape (bench/meld_shape.json)")
     parser.add_argument("--fast-path", default="auto", help="classifier.fast_path of the training part")
-    parser.add_argument("--budget", type=float, default=420.0,
+    parser.add_argument("--budget", type=float, default=360.0,
                         help="seconds for everything; each part's process is killed at its share's end")
     parser.add_argument("--json", type=Path, default=ROOT / "outputs" / "gpu_check.json", help="where to write")
     parser.add_argument("--in-process", action="store_true",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -176,3 +177,24 @@ def test_an_encoder_the_packed_path_cannot_take_fails_the_check_instead_of_compa
     args = gpu_check.parse_args(TINY)
     with pytest.raises(RuntimeError, match="not laid out as the packed path needs"):
         gpu_check.packed_part(EmoOne("meld", backbone="tiny"), [], args)
+
+
+def _one_command(text: str) -> str:
+    """The recipe's command, from its ``pip install`` to the check's options, its continuation lines joined."""
+    start = text.index("python3 -m pip install")
+    end = text.index("\n", text.index("bench/gpu_check.py", start))
+    return " ".join(line.strip().removesuffix("\\").strip() for line in text[start:end].splitlines())
+
+
+def test_the_recipe_is_the_same_one_command_in_the_guide_and_the_docstring_and_its_options_parse(
+        gpu_check: ModuleType) -> None:
+    command = _one_command((PROJECT_ROOT / "docs" / "full-scale.md").read_text(encoding="utf-8"))
+    assert command == _one_command(gpu_check.__doc__)
+    # offline: the wheels from .whl/ alone, onto the path without touching the image's packages
+    assert "--no-index --no-deps" in command and "--target /tmp/site .whl/*.whl" in command
+    assert "PYTHONPATH=/tmp/site" in command
+    options = shlex.split(command.split("bench/gpu_check.py", 1)[1].replace("${OUT:-outputs}", "out"))
+    args = gpu_check.parse_args(options)
+    assert (args.device, args.size, args.precision) == ("cuda", "paper", "bf16-mixed")
+    assert args.json == Path("out/gpu_check.json")
+    assert args.budget <= 6 * 60                  # inside an 8-minute slot with the machine's start-up
