@@ -294,8 +294,10 @@ class StepTimer:
 
 def train_part(model: Any, cfg: Any, dialogues: list, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """Fit ``--warmup + --steps`` steps as the runner fits a phase; the timed steps' figures."""
+    import torch
     from model_flops import batch_flops
 
+    from erc.models.backbone import uses_packed_path
     from erc.training.data import ERCDataModule
     from erc.training.phases import PhaseContext
     from erc.training.progress_store import ProgressStore
@@ -328,7 +330,8 @@ def train_part(model: Any, cfg: Any, dialogues: list, args: argparse.Namespace, 
             "tokens_per_s": real / timer.seconds, "padding": 1 - real / sum(c[2] for c in counts),
             "model_tflops_per_s": flops / timer.seconds / 1e12, "peak_tflops": peak / 1e12,
             "mfu": flops / timer.seconds / peak, "peak_memory_mib": memory, "memory": memory_kind,
-            "precision": args.precision, "fast_path": args.fast_path}
+            "precision": args.precision, "fast_path": args.fast_path,
+            "packed_path": uses_packed_path(args.fast_path, torch.device(args.device))}
 
 
 def reference_part(model: Any, dialogues: list, args: argparse.Namespace) -> dict[str, Any]:
@@ -489,7 +492,8 @@ def run_classifier(name: str, args: argparse.Namespace, deadline: float, record:
                 parameters=sum(p.numel() for p in model.parameters()), build_s=time.perf_counter() - started,
                 data=source, dialogues=len(dialogues), tokens_per_utterance=tokens / max(len(utterances), 1),
                 device_name=torch.cuda.get_device_name() if torch.device(args.device).type == "cuda" else
-                platform.processor() or platform.machine(), setup={"status": "ok"})
+                platform.processor() or platform.machine(), torch=torch.__version__, cuda=torch.version.cuda,
+                setup={"status": "ok"})
         except Exception as err:
             result["setup"] = {"status": failure(err)}
             for part in parts_of(name):
@@ -687,15 +691,17 @@ def main(argv: list[str] | None = None) -> int:
             recorded, problem = run_part_process(command, result, end - time.time())
             results[name] = complete(name, recorded, problem)
     rows, ok = summarise(results)
-    report = {"device": args.device, "versions": versions(), "machine": platform.machine(),
+    names = sorted({r["device_name"] for r in results.values() if "device_name" in r})
+    report = {"device": args.device, "device_name": ", ".join(names) or None, "versions": versions(),
+              "machine": platform.machine(),
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                            if k not in ("part", "result", "deadline")},
               "tolerances": {"fp32": FP32_TOLERANCE, "mixed": BF16_TOLERANCE, "small_gradient": SMALL_GRADIENT},
               "summary": rows, "goals": goals(rows), "ok": ok, "classifiers": results,
               "elapsed_s": time.time() - start}
     write_json(args.json, report)
-    print(f"\n== gpu_check on {args.device} ({', '.join(f'{k} {v}' for k, v in report['versions'].items())}), "
-          f"{time.time() - start:.0f} s")
+    installed = ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+    print(f"\n== gpu_check on {report['device_name'] or args.device} ({installed}), {time.time() - start:.0f} s")
     print(table(rows))
     for goal, found in report["goals"].items():
         print(f"goal {goal}: {_figure(found['value'], '.2f')} (>= {found['goal']}): "

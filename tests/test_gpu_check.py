@@ -62,6 +62,7 @@ def test_every_classifier_is_trained_timed_and_measured(report: dict[str, Any]) 
         assert train["tokens_per_s"] > train["utterances_per_s"]          # every utterance has tokens
         assert 0 < train["mfu"] < 20 and train["peak_tflops"] > 0 and train["peak_memory_mib"] > 100
         assert train["precision"] == "bf16-mixed" and 0 <= train["padding"] < 1
+        assert train["fast_path"] == "auto" and train["packed_path"]        # auto: packed on the CPU
         assert result["encoder"]["hidden_size"] == 32                     # the tiny encoders on a CPU
     assert report["classifiers"]["todkat"]["train"]["utterances"] > 6     # TODKAT's samples are dialogues
 
