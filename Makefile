@@ -13,7 +13,7 @@ CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGM
 export CMAKE_ARGS
 endif
 
-.PHONY: install test test-all lint demo data stats bench clean
+.PHONY: install test test-all lint demo data stats bench gpu-wheels clean
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ demo: $(STAMP)  ## the main job: the paper's pipeline, small and offline (about 
 
 bench: $(STAMP)  ## every benchmark script in bench/, then one summary
 	$(BIN)/python bench/run_all.py
+
+# What bench/gpu_check.py needs beyond a CUDA image's torch, transformers and Lightning, as wheels for its Python 3.12
+# (pure Python, so any manylinux x86-64 machine takes them), at the versions installed here: docs/full-scale.md.
+# antlr4-python3-runtime 4.9.3 (hydra-core's) is published only as source, so it is built into a wheel here.
+GPU_WHEELS := hydra-core omegaconf
+gpu-wheels: $(STAMP)  ## .whl/: the wheels the GPU check needs on a CUDA image without network (docs/full-scale.md)
+	rm -rf .whl && mkdir .whl
+	$(BIN)/pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_17_x86_64 -d .whl $(foreach p,$(GPU_WHEELS),$(p)==$$($(BIN)/pip show $(p) | sed -n 's/^Version: //p'))
+	$(BIN)/pip wheel -q --no-deps -w .whl antlr4-python3-runtime==$$($(BIN)/pip show antlr4-python3-runtime | sed -n 's/^Version: //p')
+	ls .whl
 
 clean:
 	rm -rf outputs multirun .pytest_cache

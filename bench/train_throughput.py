@@ -13,9 +13,8 @@ the fastest and slowest epoch's. Tokenizing and batching are done once before, a
 
 - CoMPM **batched**: what ``train.py`` runs: utterances tokenized once, length-bucketed batches of ``--batch-size``
   targets, the PM encoding each needed utterance once per batch (attention masks) and the GRU once per (dialogue,
-  speaker). CoMPM **reference**: the released code's work per step: one target per step; build the prefix string
-  and tokenize it; one CoM call; tokenize the speaker's earlier utterances, pad them without a mask and encode them
-  in one PM call; run the GRU over them; a zero track when there are none.
+  speaker). CoMPM **reference**: the released code's work per step (``compm_reference.py``): one target per step,
+  the prefix re-tokenized and the speaker's earlier utterances re-encoded for every target.
 - EmoOne (gray=heuristic) with one target per step (the reference's steps) and batched; TODKAT with two dialogues
   per step (the paper's), with and without the topic layer, and with four (``make demo BACKBONE=minilm``'s): its
   steps are small, so the optimizer's pass over every parameter weighs more than in the other rows.
@@ -23,19 +22,9 @@ the fastest and slowest epoch's. Tokenizing and batching are done once before, a
 **MFU** = model FLOPs per second / the matmul peak this bench measures in the same process (same device, dtype and
 thread count: the best of several ``torch.mm`` of two 2048 x 2048 fp32 matrices on a CPU, 8192 x 8192 on a GPU,
 before and after the epochs, so a machine slowed by other work while the peak is measured does not inflate MFU).
-Model FLOPs are counted analytically from the encoder's weights and the batches' *real* token counts (padding is
-waste, not model work), forward + backward = 3 x forward (1 x for an encoder that is not trained):
-
-- per token and layer, 2 FLOPs per weight of the layer's ``nn.Linear`` modules (Q, K, V, attention output, the
-  feed-forward), plus attention's 4 * l * d (Q K^T and the weighted sum of V over the sequence's l tokens);
-- in the last layer, only what the first-token vector the classifiers read needs: K and V for every token, Q,
-  the attention output and the feed-forward for the first token alone (so ``cls_vectors``' shortcut does not count
-  as speed; an encoder run in full does work that is not counted);
-- TODKAT's layers after the encoder, per real turn: the topic model (the decoder over the vocabulary in
-  training), the fusing projection, the turn transformer (with attention over the dialogue's turns) and the
-  classifier: 2 to 4 % of its FLOPs;
-- not counted: embeddings (lookups), layer norms, softmax, dropout, GELU (not matmuls); CoMPM's GRU and the linear
-  heads of CoMPM and EmoOne (under 1 % of their FLOPs); the optimizer.
+Model FLOPs are counted analytically from the encoder's weights and the batches' *real* token counts, as
+``model_flops.py`` says (the last layer only at the first token; TODKAT's layers after the encoder included; not
+counted: embeddings, norms, softmax, GELU, CoMPM's GRU and the linear heads, the optimizer).
 
 The reference path has no MFU: its own work per sample (the PM re-encoding every earlier utterance for every
 target) is not the model's. Each measurement runs in a fresh process (so peak memory is its own): peak resident
@@ -58,6 +47,9 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
+
+from compm_reference import clipped_step, reference_samples, reference_steps
+from model_flops import batch_flops, matmul_peak, sync
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -89,91 +81,6 @@ def _data_dir() -> Path:
     return Path(os.environ.get("ERC_DATA_DIR") or ROOT.parent / "shared" / "data")
 
 
-# ---- the matmul peak and the model's FLOPs ------------------------------------------------------------
-def matmul_peak(device: str, repeats: int = 7) -> float:
-    """The best fp32 ``torch.mm`` rate (FLOP/s) on ``device`` with this process's torch threads."""
-    import torch
-
-    n = 8192 if device.startswith("cuda") else 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        _sync(device)
-        started = time.perf_counter()
-        torch.mm(a, b)
-        _sync(device)
-        best = min(best, time.perf_counter() - started)
-    return 2 * n**3 / best
-
-
-def layer_linear_weights(encoder) -> int:
-    """Weights of one encoder layer's ``nn.Linear`` modules (all layers of these encoders are alike)."""
-    layers = encoder.encoder.layer if hasattr(encoder, "encoder") and hasattr(encoder.encoder, "layer") else \
-        encoder.layers
-    return linear_weights(layers[-1])
-
-
-def encoder_forward_flops(encoder, lengths) -> float:
-    """Forward matmul FLOPs an encoder needs for the first-token vectors of sequences of ``lengths`` real tokens
-    (see the module docstring)."""
-    config = encoder.config
-    d, layers = config.hidden_size, config.num_hidden_layers
-    per_token = 2 * layer_linear_weights(encoder)                 # one token through one layer's linears
-    kv = 2 * 2 * d * d                                             # the last layer's K and V projections, per token
-    total = 0.0
-    for n in lengths:
-        total += (layers - 1) * (n * per_token + 4 * n * n * d)     # full layers
-        total += n * kv + (per_token - kv) + 4 * n * d               # last layer: K, V everywhere; the rest at token 0
-    return total
-
-
-def encoder_inputs(model, batch: dict) -> list[tuple[Any, Any, bool]]:
-    """(encoder, attention mask, trained) of every encoder call a batch makes."""
-    kind = type(model).__name__
-    if kind == "TODKAT":
-        calls = [(model.net.encoder, batch["attention_mask"])]
-        if "knowledge_attention_mask" in batch:
-            calls.append((model.net.encoder, batch["knowledge_attention_mask"]))
-        return [(e, m, True) for e, m in calls]
-    calls = [(model.context_model, batch["attention_mask"], True)]
-    if kind == "CoMPM" and "pm_mask" in batch:
-        calls.append((model.pm, batch["pm_mask"], not model.pm_frozen))
-    return calls
-
-
-def linear_weights(*modules) -> int:
-    """Weights of the ``nn.Linear`` modules (and ``nn.MultiheadAttention``'s joined Q/K/V projection) in ``modules``."""
-    import torch
-
-    return sum(m.weight.numel() if isinstance(m, torch.nn.Linear) else m.in_proj_weight.numel()
-               for module in modules for m in module.modules()
-               if isinstance(m, (torch.nn.Linear, torch.nn.MultiheadAttention)))
-
-
-def todkat_head_flops(net, turn_mask) -> float:
-    """Forward matmul FLOPs of TODKAT's layers after the utterance encoder, over the batch's real turns: the topic
-    model (its encoder and, in training, the decoder over the vocabulary), the fusing projection, the turn
-    transformer (2 FLOPs per weight per turn, plus attention's 4 * T * d over a dialogue's T turns) and the
-    classifier."""
-    turns = turn_mask.sum(1).tolist()
-    per_turn = linear_weights(net.fuse, net.turns, net.classifier) + (linear_weights(net.topic) if net.topic else 0)
-    attention = len(net.turns.layers) * sum(4 * t * t * net.turns.layers[0].self_attn.embed_dim for t in turns)
-    return 2 * per_turn * sum(turns) + attention
-
-
-def batch_flops(model, batch: dict) -> tuple[float, int, int]:
-    """(model FLOPs of one training step on ``batch``, real encoder tokens, padded encoder tokens)."""
-    flops, real, padded = 0.0, 0, 0
-    for encoder, mask, trained in encoder_inputs(model, batch):
-        lengths = mask.sum(1).tolist()
-        flops += (3 if trained else 1) * encoder_forward_flops(encoder, lengths)
-        real, padded = real + sum(lengths), padded + mask.numel()
-    if type(model).__name__ == "TODKAT":
-        flops += 3 * todkat_head_flops(model.net, batch["turn_mask"])
-    return flops, real, padded
-
-
 # ---- training -----------------------------------------------------------------------------------------
 def _build(row: Row, backbone: str, device: str):
     import torch
@@ -187,15 +94,6 @@ def _build(row: Row, backbone: str, device: str):
     model = {"compm": CoMPM, "emoone": EmoOne, "todkat": TODKAT}[row.classifier]("meld", backbone=backbone,
                                                                                   **row.options)
     return model.to(device).train()
-
-
-def _step(model, optimizer, loss) -> None:
-    import torch
-
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), 10)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
 
 
 def _to(batch: dict, device: str) -> dict:
@@ -216,63 +114,7 @@ def train_steps(model, batches: list[dict], optimizer, device: str) -> None:
     """One training step per batch, with the classifier's own loss."""
     for batch in batches:
         batch = _to(batch, device)
-        _step(model, optimizer, model.loss(batch, model(batch)))
-
-
-def reference_samples(data: list) -> list[tuple[Any, int]]:
-    """(dialogue, target turn) of every utterance, shuffled: the released code's one target per step."""
-    import random
-
-    samples = [(d, t) for d in data for t in range(len(d))]
-    random.Random(0).shuffle(samples)
-    return samples
-
-
-def reference_steps(model, samples: list[tuple[Any, int]], optimizer, device: str) -> None:
-    """CoMPM one target per step as the released code computes it (see the module docstring)."""
-    import torch
-    import torch.nn.functional as F
-
-    tok = model.tokenizer
-    labels = {name: i for i, name in enumerate(model.labels)}
-    h0 = torch.zeros(2, 1, model.gru.hidden_size, device=device)
-
-    def encode_right_truncated(text: str) -> list[int]:
-        return [tok.cls_token_id, *tok.convert_tokens_to_ids(tok.tokenize(text)[-511:])]
-
-    for d, t in samples:
-        speakers: list[str] = []
-        prefix, memory = "", []
-        for j, u in enumerate(d.utterances[: t + 1]):
-            if u.speaker not in speakers:
-                speakers.append(u.speaker)
-            prefix += f"<s{speakers.index(u.speaker) + 1}> " + u.text + " "
-            if j < t and u.speaker == d.utterances[t].speaker:
-                memory.append(encode_right_truncated(u.text))
-        ids = torch.tensor([encode_right_truncated(prefix.strip())], device=device)
-        context = model.context_model(ids).last_hidden_state[:, 0]
-        if memory:
-            width = max(len(m) for m in memory)
-            padded = torch.tensor([m + [tok.pad_token_id] * (width - len(m)) for m in memory], device=device)
-            cls = model.pm(padded).last_hidden_state[:, 0].unsqueeze(1)           # no attention mask
-            track = _seq_first_gru(model.gru, cls, h0)[-1]                           # (steps, 1, hidden)
-        else:
-            track = torch.zeros(1, context.shape[-1], device=device)
-        logits = model.head(context + track)
-        _step(model, optimizer, F.cross_entropy(logits, torch.tensor([labels[d.utterances[t].label]], device=device)))
-
-
-def _seq_first_gru(gru, inputs, h0):
-    """Our GRU is batch-first; a (steps, 1, hidden) sequence is the same sequence as (1, steps, hidden)."""
-    out, _ = gru(inputs.transpose(0, 1), h0)
-    return out.transpose(0, 1)
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        clipped_step(model, optimizer, model.loss(batch, model(batch)))
 
 
 def measure(args: tuple) -> dict:
@@ -307,7 +149,7 @@ def measure(args: tuple) -> dict:
         warm_up = partial(train_steps, model, batches[:warmup], optimizer, device)
         epoch = partial(train_steps, model, batches, optimizer, device)
     warm_up()
-    _sync(device)
+    sync(device)
     seconds = []
     profiler = torch.profiler.profile() if profile else contextlib.nullcontext()
     cpu = time.process_time()
@@ -315,7 +157,7 @@ def measure(args: tuple) -> dict:
         for _ in range(repeats):
             started = time.perf_counter()
             epoch()
-            _sync(device)
+            sync(device)
             seconds.append(time.perf_counter() - started)
     result["cpu"] = time.process_time() - cpu
     peak = max(peak, matmul_peak(device))          # a machine slowed by other work while the peak was measured
