@@ -23,7 +23,6 @@ from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.generation import GenerationError
 from erc.generation.split import assign_split
-from erc.llm.ratelimit import START
 from erc.llm.sampling import derive_seed
 from erc.paths import PROJECT_ROOT
 from erc.pipeline import generate
@@ -62,11 +61,10 @@ def test_a_second_generate_on_one_out_dir_is_refused_naming_the_holder(tmp_path)
         first = subprocess.Popen(command(server.url, tmp_path, f"n_dialogues={n}"), cwd=PROJECT_ROOT,
                                  stdout=log, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 60
-        while len(server.requests) < START and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)  # the first window of requests in flight (erc/llm/ratelimit.py), held there
-        time.sleep(0.2)
+        while len(server.requests) < n and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # every slot's first request in flight (the window opens to 8 in 0.2 s), held there
         asked = len(server.requests)
-        assert asked == START, f"the first generate.py did not get going: {(tmp_path / 'first.log').read_text()}"
+        assert asked == n, f"the first generate.py did not get going: {(tmp_path / 'first.log').read_text()}"
         second = subprocess.run(command(server.url, tmp_path, f"n_dialogues={n}"), cwd=PROJECT_ROOT,
                                 capture_output=True, text=True, timeout=120)
         assert len(server.requests) == asked  # refused before any request

@@ -343,10 +343,10 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
     assert todkat["identity"]["variant"] == "topic=True,knowledge=none"
     runs = sorted(sweep.rglob("wandb/offline-run-*"))
     assert len(runs) == 3
-    # The README's `wandb sync` glob (outputs/ is paths.log_dir) finds every one of them.
-    pattern = re.search(r"wandb sync outputs/(\S+?)`", (PROJECT_ROOT / "README.md").read_text()).group(1)
-    head, alternatives, tail = re.match(r"(.*)\{(.*)\}(.*)", pattern).groups()
-    found = sorted(p for alt in alternatives.split(",") for p in logs.glob(head + alt + tail))
+    # The README's `wandb sync` (every folder named wandb under outputs/, which is paths.log_dir) finds each of them.
+    assert "find outputs synthetic -type d -name wandb -prune -exec .venv/bin/wandb sync {} +" in \
+        (PROJECT_ROOT / "README.md").read_text()
+    found = sorted(run for folder in logs.rglob("wandb") if folder.is_dir() for run in folder.glob("offline-run-*"))
     assert found == runs
 
 

@@ -298,6 +298,10 @@ class Runner:
                 write_run_line(task.runs_path, run)   # before any request: a killed run still leaves its line
             run.update(await self._run_slots(plan.slots, setup_hash, policy, prices))
             run["status"] = "complete"
+            if plan.slots:
+                cost = "" if run.get("cost_usd") is None else f", ${run['cost_usd']:.4f}"
+                log.info("%s: %s used %d prompt + %d completion tokens in %d requests%s", task.folder, task.name,
+                         run["prompt_tokens"], run["generated_tokens"], run["requests"], cost)
         except BaseException as err:
             run.update(status="failed", error=f"{type(err).__name__}: {err}")
             raise
