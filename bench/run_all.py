@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-SCRIPTS = ("exact_test.py", "generation.py", "train_throughput.py", "quality.py", "contamination.py")
+SCRIPTS = ("exact_test.py", "generation.py", "rate_limit.py", "train_throughput.py", "quality.py", "contamination.py")
 
 
 def run(script: str) -> list[str]:
