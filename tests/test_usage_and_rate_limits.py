@@ -14,6 +14,7 @@ import pytest
 
 from erc.data.labels import label_set
 from erc.errors import ConfigError
+from erc.llm.ratelimit import DOUBLING_S, START, AdaptiveLimiter
 from erc.paths import PROJECT_ROOT
 from erc.pipeline import generate
 
@@ -122,3 +123,20 @@ def test_max_requests_per_minute_paces_the_requests(tmp_path: Path) -> None:
                           "llm.max_requests_per_minute=600"))           # one request every 0.1 s
         gaps = [b - a for a, b in zip(server.times, server.times[1:], strict=False)]
     assert len(server.times) >= 8 and min(gaps) >= 0.09
+
+
+def test_the_window_opens_by_the_clock_to_concurrency_and_stays_there() -> None:
+    """Slow start doubles the window every DOUBLING_S from START up to concurrency, however long a run without a 429
+    lasts (the embedded model's hours-long runs overflowed 2 ** t once)."""
+    limiter = AdaptiveLimiter(32)
+    limiter._slow_start(100.0)                                    # the first request
+    assert limiter.window == START
+    limiter._slow_start(100.0 + 2 * DOUBLING_S)
+    assert limiter.window == pytest.approx(4 * START)
+    for later in (1.0, 3600.0, 1e7):
+        limiter._slow_start(100.0 + later)
+        assert limiter.window == 32
+    single = AdaptiveLimiter(1)
+    single._slow_start(0.0)
+    single._slow_start(1e6)
+    assert single.window == 1

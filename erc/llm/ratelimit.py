@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -143,8 +144,10 @@ class AdaptiveLimiter:
         """Until the first 429, the window doubles every :data:`DOUBLING_S` from the first request on."""
         if self.started is None:
             self.started = now
-        if self.slow_start:
-            self.window = min(float(self.max), START * 2 ** ((now - self.started) / DOUBLING_S))
+        if self.slow_start and self.window < self.max:
+            doublings = (now - self.started) / DOUBLING_S
+            self.window = float(self.max) if doublings >= math.log2(self.max) else min(
+                float(self.max), START * 2 ** doublings)
 
     def _grow(self) -> None:
         if not self.slow_start:
