@@ -100,19 +100,27 @@ def served_rate(server: LoopbackTGI) -> tuple[int, float]:
     return len(accepted), (len(accepted) - 1) / (accepted[-1] - accepted[0])
 
 
-def test_a_rate_limited_chat_api_is_used_at_its_limit_with_few_refusals(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("dialogues", "least_rate"), [
+    # the issue's case (200 dialogues, >= 0.9 x the limit): about 16 s, in make test-all and bench/rate_limit.py
+    pytest.param(200, 0.9, marks=pytest.mark.slow),
+    # a shorter run for the default suite: the first second (the burst that meets the limit, then its Retry-After)
+    # and the last refused request's wait weigh more in 120 dialogues, hence 0.85
+    (120, 0.85)])
+def test_a_rate_limited_chat_api_is_used_at_its_limit_with_few_refusals(tmp_path: Path, dialogues: int,
+                                                                       least_rate: float) -> None:
     """20 requests/s, 429 with Retry-After: 1 beyond, at llm.concurrency=64 (the issue's case)."""
     with LoopbackOpenAI(ScriptedDialogues(LABELS), rate_limit=20, latency_s=0.05) as server:
         started = time.monotonic()
-        generate(chat_cfg(tmp_path, server.v1, "n_dialogues=120", "llm.concurrency=64", "llm.max_retries=20"))
+        generate(chat_cfg(tmp_path, server.v1, f"n_dialogues={dialogues}", "llm.concurrency=64",
+                          "llm.max_retries=20"))
         wall = time.monotonic() - started
         served, rate = served_rate(server)
         refused = server.rate_limited
     card = json.loads((out_dir(tmp_path) / "card.json").read_text())
-    assert card["counts"]["accepted"] == len(expected_slots(120, 3, balanced=False))   # every slot done
+    assert card["counts"]["accepted"] == len(expected_slots(dialogues, 3, balanced=False))   # every slot done
     print(f"served {served}, refused {refused} ({refused / served:.1%}), rate {rate:.1f}/s, wall {wall:.1f} s")
     assert refused <= 0.1 * served, (refused, served)
-    assert rate >= 0.9 * 20, (rate, wall)
+    assert rate >= least_rate * 20, (rate, wall)
     run = read_jsonl(out_dir(tmp_path) / "runs.jsonl")[-1]
     assert run["rate_limited_answers"] == refused and run["window_smallest"] < 64
 
