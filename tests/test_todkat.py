@@ -289,9 +289,11 @@ def tiny_comet(folder) -> None:
     BartForConditionalGeneration(config).save_pretrained(folder)
 
 
-def test_fill_command_caches_every_utterance_and_resumes(tmp_path):
+def test_fill_command_caches_every_utterance_and_resumes(tmp_path, monkeypatch):
     """The real fill path (load a local seq2seq COMET, generate 3 relations, append) on a random tiny
-    BART: every utterance of the dataset gets an entry, and a second run generates nothing."""
+    BART: every utterance of the dataset gets an entry, and a second run generates nothing; the cache goes to
+    $ERC_CACHE_DIR, not into the data folder."""
+    monkeypatch.setenv("ERC_CACHE_DIR", str(tmp_path / "cache"))
     from erc.data import Dialogue, Utterance, write_dialogues_jsonl
     from erc.models.knowledge.__main__ import main
 
@@ -304,7 +306,8 @@ def test_fill_command_caches_every_utterance_and_resumes(tmp_path):
             "--data-dir", str(tmp_path), "--synthetic-dir", str(tmp_path / "synthetic"), "--num-beams", "2",
             "--num-return", "2", "--device", "cpu"]
     assert main(argv) == 0
-    cache = KnowledgeCache(default_cache_path(tmp_path))
+    cache = KnowledgeCache(default_cache_path())
+    assert cache.path == tmp_path / "cache" / "knowledge" / "comet.jsonl" and not (tmp_path / "knowledge").exists()
     assert len(cache) == 2 and "Hi there." in cache and "Go away!" in cache
     for relation in ("xIntent", "xReact", "oReact"):
         assert 1 <= len(cache.get("Go away!")[relation]) <= 2
@@ -375,3 +378,17 @@ def test_schedule_paper_gives_todkat_its_reference_optimisation():
     assert sum(len(g["params"]) for g in groups) == len(names)
     assert any("encoder.layer.0.attention.output.LayerNorm.weight" in names[id(p)]
                for g in groups if g["weight_decay"] == 0.0 for p in g["params"])
+
+
+def test_a_knowledge_cache_left_in_the_data_folder_is_named_with_the_move(tmp_path, monkeypatch):
+    """The former default, <data_dir>/knowledge/comet.jsonl, is inside the benchmark folder: one error with the mv."""
+    from erc.data import DataError
+
+    monkeypatch.setenv("ERC_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ERC_CACHE_DIR", str(tmp_path / "cache"))
+    former = tmp_path / "data" / "knowledge" / "comet.jsonl"
+    former.parent.mkdir(parents=True)
+    former.write_text("")
+    with pytest.raises(DataError, match=r"mv .*data/knowledge/comet\.jsonl .*cache/knowledge/comet\.jsonl"):
+        default_cache_path()
+

@@ -39,7 +39,7 @@ class TODKAT(ERCClassifier):
     ``max_utterance_tokens`` (head kept, ``<s>``/``</s>`` included), ``topic`` and its ``num_topics``,
     ``topic_hidden``, ``kl_weight``, ``topic_weight`` (the topic loss's weight next to the CE),
     ``topic_lr`` (null: the phase's lr), ``knowledge`` (``none``/``comet``) with ``knowledge_cache`` (None:
-    ``<default data dir>/knowledge/comet.jsonl``) and ``knowledge_per_relation``, and the turn transformer's
+    ``cache/knowledge/comet.jsonl`` or ``$ERC_CACHE_DIR``) and ``knowledge_per_relation``, and the turn transformer's
     ``nhead``, ``dim_feedforward``, ``num_layers``, ``dropout``; ``fast_path`` (``auto``/``on``/``off``:
     :func:`erc.models.backbone.uses_packed_path`).
     """

@@ -89,14 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help="data folder (default: $ERC_DATA_DIR or <repo>/data)")
     parser.add_argument("--synthetic-dir", default=None,
                         help="the generated sets (default: $ERC_SYNTHETIC_DIR or <repo>/synthetic)")
-    parser.add_argument("--cache", default=None, help="cache file (default: <data_dir>/knowledge/comet.jsonl)")
+    parser.add_argument("--cache", default=None, help="cache file (default: $ERC_CACHE_DIR/knowledge/comet.jsonl, "
+                        "cache/ in the project)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--num-return", type=int, default=3, help="inferences kept per relation")
     parser.add_argument("--num-beams", type=int, default=5)
     parser.add_argument("--device", default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    cache = KnowledgeCache(args.cache or default_cache_path(args.data_dir), repair=True)
+    cache = KnowledgeCache(args.cache or default_cache_path(), repair=True)
     texts = dataset_texts(args.data, args.splits, args.data_dir, args.synthetic_dir)
     added = fill_cache(cache, texts, args.comet, batch_size=args.batch_size, num_return=args.num_return,
                        num_beams=args.num_beams, device=args.device)

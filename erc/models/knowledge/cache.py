@@ -1,7 +1,7 @@
 """TODKAT's knowledge cache: COMET inferences per utterance, in one JSONL file that
 ``python -m erc.models.knowledge`` fills (:mod:`erc.models.knowledge.__main__`) and training only reads.
 
-Format (``<data_dir>/knowledge/comet.jsonl``, UTF-8, one JSON object per line)::
+Format (``cache/knowledge/comet.jsonl``, see :func:`default_cache_path`; UTF-8, one JSON object per line)::
 
     {"text": "I can't believe you did that!", "comet": "comet-atomic_2020_BART",
      "xIntent": ["to express anger", ...], "xReact": ["angry", ...], "oReact": ["sad", ...]}
@@ -15,11 +15,13 @@ mid-write is ignored with a warning (:func:`erc.io.read_jsonl`, the project's re
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from erc.data import DataError, default_data_dir
 from erc.io import read_jsonl
+from erc.paths import PROJECT_ROOT
 
 RELATIONS: tuple[str, ...] = ("xIntent", "xReact", "oReact")
 # How each inference is turned into a sentence for the utterance encoder.
@@ -36,9 +38,16 @@ def cache_key(text: str) -> str:
     return " ".join(text.split())
 
 
-def default_cache_path(data_dir: str | Path | None = None) -> Path:
-    """``<data_dir>/knowledge/comet.jsonl``."""
-    return Path(data_dir or default_data_dir()) / DEFAULT_CACHE
+def default_cache_path() -> Path:
+    """``$ERC_CACHE_DIR/knowledge/comet.jsonl``, by default ``cache/knowledge/comet.jsonl`` in the project: never in
+    the benchmark folder, which is only read. A cache left at the former place, ``<data_dir>/knowledge/``, is an
+    error giving the ``mv`` that moves it (rather than a silent second fill of COMET's hours of inference)."""
+    path = Path(os.environ.get("ERC_CACHE_DIR") or PROJECT_ROOT / "cache") / DEFAULT_CACHE
+    former = default_data_dir() / DEFAULT_CACHE
+    if not path.exists() and former.is_file():
+        raise DataError(f"{former}: the knowledge cache is kept outside the benchmark folder now; move it with "
+                        f"`mkdir -p {path.parent} && mv {former} {path}`, or give classifier.knowledge_cache={former}")
+    return path
 
 
 class KnowledgeCache:
