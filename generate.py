@@ -1,5 +1,5 @@
 """Generate an ERC dataset with an LLM: natural or label-balanced dialogues in a benchmark's style, validated,
-deduplicated and split into <data_dir>/synthetic/<benchmark>_<nat|bal>/. The embedded model needs no server;
+deduplicated and split into synthetic/<benchmark>_<nat|bal>/ ($ERC_SYNTHETIC_DIR). The embedded model needs no server;
 llm=tgi or llm=openai talk to one. A rerun asks only for what is still missing.
 
     python generate.py benchmark=meld prompt=balanced n_dialogues=14

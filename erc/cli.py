@@ -49,6 +49,7 @@ def check_command_line(config_name: str | None = None, description: str = "", ar
     args = sys.argv[1:] if argv is None else argv
     try:
         refuse_on_command_line(args)
+        refuse_unchosen_package_keys(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
@@ -57,20 +58,39 @@ def check_command_line(config_name: str | None = None, description: str = "", ar
         sys.exit(0)
 
 
+# Config nodes that are a config group composed at another package (``llm@judge.llm``), null until chosen: a
+# key under one is settable only once its group option is (Hydra's own "Could not override" suggests a ``+``).
+PACKAGE_GROUPS = {"judge.llm": "llm"}
+
+
+def refuse_unchosen_package_keys(args: list[str]) -> None:
+    """Raise :class:`UserError` for an override of ``judge.llm.<key>`` without ``llm@judge.llm=<option>``."""
+    chosen = {arg.lstrip("+~").split("=", 1)[0] for arg in args}
+    for arg in args:
+        key = arg.lstrip("+~").split("=", 1)[0]
+        for package, group in PACKAGE_GROUPS.items():
+            choice = f"{group}@{package}"
+            if key.startswith(f"{package}.") and choice not in chosen:
+                options = "|".join(sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml")))
+                raise UserError(f"{arg}: {package} is {group}.* as composed until it has a config of its own: choose "
+                                f"one first, {choice}=<{options}> (conf/{group}/), then set {key} on it")
+
+
 def config_groups(config_name: str) -> dict[str, tuple[str, list[str]]]:
     """``group -> (default option, every option)`` for the groups that ``conf/<config_name>.yaml`` composes
     (Hydra's own left out), read from Hydra's composition rather than listed by hand; an optional group
-    (``model: null``) has no default. Files starting with ``_`` are internal bases (``schedule/_phase.yaml``), not
-    options."""
+    (``model: null``) has no default; a group composed at another package is listed as such (``llm@judge.llm``).
+    Files starting with ``_`` are internal bases (``schedule/_phase.yaml``), not options."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         choices = compose(config_name, return_hydra_config=True).hydra.runtime.choices
     groups = {}
     for group, default in sorted(choices.items()):
-        if group == "hydra" or group.startswith("hydra/") or not (CONFIG_DIR / group).is_dir():
+        folder = CONFIG_DIR / group.split("@")[0]          # llm@judge.llm: the llm group at judge.llm
+        if group == "hydra" or group.startswith("hydra/") or not folder.is_dir():
             continue
-        options = sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml") if not p.name.startswith("_"))
+        options = sorted(p.stem for p in folder.glob("*.yaml") if not p.name.startswith("_"))
         groups[group] = (str(default), options)
     return groups
 

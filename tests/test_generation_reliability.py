@@ -136,7 +136,7 @@ def test_bad_values_are_refused_naming_the_key_before_any_request(tmp_path, over
     ("{host}", "llm.url", "{url}", []),  # no scheme
     ("{url}/v1/chat/completions", "llm.url", "{url}/v1", ["llm=openai", "llm.server=plain", "llm.model=loopback"]),
     ("{url}/v1/completions/", "judge.llm.url", "{url}/v1",
-     ["judge=llm", "judge.llm.backend=openai", "judge.llm.server=plain", "judge.llm.model=loopback"]),
+     ["judge=llm", "llm@judge.llm=openai", "judge.llm.server=plain", "judge.llm.model=loopback"]),
 ], ids=["tgi_route", "no_scheme", "openai_route", "judge_route"])
 def test_a_url_with_its_route_or_without_scheme_is_refused_with_the_url_to_use(tmp_path, given, key, to_use,
                                                                               overrides):

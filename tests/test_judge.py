@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 
 from erc.data import Dialogue, Utterance, load_benchmark
 from erc.errors import ConfigError
@@ -205,7 +206,8 @@ def test_changed_judge_settings_are_refused_not_mixed(tmp_path) -> None:
         with pytest.raises(PostprocessError, match="other judge settings"):
             generate(make_cfg(tmp_path, server.url, "n_dialogues=4", "judge.seed=5", "postprocess_only=true"))
     card = json.loads((out_dir(tmp_path) / "card.json").read_text())
-    assert "judge.llm, judge.sampling, judge.template or judge.seed changed" in card["failed_steps"]["judge"]
+    # the judge asks llm.* as composed here (judge.llm null): the message names what it reads
+    assert "llm.*, judge.sampling, judge.template or judge.seed changed" in card["failed_steps"]["judge"]
     assert "judge" not in card and "Post-processing incomplete" in (out_dir(tmp_path) / "README.md").read_text()
     assert all((out_dir(tmp_path) / f"{split}.jsonl").is_file() for split in ("train", "dev", "test"))
 
@@ -214,7 +216,8 @@ def test_sigkill_mid_judging_then_rerun_judges_every_dialogue_once(tmp_path) -> 
     """A real generate.py judging on 4 workers is killed; the rerun finishes with nothing lost or asked twice."""
     requests_path = out_dir(tmp_path) / "judge" / "requests.jsonl"
     command = [sys.executable, str(PROJECT_ROOT / "generate.py"), "llm=tgi", "benchmark=iemocap", "n_dialogues=30",
-               f"seed={SEED}", "judge=llm", "judge.llm.concurrency=4", "quality.enabled=false",
+               f"seed={SEED}", "judge=llm", "llm@judge.llm=tgi", "judge.llm.url=${llm.url}",
+               "judge.llm.concurrency=4", "quality.enabled=false",
                f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/hydra"]
     script = GeneratorAndJudge(judge_latency_s=0.05)
     with LoopbackTGI(script) as server:
@@ -246,34 +249,68 @@ def compose_generate(*overrides: str):
         return compose("generate", overrides=["llm=tgi", "judge=llm", *overrides])
 
 
-def test_another_server_for_the_judge_composes_in_struct_mode() -> None:
-    cfg = compose_generate("judge.llm.backend=openai", "judge.llm.url=http://host:8000/v1", "judge.llm.route=chat",
-                           "judge.llm.concurrency=3")
-    check_judge_config(cfg)
-    llm = judge_llm_config(cfg)
+def test_the_judge_asks_llm_as_composed_unless_the_llm_group_is_composed_at_judge_llm() -> None:
+    same = compose_generate("llm.url=http://gen:8080", "llm.concurrency=5")
+    assert same.judge.llm is None
+    assert judge_llm_config(same) is same.llm                   # command-line llm.* overrides included
+    own = compose_generate("llm.url=http://gen:8080", "llm.token=${oc.env:GEN_TOKEN,null}", "llm@judge.llm=openai",
+                           "judge.llm.url=http://host:8000/v1", "judge.llm.route=chat", "judge.llm.concurrency=3")
+    check_judge_config(own)
+    llm = judge_llm_config(own)
     assert (llm.backend, llm.url, llm.route, llm.server, llm.concurrency) == (
         "openai", "http://host:8000/v1", "chat", "vllm", 3)
-    same = judge_llm_config(compose_generate("llm.url=http://gen:8080"))
-    assert (same.backend, same.url, same.concurrency) == ("tgi", "http://gen:8080", 32)   # as llm.*
-    # judge.llm lists every key of every llm config (else a user could not set it in struct mode)
-    judge_keys = set(yaml.safe_load((CONFIG_DIR / "judge" / "llm.yaml").read_text())["llm"])
-    for path in (CONFIG_DIR / "llm").glob("*.yaml"):
-        assert set(yaml.safe_load(path.read_text())) - {"defaults", "_target_"} <= judge_keys, path.name
+    # the whole openai config, nothing of the generation's tgi one (its token, its URL)
+    openai = yaml.safe_load((CONFIG_DIR / "llm" / "openai.yaml").read_text())
+    assert set(llm) == set(openai) - {"defaults"} and "token" not in llm
+    with pytest.raises(ConfigCompositionException):              # struct mode: a key the backend lacks
+        compose_generate("llm@judge.llm=tgi", "judge.llm.n_ctx=512")
+
+
+def test_a_judge_llm_key_without_its_own_config_is_refused_with_the_choice_to_make(capsys) -> None:
+    from erc.cli import check_command_line
+
+    with pytest.raises(SystemExit) as exit_:
+        check_command_line(argv=["judge=llm", "judge.llm.url=http://host:8080"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: judge.llm.url=http://host:8080: judge.llm is llm.* as composed until it has a config of its own: "
+        "choose one first, llm@judge.llm=<local|openai|tgi> (conf/llm/), then set judge.llm.url on it")
+    check_command_line(argv=["judge=llm", "llm@judge.llm=tgi", "judge.llm.url=http://host:8080"])   # accepted
+
+
+def test_an_embedded_judge_does_not_change_the_generations_sampling() -> None:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("generate", ["llm=tgi", "judge=llm", "llm@judge.llm=local"], return_hydra_config=True)
+        assert cfg.hydra.runtime.choices.sampling == "embedded"   # what local.yaml's defaults list does
+        with pytest.raises(ConfigError, match=r"^llm@judge.llm=local also selects sampling=embedded .*sampling=paper$"):
+            check_judge_config(cfg)
+        chosen = compose("generate", ["llm=tgi", "judge=llm", "llm@judge.llm=local", "sampling=paper"],
+                         return_hydra_config=True)
+        check_judge_config(chosen)
+        assert chosen.hydra.runtime.choices.sampling == "paper"
+        check_judge_config(compose("generate", ["llm=local", "judge=llm", "llm@judge.llm=local"],
+                                   return_hydra_config=True))
+
+
+def test_a_judge_server_without_the_judge_is_refused() -> None:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("generate", ["llm=tgi", "llm@judge.llm=openai"])
+    with pytest.raises(ConfigError, match=r"^llm@judge.llm gives the judge a server, but judge=none: add judge=llm"):
+        check_judge_config(cfg)
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("judge.llm.backend=vllm", "judge.llm.backend must be null"),
-    ("judge.llm.n_ctx=512", "judge.llm.n_ctx is not a setting of the tgi backend"),
-    ("judge.llm.concurrency=0", "judge.llm.concurrency must be an integer >= 1"),
-    ("judge.llm.url=http://user:pw@host:80", "judge.llm.url must not hold credentials"),
+    ("llm@judge.llm=tgi judge.llm.concurrency=0", "judge.llm.concurrency must be an integer >= 1"),
+    ("llm@judge.llm=tgi judge.llm.url=http://user:pw@host:80", "judge.llm.url must not hold credentials"),
+    ("llm.concurrency=0", r"^llm\.concurrency must be an integer >= 1"),     # judge.llm null: the judge reads llm.*
     ("judge.sampling.temperature=-1", "judge.sampling.temperature must be a number >= 0"),
     ("judge.sampling.max_new_tokens=0", "judge.sampling.max_new_tokens must be a positive integer"),
     ("judge.max_attempts=0", "judge.max_attempts must be an integer >= 1"),
     ("judge.min_agreement=1.5", r"judge.min_agreement must be a number in \[0, 1\]"),
     ("judge.filter=maybe", "judge.filter must be true or false"),
     ("judge.template=/nonexistent.txt", "judge.template"),
-    ("judge.llm.chat_template=auto", "judge.llm.chat_template=auto needs llm.tokenizer"),
-    ("judge.llm.backend=openai judge.llm.server=ollama",
+    ("llm@judge.llm=tgi judge.llm.chat_template=auto", "judge.llm.chat_template=auto needs llm.tokenizer"),
+    ("llm@judge.llm=openai judge.llm.server=ollama",
      "judge.llm.server=ollama is not supported on llm.route=completions"),
 ])
 def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> None:

@@ -36,7 +36,7 @@ def free_port() -> int:
 def test_judge_server_down_writes_the_set_names_the_step_and_a_rerun_judges_only(tmp_path) -> None:
     down = f"http://127.0.0.1:{free_port()}"
     command = [sys.executable, str(PROJECT_ROOT / "generate.py"), "llm=tgi", "benchmark=iemocap", "n_dialogues=6",
-               f"seed={SEED}", "judge=llm", "judge.llm.max_retries=1", "judge.llm.backoff_s=0.01",
+               f"seed={SEED}", "judge=llm", "llm@judge.llm=tgi", "judge.llm.max_retries=1", "judge.llm.backoff_s=0.01",
                "quality.enabled=false", f"paths.data_dir={tmp_path}/data", f"hydra.run.dir={tmp_path}/hydra"]
     script = GeneratorAndJudge()
     with LoopbackTGI(script) as generator:
@@ -59,7 +59,8 @@ def test_judge_server_down_writes_the_set_names_the_step_and_a_rerun_judges_only
 
         # the judge's server is back (here at another address: the address is not part of the judge's setup)
         with LoopbackTGI(script) as judge:
-            generate(make_cfg(tmp_path, generator.url, "n_dialogues=6", f"judge.llm.url={judge.url}"))
+            generate(make_cfg(tmp_path, generator.url, "n_dialogues=6", "llm@judge.llm=tgi",
+                              f"judge.llm.url={judge.url}"))
             assert len(judge_requests(judge)) >= len(kept)
         assert len(generator.requests) == generation_requests   # no generation request on the rerun
     card = json.loads((folder / "card.json").read_text())
@@ -188,6 +189,7 @@ def test_a_silent_judge_fails_at_its_own_deadline_naming_its_key(tmp_path) -> No
     with LoopbackTGI(GeneratorAndJudge()) as generator, LoopbackTGI(GeneratorAndJudge(), silent=True) as judge:
         with pytest.raises(PostprocessError, match=r"judge: judge \S+: no answer within "
                                                     r"judge\.llm\.request_deadline_s=1 s.*raise judge\.llm\."):
-            generate(make_cfg(tmp_path, generator.url, "n_dialogues=2", f"judge.llm.url={judge.url}",
-                              "judge.llm.request_deadline_s=1", "judge.llm.max_retries=0"))
+            generate(make_cfg(tmp_path, generator.url, "n_dialogues=2", "llm@judge.llm=tgi",
+                              f"judge.llm.url={judge.url}", "judge.llm.request_deadline_s=1",
+                              "judge.llm.max_retries=0"))
         assert judge.requests and not judge_requests(generator)

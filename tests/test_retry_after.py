@@ -55,6 +55,7 @@ def test_the_openai_route_waits_for_an_http_date(tmp_path) -> None:
 def test_the_judge_waits_as_long_as_its_server_asks(tmp_path) -> None:
     script = GeneratorAndJudge(wrong_count_every=10**9)   # every judge answer usable: one request per dialogue
     with LoopbackTGI(script) as generator, LoopbackTGI(script, faults=["429:1"]) as judge:
-        generate(judge_cfg(tmp_path, generator.url, "n_dialogues=1", "max_attempts=1", f"judge.llm.url={judge.url}"))
+        generate(judge_cfg(tmp_path, generator.url, "n_dialogues=1", "max_attempts=1", "llm@judge.llm=tgi",
+                           f"judge.llm.url={judge.url}"))
         assert len(judge_requests(judge)) == 1 and len(judge.requests) == 2
     assert judge.times[1] - judge.times[0] >= 1.0

@@ -48,7 +48,7 @@ def test_tgi_generation_and_judge_tokens_equal_the_servers_usage(tmp_path: Path)
     assert generation["completion_tokens"] + judge["completion_tokens"] == usage["completion_tokens"]
     assert generation["requests"] + judge["requests"] == answered
     assert generation["requests_without_usage"] == judge["requests_without_usage"] == 0
-    # the judge inherits llm.price (judge.llm.price null); the cost is the tokens at the prices
+    # the judge asks llm.* as composed (judge.llm null), its prices included; the cost is the tokens at the prices
     for tokens in (generation, judge):
         expected = (2 * tokens["prompt_tokens"] + 6 * tokens["completion_tokens"]) / 1e6
         assert tokens["cost_usd"] == pytest.approx(expected)

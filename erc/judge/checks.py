@@ -1,10 +1,9 @@
 """The judge's settings: its effective server config and every ``judge.*`` value checked before any request.
 
-``judge.llm`` holds the keys of ``conf/llm/*.yaml``, all null by default: null means "as the generation's
-``llm.*``". When ``judge.llm.backend`` names another backend, the base is that backend's own file
-(``conf/llm/<backend>.yaml``, without its defaults list: the judge has its own sampling), so a key that only the
-other backend has (``token``, ``server``, ``model_path``) takes that backend's default. A key set for a backend
-that has no such setting is an error naming it, not a silently ignored value.
+``judge.llm`` is null by default: the judge then asks the generation's server, ``llm.*`` as composed (command-line
+overrides included). A server of its own is the ``llm`` config group composed by Hydra at ``judge.llm``
+(``llm@judge.llm=openai judge.llm.url=...``): a whole backend config, so nothing of the generation's (its token,
+its URL) reaches another server.
 """
 
 from __future__ import annotations
@@ -12,13 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from erc.checks import check_number
 from erc.errors import ConfigError, UserError
 from erc.llm.checks import check_llm, check_sampling_values
 from erc.llm.templates import PromptTemplate, load_template
-from erc.paths import CONFIG_DIR
 
 JUDGES = ("none", "llm")
 # The slots of the judge's template: it must use every one (a prompt without {dialogue} judges nothing).
@@ -31,28 +29,13 @@ def judge_enabled(cfg: DictConfig) -> bool:
 
 
 def judge_llm_config(cfg: DictConfig) -> DictConfig:
-    """The judge's server config: the base (``llm.*``, or ``conf/llm/<judge.llm.backend>.yaml``) with every
-    non-null ``judge.llm`` key on top. Raises :class:`ConfigError` for a backend without a file or a key that
-    backend does not have."""
-    own = {key: value for key, value in cfg.judge.llm.items() if value is not None}
-    backend = own.get("backend", cfg.llm.backend)
-    backends = sorted(path.stem for path in (CONFIG_DIR / "llm").glob("*.yaml"))
-    if backend not in backends:
-        raise ConfigError(f"judge.llm.backend must be null (as llm.backend) or one of {', '.join(backends)} "
-                          f"(conf/llm/), got {backend!r}")
-    if backend == cfg.llm.backend:
-        base = OmegaConf.to_container(cfg.llm, resolve=False)
-    else:
-        base = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "llm" / f"{backend}.yaml"), resolve=False)
-        base.pop("defaults", None)
-    unknown = sorted(set(own) - set(base))
-    if unknown:
-        raise ConfigError(f"judge.llm.{unknown[0]} is not a setting of the {backend} backend (conf/llm/{backend}.yaml"
-                          f"): leave it null, or choose the backend that has it with judge.llm.backend")
-    # The interpolations of the base (${oc.env:...}, ${erc.secret_file:...}) resolve when read, as for llm.*.
-    merged = OmegaConf.merge(base, own)
-    OmegaConf.set_struct(merged, True)
-    return merged
+    """The judge's server config: ``judge.llm`` when ``llm@judge.llm`` composed one, else ``llm``."""
+    return cfg.llm if cfg.judge.llm is None else cfg.judge.llm
+
+
+def judge_llm_key(cfg: DictConfig) -> str:
+    """The node the judge's server settings are read from, as messages name it: ``judge.llm`` or ``llm``."""
+    return "llm" if cfg.judge.llm is None else "judge.llm"
 
 
 def load_judge_template(path: str | Path) -> PromptTemplate:
@@ -82,9 +65,31 @@ def check_judge_sampling(cfg: DictConfig) -> None:
 
 
 def check_judge_llm(cfg: DictConfig) -> None:
-    """The effective server settings, named ``judge.llm.*`` (a bad value inherited from ``llm.*`` is named too:
-    the judge reads it). The judge sends no system message."""
-    check_llm(judge_llm_config(cfg), "judge.llm")
+    """The judge's server settings, named where they are read from (:func:`judge_llm_key`). The judge sends no
+    system message."""
+    check_llm(judge_llm_config(cfg), judge_llm_key(cfg))
+
+
+def check_generation_sampling_kept(cfg: DictConfig) -> None:
+    """``conf/llm/local.yaml`` selects ``sampling=embedded`` in its defaults list (the 135M model's settings), and
+    Hydra applies that when it composes the file as the judge's server too: with ``llm@judge.llm=local`` and
+    another generation backend, generation would silently leave Table II. Refused unless the command line names
+    the sampling. Reads Hydra's record of the job (a config composed without it is not checked)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if "hydra" in cfg:
+        hydra = cfg.hydra
+    elif HydraConfig.initialized():
+        hydra = HydraConfig.get()
+    else:
+        return
+    choices, overrides = hydra.runtime.choices, list(hydra.overrides.task)
+    if choices.get("llm@judge.llm") != "local" or choices.get("llm") == "local":
+        return
+    if not any(o.lstrip("+~").startswith("sampling=") for o in overrides):
+        raise ConfigError(f"llm@judge.llm=local also selects sampling=embedded for generation (the defaults list of "
+                          f"conf/llm/local.yaml), which llm={choices.get('llm')} does not want: name generation's "
+                          "sampling on the command line, e.g. sampling=paper")
 
 
 def check_judge_config(cfg: DictConfig) -> None:
@@ -95,7 +100,11 @@ def check_judge_config(cfg: DictConfig) -> None:
     if name not in JUDGES:
         raise ConfigError(f"judge must be one of {', '.join(JUDGES)} (judge=llm asks an LLM judge), got {name!r}")
     if name == "none":
+        if cfg.judge.get("llm") is not None:
+            raise ConfigError("llm@judge.llm gives the judge a server, but judge=none: add judge=llm "
+                              "(or leave llm@judge.llm out)")
         return
+    check_generation_sampling_kept(cfg)
     check_number(cfg, "judge.seed", lambda v: v >= 0, "a non-negative integer", integer=True)
     check_number(cfg, "judge.max_attempts", lambda v: v >= 1, "an integer >= 1 (requests per dialogue)", integer=True)
     check_number(cfg, "judge.min_agreement", lambda v: 0 <= v <= 1, "a number in [0, 1] (a share of utterances)")

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from erc.data.schema import Dialogue
 from erc.io import write_if_changed
-from erc.judge.checks import judge_llm_config
+from erc.judge.checks import judge_llm_config, judge_llm_key
 from erc.llm.store import read_records
 from erc.llm.usage import Prices, usage_totals
 
@@ -63,7 +63,7 @@ def export_judgement(cfg: DictConfig, out_dir: Path, name: str, kept: list[Dialo
     write_if_changed(out_dir / CONFUSION_PNG, confusion_png(figures, labels, name))
     entry = {**judgement.facts, **figures, "dialogues": {**figures["dialogues"], "failed": judgement.failed},
              "tokens": usage_totals(read_records(folder / "requests.jsonl"),
-                                    Prices.from_config(judge_llm_config(cfg), "judge.llm")),
+                                    Prices.from_config(judge_llm_config(cfg), judge_llm_key(cfg))),
              "files": {"agreement": f"judge/{AGREEMENT_FILE}", "labels": "judge/labels.jsonl",
                        "confusion": CONFUSION_PNG, "requests": "judge/requests.jsonl"}}
     log.info("%s: the judge agrees on %s of %d utterances (kappa %s; %d dialogue(s) unjudged)", out_dir,

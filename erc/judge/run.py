@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from erc.data.labels import label_set
 from erc.data.schema import Dialogue
-from erc.judge.checks import judge_llm_config, load_judge_template, public_judge_llm
+from erc.judge.checks import judge_llm_config, judge_llm_key, load_judge_template, public_judge_llm
 from erc.judge.export import judge_folder
 from erc.judge.prompt import answer_schema, judge_prompt, parse_answer
 from erc.llm.backends.base import Completion
@@ -66,6 +66,7 @@ class JudgeTask(Task):
 
     def __init__(self, cfg: DictConfig, dialogues: list[Dialogue]) -> None:
         self.template = load_judge_template(cfg.judge.template)
+        self.key = judge_llm_key(cfg)
         super().__init__(judge_llm_config(cfg), cfg.judge.sampling, judge_folder(cfg.out_dir), self.template.hash)
         self.cfg = cfg
         self.dialogues = dialogues
@@ -78,7 +79,7 @@ class JudgeTask(Task):
         return {"dialogues": len(self.dialogues)}
 
     def changed_settings(self) -> str:
-        return "judge.llm, judge.sampling, judge.template or judge.seed"
+        return f"{self.key}.*, judge.sampling, judge.template or judge.seed"
 
     def remedy(self) -> str:
         return f"set the judge back, or move {self.folder} away to judge again with the new settings"
