@@ -62,11 +62,12 @@ def test_help_says_what_the_entry_point_does_and_lists_exactly_its_groups(script
     assert done.returncode == 0, done.stderr
     docstring = (PROJECT_ROOT / script).read_text().split('"""')[1]
     assert done.stdout.startswith(docstring.strip().splitlines()[0])
-    groups = dict(re.findall(r"^  (\w+): +(.+)$", done.stdout, re.MULTILINE))
+    groups = dict(re.findall(r"^  ([\w@.]+): +(.+)$", done.stdout, re.MULTILINE))
     assert set(groups) == primary_groups(script)
     for group, listed in groups.items():
         options = {option.rstrip("*") for option in listed.split(", ")}
-        assert options == {p.stem for p in (PROJECT_ROOT / "conf" / group).glob("*.yaml") if p.name[0] != "_"}
+        folder = PROJECT_ROOT / "conf" / group.split("@")[0]          # llm@judge.llm: the llm group at judge.llm
+        assert options == {p.stem for p in folder.glob("*.yaml") if p.name[0] != "_"}
         marked = sum(option.endswith("*") for option in listed.split(", "))
         assert marked == (group not in optional_groups(script))   # the default, marked; an optional group has none
     assert f"python {script} --cfg job" in done.stdout
