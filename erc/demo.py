@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
             p for name in ("meld_nat", "meld_bal") for p in (workspace / "synthetic" / name).glob("*")
             if p.suffix in (".json", ".md", ".png", ".jsonl")),
         "training (results.json per job; W&B offline runs: `wandb sync` them later; each classifier's log)": sorted(
-            (out / "train").glob("*/results.json")) + sorted((out / "train").glob("*/wandb/offline-run-*"))
+            (out / "train").glob("*/results.json")) + sorted((out / "checkpoints").glob("*/wandb/offline-run-*"))
         + sorted((out / "train").glob("*.log")),
         "quality report (its table is printed above)": sorted((out / "quality").glob("quality*")),
         "evaluation": sorted(p for p in (out / "evaluate").glob("*") if p.is_file()),

@@ -105,7 +105,7 @@ def test_a_training_job_prints_its_bars_without_the_noise_and_logs_everything(tm
     assert re.search(r"\d+/\d+ .*(it|batch)/s", done.stdout + done.stderr)        # a progress bar with its rate
     for line in ("GPU available: ", "💡 Tip", "LeafSpec", "logging interval"):      # the full log is in the file
         assert line in log, line
-    assert list((tmp_path / "job" / "wandb").glob("offline-run-*"))                 # W&B still records the run
+    assert list((tmp_path / "checkpoints").glob("*/wandb/offline-run-*"))           # W&B still records the run
 
 
 def test_verbose_brings_the_logs_and_the_wandb_summary_back(tmp_path, data_dir) -> None:

@@ -83,7 +83,8 @@ def test_demo_runs_the_whole_pipeline_and_lists_its_artefacts(demo):
         (c, s) for c in ("compm", "emoone", "todkat") for s in ("org", "nat", "bal"))
     assert all({"test/meld_org/wf1", "test/meld_nat/wf1", "test/meld_bal/wf1"} <= set(r["metrics"]) for r in results)
     assert all(r["resumes"] == [] for r in results)                 # a first run: every step trained here
-    assert len(list((out / "train").glob("*/wandb/offline-run-*"))) == 9
+    runs = list((out / "checkpoints").glob("*/wandb/offline-run-*"))                 # in each job's own folder
+    assert len(runs) == 9 and all(str(r) in run.stdout for r in runs)               # and listed at the end
 
     evaluation = out / "evaluate"
     for artefact in ("table3.md", "table3.csv", "table4.md", "table4.csv", "friedman.json", "cd_diagram.png"):
@@ -152,7 +153,7 @@ def test_a_demo_rerun_resumes_rewriting_no_generated_file_and_reusing_every_trai
     assert {p: p.stat().st_mtime_ns for p in generated} == generated
     again = train_results(out)
     assert [r["metrics"] for r in again] == [r["metrics"] for r in results]
-    assert len(list((out / "train").glob("*/wandb/offline-run-*"))) == 9      # each job's one run, not one per rerun
+    assert len(list((out / "checkpoints").glob("*/wandb/offline-run-*"))) == 9   # each job's one run, not one per rerun
     for r in again:
         reused = {entry["step"] for entry in r["resumes"] if entry.get("reused")}
         steps = {"finetune", "test"} | ({"pretrain", "pretrain/test"} if r["identity"]["source"] != "org" else set())

@@ -344,7 +344,7 @@ def test_owner_command_trains_compm_emoone_and_todkat_offline(tmp_path, data_dir
             assert 0.0 <= r["metrics"][key] <= 1.0, (r["identity"]["classifier"], key)
     todkat = next(r for r in results if r["identity"]["classifier"] == "todkat")
     assert todkat["identity"]["variant"] == "topic=True,knowledge=none"
-    runs = sorted(sweep.rglob("wandb/offline-run-*"))
+    runs = sorted((logs / "train" / "checkpoints").glob("*/wandb/offline-run-*"))   # in each job's folder
     assert len(runs) == 3
     # The README's `wandb sync` (every folder named wandb under outputs/, which is paths.log_dir) finds each of them.
     assert "find outputs synthetic -type d -name wandb -prune -exec .venv/bin/wandb sync {} +" in \

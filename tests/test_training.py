@@ -54,17 +54,21 @@ def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, d
         f1_score(y_true, y_pred, labels=range(7), average="weighted", zero_division=0))
     assert results["config"]["classifier"]["backbone"] == "tiny" and "${" not in json.dumps(results["config"])
     assert results["timings"]["total_s"] > 0 and results["git"]
-    runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1                                        # one offline run, to `wandb sync` later
+    # one offline run, to `wandb sync` later, in the job's own folder (beside its checkpoints), not the invocation's
+    runs = list((tmp_path / "logs" / "train" / "checkpoints").glob("*/wandb/offline-run-*"))
+    assert len(runs) == 1 and not (tmp_path / "out" / "wandb").exists()
     (records,) = runs[0].glob("*.wandb")
     data = records.read_bytes()
     for text in (b"test/meld_org/wf1", b"pretrain/dev/wf1", b"finetune/train/loss", b"pretrain+finetune", b"meld_bal"):
         assert text in data, text
     assert "finishing run" in (runs[0] / "logs" / "debug.log").read_text()
-    # Rerun in the same folder (a sweep run again, as every `make demo` after the first): every step is reused and
-    # the finished run's offline folder is kept as the job's one run, not copied into a new folder per rerun.
-    assert train(cfg) == pytest.approx(metrics)
-    assert list((tmp_path / "out" / "wandb").glob("offline-run-*")) == runs
+    # Rerun, from another output folder as a plain `train.py` rerun is: every step is reused and the finished run's
+    # offline folder is kept as the job's one run, not copied into a new folder per rerun.
+    rerun = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal", "logger=wandb", "seed=3",
+                                               f"paths.output_dir={tmp_path / 'rerun'}"])
+    assert train(rerun) == pytest.approx(metrics)
+    assert list((tmp_path / "logs" / "train" / "checkpoints").glob("*/wandb/offline-run-*")) == runs
+    assert (tmp_path / "rerun" / "results.json").is_file() and not (tmp_path / "rerun" / "wandb").exists()
 
 
 def _meld_test_slice(data_dir: Path, n: int = 4):
@@ -167,7 +171,7 @@ def test_multirun_sweep_runs_every_job_in_one_process_and_finishes_each_wandb_ru
     results = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("**/results.json"))]
     assert sorted((r["identity"]["data"], r["identity"]["seed"]) for r in results) == [
         ("meld", 1), ("meld", 2), ("meld_bal", 1), ("meld_bal", 2)]
-    runs = sorted((tmp_path / "sweep").glob("**/wandb/offline-run-*"))
+    runs = sorted((tmp_path / "logs" / "train" / "checkpoints").glob("*/wandb/offline-run-*"))   # in each job's
     assert len(runs) == 4 and all("finishing run" in (r / "logs" / "debug.log").read_text() for r in runs)
     group = f"train-{(tmp_path / 'sweep').name}".encode()
     assert all(group in next(r.glob("*.wandb")).read_bytes() for r in runs)   # one W&B group per sweep

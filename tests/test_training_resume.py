@@ -141,7 +141,8 @@ def reference(job_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
 
 
 def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path, job_data, reference) -> None:
-    args = job_args(job_data, tmp_path / "logs")
+    """With W&B on (offline), which must change nothing of the result; the resumed process continues the job's run."""
+    args = job_args(job_data, tmp_path / "logs", "logger=wandb")
     def last() -> Path:
         return next((tmp_path / "logs" / "train" / "checkpoints").glob("*/pretrain/last.ckpt"), Path("/-"))
 
@@ -152,11 +153,17 @@ def test_job_killed_mid_pretraining_resumes_to_the_uninterrupted_result(tmp_path
     # process's random draws decide it (else this test could not see a resume that draws differently).
     assert reference[0]["metrics"]["pretrain/dev/epoch"] >= done
 
-    results = train_in_process(compose_job(job_data, tmp_path / "logs"))     # the same job, rerun
+    results = train_in_process(compose_job(job_data, tmp_path / "logs", "logger=wandb"))     # the same job, rerun
     assert_same_job(results, tmp_path / "logs", *reference)
     (resume,) = results["resumes"]
     assert resume["step"] == "pretrain" and resume["epochs_done"] == done and resume["at"]
     assert resume["checkpoint"] == str(work_dir(tmp_path / "logs") / "pretrain" / "last.ckpt")
+    # The job's one W&B run (its id the job key), in the job's folder: the killed process's part and the
+    # resumed one's, the folders `wandb sync` uploads in start order as one run.
+    key = work_dir(tmp_path / "logs").name
+    parts = sorted((work_dir(tmp_path / "logs") / "wandb").glob("offline-run-*"))
+    assert len(parts) == 2 and all(part.name.endswith(f"-{key}") for part in parts)
+    assert not list((tmp_path / "logs").glob("train/runs/*/wandb"))
 
 
 def test_truncated_last_checkpoint_is_set_aside_and_its_phase_restarts(tmp_path, job_data, reference, caplog) -> None:

@@ -56,25 +56,29 @@ class Reporter:
         self.lightning_logger = lightning_logger
 
     @classmethod
-    def start(cls, cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], output_dir: Path, key: str,
+    def start(cls, cfg: DictConfig, identity: dict[str, Any], config: dict[str, Any], work_dir: Path, key: str,
               finished: bool = False) -> Reporter:
         """The job's run (``config``: the public config it records), or a silent reporter for ``logger=none``.
-        A resumed job continues its W&B run (its id is the job key); a fresh start (``resume=false``) gets its own.
 
-        ``finished``: every step was done by an earlier run, so this one has nothing new to log. When that run's
-        offline folder is in ``output_dir`` (a rerun of the same sweep, as every ``make demo`` after the first), no
-        run is started: offline W&B cannot append to a folder, so each rerun would add a copy of the same run,
-        every one of which ``wandb sync`` would upload again."""
+        The run lives in the job's own folder (``work_dir``, named by the job key, beside its checkpoints), not in
+        the folder of one invocation: every run of the job finds it there. A resumed job continues its W&B run
+        (its id is the job key); offline, wandb writes each process's part as a folder of its own in
+        ``work_dir/wandb/``, and ``wandb sync`` uploads a resumed run's folders in start order as one run. A fresh
+        start (``resume=false``) gets a run of its own.
+
+        ``finished``: every step was done by an earlier run, so this one has nothing new to log: when that run's
+        offline folder is there, no run is started (each rerun would add a copy of the same run, every one of
+        which ``wandb sync`` would upload again)."""
         if cfg.logger.get("name", "none") != "wandb":
             return cls()
         run_id = key if cfg.resume else f"{key}-{time.strftime('%Y%m%d-%H%M%S')}"
         if finished and cfg.resume and wandb_mode(cfg.logger.get("mode")) == "offline":
-            earlier = offline_runs(output_dir, run_id)
+            earlier = offline_runs(work_dir, run_id)
             if earlier:
                 log.info("W&B: every step of this job was done before and its offline run is in %s; no new run",
                          earlier[-1])
                 return cls()
-        return cls(make_wandb_logger(cfg.logger, identity, config, output_dir, run_id=run_id, group=sweep_group(cfg),
+        return cls(make_wandb_logger(cfg.logger, identity, config, work_dir, run_id=run_id, group=sweep_group(cfg),
                                      job_type="pretrain+finetune" if cfg.data.pretrain else "finetune"))
 
     @rank_zero_only

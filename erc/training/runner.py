@@ -252,7 +252,7 @@ def run_experiment(exp: Experiment, started: float) -> dict[str, float]:
         raise err.__cause__ from None
     config = public_config(cfg)
     steps = [*(("pretrain", "pretrain/test") if cfg.data.pretrain else ()), "finetune", "test"]
-    exp.reporter = Reporter.start(cfg, exp.identity, config, exp.output_dir, exp.key,
+    exp.reporter = Reporter.start(cfg, exp.identity, config, exp.work_dir, exp.key,
                                   finished=all(exp.progress.done(step) for step in steps))
     try:
         if cfg.data.pretrain:
