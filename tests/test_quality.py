@@ -7,6 +7,7 @@ sets are other MELD train dialogues written in the generated-set format. The ful
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -613,3 +614,77 @@ def test_the_report_with_probe_context_scores_the_real_split_and_a_set(tmp_path,
     real, nat = report.columns["meld"], report.columns["meld_nat"]
     assert real["probe_wf1"] > real["majority_wf1"] and real["kappa"] > 0.1
     assert nat["kappa"] > 0.3 * real["kappa"] and nat["probe_wf1"] is not None
+
+
+# ---- the report's figures on a benchmark built for them -------------------------------------------------------
+def _js_by_hand(a: list[str], b: list[str]) -> float:
+    """Jensen-Shannon divergence (base 2) of two label lists' histograms: H(M) - (H(P) + H(Q)) / 2."""
+    names = sorted(set(a) | set(b))
+    p = np.array([a.count(n) for n in names]) / len(a)
+    q = np.array([b.count(n) for n in names]) / len(b)
+
+    def entropy(x: np.ndarray) -> float:
+        x = x[x > 0]
+        return float(-(x * np.log2(x)).sum())
+    return entropy((p + q) / 2) - (entropy(p) + entropy(q)) / 2
+
+
+def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thirty_utterances_are_enough(
+        tmp_path, meld_train, embeddings) -> None:
+    """A benchmark whose train majority (joy) is not its test majority (neutral), with one test line of exactly
+    contamination.min_words words planted in a set of exactly MIN_UTTERANCES utterances: the majority baseline
+    predicts the train majority on test (the test labels are not peeked at); label JS divergence is the set's labels
+    against the train split's (the real column: test against train); the set is scored, not flagged too small; the
+    planted line is found by its words and by embeddings; self-BLEU and distinct-n samples shrink to the smallest
+    column each with its own configured size."""
+    from sklearn.metrics import f1_score
+
+    from erc.quality.outputs import MIN_UTTERANCES
+    from erc.quality.report import QualityReport
+
+    def relabel(dialogues: list[Dialogue], cycle: list[str]) -> list[Dialogue]:
+        """The labels of ``cycle`` in turn over all the utterances, texts unchanged."""
+        position = itertools.count()
+        return [replace(d, utterances=[replace(u, label=cycle[next(position) % len(cycle)]) for u in d.utterances])
+                for d in dialogues]
+
+    train = relabel(meld_train[600:615], ["joy", "joy", "joy", "neutral", "anger"])
+    test = relabel(meld_train[630:638], ["neutral", "neutral", "neutral", "joy", "sadness"])
+    planted = "I never said that to Monica"                      # 6 words: exactly contamination.min_words
+    test[0] = replace(test[0], utterances=[replace(test[0].utterances[0], text=planted), *test[0].utterances[1:]])
+    root = tmp_path / "data"
+    write_tsv(root / "meld" / "meld_train.txt", train)
+    write_tsv(root / "meld" / "meld_dev.txt", relabel(meld_train[645:650], ["neutral"]))
+    write_tsv(root / "meld" / "meld_test.txt", test)
+    pool = [u for d in meld_train[700:720] for u in d.utterances if len(u.text.split()) < 6][:MIN_UTTERANCES - 1]
+    pool = [replace(u, label=("joy", "joy", "surprise", "neutral")[i % 4])
+            for i, u in enumerate([*pool, replace(pool[0], text=planted)])]
+    mine = [Dialogue(id=f"s{i}", benchmark="meld", split="train", source="nat", utterances=pool[i:i + 5])
+            for i in range(0, MIN_UTTERANCES, 5)]
+
+    cfg = compose_quality(root, tmp_path, embeddings, "quality.diversity.sample_utterances=2000",
+                          "quality.diversity.self_bleu_utterances=20", "quality.probe.bootstrap=0",
+                          "quality.distance.sample=50")
+    report = QualityReport(cfg.quality, "meld", root, cfg.dedup,
+                           {"min_words": 6, "ngram": 8, "examples": 5, "near_threshold": 0.99})
+    report.add_set(Corpus.from_dialogues("meld_nat", "meld", mine))
+    real, nat = report.columns["meld"], report.columns["meld_nat"]
+
+    train_labels = [u.label for d in train for u in d.utterances]
+    test_labels = [u.label for d in test for u in d.utterances]
+    mine_labels = [u.label for u in pool]
+    assert max(set(train_labels), key=train_labels.count) == "joy"
+    expected = f1_score(test_labels, ["joy"] * len(test_labels), average="weighted", zero_division=0)
+    assert real["majority_wf1"] == pytest.approx(expected, abs=1e-12) and nat["majority_wf1"] == real["majority_wf1"]
+    assert real["label_js"] == pytest.approx(_js_by_hand(test_labels, train_labels), abs=1e-9)
+    assert nat["label_js"] == pytest.approx(_js_by_hand(mine_labels, train_labels), abs=1e-9)
+    assert abs(_js_by_hand(mine_labels, train_labels) - _js_by_hand(mine_labels, test_labels)) > 0.1
+
+    assert nat["utterances"] == MIN_UTTERANCES and "too_small" not in nat
+    assert nat["kappa"] is not None and nat["probe_wf1"] is not None
+
+    assert nat["contamination_test"] == 1 and nat["contamination_near_test"] == 1
+
+    for column in (real, nat):
+        assert (column["sample_utterances"], column["self_bleu_utterances"]) == (MIN_UTTERANCES, 20)
+
