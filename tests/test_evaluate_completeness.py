@@ -121,6 +121,9 @@ def paper_csv(tmp_path: Path, drop_columns: tuple[str, ...] = (), drop_row: str 
 @pytest.mark.parametrize("damage,expected", [
     ({"drop_columns": ("todkat_bal",)}, "1 model instance(s) absent: todkat_bal"),
     ({"drop_columns": ("compm_org",)}, "1 control instance(s) absent: compm_org (the control of compm_nat, compm_bal)"),
+    # the message names only the instances the absent control would be compared with that are there
+    ({"drop_columns": ("compm_org", "compm_bal")},
+     "1 control instance(s) absent: compm_org (the control of compm_nat);"),
     # no Org column at all: the control is still part of the design (else m = 0 and nothing is tested)
     ({"drop_columns": ("compm_org", "emoone_org", "todkat_org")},
      "3 control instance(s) absent: compm_org (the control of compm_nat, compm_bal), emoone_org"),

@@ -122,6 +122,12 @@ def test_answers_are_parsed_tolerantly_and_a_wrong_count_is_refused() -> None:
     assert parse_answer('{"emotions": ["joy"]}', labels, 2) == (None, "wrong_count")
     assert parse_answer('{"emotions": ["joy", "bliss"]}', labels, 2) == (None, "not_a_label")
     assert parse_answer("I cannot tell.", labels, 2) == (None, "no_answer")
+    # one label too many is a wrong count as much as one too few, in JSON or as numbered lines
+    assert parse_answer('{"emotions": ["joy", "anger", "joy"]}', labels, 2) == (None, "wrong_count")
+    assert parse_answer("1. joy\n2. neutral\n3. anger", labels, 2) == (None, "wrong_count")
+    # a number and a word that name different labels are no answer for either
+    assert parse_answer('["(2) anger", "1"]', labels, 2) == (None, "not_a_label")
+    assert parse_answer('["3: neutral", "1"]', labels, 2) == (None, "not_a_label")
 
 
 # ---- the judge in generate.py -------------------------------------------------------------------------------
@@ -316,6 +322,12 @@ def test_a_judge_server_without_the_judge_is_refused() -> None:
 def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> None:
     with pytest.raises(ConfigError, match=message):
         check_judge_config(compose_generate(*override.split()))
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "1"])
+def test_min_agreement_takes_both_ends_of_its_range(value) -> None:
+    """0 (keep every judged dialogue) and 1 (keep only full agreement) are valid shares."""
+    check_judge_config(compose_generate(f"judge.min_agreement={value}"))
 
 
 def test_a_template_without_the_dialogue_is_refused(tmp_path) -> None:

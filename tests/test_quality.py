@@ -7,6 +7,7 @@ sets are other MELD train dialogues written in the generated-set format. The ful
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import random
@@ -279,6 +280,8 @@ def test_a_folder_that_is_no_model_is_an_error_naming_the_option(tmp_path, meld_
     ("quality.distance.sample=3", "quality.distance.sample must be an integer > distance.nearest_k (5), got 3"),
     ("quality.probe.C=0", "quality.probe.C must be a number > 0, got 0"),
     ("quality.threads=0", "quality.threads must be a positive integer or null, got 0"),
+    ("quality.diversity.self_bleu_utterances=1",
+     "quality.diversity.self_bleu_utterances must be an integer >= 2, got 1"),
 ])
 def test_a_bad_setting_is_refused_naming_the_key(tmp_path, override, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -613,3 +616,180 @@ def test_the_report_with_probe_context_scores_the_real_split_and_a_set(tmp_path,
     real, nat = report.columns["meld"], report.columns["meld_nat"]
     assert real["probe_wf1"] > real["majority_wf1"] and real["kappa"] > 0.1
     assert nat["kappa"] > 0.3 * real["kappa"] and nat["probe_wf1"] is not None
+
+
+# ---- the report's figures on a benchmark built for them -------------------------------------------------------
+def _js_by_hand(a: list[str], b: list[str]) -> float:
+    """Jensen-Shannon divergence (base 2) of two label lists' histograms: H(M) - (H(P) + H(Q)) / 2."""
+    names = sorted(set(a) | set(b))
+    p = np.array([a.count(n) for n in names]) / len(a)
+    q = np.array([b.count(n) for n in names]) / len(b)
+
+    def entropy(x: np.ndarray) -> float:
+        x = x[x > 0]
+        return float(-(x * np.log2(x)).sum())
+    return entropy((p + q) / 2) - (entropy(p) + entropy(q)) / 2
+
+
+def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thirty_utterances_are_enough(
+        tmp_path, meld_train, embeddings) -> None:
+    """A benchmark whose train majority (joy) is not its test majority (neutral), with one test line of exactly
+    contamination.min_words words planted in a set of exactly MIN_UTTERANCES utterances: the majority baseline
+    predicts the train majority on test (the test labels are not peeked at); label JS divergence is the set's labels
+    against the train split's (the real column: test against train); the set is scored, not flagged too small; the
+    planted line is found by its words and by embeddings; self-BLEU and distinct-n samples shrink to the smallest
+    column each with its own configured size."""
+    from sklearn.metrics import f1_score
+
+    from erc.quality.outputs import MIN_UTTERANCES
+    from erc.quality.report import QualityReport
+
+    def relabel(dialogues: list[Dialogue], cycle: list[str]) -> list[Dialogue]:
+        """The labels of ``cycle`` in turn over all the utterances, texts unchanged."""
+        position = itertools.count()
+        return [replace(d, utterances=[replace(u, label=cycle[next(position) % len(cycle)]) for u in d.utterances])
+                for d in dialogues]
+
+    train = relabel(meld_train[600:615], ["joy", "joy", "joy", "neutral", "anger"])
+    test = relabel(meld_train[630:638], ["neutral", "neutral", "neutral", "joy", "sadness"])
+    planted = "I never said that to Monica"                      # 6 words: exactly contamination.min_words
+    test[0] = replace(test[0], utterances=[replace(test[0].utterances[0], text=planted), *test[0].utterances[1:]])
+    root = tmp_path / "data"
+    write_tsv(root / "meld" / "meld_train.txt", train)
+    write_tsv(root / "meld" / "meld_dev.txt", relabel(meld_train[645:650], ["neutral"]))
+    write_tsv(root / "meld" / "meld_test.txt", test)
+    pool = [u for d in meld_train[700:720] for u in d.utterances if len(u.text.split()) < 6][:MIN_UTTERANCES - 1]
+    pool = [replace(u, label=("joy", "joy", "surprise", "neutral")[i % 4])
+            for i, u in enumerate([*pool, replace(pool[0], text=planted)])]
+    mine = [Dialogue(id=f"s{i}", benchmark="meld", split="train", source="nat", utterances=pool[i:i + 5])
+            for i in range(0, MIN_UTTERANCES, 5)]
+
+    cfg = compose_quality(root, tmp_path, embeddings, "quality.diversity.sample_utterances=2000",
+                          "quality.diversity.self_bleu_utterances=20", "quality.probe.bootstrap=0",
+                          "quality.distance.sample=50")
+    report = QualityReport(cfg.quality, "meld", root, cfg.dedup,
+                           {"min_words": 6, "ngram": 8, "examples": 5, "near_threshold": 0.99})
+    report.add_set(Corpus.from_dialogues("meld_nat", "meld", mine))
+    real, nat = report.columns["meld"], report.columns["meld_nat"]
+
+    train_labels = [u.label for d in train for u in d.utterances]
+    test_labels = [u.label for d in test for u in d.utterances]
+    mine_labels = [u.label for u in pool]
+    assert max(set(train_labels), key=train_labels.count) == "joy"
+    expected = f1_score(test_labels, ["joy"] * len(test_labels), average="weighted", zero_division=0)
+    assert real["majority_wf1"] == pytest.approx(expected, abs=1e-12) and nat["majority_wf1"] == real["majority_wf1"]
+    assert real["label_js"] == pytest.approx(_js_by_hand(test_labels, train_labels), abs=1e-9)
+    assert nat["label_js"] == pytest.approx(_js_by_hand(mine_labels, train_labels), abs=1e-9)
+    assert abs(_js_by_hand(mine_labels, train_labels) - _js_by_hand(mine_labels, test_labels)) > 0.1
+
+    assert nat["utterances"] == MIN_UTTERANCES and "too_small" not in nat
+    assert nat["kappa"] is not None and nat["probe_wf1"] is not None
+
+    assert nat["contamination_test"] == 1 and nat["contamination_near_test"] == 1
+
+    for column in (real, nat):
+        assert (column["sample_utterances"], column["self_bleu_utterances"]) == (MIN_UTTERANCES, 20)
+
+
+# ---- the figures' definitions on tiny examples ----------------------------------------------------------------
+DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
+
+
+def test_distinct_n_and_repeated_utterances_by_hand() -> None:
+    """Six utterances, three of them one text and two another: 13a tokens (lower case, the full stop and question
+    mark their own tokens) counted by hand. distinct-n counts every n-gram of every utterance, its last one too; the
+    repeated share counts each copy beyond the first."""
+    texts = ["Hi there.", "Hi there.", "Hi there.", "Bye now.", "What?", "Bye now."]
+    corpus = Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id="d0", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", t, "neutral") for t in texts])])
+    figures = diversity(corpus, sample_utterances=100, self_bleu_utterances=10, length_cap=None, seed=0, dedup=DEDUP)
+    # tokens: hi there . (x3), bye now . (x2), what ?  -> 17 tokens, 7 distinct
+    assert figures["distinct_1"] == pytest.approx(7 / 17)
+    # bigrams: (hi there) (there .) x3, (bye now) (now .) x2, (what ?) -> 11, 5 distinct
+    assert figures["distinct_2"] == pytest.approx(5 / 11)
+    # trigrams: (hi there .) x3, (bye now .) x2 -> 5, 2 distinct
+    assert figures["distinct_3"] == pytest.approx(2 / 5)
+    assert figures["duplicate_utterances"] == pytest.approx((2 + 1) / 6)
+    assert figures["vocabulary"] == 7 and figures["tokens_mean"] == pytest.approx(17 / 6)
+
+
+def test_label_divergence_is_the_jensen_shannon_divergence_not_its_square_root() -> None:
+    from erc.quality.distance import label_divergence
+
+    a, b = np.array([0, 0, 0, 1]), np.array([0, 1, 1, 2])
+    # P = (3/4, 1/4, 0), Q = (1/4, 1/2, 1/4), M = (1/2, 3/8, 1/8)
+    def h(*x: float) -> float:
+        return -sum(v * np.log2(v) for v in x if v)
+    expected = h(1 / 2, 3 / 8, 1 / 8) - (h(3 / 4, 1 / 4) + h(1 / 4, 1 / 2, 1 / 4)) / 2
+    assert label_divergence(a, b, 4) == pytest.approx(expected, abs=1e-12)
+    assert label_divergence(a, a, 4) == pytest.approx(0, abs=1e-12)
+    assert label_divergence(np.array([0, 0]), np.array([1, 1]), 4) == pytest.approx(1.0)     # disjoint
+
+
+def test_the_frechet_distance_is_the_fid_formula() -> None:
+    """||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 sqrtm(S_r S_f)), with scipy's sqrtm on full-rank samples; 0 for a
+    sample against itself."""
+    from scipy.linalg import sqrtm
+
+    from erc.quality.distance import frechet_distance
+
+    rng = np.random.default_rng(5)
+    real = rng.normal(size=(300, 4))
+    fake = rng.normal(loc=0.3, size=(300, 4)) @ np.diag([1.0, 2.0, 0.5, 1.5])
+    s_r, s_f = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
+    mu = real.mean(axis=0) - fake.mean(axis=0)
+    expected = mu @ mu + np.trace(s_r + s_f - 2 * sqrtm(s_r @ s_f).real)
+    assert frechet_distance(real, fake) == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(real, real) == pytest.approx(0, abs=1e-9)
+
+
+def test_the_filter_keeps_a_dialogue_with_exactly_max_rejected_flagged(tmp_path) -> None:
+    """The rule removes a dialogue when *more than* max_rejected of its utterances are flagged: 2 of 4 at 0.5
+    stays, 3 of 4 goes."""
+    from erc.quality.fidelity import Fidelity
+    from erc.quality.filter import filter_set
+    from erc.quality.report import ScoredSet
+
+    names = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+    dialogues = [Dialogue(id=f"d{d}", benchmark="meld", split=split, source="nat",
+                          utterances=[Utterance("A", f"line {d}.{t}", "joy") for t in range(4)])
+                 for d, split in enumerate(("train", "dev", "test"))]
+    corpus = Corpus.from_dialogues("meld_nat", "meld", dialogues, tmp_path / "meld_nat")
+    flagged = np.array([1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    fidelity = Fidelity(labels=corpus.labels, predicted=np.where(flagged, 0, 1), quality=np.where(flagged, 0.1, 0.9),
+                        flagged=flagged)
+    filtered, entry = filter_set(ScoredSet(corpus, np.zeros((12, 2)), fidelity, {}), names, 0.5)
+    assert [d.id for d in filtered.dialogues] == ["d0", "d2"]
+    assert entry["dialogues"] == {"before": 3, "kept": 2, "removed": 1}
+    assert entry["removed_by_split"] == {"train": 0, "dev": 1, "test": 0}
+
+
+def test_a_wf1_cell_shows_its_interval_low_then_high() -> None:
+    from erc.quality.outputs import markdown_table
+
+    report = {"columns": ["meld", "meld_nat"], "labels": [],
+              "metrics": {"meld": {"probe_wf1": 0.5, "probe_wf1_ci": [0.4, 0.625]},
+                          "meld_nat": {"probe_wf1": 0.3, "probe_wf1_ci": None}}}
+    assert "| usefulness: probe W-F1 on real test (TSTR; real: TRTR) | 50.0 [40.0, 62.5] | 30.0 |" in (
+        markdown_table(report))
+
+
+def test_one_label_sets_label_quality_is_the_probes_probability_of_that_label() -> None:
+    """cleanlab needs two classes; with one, the score is the probe's probability of the given label (low when the
+    probe prefers another), and a row is flagged where the probe's choice differs."""
+    from erc.quality.fidelity import score_labels
+
+    probs = np.array([[0.2, 0.8], [0.6, 0.4], [0.9, 0.1]])
+    fidelity = score_labels(np.array([0, 0, 0]), probs)
+    np.testing.assert_allclose(fidelity.quality, [0.2, 0.6, 0.9])
+    np.testing.assert_array_equal(fidelity.flagged, [True, False, False])
+
+
+def test_a_probe_trained_on_two_classes_tells_them_apart() -> None:
+    from erc.quality.probe import Probe
+
+    x = np.array([[0.0], [0.1], [0.2], [2.0], [2.1], [2.2]])
+    probe = Probe.fit(x, np.array([1, 1, 1, 3, 3, 3]), n_classes=5, c=100.0, max_iter=200, seed=0)
+    np.testing.assert_array_equal(probe.predict(x), [1, 1, 1, 3, 3, 3])
+    assert not probe.predict_proba(x)[:, [0, 2, 4]].any()

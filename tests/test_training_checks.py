@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -244,6 +245,19 @@ def test_job_key_follows_the_generated_splits_content_not_their_file_times(tmp_p
     assert job_key(cfg) == key
     lines = (folder / "dev.jsonl").read_text().splitlines(keepends=True)
     (folder / "dev.jsonl").write_text("".join(lines[:-1]))             # other dialogues: another job
+    assert job_key(cfg) != key
+
+
+def test_job_key_follows_a_filtered_pretraining_sets_content(tmp_path, data_dir) -> None:
+    """A filtered set (meld_bal_probe) is read for pretraining but is none of the test sets: its split files count
+    in the key as much as a test set's."""
+    folder = data_dir / "synthetic" / "meld_bal_probe"
+    shutil.copytree(data_dir / "synthetic" / "meld_bal", folder)
+    cfg = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal_probe"])
+    assert "meld_bal_probe" not in cfg.data.test
+    key = job_key(cfg)
+    lines = (folder / "train.jsonl").read_text().splitlines(keepends=True)
+    (folder / "train.jsonl").write_text("".join(lines[:-1]))            # the filter kept one dialogue fewer
     assert job_key(cfg) != key
 
 

@@ -243,6 +243,21 @@ def test_the_progress_store_keeps_finished_steps_and_every_resume_across_runs(tm
     assert [r["step"] for r in final.resumes] == ["finetune", "test"] and final.done("pretrain")
 
 
+def test_a_forgotten_step_is_not_done_in_this_run_nor_the_next(tmp_path) -> None:
+    """forget() (a finished step whose selected weights are unreadable) makes the step one to do again, on disk too,
+    and says why in the resumes; the other steps stay finished."""
+    path = tmp_path / "progress.json"
+    store = ProgressStore(path)
+    store.finish("pretrain", {"metrics": {"a": 1.0}, "best": "pretrain/best.ckpt"})
+    store.finish("finetune", {"metrics": {"b": 2.0}})
+    store.forget("pretrain", "pretrain/best.ckpt was unreadable")
+    assert store.done("pretrain") is None and store.done("finetune")
+    again = ProgressStore(path)
+    again.load()
+    assert again.done("pretrain") is None and again.done("finetune") == {"metrics": {"b": 2.0}}
+    assert [(r["step"], r["restarted"]) for r in again.resumes] == [("pretrain", "pretrain/best.ckpt was unreadable")]
+
+
 def test_a_checkpoint_with_a_damaged_entry_is_set_aside_and_its_phase_restarts(tmp_path, caplog) -> None:
     """A whole-looking archive whose tensor bytes changed (a CRC mismatch) is as unreadable as a truncated one."""
     last = tmp_path / "last.ckpt"
