@@ -793,3 +793,95 @@ def test_a_probe_trained_on_two_classes_tells_them_apart() -> None:
     probe = Probe.fit(x, np.array([1, 1, 1, 3, 3, 3]), n_classes=5, c=100.0, max_iter=200, seed=0)
     np.testing.assert_array_equal(probe.predict(x), [1, 1, 1, 3, 3, 3])
     assert not probe.predict_proba(x)[:, [0, 2, 4]].any()
+
+
+# ---- mutation round 3 ----------------------------------------------------------------------------------------
+def test_tokens_are_lower_cased_and_a_dialogues_speakers_are_counted_once() -> None:
+    """13a tokens of the lower-cased text: "Hi there." and "hi THERE." are one text (counted by hand); speakers per
+    dialogue counts distinct speakers, not turns."""
+    d0 = [("A", "Hi there."), ("B", "hi THERE."), ("A", "Bye."), ("A", "Bye.")]
+    corpus = Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id="d0", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance(s, t, "neutral") for s, t in d0]),
+        Dialogue(id="d1", benchmark="meld", split="train", source="nat", utterances=[Utterance("C", "Ok.", "joy")])])
+    figures = diversity(corpus, sample_utterances=100, self_bleu_utterances=10, length_cap=None, seed=0, dedup=DEDUP)
+    # tokens: hi there . (x2), bye . (x2), ok .  -> 12 tokens; hi, there, ., bye, ok
+    assert figures["vocabulary"] == 5 and figures["distinct_1"] == pytest.approx(5 / 12)
+    assert figures["duplicate_utterances"] == pytest.approx(2 / 5)          # one copy of each repeated text
+    assert figures["speakers_mean"] == pytest.approx((2 + 1) / 2) and figures["turns_mean"] == pytest.approx(5 / 2)
+
+
+def test_kappa_with_two_classes_is_cohens() -> None:
+    """Two classes (joy, anger) are enough for kappa: agreement 5/6, given (1/2, 1/2), chosen (2/3, 1/3), chance
+    1/2, kappa (5/6 - 1/2) / (1 - 1/2) = 2/3. Only one class on both sides gives 0."""
+    from sklearn.metrics import cohen_kappa_score
+
+    from erc.quality.fidelity import Fidelity
+
+    names = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+    labels, predicted = np.array([1, 1, 3, 3, 1, 3]), np.array([1, 1, 3, 1, 1, 3])
+    figures = Fidelity(labels, predicted, quality=np.ones(6), flagged=np.zeros(6, dtype=bool)).summary(names)
+    assert figures["chance"] == pytest.approx(1 / 2) and figures["kappa"] == pytest.approx(2 / 3, abs=1e-12)
+    assert figures["kappa"] == pytest.approx(cohen_kappa_score(labels, predicted), abs=1e-12)
+    one = Fidelity(labels[:2], predicted[:2], quality=np.ones(2), flagged=np.zeros(2, dtype=bool)).summary(names)
+    assert one["kappa"] == 0.0
+
+
+@pytest.mark.parametrize("value, accepted", [("0", True), ("0.99", True), ("1", False), ("-0.1", False)])
+def test_max_rejected_is_a_share_below_one(tmp_path, value, accepted) -> None:
+    """postprocess.max_rejected=1 would remove nothing (no share exceeds 1): refused with the range, as a negative."""
+    from erc.quality import check_generate_quality_config
+
+    cfg = compose_generate(tmp_path / "data", tmp_path / "cache", "postprocess.filter=probe",
+                           f"postprocess.max_rejected={value}")
+    if accepted:
+        check_generate_quality_config(cfg)
+    else:
+        with pytest.raises(ConfigError, match=rf"postprocess.max_rejected must be a number in \[0, 1\), got {value}"):
+            check_generate_quality_config(cfg)
+
+
+def test_the_real_column_compares_train_with_test_and_keeps_the_first_length_cap_met(tmp_path, meld_train,
+                                                                                      embeddings) -> None:
+    """A benchmark whose train and test splits hold 40 utterances each (a distance sample of 400 takes them whole):
+    the real column's PRDC is prdc's on train (real) against test (fake) and its Fréchet distance is that of the
+    two splits, not of the train split with itself (0). Two capped sets arrive (card caps 25, then 40): the real
+    column's share at the cap is at the first cap met, counted by hand on the benchmark's texts."""
+    from prdc import compute_prdc
+
+    from erc.quality.distance import frechet_distance
+    from erc.quality.report import QualityReport
+
+    def fives(dialogues: list[Dialogue], count: int) -> list[Dialogue]:
+        pool = [u for d in dialogues for u in d.utterances][:count]
+        assert len(pool) == count
+        return [replace(dialogues[0], utterances=pool[i:i + 5]) for i in range(0, count, 5)]
+
+    root = tmp_path / "data"
+    train, dev, test = fives(meld_train[800:830], 40), fives(meld_train[830:840], 10), fives(meld_train[840:870], 40)
+    for split, dialogues in (("train", train), ("dev", dev), ("test", test)):
+        write_tsv(root / "meld" / f"meld_{split}.txt", dialogues)
+    cfg = compose_quality(root, tmp_path, embeddings, "quality.probe.bootstrap=0", "quality.distance.sample=400",
+                          "quality.diversity.self_bleu_utterances=10")
+    report = QualityReport(cfg.quality, "meld", root, cfg.dedup)
+    real_train = report.real_vectors[report.train_rows].astype(np.float64)
+    real_test = report.real_vectors[report.test_rows].astype(np.float64)
+    assert len(real_train) == len(real_test) == 40
+    real = report.columns["meld"]
+    assert real["distance_sample"] == 40
+    expected = compute_prdc(real_features=real_train, fake_features=real_test, nearest_k=5)
+    assert {k: real[k] for k in expected} == pytest.approx(expected, abs=1e-9)
+    assert real["frechet"] == pytest.approx(frechet_distance(real_train, real_test), rel=1e-9) and real["frechet"] > 1
+
+    for name, cap in (("meld_nat", 25), ("meld_bal", 40)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "card.json").write_text(json.dumps({"generator": {
+            "constrained": True, "sampling": {"grammar": {"max_utterance_chars": cap}}}}))
+        cut = [replace(d, split="train", source=name.split("_")[1],
+                       utterances=[replace(u, text=u.text[:cap]) for u in d.utterances]) for d in meld_train[870:874]]
+        report.add_set(Corpus.from_dialogues(name, "meld", cut, folder))
+        assert report.columns[name]["length_cap"] == cap
+    texts = [u.text for d in train + dev + test for u in d.utterances]
+    assert real["length_cap"] == 25
+    assert real["at_length_cap"] == pytest.approx(np.mean([len(t.rstrip()) >= 24 for t in texts]))
