@@ -130,6 +130,33 @@ def test_answers_are_parsed_tolerantly_and_a_wrong_count_is_refused() -> None:
     assert parse_answer('["3: neutral", "1"]', labels, 2) == (None, "not_a_label")
 
 
+def test_an_answer_names_labels_one_to_k_and_only_one_list() -> None:
+    """A label's number runs from 1 to the number of labels, the last one included, as a JSON number or in text;
+    0 is no label (not the last one counted from the end). An object holding several lists, none named emotions
+    or labels, is no answer (which list would it be?); one unnamed list is read."""
+    labels = ["neutral", "joy", "anger"]
+    assert parse_answer('["3", "(3) anger"]', labels, 2) == (["anger", "anger"], None)
+    assert parse_answer("[3, 1]", labels, 2) == (["anger", "neutral"], None)
+    assert parse_answer("[0, 1]", labels, 2) == (None, "not_a_label")
+    assert parse_answer("[4, 1]", labels, 2) == (None, "not_a_label")
+    assert parse_answer('{"answer": ["joy", "anger"]}', labels, 2) == (["joy", "anger"], None)
+    assert parse_answer('{"first": ["joy", "anger"], "second": ["neutral", "joy"]}', labels, 2) == (
+        None, "no_answer")
+
+
+def test_a_figure_over_nothing_is_none_not_zero() -> None:
+    """Precision and recall of a label neither generated nor judged, and the accuracy of a set with no judged
+    utterance, were never measured: None, as the module says (0.0 would read as a measured total failure)."""
+    dialogues = [Dialogue(id="a", benchmark="iemocap", split="train", source="nat",
+                          utterances=[Utterance("A", "x", LABELS[0]), Utterance("B", "y", LABELS[1])])]
+    figures = agreement(dialogues, {"a": [LABELS[0], LABELS[0]]}, LABELS)
+    assert figures["per_label"][LABELS[0]] == {"generated": 1, "judged": 2, "precision": 0.5, "recall": 1.0}
+    assert figures["per_label"][LABELS[1]] == {"generated": 1, "judged": 0, "precision": None, "recall": 0.0}
+    assert figures["per_label"][LABELS[2]] == {"generated": 0, "judged": 0, "precision": None, "recall": None}
+    nothing = agreement(dialogues, {}, LABELS)
+    assert nothing["utterances"] == 0 and nothing["accuracy"] is None and nothing["kappa"] is None
+
+
 # ---- the judge in generate.py -------------------------------------------------------------------------------
 def test_judge_blind_resumable_and_filtered_into_a_trainable_set(tmp_path) -> None:
     script = GeneratorAndJudge()
@@ -328,6 +355,14 @@ def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> Non
 def test_min_agreement_takes_both_ends_of_its_range(value) -> None:
     """0 (keep every judged dialogue) and 1 (keep only full agreement) are valid shares."""
     check_judge_config(compose_generate(f"judge.min_agreement={value}"))
+
+
+def test_a_template_with_a_slot_the_judge_does_not_fill_is_refused(tmp_path) -> None:
+    """An extra slot would be a KeyError at the first dialogue, after the run started: refused when checked."""
+    template = tmp_path / "t.txt"
+    template.write_text("{dialogue}\nLabel each of the {n_utterances} utterances of {speaker}: {label_options}\n")
+    with pytest.raises(ConfigError, match=r"must use exactly the slots .*, it uses .*\{speaker\}"):
+        check_judge_config(compose_generate(f"judge.template={template}"))
 
 
 def test_a_template_without_the_dialogue_is_refused(tmp_path) -> None:
