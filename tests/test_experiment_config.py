@@ -141,6 +141,14 @@ def test_sweep_folder_names_leave_out_the_same_keys(tmp_path) -> None:
                       "schedule.lr=abc,schedule=debug,seed=7")
 
 
+def test_sweep_folder_names_leave_out_added_forced_and_deleted_keys_too() -> None:
+    """+key=, ++key= and ~key name the key without their prefix, which Hydra matches the left-out keys against:
+    the folder name Hydra composes for these overrides keeps only seed=3."""
+    cfg = compose_config("train", ["~trainer.enable_model_summary", "++data.num_workers=1", "+logger.tags=[a]",
+                                   "seed=3"], return_hydra_config=True)
+    assert cfg.hydra.job.override_dirname == "seed=3"
+
+
 def test_the_job_key_follows_the_content_of_a_filtered_pretrain_set(tmp_path) -> None:
     """A filtered set (meld_bal_probe) is read only as the pretrain set, not among the test sets: regenerating it in
     place with other dialogues must still change the key, or its stale checkpoints would be resumed."""

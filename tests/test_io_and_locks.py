@@ -163,3 +163,13 @@ def test_each_nested_entry_is_counted_and_only_the_outermost_exit_releases(tmp_p
                 assert _held_elsewhere(tmp_path)
             assert _held_elsewhere(tmp_path)
     assert not _held_elsewhere(tmp_path)
+
+
+def test_a_new_holder_replaces_a_longer_record_left_by_an_earlier_one(tmp_path):
+    """The holder's record is rewritten whole: a longer one left behind (an earlier holder on a host with a long
+    name) leaves none of its tail, so a refused process reads this holder's pid and host, not '?'."""
+    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "h" * 300, "since": "2026-01-01 00:00:00",
+                                                "what": "generation"}))
+    with FolderLock(tmp_path, what="training"):
+        holder = json.loads((tmp_path / ".lock").read_text())
+    assert (holder["pid"], holder["host"], holder["what"]) == (os.getpid(), socket.gethostname(), "training")

@@ -258,6 +258,25 @@ def test_a_forgotten_step_is_not_done_in_this_run_nor_the_next(tmp_path) -> None
     assert [(r["step"], r["restarted"]) for r in again.resumes] == [("pretrain", "pretrain/best.ckpt was unreadable")]
 
 
+def test_only_an_unreadable_checkpoint_is_set_aside(tmp_path) -> None:
+    """An unreadable last.ckpt restarts its step and goes to last.ckpt.corrupt; a readable best.ckpt beside it stays
+    where it is (a .corrupt copy would say good weights were damaged). An unreadable best.ckpt goes aside with a
+    readable last.ckpt (resuming would lose the best weights so far)."""
+    folder = tmp_path / "pretrain"
+    folder.mkdir()
+    last, best = folder / "last.ckpt", folder / "best.ckpt"
+    last.write_bytes(b"not a checkpoint")
+    torch.save({"epoch": 0, "state_dict": {"w": torch.zeros(3)}}, best)
+    good = best.read_bytes()
+    store = ProgressStore(tmp_path / "progress.json")
+    assert store.resume_point("pretrain", last, resume=True) is None
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt.corrupt"] and best.read_bytes() == good
+    torch.save({"epoch": 1, "state_dict": {}}, last)
+    best.write_bytes(b"not a checkpoint either")
+    assert store.resume_point("pretrain", last, resume=True) is None
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt.corrupt", "last.ckpt.corrupt"]
+
+
 def test_a_checkpoint_with_a_damaged_entry_is_set_aside_and_its_phase_restarts(tmp_path, caplog) -> None:
     """A whole-looking archive whose tensor bytes changed (a CRC mismatch) is as unreadable as a truncated one."""
     last = tmp_path / "last.ckpt"
