@@ -58,7 +58,6 @@ class JudgeTask(Task):
     """The judge of one generated set (see the module docstring)."""
 
     name = "judge"
-    key = "judge.llm"
     error = JudgeError
     record_noun = "judge answer"
     setup_settings = "judge settings"
