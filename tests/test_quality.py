@@ -11,8 +11,10 @@ import itertools
 import json
 import os
 import random
+import re
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -686,6 +688,9 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     assert nat["kappa"] is not None and nat["probe_wf1"] is not None
 
     assert nat["contamination_test"] == 1 and nat["contamination_near_test"] == 1
+    # the real column's own figure: its train split near its dev and test lines (never near itself)
+    assert real["contamination_near_train"] is None and isinstance(real["contamination_near_test"], int)
+    assert report.leaks["meld_nat"]["near_threshold"] == 0.99
 
     for column in (real, nat):
         assert (column["sample_utterances"], column["self_bleu_utterances"]) == (MIN_UTTERANCES, 20)
@@ -857,6 +862,7 @@ def test_the_real_column_compares_train_with_test_and_keeps_the_first_length_cap
         assert len(pool) == count
         return [replace(dialogues[0], utterances=pool[i:i + 5]) for i in range(0, count, 5)]
 
+    start = time.perf_counter()
     root = tmp_path / "data"
     train, dev, test = fives(meld_train[800:830], 40), fives(meld_train[830:840], 10), fives(meld_train[840:870], 40)
     for split, dialogues in (("train", train), ("dev", dev), ("test", test)):
@@ -884,4 +890,210 @@ def test_the_real_column_compares_train_with_test_and_keeps_the_first_length_cap
         assert report.columns[name]["length_cap"] == cap
     texts = [u.text for d in train + dev + test for u in d.utterances]
     assert real["length_cap"] == 25
+    # each step's seconds, in quality_run.json: every column embedded and scored, none longer than the test
+    timings = report.run_facts()["timings_s"]
+    columns = ("meld", "meld_nat", "meld_bal")
+    assert set(timings) == {f"{step} {name}" for step in ("embed", "score") for name in columns}
+    assert all(0 <= seconds <= time.perf_counter() - start for seconds in timings.values())
     assert real["at_length_cap"] == pytest.approx(np.mean([len(t.rstrip()) >= 24 for t in texts]))
+
+
+# ---- mutation round 4 ----------------------------------------------------------------------------------------
+# ---- the report's helpers on tiny inputs ----------------------------------------------------------------------
+def _card(constrained: object, cap: object) -> dict:
+    return {"generator": {"constrained": constrained, "sampling": {"grammar": {"max_utterance_chars": cap}}}}
+
+
+@pytest.mark.parametrize("card, configured, expected", [
+    (_card(True, 25), None, 25),          # a constrained set: the grammar's cap
+    (_card(True, 25), 40, 40),            # quality.length_cap wins over the card
+    (None, 40, 40),                       # configured, no card
+    (None, None, None),                   # neither
+    (_card(False, 25), None, None),       # unconstrained: the grammar's cap was not applied
+    (_card(True, "25"), None, None),      # not an integer: no cap claimed
+    (_card(True, None), None, None),
+    ("{not json", None, None),            # an unreadable card
+])
+def test_the_length_cap_is_the_configured_one_else_a_constrained_cards(tmp_path, card, configured, expected) -> None:
+    from erc.quality.report import length_cap_of
+
+    if card is not None:
+        (tmp_path / "card.json").write_text(card if isinstance(card, str) else json.dumps(card))
+    assert length_cap_of(tmp_path, configured) == expected
+    assert length_cap_of(None, configured) == configured
+
+
+def test_near_lines_are_found_in_every_chunk_at_the_threshold_inclusive() -> None:
+    """Rows are compared in chunks: a row in the last, partial chunk is found like one in the first; a cosine
+    exactly at the threshold counts as near, and with no benchmark line nothing is."""
+    from erc.quality.report import _near
+
+    lines = np.eye(3)[:2]                                           # unit vectors e0, e1
+    vectors = np.array([[1.0, 0, 0], [0, 0, 1.0], [0.6, 0.8, 0], [0, 0, -1.0], [0, 0.5, np.sqrt(0.75)]])
+    # cosines with the nearest line: 1, 0, 0.8, 0, 0.5
+    expected = [True, False, True, False, False]
+    for chunk in (1, 2, 3, 2048):
+        np.testing.assert_array_equal(_near(vectors, lines, 0.8, chunk=chunk), expected)
+    np.testing.assert_array_equal(_near(vectors, lines, 0.5, chunk=2), [True, False, True, False, True])
+    np.testing.assert_array_equal(_near(vectors, lines, -0.5, chunk=2), [True] * 5)
+    assert not _near(vectors, np.zeros((0, 3)), -0.5, chunk=2).any()
+
+
+def test_the_report_rounds_every_float_to_four_decimals_and_leaves_the_rest() -> None:
+    from erc.quality.report import _rounded
+
+    assert _rounded({"a": 0.123456, "b": [0.98765, 2, None, {"c": 1 / 3}], "d": "x", "e": True}) == {
+        "a": 0.1235, "b": [0.9877, 2, None, {"c": 0.3333}], "d": "x", "e": True}
+
+
+def test_an_utterances_id_is_its_dialogues_id_and_turn() -> None:
+    from erc.quality.report import _ids
+
+    corpus = Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id=name, benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", f"{name} {t}", "joy") for t in range(n)])
+        for name, n in (("a", 2), ("b", 1), ("c", 3))])
+    assert _ids(corpus) == ["a#0", "a#1", "b#0", "c#0", "c#1", "c#2"]
+
+
+MELD7 = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+
+
+def test_an_empty_or_one_utterance_set_has_plain_fidelity_figures() -> None:
+    """No utterance: every share is 0 and no label has an agreement (nothing is divided by zero). One utterance
+    whose label the probe chose: agreement and chance are both 1 (the only label was certain to be chosen)."""
+    from erc.quality.fidelity import Fidelity, score_labels
+
+    nothing = np.zeros(0, dtype=np.int64)
+    empty = score_labels(nothing, np.zeros((0, 7)))
+    assert empty.summary(MELD7) == {"agreement": 0.0, "chance": 0.0, "kappa": 0.0, "flagged": 0.0,
+                                    "label_quality": 0.0, "agreement_per_label": dict.fromkeys(MELD7)}
+    assert empty.quality.shape == empty.flagged.shape == (0,)
+    one = Fidelity(np.array([2]), np.array([2]), quality=np.array([0.75]), flagged=np.array([True])).summary(MELD7)
+    assert one["agreement"] == 1.0 and one["chance"] == 1.0 and one["kappa"] == 0.0
+    assert one["flagged"] == 1.0 and one["label_quality"] == 0.75 and one["agreement_per_label"]["sadness"] == 1.0
+
+
+def test_with_two_classes_only_a_confidently_wrong_label_is_flagged_not_every_disagreement() -> None:
+    """Confident learning's per-class thresholds (the mean probability of a class over the rows labelled with it):
+    row 3's label (0) loses narrowly to class 1 (0.55, below class 1's threshold 0.6875) and is kept; row 7's label
+    (1) loses to class 0 at 0.95, above class 0's threshold 0.7875, and is flagged. The quality score is the probe's
+    probability of the given label."""
+    from erc.quality.fidelity import score_labels
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    probs = np.array([[.9, .1], [.9, .1], [.9, .1], [.45, .55], [.1, .9], [.1, .9], [.1, .9], [.95, .05]])
+    fidelity = score_labels(labels, probs)
+    np.testing.assert_array_equal(fidelity.predicted, [0, 0, 0, 1, 1, 1, 1, 0])
+    np.testing.assert_array_equal(fidelity.flagged, [False] * 7 + [True])
+    np.testing.assert_allclose(fidelity.quality, [.9, .9, .9, .45, .9, .9, .9, .05])
+
+
+@pytest.mark.parametrize("threads, expected", [(None, 1), (2, 2)])
+def test_the_probes_blas_threads_are_quality_threads_and_one_by_default(threads, expected) -> None:
+    """On two shared cores, BLAS threads spinning for a core made the probe's fits ten times slower: one unless
+    quality.threads says otherwise."""
+    from threadpoolctl import threadpool_info
+
+    from erc.quality.report import QualityReport
+
+    report = QualityReport.__new__(QualityReport)      # _threads reads only the settings
+    report.settings = {"threads": threads}
+    with report._threads():
+        blas = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and set(blas) == {expected}
+
+
+def test_the_most_suspicious_labels_are_the_lowest_quality_first_ties_in_row_order() -> None:
+    from erc.quality.fidelity import Fidelity, most_suspicious
+
+    fidelity = Fidelity(labels=np.array([0, 1, 2, 3]), predicted=np.array([0, 2, 2, 1]),
+                        quality=np.array([0.5, 0.123456, 0.9, 0.123456]), flagged=np.array([False, True, False, True]))
+    rows = most_suspicious(["a", "b", "c", "d"], fidelity, MELD7, 3, ["x#0", "x#1", "y#0", "y#1"])
+    assert rows == [
+        {"id": "x#1", "text": "b", "label": "joy", "probe": "sadness", "label_quality": 0.1235, "flagged": True},
+        {"id": "y#1", "text": "d", "label": "anger", "probe": "joy", "label_quality": 0.1235, "flagged": True},
+        {"id": "x#0", "text": "a", "label": "neutral", "probe": "neutral", "label_quality": 0.5, "flagged": False}]
+    assert most_suspicious(["a", "b", "c", "d"], fidelity, MELD7, 0, ["x#0", "x#1", "y#0", "y#1"]) == []
+
+
+# ---- every setting's bound: the lowest value accepted, the next one down refused ------------------------------
+def _quality_settings(**changes: object) -> dict:
+    from omegaconf import OmegaConf
+
+    from erc.paths import CONFIG_DIR
+
+    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "quality" / "default.yaml"), resolve=False)
+    for key, value in changes.items():
+        node = settings
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return settings
+
+
+@pytest.mark.parametrize("key, accepted, refused", [
+    ("batch_size", 1, 0), ("threads", 1, 0), ("probe.C", 1e-9, 0), ("probe.max_iter", 1, 0),
+    ("probe.bootstrap", 0, -1), ("suspicious", 0, -1), ("diversity.sample_utterances", 1, 0),
+    ("diversity.self_bleu_utterances", 2, 1), ("length_cap", 1, 0), ("distance.nearest_k", 1, 0),
+    ("distance.sample", 6, 5),                      # more than distance.nearest_k (5)
+    ("seed", -3, 1.5), ("encoder", "minilm", " "), ("enabled", False, "yes"), ("wandb", True, 1),
+    ("probe.context", True, None),
+])
+def test_each_quality_setting_is_refused_just_past_its_bound_naming_the_key(key, accepted, refused) -> None:
+    from erc.quality.checks import check_quality_config
+
+    check_quality_config(_quality_settings(**{key: accepted}))
+    with pytest.raises(ConfigError, match=rf"^quality\.{key} must be .*, got {re.escape(repr(refused))}$"):
+        check_quality_config(_quality_settings(**{key: refused}))
+
+
+def test_null_threads_and_length_cap_are_accepted_and_only_the_probe_filter_is_this_packages() -> None:
+    from erc.quality.checks import check_filter_config, check_quality_config
+
+    check_quality_config(_quality_settings(threads=None, length_cap=None))
+    check_filter_config({"filter": None, "max_rejected": 0.5})
+    check_filter_config({"filter": "probe", "max_rejected": 0.5})
+    with pytest.raises(ConfigError, match=r"^postprocess\.filter must be null .* or probe .*, got 'judge'$"):
+        check_filter_config({"filter": "judge", "max_rejected": 0.5})
+
+
+
+# ---- figures at their edges, by hand --------------------------------------------------------------------------
+def test_edge_sized_inputs_give_defined_figures() -> None:
+    """One test row scored right: weighted F1 1; no test row: no interval; no label on one side: the largest JS
+    divergence (1); one or two texts: self-BLEU 0 for one, sacrebleu's sentence score for two; no text: no share at
+    the cap; a one-word utterance has no bigram."""
+    from sacrebleu.metrics import BLEU
+
+    from erc.quality.distance import label_divergence
+    from erc.quality.diversity import distinct_n, self_bleu, share_at_cap
+    from erc.quality.probe import bootstrap_interval, weighted_f1
+
+    assert weighted_f1(np.array([2]), np.array([2]), 4) == 1.0
+    assert weighted_f1(np.array([2]), np.array([1]), 4) == 0.0
+    assert bootstrap_interval(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 4, 10, seed=0) is None
+    assert label_divergence(np.zeros(0, dtype=np.int64), np.array([0, 1]), 3) == 1.0
+    assert label_divergence(np.array([0, 1]), np.zeros(0, dtype=np.int64), 3) == 1.0
+    assert self_bleu(["hello there my friend"]) == 0.0
+    two = ["hello there my good friend", "hello there my old friend"]
+    expected = BLEU(effective_order=True).sentence_score(two[0], [two[1]]).score
+    assert self_bleu(two) == pytest.approx(expected, abs=1e-9) and expected > 10
+    assert share_at_cap([], 10) == 0.0
+    assert distinct_n([["hi"]], 2) == 0.0 and distinct_n([["hi"], ["hi", "you"]], 2) == 1.0
+
+
+def test_the_95th_percentile_of_tokens_and_an_utterance_ending_mid_word() -> None:
+    """21 utterances of 1..21 tokens: the 95th percentile (linear) is 1 + 0.95 * 20 = 20; an utterance that is
+    blank once stripped does not end mid-word, "Hey" does, "Hey." does not."""
+    texts = [" ".join(["w"] * n) for n in range(1, 22)]
+    corpus = Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id="d0", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", t, "joy") for t in texts]),
+        Dialogue(id="d1", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", t, "joy") for t in ("Hey", "Hey.", "   ")])])
+    figures = diversity(corpus, sample_utterances=100, self_bleu_utterances=10, length_cap=None, seed=0, dedup=DEDUP)
+    # sorted: 0 1 1 2 2 3 4 ... 21; the 95th percentile sits at 0.95 * 23 = 21.85, between 19 and 20
+    assert figures["tokens_p95"] == pytest.approx(19.85) and figures["tokens_mean"] == pytest.approx(234 / 24)
+    assert figures["ends_mid_word"] == pytest.approx((21 + 1) / 24)          # "w" ... and "Hey"
