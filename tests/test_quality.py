@@ -1062,9 +1062,9 @@ def test_null_threads_and_length_cap_are_accepted_and_only_the_probe_filter_is_t
 
 # ---- figures at their edges, by hand --------------------------------------------------------------------------
 def test_edge_sized_inputs_give_defined_figures() -> None:
-    """One test row scored right: weighted F1 1; no test row: no interval; no label on one side: the largest JS
-    divergence (1); one or two texts: self-BLEU 0 for one, sacrebleu's sentence score for two; no text: no share at
-    the cap; a one-word utterance has no bigram."""
+    """One test row scored right: weighted F1 1; no test row: weighted F1 0 and no interval; no label on one side:
+    the largest JS divergence (1); one or two texts: self-BLEU 0 for one, sacrebleu's sentence score for two; no
+    text: no share at the cap; a one-word utterance has no bigram."""
     from sacrebleu.metrics import BLEU
 
     from erc.quality.distance import label_divergence
@@ -1073,6 +1073,7 @@ def test_edge_sized_inputs_give_defined_figures() -> None:
 
     assert weighted_f1(np.array([2]), np.array([2]), 4) == 1.0
     assert weighted_f1(np.array([2]), np.array([1]), 4) == 0.0
+    assert weighted_f1(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 4) == 0.0
     assert bootstrap_interval(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 4, 10, seed=0) is None
     assert label_divergence(np.zeros(0, dtype=np.int64), np.array([0, 1]), 3) == 1.0
     assert label_divergence(np.array([0, 1]), np.zeros(0, dtype=np.int64), 3) == 1.0
@@ -1185,3 +1186,16 @@ def test_a_generated_set_with_only_some_splits_is_read_and_one_with_none_is_name
     np.testing.assert_array_equal(corpus.rows("test"), [0, 1])
     assert len(corpus.rows("train")) == 0 and list(corpus.turns) == [0, 1]
     assert [corpus.dialogues[0].utterances[0].label, MELD7[corpus.labels[1]]] == ["joy", "sadness"]
+
+
+def test_the_reports_settings_are_resolved_so_the_default_cache_sits_under_the_log_folder(tmp_path, monkeypatch
+                                                                                         ) -> None:
+    """quality.cache_dir defaults to ${paths.log_dir}/cache/embeddings: the report reads the resolved folder, not a
+    folder literally named after the interpolation."""
+    from erc.quality.report import QualityReport
+
+    monkeypatch.setattr(QualityReport, "_score_real", lambda self, benchmark, data_dir: None)   # no encoding here
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("quality", overrides=[f"paths.data_dir={tmp_path}", f"paths.log_dir={tmp_path / 'logs'}"])
+    report = QualityReport(cfg.quality, "meld", tmp_path, cfg.dedup, cfg.contamination)
+    assert report.settings["cache_dir"] == f"{tmp_path / 'logs'}/cache/embeddings"
