@@ -1102,7 +1102,8 @@ def test_the_95th_percentile_of_tokens_and_an_utterance_ending_mid_word() -> Non
 
 def test_the_table_formats_each_kind_of_figure_and_leaves_out_rows_no_column_has() -> None:
     """Shares in percent with one decimal, figures with three, counts as integers, the too-small flag as yes or -,
-    a missing value as -, agreement per label after the metrics; a metric no column has is no row."""
+    a missing value as -, agreement per label after the metrics; a metric no column has is no row, one that some
+    column has is."""
     from erc.quality.outputs import markdown_report
 
     report = {"columns": ["meld", "meld_nat"], "labels": ["neutral", "joy"],
@@ -1110,13 +1111,14 @@ def test_the_table_formats_each_kind_of_figure_and_leaves_out_rows_no_column_has
               "metrics": {"meld": {"agreement": 0.5, "kappa": 0.25, "utterances": 40, "too_small": False,
                                    "agreement_per_label": {"neutral": 0.5, "joy": None}},
                           "meld_nat": {"agreement": 0.1234, "kappa": -0.0271, "utterances": 12.0, "too_small": True,
-                                       "agreement_per_label": {"neutral": 1.0, "joy": 0.0}}},
+                                       "judge_accuracy": 0.8, "agreement_per_label": {"neutral": 1.0, "joy": 0.0}}},
               "suspicious": {"meld_nat": [{"id": "s0#1", "text": "a | b", "label": "joy", "probe": "neutral",
                                            "label_quality": 0.01234}]}}
     table = ("| metric | meld | meld_nat |\n"
              "|---|---:|---:|\n"
              "| fidelity: agreement with the probe | 50.0% | 12.3% |\n"
              "| fidelity: Cohen's kappa | 0.250 | -0.027 |\n"
+             "| judge: agreement with the blind LLM judge | - | 80.0% |\n"          # one column has it: a row
              "| size: utterances | 40 | 12 |\n"
              "| size: too small for fidelity and usefulness figures (< 30 utterances) | - | yes |\n"
              "| fidelity: agreement on neutral | 50.0% | 100.0% |\n"
