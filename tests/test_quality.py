@@ -661,6 +661,8 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     write_tsv(root / "meld" / "meld_dev.txt", relabel(meld_train[645:650], ["neutral"]))
     write_tsv(root / "meld" / "meld_test.txt", test)
     pool = [u for d in meld_train[700:720] for u in d.utterances if len(u.text.split()) < 6][:MIN_UTTERANCES - 1]
+    short = next(u.text for d in test for u in d.utterances if len(u.text.split()) == 3)   # too short to count
+    pool[1] = replace(pool[1], text=short)
     pool = [replace(u, label=("joy", "joy", "surprise", "neutral")[i % 4])
             for i, u in enumerate([*pool, replace(pool[0], text=planted)])]
     mine = [Dialogue(id=f"s{i}", benchmark="meld", split="train", source="nat", utterances=pool[i:i + 5])
