@@ -1203,3 +1203,17 @@ def test_the_reports_settings_are_resolved_so_the_default_cache_sits_under_the_l
         cfg = compose("quality", overrides=[f"paths.data_dir={tmp_path}", f"paths.log_dir={tmp_path / 'logs'}"])
     report = QualityReport(cfg.quality, "meld", tmp_path, cfg.dedup, cfg.contamination)
     assert report.settings["cache_dir"] == f"{tmp_path / 'logs'}/cache/embeddings"
+
+
+def test_distinct_n_samples_utterances_without_replacement() -> None:
+    """200 one-word utterances, all different, sampled to 100: every sampled word is distinct (distinct-1 is 1); a
+    sample drawn with replacement would repeat some."""
+    from erc.quality.diversity import sampled_figures, tokenize
+
+    texts = [f"w{i}" for i in range(200)]
+    corpus = Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id="d0", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("A", t, "joy") for t in texts])])
+    figures = sampled_figures(corpus, tokenize(texts), 100, 10, seed=0)
+    assert figures["sample_utterances"] == 100 and figures["distinct_1"] == 1.0
+    assert figures["self_bleu_utterances"] == 10
