@@ -199,6 +199,23 @@ def test_topic_words_leave_out_stop_words_punctuation_digits_and_special_tokens(
     assert not mask[tokenizer.all_special_ids].any()
 
 
+def test_topic_words_skip_vocabulary_ids_beyond_the_tokenizers_length():
+    """A vocabulary may list ids past ``len(tokenizer)`` (the decoder's width): they are not topic words and are
+    skipped, not written past the mask's end; a tokenizer without a backend model has no continuation prefix."""
+    from erc.models.topic import topic_word_mask
+
+    class SmallTokenizer:
+        all_special_ids = (0,)
+
+        def __len__(self) -> int:
+            return 4
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"<s>": 0, "Ġhello": 1, "the": 2, "##ing": 3, "!": 4, "?": 5}
+
+    assert topic_word_mask(SmallTokenizer()).tolist() == [False, True, False, True]
+
+
 def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_the_mean():
     """Reparameterisation draws z ~ N(mu, exp(logvar)): with two topics, mu = 1 and logvar = log 4 (sd 2),
     log theta_0 - log theta_1 = z_0 - z_1 has sd 2 * sqrt(2); in eval mode z = mu, so theta is uniform. The KL to
