@@ -238,6 +238,21 @@ def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_
     torch.testing.assert_close(out.loss(0.0), out.recon.mean())
 
 
+@pytest.mark.parametrize("logvar", [100.0, -100.0])
+def test_an_extreme_log_variance_is_held_to_plus_minus_10_so_the_kl_stays_finite(logvar):
+    """exp(100) overflows float32: the encoder's log-variance is clamped to [-10, 10] before the KL and the sampling,
+    so the KL is the closed form's at the bound (mu = 0: -0.5 (1 + lv - e^lv) per topic), finite either way."""
+    topic = NeuralTopicModel(8, VOCAB, num_topics=3, hidden_dim=4, dropout=0.0).eval()
+    with torch.no_grad():
+        for layer, bias in ((topic.mu, 0.0), (topic.logvar, logvar)):
+            layer.weight.zero_()
+            layer.bias.fill_(bias)
+    one_word = torch.full((2, 1), 7)
+    out = topic(torch.randn(2, 8), bag_of_words(one_word, torch.ones_like(one_word), topic_words()))
+    bound = math.copysign(10.0, logvar)
+    torch.testing.assert_close(out.kl, torch.full((2,), 3 * -0.5 * (1 + bound - math.exp(bound))))
+
+
 def test_knowledge_cache_round_trips(tmp_path):
     path = tmp_path / "knowledge" / "comet.jsonl"
     cache = KnowledgeCache(path)
