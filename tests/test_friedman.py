@@ -172,3 +172,18 @@ def test_a_comparison_whose_adjusted_p_equals_alpha_is_significant() -> None:
     p_adj = bonferroni(exact_pvalue_fraction(3, 2, 3), 1)
     (row,) = rank_analysis(matrix, [("a_bal", "a_org")], alpha=float(p_adj)).comparisons.itertuples()
     assert Fraction(row.p_adj) == p_adj and row.significant
+
+
+@pytest.mark.parametrize("m,expected", [(1, Fraction(1, 18)), (2, Fraction(1, 9))])
+def test_the_best_adjusted_p_a_design_allows_is_that_of_the_largest_rank_sum_difference(m, expected) -> None:
+    """k = 3 instances on n = 2 test sets: the largest difference, n(k-1) = 4, needs rank 1 against rank 3 in both
+    (1 of the 6 ordered pairs each time), so P(|D| >= 4) = 2/36; times m after Bonferroni. Above alpha = 0.05, no
+    comparison can be significant and there is no critical difference, even with a single comparison."""
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+
+    matrix = pd.DataFrame({"a_org": [0.1, 0.2], "a_nat": [0.3, 0.1], "a_bal": [0.2, 0.3]}, index=["x_org", "x_bal"])
+    pairs = [("a_nat", "a_org"), ("a_bal", "a_org")][:m]
+    analysis = rank_analysis(matrix, pairs)
+    assert analysis.smallest_adjusted_p() == expected and analysis.critical_difference is None

@@ -211,7 +211,7 @@ def test_topic_words_skip_vocabulary_ids_beyond_the_tokenizers_length():
             return 4
 
         def get_vocab(self) -> dict[str, int]:
-            return {"<s>": 0, "Ġhello": 1, "the": 2, "##ing": 3, "!": 4, "?": 5}
+            return {"<s>": 0, "!": 4, "Ġhello": 1, "the": 2, "?": 5, "##ing": 3}
 
     assert topic_word_mask(SmallTokenizer()).tolist() == [False, True, False, True]
 
