@@ -253,6 +253,22 @@ def test_an_extreme_log_variance_is_held_to_plus_minus_10_so_the_kl_stays_finite
     torch.testing.assert_close(out.kl, torch.full((2,), 3 * -0.5 * (1 + bound - math.exp(bound))))
 
 
+def test_the_kl_is_per_topic_word_like_the_reconstruction():
+    """Both terms of the ELBO are divided by the utterance's number of topic words (at least 1): the KL of q(z|u) =
+    N(mu, exp(logvar)) to N(0, I) (torch.distributions' value) over 1, 2, 4 and 0 topic words."""
+    from torch.distributions import Normal, kl_divergence
+
+    topic = NeuralTopicModel(8, VOCAB, num_topics=3, hidden_dim=4).eval()
+    vectors = torch.randn(4, 8, generator=torch.Generator().manual_seed(3))
+    ids = torch.tensor([[0, 7, 2, 1, 1], [0, 7, 8, 2, 1], [7, 8, 9, 10, 2], [0, 2, 1, 1, 1]])
+    mask = (ids != PAD).long()
+    out = topic(vectors, bag_of_words(ids, mask, topic_words()))
+    hidden = topic.encoder(vectors)
+    q = Normal(topic.mu(hidden), torch.exp(0.5 * topic.logvar(hidden)))
+    kl = kl_divergence(q, Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(out.kl, kl / torch.tensor([1.0, 2.0, 4.0, 1.0]))
+
+
 def test_knowledge_cache_round_trips(tmp_path):
     path = tmp_path / "knowledge" / "comet.jsonl"
     cache = KnowledgeCache(path)
