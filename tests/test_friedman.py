@@ -187,3 +187,22 @@ def test_the_best_adjusted_p_a_design_allows_is_that_of_the_largest_rank_sum_dif
     pairs = [("a_nat", "a_org"), ("a_bal", "a_org")][:m]
     analysis = rank_analysis(matrix, pairs)
     assert analysis.smallest_adjusted_p() == expected and analysis.critical_difference is None
+
+
+@pytest.mark.parametrize("k,n", [(5, 2.0), (2.0, 5)])
+def test_rejects_a_design_size_that_is_not_an_integer(k, n):
+    with pytest.raises(TypeError, match="k and n must be integers"):
+        exact_pvalue(1, k, n)
+
+
+def test_the_smallest_designs_are_computed():
+    """Two instances, or one test set, are designs too: with k = 2 and n = 1, D is +-1, so P(|D| >= 1) = 1; with
+    k = 3 and n = 1, |D| = 2 only for ranks (1, 3) or (3, 1), 2 of the 6 ordered pairs."""
+    assert exact_pvalue_fraction(1, 2, 1) == 1
+    assert exact_pvalue_fraction(2, 3, 1) == Fraction(1, 3) and exact_pvalue_fraction(1, 3, 1) == 1
+
+
+def test_the_one_sided_count_needs_a_positive_difference():
+    """D >= 0 includes the D = 0 outcomes the closed form leaves out: refused rather than miscounted."""
+    with pytest.raises(ValueError, match="count_at_least needs d >= 1, got 0"):
+        count_at_least(0, 3, 2)
