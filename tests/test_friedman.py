@@ -206,3 +206,11 @@ def test_the_one_sided_count_needs_a_positive_difference():
     """D >= 0 includes the D = 0 outcomes the closed form leaves out: refused rather than miscounted."""
     with pytest.raises(ValueError, match="count_at_least needs d >= 1, got 0"):
         count_at_least(0, 3, 2)
+
+
+@pytest.mark.parametrize("shape,message", [((4, 2), "needs at least 3 instances, got 2"),
+                                           ((1, 3), "needs at least 2 test sets, got 1")])
+def test_the_omnibus_test_refuses_designs_too_small_for_it(shape, message):
+    scores = np.arange(shape[0] * shape[1], dtype=float).reshape(shape)
+    with pytest.raises(ValueError, match=message):
+        omnibus(scores)
