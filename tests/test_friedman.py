@@ -101,6 +101,10 @@ def test_normal_approximation_agrees_for_many_blocks_but_not_exactly():
 def test_rejects_impossible_designs(k, n):
     with pytest.raises(ValueError, match="must be"):
         exact_pvalue(1, k, n)
+    with pytest.raises(ValueError, match="must be"):
+        exact_pvalue(0, k, n)              # a zero difference too, though its p would be 1
+    with pytest.raises(ValueError, match="must be"):
+        count_at_least(1, k, n)
 
 
 def test_bonferroni_multiplies_and_caps_at_one():
@@ -214,3 +218,13 @@ def test_the_omnibus_test_refuses_designs_too_small_for_it(shape, message):
     scores = np.arange(shape[0] * shape[1], dtype=float).reshape(shape)
     with pytest.raises(ValueError, match=message):
         omnibus(scores)
+
+
+def test_bonferroni_needs_at_least_one_comparison():
+    with pytest.raises(ValueError, match="number of comparisons must be >= 1, got 0"):
+        bonferroni(Fraction(1, 2), 0)
+
+
+def test_the_omnibus_test_takes_a_plain_nested_list():
+    rows = [[0.1, 0.3, 0.2], [0.2, 0.1, 0.3], [0.3, 0.2, 0.1], [0.1, 0.2, 0.3]]
+    assert omnibus(rows) == omnibus(np.array(rows))
