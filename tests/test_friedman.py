@@ -117,6 +117,7 @@ def test_bonferroni_multiplies_and_caps_at_one():
 def test_ranks_one_is_best_and_ties_are_averaged():
     ranks = rank_rows(np.array([[0.5, 0.7, 0.6, 0.1], [0.3, 0.3, 0.9, 0.3]]))
     assert ranks.tolist() == [[3, 1, 2, 4], [3, 3, 1, 3]]
+    assert rank_rows([[0.5, 0.7], [1, 0]]).tolist() == [[2, 1], [1, 2]]      # a plain nested list, ints too
     with pytest.raises(ValueError, match="missing"):
         rank_rows(np.array([[0.5, np.nan]]))
 
