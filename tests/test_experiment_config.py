@@ -185,3 +185,14 @@ def test_fast_path_auto_keeps_the_key_of_jobs_from_before_the_switch_and_on_off_
         del cfg.classifier["fast_path"]
     assert job_key(cfg) == keys["auto"]
     assert len(set(keys.values())) == 3
+
+
+def test_left_out_overrides_are_found_without_resolving_any_override(monkeypatch) -> None:
+    """An override's value may be an interpolation that must not be evaluated to name a folder (a secret file, an
+    unset variable): the keys are read from the overrides as typed, and only the left-out ones are returned."""
+    from erc.identity import left_out_overrides
+
+    monkeypatch.delenv("ERC_TEST_UNSET", raising=False)
+    root = OmegaConf.create({"hydra": {"overrides": {"task": [
+        "trainer.enable_progress_bar=false", "llm.key=${oc.env:ERC_TEST_UNSET}", "seed=3"]}}})
+    assert left_out_overrides(["trainer", "llm.key"], _root_=root) == ["trainer.enable_progress_bar", "llm.key"]

@@ -101,6 +101,10 @@ def test_normal_approximation_agrees_for_many_blocks_but_not_exactly():
 def test_rejects_impossible_designs(k, n):
     with pytest.raises(ValueError, match="must be"):
         exact_pvalue(1, k, n)
+    with pytest.raises(ValueError, match="must be"):
+        exact_pvalue(0, k, n)              # a zero difference too, though its p would be 1
+    with pytest.raises(ValueError, match="must be"):
+        count_at_least(1, k, n)
 
 
 def test_bonferroni_multiplies_and_caps_at_one():
@@ -113,6 +117,7 @@ def test_bonferroni_multiplies_and_caps_at_one():
 def test_ranks_one_is_best_and_ties_are_averaged():
     ranks = rank_rows(np.array([[0.5, 0.7, 0.6, 0.1], [0.3, 0.3, 0.9, 0.3]]))
     assert ranks.tolist() == [[3, 1, 2, 4], [3, 3, 1, 3]]
+    assert rank_rows([[0.5, 0.7], [1, 0]]).tolist() == [[2, 1], [1, 2]]      # a plain nested list, ints too
     with pytest.raises(ValueError, match="missing"):
         rank_rows(np.array([[0.5, np.nan]]))
 
@@ -172,3 +177,55 @@ def test_a_comparison_whose_adjusted_p_equals_alpha_is_significant() -> None:
     p_adj = bonferroni(exact_pvalue_fraction(3, 2, 3), 1)
     (row,) = rank_analysis(matrix, [("a_bal", "a_org")], alpha=float(p_adj)).comparisons.itertuples()
     assert Fraction(row.p_adj) == p_adj and row.significant
+
+
+@pytest.mark.parametrize("m,expected", [(1, Fraction(1, 18)), (2, Fraction(1, 9))])
+def test_the_best_adjusted_p_a_design_allows_is_that_of_the_largest_rank_sum_difference(m, expected) -> None:
+    """k = 3 instances on n = 2 test sets: the largest difference, n(k-1) = 4, needs rank 1 against rank 3 in both
+    (1 of the 6 ordered pairs each time), so P(|D| >= 4) = 2/36; times m after Bonferroni. Above alpha = 0.05, no
+    comparison can be significant and there is no critical difference, even with a single comparison."""
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+
+    matrix = pd.DataFrame({"a_org": [0.1, 0.2], "a_nat": [0.3, 0.1], "a_bal": [0.2, 0.3]}, index=["x_org", "x_bal"])
+    pairs = [("a_nat", "a_org"), ("a_bal", "a_org")][:m]
+    analysis = rank_analysis(matrix, pairs)
+    assert analysis.smallest_adjusted_p() == expected and analysis.critical_difference is None
+
+
+@pytest.mark.parametrize("k,n", [(5, 2.0), (2.0, 5)])
+def test_rejects_a_design_size_that_is_not_an_integer(k, n):
+    with pytest.raises(TypeError, match="k and n must be integers"):
+        exact_pvalue(1, k, n)
+
+
+def test_the_smallest_designs_are_computed():
+    """Two instances, or one test set, are designs too: with k = 2 and n = 1, D is +-1, so P(|D| >= 1) = 1; with
+    k = 3 and n = 1, |D| = 2 only for ranks (1, 3) or (3, 1), 2 of the 6 ordered pairs."""
+    assert exact_pvalue_fraction(1, 2, 1) == 1
+    assert exact_pvalue_fraction(2, 3, 1) == Fraction(1, 3) and exact_pvalue_fraction(1, 3, 1) == 1
+
+
+def test_the_one_sided_count_needs_a_positive_difference():
+    """D >= 0 includes the D = 0 outcomes the closed form leaves out: refused rather than miscounted."""
+    with pytest.raises(ValueError, match="count_at_least needs d >= 1, got 0"):
+        count_at_least(0, 3, 2)
+
+
+@pytest.mark.parametrize("shape,message", [((4, 2), "needs at least 3 instances, got 2"),
+                                           ((1, 3), "needs at least 2 test sets, got 1")])
+def test_the_omnibus_test_refuses_designs_too_small_for_it(shape, message):
+    scores = np.arange(shape[0] * shape[1], dtype=float).reshape(shape)
+    with pytest.raises(ValueError, match=message):
+        omnibus(scores)
+
+
+def test_bonferroni_needs_at_least_one_comparison():
+    with pytest.raises(ValueError, match="number of comparisons must be >= 1, got 0"):
+        bonferroni(Fraction(1, 2), 0)
+
+
+def test_the_omnibus_test_takes_a_plain_nested_list():
+    rows = [[0.1, 0.3, 0.2], [0.2, 0.1, 0.3], [0.3, 0.2, 0.1], [0.1, 0.2, 0.3]]
+    assert omnibus(rows) == omnibus(np.array(rows))

@@ -199,6 +199,23 @@ def test_topic_words_leave_out_stop_words_punctuation_digits_and_special_tokens(
     assert not mask[tokenizer.all_special_ids].any()
 
 
+def test_topic_words_skip_vocabulary_ids_beyond_the_tokenizers_length():
+    """A vocabulary may list ids past ``len(tokenizer)`` (the decoder's width): they are not topic words and are
+    skipped, not written past the mask's end; a tokenizer without a backend model has no continuation prefix."""
+    from erc.models.topic import topic_word_mask
+
+    class SmallTokenizer:
+        all_special_ids = (0,)
+
+        def __len__(self) -> int:
+            return 4
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"<s>": 0, "!": 4, "Ġhello": 1, "the": 2, "?": 5, "##ing": 3}
+
+    assert topic_word_mask(SmallTokenizer()).tolist() == [False, True, False, True]
+
+
 def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_the_mean():
     """Reparameterisation draws z ~ N(mu, exp(logvar)): with two topics, mu = 1 and logvar = log 4 (sd 2),
     log theta_0 - log theta_1 = z_0 - z_1 has sd 2 * sqrt(2); in eval mode z = mu, so theta is uniform. The KL to
@@ -219,6 +236,37 @@ def test_training_samples_the_latent_with_the_standard_deviation_and_eval_takes_
     torch.testing.assert_close(out.kl, torch.full((20000,), 2 * -0.5 * (1 + math.log(4.0) - 1.0 - 4.0)))  # 2 topics
     torch.testing.assert_close(out.loss(0.25), (out.recon + 0.25 * out.kl).mean())
     torch.testing.assert_close(out.loss(0.0), out.recon.mean())
+
+
+@pytest.mark.parametrize("logvar", [100.0, -100.0])
+def test_an_extreme_log_variance_is_held_to_plus_minus_10_so_the_kl_stays_finite(logvar):
+    """exp(100) overflows float32: the encoder's log-variance is clamped to [-10, 10] before the KL and the sampling,
+    so the KL is the closed form's at the bound (mu = 0: -0.5 (1 + lv - e^lv) per topic), finite either way."""
+    topic = NeuralTopicModel(8, VOCAB, num_topics=3, hidden_dim=4, dropout=0.0).eval()
+    with torch.no_grad():
+        for layer, bias in ((topic.mu, 0.0), (topic.logvar, logvar)):
+            layer.weight.zero_()
+            layer.bias.fill_(bias)
+    one_word = torch.full((2, 1), 7)
+    out = topic(torch.randn(2, 8), bag_of_words(one_word, torch.ones_like(one_word), topic_words()))
+    bound = math.copysign(10.0, logvar)
+    torch.testing.assert_close(out.kl, torch.full((2,), 3 * -0.5 * (1 + bound - math.exp(bound))))
+
+
+def test_the_kl_is_per_topic_word_like_the_reconstruction():
+    """Both terms of the ELBO are divided by the utterance's number of topic words (at least 1): the KL of q(z|u) =
+    N(mu, exp(logvar)) to N(0, I) (torch.distributions' value) over 1, 2, 4 and 0 topic words."""
+    from torch.distributions import Normal, kl_divergence
+
+    topic = NeuralTopicModel(8, VOCAB, num_topics=3, hidden_dim=4).eval()
+    vectors = torch.randn(4, 8, generator=torch.Generator().manual_seed(3))
+    ids = torch.tensor([[0, 7, 2, 1, 1], [0, 7, 8, 2, 1], [7, 8, 9, 10, 2], [0, 2, 1, 1, 1]])
+    mask = (ids != PAD).long()
+    out = topic(vectors, bag_of_words(ids, mask, topic_words()))
+    hidden = topic.encoder(vectors)
+    q = Normal(topic.mu(hidden), torch.exp(0.5 * topic.logvar(hidden)))
+    kl = kl_divergence(q, Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(out.kl, kl / torch.tensor([1.0, 2.0, 4.0, 1.0]))
 
 
 def test_knowledge_cache_round_trips(tmp_path):

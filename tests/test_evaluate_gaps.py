@@ -1,0 +1,42 @@
+"""What a design lacks, found from a small long score table in process (the whole-pipeline refusals are in
+test_evaluate_completeness.py): every kind of gap is listed, wherever in the design it lies."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from erc.evaluation.analysis import score_matrix
+from erc.evaluation.collect import COLUMNS
+from erc.evaluation.completeness import find_gaps
+
+
+def long_table(jobs: list[tuple[str, str, object]], benchmark: str = "meld") -> pd.DataFrame:
+    """One row per (classifier, source, seed) job, scored on the benchmark's org test set."""
+    rows = [{"classifier": c, "variant": None, "source": s, "benchmark": benchmark, "test_set": f"{benchmark}_org",
+             "seed": seed, "wf1": 0.5, "origin": f"{c}_{s}_{seed}"} for c, s, seed in jobs]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def gaps_of(table: pd.DataFrame):
+    return find_gaps(table, score_matrix(table), unfinished=[])
+
+
+def test_an_absent_instance_does_not_hide_the_missing_jobs_of_the_instances_after_it() -> None:
+    """compm_nat is absent (emoone has a nat source, so the design has it); compm_bal, after it in table order,
+    lacks seed 2: both are listed."""
+    table = long_table([("compm", "org", 1), ("compm", "org", 2), ("compm", "bal", 1),
+                        ("emoone", "org", 1), ("emoone", "org", 2), ("emoone", "nat", 1), ("emoone", "nat", 2),
+                        ("emoone", "bal", 1), ("emoone", "bal", 2)])
+    gaps = gaps_of(table)
+    assert gaps.missing_instances == ["compm_nat"]
+    assert gaps.missing_jobs == ["(compm, bal, meld, seed 2)"]
+
+
+def test_seeds_read_as_floats_are_seeds_and_only_a_missing_one_is_no_seed() -> None:
+    """A scores file with one blank seed reads its seeds as floats (1.0, 2.0, NaN): 1.0 and 2.0 make the seed
+    grid, so a job without seed 2.0 is missing; the blank adds no seed of its own."""
+    table = long_table([("compm", "org", 1.0), ("compm", "org", 2.0), ("compm", "bal", 1.0),
+                        ("compm", "bal", math.nan)])
+    assert gaps_of(table).missing_jobs == ["(compm, bal, meld, seed 2.0)"]
