@@ -89,7 +89,6 @@ class NeuralTopicModel(nn.Module):
         # beta: topic-word logits, plus a background word distribution so topics need not spend
         # themselves on words every utterance uses.
         self.beta = nn.Linear(num_topics, vocab_size)
-        self.num_topics = num_topics
 
     def forward(self, utterance: torch.Tensor, bow: BagOfWords | None = None) -> TopicOutput:
         """``utterance``: (N, input_dim); ``bow``: the utterances' words, or None when only ``theta`` is needed."""
