@@ -76,21 +76,28 @@ def test_an_answer_that_names_no_label_per_utterance_is_refused_with_its_reason(
 
 
 # ---- the figures and the filter's record ----------------------------------------------------------------------
-def test_kappa_over_two_labels_is_cohens_and_the_confusion_png_draws_an_undefined_kappa() -> None:
-    """Two labels are enough for kappa (scikit-learn's); a set with one label on both sides has none, and its
-    confusion plot is still drawn."""
+def test_kappa_over_two_labels_is_cohens_and_the_confusion_plot_shows_each_rows_shares() -> None:
+    """Two labels are enough for kappa (scikit-learn's); a set with one label on both sides has none. The plot
+    shows each generated label's row as shares of the judge's labels, and the kappa ('-' when undefined)."""
     from sklearn.metrics import cohen_kappa_score
 
-    from erc.judge.agreement import agreement, confusion_png
+    from erc.judge.agreement import agreement, confusion_figure
+    from erc.plots import plt
 
-    dialogue = _dialogue(*[("A", f"u{i}", label) for i, label in enumerate(["joy", "joy", "anger", "anger"])])
+    generated = ["joy", "joy", "anger", "anger"]
+    dialogue = _dialogue(*[("A", f"u{i}", label) for i, label in enumerate(generated)])
     judged = ["joy", "anger", "anger", "anger"]
     figures = agreement([dialogue], {"d": judged}, LABELS)
-    expected = cohen_kappa_score(["joy", "joy", "anger", "anger"], judged, labels=LABELS)
-    assert figures["kappa"] == round(expected, 4) == 0.5
+    assert figures["kappa"] == round(cohen_kappa_score(generated, judged, labels=LABELS), 4) == 0.5
+    fig = confusion_figure(figures, LABELS, "two")
+    assert fig.axes[0].images[0].get_array().tolist() == [[0, 0, 0], [0, 0.5, 0.5], [0, 0, 1]]
+    assert "(kappa 0.50;" in fig.get_suptitle() and fig.axes[0].get_title() == "two"
+    plt.close(fig)
     single = agreement([_dialogue(("A", "x", "joy"))], {"d": ["joy"]}, LABELS)
     assert single["kappa"] is None
-    assert confusion_png(single, LABELS, "one")[:4] == b"\x89PNG"
+    fig = confusion_figure(single, LABELS, "one")
+    assert "(kappa -;" in fig.get_suptitle()
+    plt.close(fig)
 
 
 def test_removed_dialogues_keep_their_turns_with_the_judges_label_beside_the_generated_one(tmp_path) -> None:
@@ -102,18 +109,20 @@ def test_removed_dialogues_keep_their_turns_with_the_judges_label_beside_the_gen
 
     dialogues = [_dialogue(("Ann", "Hi.", "joy"), ("Bob", "No.", "anger")),
                  _dialogue(("Ann", "So.", "neutral"), ("Bob", "Ok.", "joy")),
-                 _dialogue(("Cy", "Yes!", "joy"))]
+                 _dialogue(("Cy", "Yes!", "joy")), _dialogue(("Di", "Hm.", "neutral"))]
     dialogues = [Dialogue(id=f"d{i}", benchmark=d.benchmark, split=d.split, source=d.source, utterances=d.utterances)
                  for i, d in enumerate(dialogues)]
-    judged = {"d0": ["anger", "anger"], "d2": ["joy"]}
+    judged = {"d0": ["anger", "anger"], "d2": ["joy"], "d3": ["anger"]}
     folder, kept, entry = judge_filter(tmp_path / "iemocap_nat", "iemocap_nat", dialogues, judged, 0.75)
     assert [d.id for d in kept] == ["d2"]
     removed = [json.loads(line) for line in (folder / "removed.jsonl").read_text().splitlines()]
     assert [(r["id"], r["split"], r["utterances"], r["reason"], r["agreement"]) for r in removed] == [
-        ("d0", "train", 2, "disagreement", 0.5), ("d1", "train", 2, "unjudged", None)]
+        ("d0", "train", 2, "disagreement", 0.5), ("d1", "train", 2, "unjudged", None),
+        ("d3", "train", 1, "disagreement", 0.0)]
     assert removed[0]["turns"] == [{"speaker": "Ann", "text": "Hi.", "label": "joy", "judge": "anger"},
                                    {"speaker": "Bob", "text": "No.", "label": "anger", "judge": "anger"}]
     assert [t["judge"] for t in removed[1]["turns"]] == [None, None]
     assert entry["min_agreement"] == 0.75 and "at least 75% of its utterances" in entry["rule"]
-    assert entry["utterances"] == {"before": 5, "kept": 1} and entry["removed_file"] == "removed.jsonl"
+    assert entry["dialogues"] == {"before": 4, "kept": 1, "removed": 3, "unjudged": 1}
+    assert entry["utterances"] == {"before": 6, "kept": 1} and entry["removed_file"] == "removed.jsonl"
     assert (entry["filter"], entry["from"]) == ("judge", "iemocap_nat")
