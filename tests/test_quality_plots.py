@@ -1,0 +1,87 @@
+"""What the quality report's pictures show, read back from the figures: each bar is its column's value divided
+as its row says (self-BLEU by 100), the axis starts at 0 unless a value is negative, the dashed line parts the
+higher-is-better rows from the lower-is-better ones, each confusion panel is the set's row-normalised confusion
+(scikit-learn's), and a report without a set draws no confusion."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from erc.plots import plt
+from erc.quality.plots import BARS, confusion_figure, metrics_figure, report_plots
+
+NAMES = ["neutral", "joy", "anger"]
+REAL = {"kappa": 0.38, "probe_wf1": 0.55, "distinct_2": 0.6, "self_bleu": 20.0, "flagged": 0.3,
+        "ends_mid_word": 0.05, "label_js": 0.002, "precision": 0.8, "recall": 0.9, "coverage": 0.7}
+
+
+class _Corpus:
+    """A set's labels, as long as the set."""
+
+    def __init__(self, labels: np.ndarray) -> None:
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _report(columns: dict, n_sets: int = 2) -> SimpleNamespace:
+    """The fields of a QualityReport the plots read: embeddings and labels of the real data and of each set, the
+    probe's choices on each set, and the table's columns."""
+    rng = np.random.default_rng(0)
+
+    def scored(n: int) -> SimpleNamespace:
+        labels = rng.integers(0, len(NAMES), n)
+        return SimpleNamespace(corpus=_Corpus(labels), vectors=rng.normal(size=(n, 8)),
+                               fidelity=SimpleNamespace(labels=labels, predicted=rng.integers(0, len(NAMES), n)))
+
+    return SimpleNamespace(benchmark="meld", names=NAMES, sets={f"meld_s{i}": scored(30 + 10 * i)
+                                                                for i in range(n_sets)},
+                           columns=columns, real=_Corpus(rng.integers(0, len(NAMES), 40)),
+                           real_vectors=rng.normal(size=(40, 8)), seed=0)
+
+
+def test_each_bar_is_its_columns_value_scaled_as_its_row_says() -> None:
+    columns = {"meld": REAL, "meld_nat": {**REAL, "kappa": 0.1, "self_bleu": 55.0, "recall": None}}
+    fig = metrics_figure(_report(columns))
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["meld", "meld_nat"]
+    for container, values in zip(ax.containers, columns.values(), strict=True):
+        expected = [0.0 if values[key] is None else values[key] / divisor for key, _, divisor, _ in BARS]
+        np.testing.assert_allclose([bar.get_width() for bar in container], expected)
+    written = {t.get_text() for t in ax.texts}
+    assert {"0.20", "0.55", "0.10", "n/a"} <= written                  # self-BLEU 20 and 55 shown over 100
+    assert ax.get_xlim() == (0.0, 1.15)                                # no negative value: the axis starts at 0
+    (dashed,) = [line for line in ax.lines if line.get_linestyle() == "--"]
+    rows = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks(), strict=True))
+    lowest_higher = min(y for row, y in rows.items() if row.endswith("↑"))
+    highest_lower = max(y for row, y in rows.items() if row.endswith("↓"))
+    assert highest_lower < dashed.get_ydata()[0] < lowest_higher
+    plt.close(fig)
+
+
+def test_a_negative_value_extends_the_axis_left_of_its_bar() -> None:
+    fig = metrics_figure(_report({"meld": REAL, "meld_bal": {**REAL, "kappa": -0.4}}))
+    assert fig.axes[0].get_xlim() == pytest.approx((-0.55, 1.15))
+    plt.close(fig)
+
+
+def test_each_confusion_panel_is_the_sets_row_normalised_confusion() -> None:
+    from sklearn.metrics import confusion_matrix
+
+    report = _report({"meld": REAL})
+    fig = confusion_figure(report)
+    assert [ax.get_title() for ax in fig.axes] == list(report.sets)
+    for ax, scored in zip(fig.axes, report.sets.values(), strict=True):
+        counts = confusion_matrix(scored.fidelity.labels, scored.fidelity.predicted, labels=range(len(NAMES)))
+        np.testing.assert_allclose(ax.images[0].get_array(), counts / counts.sum(axis=1, keepdims=True))
+    plt.close(fig)
+
+
+def test_without_a_set_the_report_draws_no_confusion() -> None:
+    plots = report_plots(_report({"meld": REAL}, n_sets=0))
+    assert set(plots) == {"quality_projection.png", "quality_metrics.png"}
+    assert all(png.startswith(b"\x89PNG") for png in plots.values())
