@@ -16,7 +16,7 @@ from erc.judge.prompt import judge_prompt
 from erc.judge.run import Judgement, JudgeTask
 from erc.llm.backends.base import Completion
 from erc.llm.sampling import derive_seed
-from erc.llm.store import canonical_hash
+from erc.llm.store import RequestStore, canonical_hash
 
 from helpers.judge import LABELS, make_cfg
 
@@ -93,6 +93,10 @@ def test_stored_answers_are_read_under_the_model_they_name(task) -> None:
     task.store_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     stored = task.stored()
     assert stored.labels == {"d0": [B, B]} and stored.unjudged == 3 and stored.facts["model"] == "loopback/judge"
+    store = RequestStore(task.store_path)                  # what a rerun that asks plans: the three others
+    plan = task.plan(store)
+    store.close()
+    assert (plan.finished, [s.item[0].id for s in plan.slots]) == (1, ["d1", "d2", "d3"])
 
 
 def test_the_sets_judge_files_hold_the_figures_and_each_dialogues_labels(tmp_path) -> None:
