@@ -137,3 +137,47 @@ def test_an_encoder_folder_is_loaded_from_itself_and_a_missing_path_is_refused(t
     for missing in (str(tmp_path / "nothing"), "./nothing", "~/nothing-here-at-all"):
         with pytest.raises(ConfigError, match=rf"^quality.encoder='{missing}': no model folder there; give 'minilm'"):
             resolve_encoder(missing)
+
+
+# ---- W&B --------------------------------------------------------------------------------------------------------
+def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_pictures(tmp_path) -> None:
+    """An offline run in the given folder: the metrics table (one row per report row, one column per set), each
+    set's suspicious utterances, the PNGs (not quality.md), and every numeric figure as ``<column>/<key>``."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from erc.plots import figure_png, plt
+    from erc.quality.outputs import ROWS
+    from erc.quality.tracking import log_report
+
+    png = tmp_path / "quality_metrics.png"
+    png.write_bytes(figure_png(plt.figure(figsize=(1, 1))))
+    (tmp_path / "quality.md").write_text("| table |\n")
+    report = {"benchmark": "meld", "columns": ["meld", "meld_nat"],
+              "metrics": {"meld": {"kappa": 0.4, "sample_utterances": 300, "probe_wf1": 0.5},
+                          "meld_nat": {"kappa": -0.1, "sample_utterances": 40, "probe_wf1": None,
+                                       "wf1_interval": [0.1, 0.2]}},
+              "suspicious": {"meld_nat": [{"id": "n1", "text": "Hi.", "label": "joy", "probe": "anger",
+                                           "label_quality": 0.02}]}}
+    quality = OmegaConf.create({"wandb_project": "erc-test", "wandb_mode": "offline"})
+    run_dir = Path(log_report(quality, {"benchmark": "meld"}, report, [png, tmp_path / "quality.md"], tmp_path))
+    assert run_dir.is_relative_to(tmp_path / "wandb")
+    # the summary goes into the run's binary log (no JSON copy offline): its keys are written there as text
+    (log,) = run_dir.parent.glob("run-*.wandb")
+    written = log.read_bytes()
+    for key in ("meld/kappa", "meld/sample_utterances", "meld/probe_wf1", "meld_nat/kappa",
+                "meld_nat/sample_utterances"):
+        assert f'"{key}"'.encode() in written or key.encode() in written, key
+    assert b"meld_nat/probe_wf1" not in written and b"wf1_interval" not in written     # None and a list: no summary
+    media = run_dir / "media"
+    logged = {p.relative_to(media).parent / p.name.rsplit("_", 2)[0] for p in media.rglob("*") if p.is_file()}
+    assert logged == {Path("images/quality/quality_metrics"), Path("table/quality/metrics"),
+                      Path("table/quality/suspicious/meld_nat")}
+    table = json.loads(next((media / "table" / "quality").glob("metrics_*.table.json")).read_text())
+    assert table["columns"] == ["metric", "meld", "meld_nat"] and len(table["data"]) == len(ROWS)
+    kappa = next(row for row in table["data"] if row[0] == "fidelity: Cohen's kappa")
+    assert kappa == ["fidelity: Cohen's kappa", 0.4, -0.1]
+    (suspicious,) = json.loads(next((media / "table" / "quality" / "suspicious").glob("meld_nat_*.table.json"))
+                               .read_text())["data"]
+    assert suspicious == ["n1", "Hi.", "joy", "anger", 0.02]
