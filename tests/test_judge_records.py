@@ -6,6 +6,7 @@ attempts, the seeds and fields each request carries, the card's facts, and the f
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -83,23 +84,33 @@ def test_each_request_has_its_own_seed_and_names_its_dialogue(task) -> None:
                                                                                        "reason": "wrong_count"})
 
 
-def test_stored_answers_are_read_under_the_model_they_name(task) -> None:
-    """Without asking, the judgement is that of the stored records, under the model they were made with."""
+def test_stored_answers_are_read_under_the_model_they_name(task, caplog) -> None:
+    """Without asking, the judgement is that of the stored records, under the model they were made with; the
+    warning counts the dialogues out of attempts apart from those not asked yet."""
+    from erc.judge.run import judge_set
+
     assert task.stored().unjudged == 4 and task.stored().facts["model"] is None
     setup_hash = canonical_hash(task.setup("loopback/judge"), 16)
-    d0 = task.dialogues[0]
-    records = [{**_record(task, d0, 0, [B, B], reason=None), "model": "loopback/judge", "setup_hash": setup_hash}]
+    d0, d1 = task.dialogues[:2]
+    records = [{**r, "model": "loopback/judge", "setup_hash": setup_hash}
+               for r in (_record(task, d0, 0, [B, B], reason=None), _record(task, d1, 0, [B], reason="wrong_count"),
+                         _record(task, d1, 1, [B], reason="wrong_count"))]
     task.store_path.parent.mkdir(parents=True)
     task.store_path.write_text("".join(json.dumps(r) + "\n" for r in records))
     stored = task.stored()
-    assert stored.labels == {"d0": [B, B]} and stored.unjudged == 3 and stored.facts["model"] == "loopback/judge"
-    store = RequestStore(task.store_path)                  # what a rerun that asks plans: the three others
+    assert stored.labels == {"d0": [B, B]} and (stored.unjudged, stored.failed) == (3, 1)
+    assert stored.facts["model"] == "loopback/judge"
+    store = RequestStore(task.store_path)                  # what a rerun that asks plans: the two never asked
     plan = task.plan(store)
     store.close()
-    assert (plan.finished, [s.item[0].id for s in plan.slots]) == (1, ["d1", "d2", "d3"])
+    assert (plan.finished, [s.item[0].id for s in plan.slots]) == (2, ["d2", "d3"])
+    with caplog.at_level(logging.WARNING):
+        assert judge_set(task.cfg, task.dialogues, ask=False).labels == {"d0": [B, B]}
+    assert ("3 of 4 dialogue(s) have no judge answer: 1 after judge.max_attempts=2 answers without one label per "
+            "utterance (raise it to ask again), 2 not asked yet") in caplog.text
 
 
-def test_the_sets_judge_files_hold_the_figures_and_each_dialogues_labels(tmp_path) -> None:
+def test_the_sets_judge_files_hold_the_figures_and_each_dialogues_labels(tmp_path, caplog) -> None:
     """agreement.json and labels.jsonl per dialogue (None for the unjudged), the card entry with its counts and
     file names, the filtered set with its own figures; judge=none removes the figures again."""
     cfg = make_cfg(tmp_path, "http://127.0.0.1:9", "judge.filter=true", "judge.min_agreement=0.5")
@@ -107,7 +118,11 @@ def test_the_sets_judge_files_hold_the_figures_and_each_dialogues_labels(tmp_pat
     dialogues = _dialogues()
     judgement = Judgement(labels={"d0": [A, B], "d1": [A, A], "d2": [C, C]}, unjudged=1, failed=1,
                           facts={"model": "m"})
-    judged = export_judgement(cfg, out, "iemocap_nat", dialogues, LABELS, judgement)
+    with caplog.at_level(logging.INFO):
+        judged = export_judgement(cfg, out, "iemocap_nat", dialogues, LABELS, judgement)
+    assert f"{out}: the judge agrees on 50.0% of 6 utterances (kappa " in caplog.text
+    assert "; 1 dialogue(s) unjudged)" in caplog.text
+    assert f"{out.parent / 'iemocap_nat_judge'}: 2 of 4 dialogues kept by the judge filter" in caplog.text
     figures = json.loads((out / "judge" / "agreement.json").read_text())
     assert (figures["dataset"], figures["labels"], figures["utterances"], figures["accuracy"]) == (
         "iemocap_nat", LABELS, 6, 0.5)
