@@ -86,8 +86,11 @@ def test_the_encoder_gives_unit_vectors_and_leaves_torchs_threads_as_they_were(m
     import torch
 
     from erc.pretrained import minilm_folder, minilm_identity
+    from erc.quality.embeddings import Encoder
 
     assert (minilm.target, minilm.identity) == (str(minilm_folder("quality.encoder")), minilm_identity())
+    fresh = Encoder("minilm")
+    assert (fresh.encoded, fresh._model) == (0, None)                  # nothing loaded or counted until asked
     before, counted = torch.get_num_threads(), minilm.encoded
     vectors = minilm.encode(["I am so happy!", "Leave me alone.", "What time is it?"])
     assert torch.get_num_threads() == before and minilm.encoded == counted + 3
@@ -181,3 +184,4 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
     (suspicious,) = json.loads(next((media / "table" / "quality" / "suspicious").glob("meld_nat_*.table.json"))
                                .read_text())["data"]
     assert suspicious == ["n1", "Hi.", "joy", "anger", 0.02]
+
