@@ -185,3 +185,33 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
                                .read_text())["data"]
     assert suspicious == ["n1", "Hi.", "joy", "anger", 0.02]
 
+
+
+def test_the_encoder_runs_on_quality_threads_and_gives_torch_its_threads_back() -> None:
+    """``quality.threads`` holds while the model encodes (a model standing in records it), and torch's own
+    setting is back afterwards, an exception included."""
+    import torch
+
+    from erc.quality.embeddings import Encoder
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.threads: list[int] = []
+
+        def encode(self, texts, **options):
+            self.threads.append(torch.get_num_threads())
+            if texts == ["boom"]:
+                raise RuntimeError("boom")
+            return np.ones((len(texts), 2))
+
+    before = torch.get_num_threads()
+    encoder = Encoder("minilm", threads=before + 1)
+    encoder._model = Recorder()
+    try:
+        assert encoder.encode(["a", "b"]).dtype == np.float32
+        with pytest.raises(RuntimeError):
+            encoder.encode(["boom"])
+        assert torch.get_num_threads() == before and encoder._model.threads == [before + 1, before + 1]
+        assert encoder.encoded == 2
+    finally:
+        torch.set_num_threads(before)
