@@ -117,6 +117,8 @@ def test_the_cache_encodes_each_text_once_and_reencodes_an_entry_of_the_wrong_si
     again = EmbeddingCache(tmp_path, minilm)
     np.testing.assert_array_equal(again.embed(texts), first)
     assert minilm.encoded - start == 2 and (again.hits, again.misses) == (1, 0)
+    np.testing.assert_array_equal(again.embed(["Hi."])[0], first[0])     # read from disk: known in memory too
+    assert minilm.encoded - start == 2
     # an entry whose row count is not the texts' is encoded again, with a warning naming it
     np.save(entry, first[:2])
     fresh = EmbeddingCache(tmp_path, minilm)
