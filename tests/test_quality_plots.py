@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from erc.plots import plt
-from erc.quality.plots import BARS, confusion_figure, metrics_figure, report_plots
+from erc.quality.plots import confusion_figure, metrics_figure, report_plots
 
 NAMES = ["neutral", "joy", "anger"]
 REAL = {"kappa": 0.38, "probe_wf1": 0.55, "distinct_2": 0.6, "self_bleu": 20.0, "flagged": 0.3,
@@ -44,16 +44,28 @@ def _report(columns: dict, n_sets: int = 2) -> SimpleNamespace:
                            real_vectors=rng.normal(size=(40, 8)), seed=0)
 
 
+# Each row's label as the plot shows it (without its arrow) -> the report key and what its value is divided by.
+ROWS = {"kappa": ("kappa", 1), "probe W-F1": ("probe_wf1", 1), "distinct-2": ("distinct_2", 1),
+        "precision": ("precision", 1), "recall": ("recall", 1), "coverage": ("coverage", 1),
+        "self-BLEU / 100": ("self_bleu", 100), "flagged labels": ("flagged", 1), "ends mid-word": ("ends_mid_word", 1),
+        "label JS": ("label_js", 1)}
+
+
 def test_each_bar_is_its_columns_value_scaled_as_its_row_says() -> None:
-    columns = {"meld": REAL, "meld_nat": {**REAL, "kappa": 0.1, "self_bleu": 55.0, "recall": None}}
+    columns = {"meld": REAL, "meld_nat": {**REAL, "kappa": 0.1, "self_bleu": 45.0, "recall": None}}
     fig = metrics_figure(_report(columns))
     ax = fig.axes[0]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["meld", "meld_nat"]
+    ticks = {y: t.get_text()[:-2] for t, y in zip(ax.get_yticklabels(), ax.get_yticks(), strict=True)}
+    assert set(ticks.values()) == set(ROWS)
     for container, values in zip(ax.containers, columns.values(), strict=True):
-        expected = [0.0 if values[key] is None else values[key] / divisor for key, _, divisor, _ in BARS]
-        np.testing.assert_allclose([bar.get_width() for bar in container], expected)
+        for bar in container:
+            row = ticks[min(ticks, key=lambda y: abs(y - (bar.get_y() + bar.get_height() / 2)))]
+            key, divisor = ROWS[row]
+            expected = 0.0 if values[key] is None else values[key] / divisor
+            assert bar.get_width() == pytest.approx(expected), row
     written = {t.get_text() for t in ax.texts}
-    assert {"0.20", "0.55", "0.10", "n/a"} <= written                  # self-BLEU 20 and 55 shown over 100
+    assert {"0.20", "0.45", "0.55", "0.10", "n/a"} <= written          # self-BLEU 20 and 45 shown over 100
     assert ax.get_xlim() == (0.0, 1.15)                                # no negative value: the axis starts at 0
     (dashed,) = [line for line in ax.lines if line.get_linestyle() == "--"]
     rows = dict(zip([t.get_text() for t in ax.get_yticklabels()], ax.get_yticks(), strict=True))
