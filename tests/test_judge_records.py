@@ -115,24 +115,28 @@ def test_the_sets_judge_files_hold_the_figures_and_each_dialogues_labels(tmp_pat
     file names, the filtered set with its own figures; judge=none removes the figures again."""
     cfg = make_cfg(tmp_path, "http://127.0.0.1:9", "judge.filter=true", "judge.min_agreement=0.5")
     out = Path(cfg.out_dir)
-    dialogues = _dialogues()
-    judgement = Judgement(labels={"d0": [A, B], "d1": [A, A], "d2": [C, C]}, unjudged=1, failed=1,
-                          facts={"model": "m"})
+    dialogues = [*_dialogues(), Dialogue(id="d4", benchmark="iemocap", split="train", source="nat",
+                                         meta={"dialogue": 4}, utterances=[Utterance("Ann", "x", A),
+                                                                           Utterance("Bob", "y", B),
+                                                                           Utterance("Ann", "z", C)])]
+    judgement = Judgement(labels={"d0": [A, B], "d1": [A, A], "d2": [C, C], "d4": [A, C, B]}, unjudged=1,
+                          failed=1, facts={"model": "m"})
     with caplog.at_level(logging.INFO):
         judged = export_judgement(cfg, out, "iemocap_nat", dialogues, LABELS, judgement)
-    assert f"{out}: the judge agrees on 50.0% of 6 utterances (kappa " in caplog.text
+    assert f"{out}: the judge agrees on 44.4% of 9 utterances (kappa " in caplog.text
     assert "; 1 dialogue(s) unjudged)" in caplog.text
-    assert f"{out.parent / 'iemocap_nat_judge'}: 2 of 4 dialogues kept by the judge filter" in caplog.text
+    assert f"{out.parent / 'iemocap_nat_judge'}: 2 of 5 dialogues kept by the judge filter" in caplog.text
     figures = json.loads((out / "judge" / "agreement.json").read_text())
     assert (figures["dataset"], figures["labels"], figures["utterances"], figures["accuracy"]) == (
-        "iemocap_nat", LABELS, 6, 0.5)
+        "iemocap_nat", LABELS, 9, round(4 / 9, 4))
     rows = [json.loads(line) for line in (out / "judge" / "labels.jsonl").read_text().splitlines()]
     assert rows[1] == {"id": "d1", "split": "dev", "generated": [A, B], "judged": [A, A], "agreement": 0.5}
     assert (rows[3]["judged"], rows[3]["agreement"]) == (None, None) and rows[2]["agreement"] == 0.0
+    assert rows[4]["agreement"] == 0.3333
     assert (out / "judge_confusion.png").read_bytes()[:4] == b"\x89PNG"
     entry = judged.entry
-    assert entry["model"] == "m" and entry["dialogues"] == {"judged": 3, "unjudged": 1, "failed": 1}
-    assert entry["accuracy"] == 0.5 and entry["files"]["agreement"] == "judge/agreement.json"
+    assert entry["model"] == "m" and entry["dialogues"] == {"judged": 4, "unjudged": 1, "failed": 1}
+    assert entry["accuracy"] == 0.4444 and entry["files"]["agreement"] == "judge/agreement.json"
     folder, kept, filter_entry, kept_figures = judged.filtered
     assert folder == out.parent / "iemocap_nat_judge" and [d.id for d in kept] == ["d0", "d1"]
     assert filter_entry["dialogues"]["kept"] == 2
