@@ -97,3 +97,26 @@ def test_without_a_set_the_report_draws_no_confusion() -> None:
     plots = report_plots(_report({"meld": REAL}, n_sets=0))
     assert set(plots) == {"quality_projection.png", "quality_metrics.png"}
     assert all(png.startswith(b"\x89PNG") for png in plots.values())
+
+
+def test_the_projection_shows_each_column_with_the_real_cloud_behind_each_set() -> None:
+    """One panel per column, the real data first, at most 1500 utterances each (said in the title); each set's
+    panel has the real panel's points in grey behind its own, the real panel has no such background."""
+    from erc.quality.plots import projection_figure
+
+    report = _report({"meld": REAL})
+    rng = np.random.default_rng(1)
+    report.real, report.real_vectors = _Corpus(rng.integers(0, len(NAMES), 1600)), rng.normal(size=(1600, 8))
+    fig = projection_figure(report)
+    assert [ax.get_title() for ax in fig.axes] == ["meld (n=1500 shown)", "meld_s0 (n=30 shown)",
+                                                   "meld_s1 (n=40 shown)"]
+    real_panel, *set_panels = fig.axes
+    assert [c.get_label() for c in real_panel.collections] == NAMES
+    real_points = {tuple(p) for c in real_panel.collections for p in c.get_offsets()}
+    assert len(real_points) == 1500
+    for ax, scored in zip(set_panels, report.sets.values(), strict=True):
+        grey, *by_label = ax.collections
+        assert grey.get_label() == "meld (all)" and [c.get_label() for c in by_label] == NAMES
+        assert {tuple(p) for p in grey.get_offsets()} == real_points
+        assert [len(c.get_offsets()) for c in by_label] == np.bincount(scored.corpus.labels, minlength=3).tolist()
+    plt.close(fig)
