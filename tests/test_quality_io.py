@@ -168,9 +168,14 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
     quality = OmegaConf.create({"wandb_project": "erc-test", "wandb_mode": "offline"})
     run_dir = Path(log_report(quality, {"benchmark": "meld"}, report, [png, tmp_path / "quality.md"], tmp_path))
     assert run_dir.is_relative_to(tmp_path / "wandb")
-    # the summary goes into the run's binary log (no JSON copy offline): its keys are written there as text
+    # the summary goes into the run's binary log (no JSON copy offline), its keys written there as text; W&B's
+    # service writes it after finish() returns, so the log is read until the last key the run logs is in it
+    import time
+
     (log,) = run_dir.parent.glob("run-*.wandb")
-    written = log.read_bytes()
+    deadline = time.monotonic() + 30
+    while b"meld_nat/sample_utterances" not in (written := log.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for key in ("meld/kappa", "meld/sample_utterances", "meld/probe_wf1", "meld_nat/kappa",
                 "meld_nat/sample_utterances"):
         assert f'"{key}"'.encode() in written or key.encode() in written, key
