@@ -91,6 +91,12 @@ def test_each_confusion_panel_is_the_sets_row_normalised_confusion() -> None:
         counts = confusion_matrix(scored.fidelity.labels, scored.fidelity.predicted, labels=range(len(NAMES)))
         np.testing.assert_allclose(ax.images[0].get_array(), counts / counts.sum(axis=1, keepdims=True))
     plt.close(fig)
+    # a label neither in the set nor chosen by the probe (the last one here) is an empty row and column
+    scored = next(iter(report.sets.values()))
+    scored.fidelity.labels, scored.fidelity.predicted = np.array([0, 1, 1]), np.array([1, 1, 0])
+    fig = confusion_figure(report)
+    assert fig.axes[0].images[0].get_array().tolist() == [[0, 1, 0], [0.5, 0.5, 0], [0, 0, 0]]
+    plt.close(fig)
 
 
 def test_without_a_set_the_report_draws_no_confusion() -> None:
