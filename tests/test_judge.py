@@ -341,6 +341,10 @@ def test_a_judge_server_without_the_judge_is_refused() -> None:
     ("judge.max_attempts=0", "judge.max_attempts must be an integer >= 1"),
     ("judge.min_agreement=1.5", r"judge.min_agreement must be a number in \[0, 1\]"),
     ("judge.filter=maybe", "judge.filter must be true or false"),
+    ("judge.name=gpt", r"^judge must be one of none, llm \(judge=llm asks an LLM judge\), got 'gpt'"),
+    ("judge.seed=-1", "judge.seed must be a non-negative integer"),
+    ("judge.seed=0.5", "judge.seed must be a non-negative integer"),
+    ("judge.sampling.constrained=maybe", "judge.sampling.constrained must be true or false"),
     ("judge.template=/nonexistent.txt", "judge.template"),
     ("llm@judge.llm=tgi judge.llm.chat_template=auto", "judge.llm.chat_template=auto needs llm.tokenizer"),
     ("llm@judge.llm=openai judge.llm.server=ollama",
@@ -351,10 +355,57 @@ def test_a_bad_judge_setting_is_refused_naming_the_key(override, message) -> Non
         check_judge_config(compose_generate(*override.split()))
 
 
-@pytest.mark.parametrize("value", ["0", "0.5", "1"])
-def test_min_agreement_takes_both_ends_of_its_range(value) -> None:
-    """0 (keep every judged dialogue) and 1 (keep only full agreement) are valid shares."""
-    check_judge_config(compose_generate(f"judge.min_agreement={value}"))
+@pytest.mark.parametrize("override", ["judge.min_agreement=0", "judge.min_agreement=0.5", "judge.min_agreement=1",
+                                      "judge.max_attempts=1", "judge.seed=0", "judge.sampling.constrained=false"])
+def test_each_judge_setting_takes_the_ends_of_its_range(override) -> None:
+    """min_agreement 0 (keep every judged dialogue) and 1 (keep only full agreement) are valid shares; one attempt
+    per dialogue and seed 0 are valid counts."""
+    check_judge_config(compose_generate(override))
+
+
+def test_the_judge_is_on_only_with_judge_llm() -> None:
+    from omegaconf import OmegaConf
+
+    from erc.judge.checks import judge_enabled
+
+    assert judge_enabled(compose_generate())
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        assert not judge_enabled(compose("generate", ["llm=tgi", "judge=none"]))
+    assert not judge_enabled(OmegaConf.create({"llm": {}}))
+
+
+def test_a_judge_server_other_than_local_leaves_generations_sampling_alone() -> None:
+    """Only ``llm@judge.llm=local`` drags ``sampling=embedded`` along: another server of the judge's own, or the
+    embedded model for both, needs no sampling named on the command line, in a composed config or a running job's
+    record (Hydra's)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        other = compose("generate", ["llm=tgi", "judge=llm", "llm@judge.llm=openai"], return_hydra_config=True)
+        embedded = compose("generate", ["llm=tgi", "judge=llm", "llm@judge.llm=local"], return_hydra_config=True)
+    check_judge_config(other)
+    # in a running job the record is Hydra's, not the config's
+    hydra = HydraConfig.instance()
+    try:
+        hydra.set_config(embedded)
+        job = OmegaConf.masked_copy(embedded, [k for k in embedded if k != "hydra"])
+        with open_dict(job):
+            assert "hydra" not in job
+        with pytest.raises(ConfigError, match=r"^llm@judge\.llm=local also selects sampling=embedded"):
+            check_judge_config(job)
+    finally:
+        hydra.cfg = None
+
+
+def test_a_template_with_a_lone_brace_or_no_slot_is_refused_naming_the_fix(tmp_path) -> None:
+    template = tmp_path / "t.txt"
+    template.write_text("{dialogue} ({n_utterances}) {label_options}: close the list with }\n")
+    with pytest.raises(ConfigError, match=r"judge.template .*t.txt: .*write a literal brace as \{\{ or \}\}"):
+        check_judge_config(compose_generate(f"judge.template={template}"))
+    template.write_text("Name the emotions.\n")
+    with pytest.raises(ConfigError, match=r"it uses none$"):
+        check_judge_config(compose_generate(f"judge.template={template}"))
 
 
 def test_a_template_with_a_slot_the_judge_does_not_fill_is_refused(tmp_path) -> None:

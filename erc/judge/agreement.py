@@ -9,11 +9,14 @@ the filter keeps or removes by.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from erc.data.schema import Dialogue
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def dialogue_agreement(dialogue: Dialogue, judged: list[str]) -> float:
@@ -51,12 +54,19 @@ def agreement(dialogues: list[Dialogue], judged: dict[str, list[str]], labels: l
     }
 
 
-def confusion_png(figures: dict[str, Any], labels: list[str], name: str) -> bytes:
-    """``judge_confusion.png``: the set's labels (rows) against the judge's (columns), rows normalised."""
-    from erc.plots import draw_confusion, figure_png, plt
+def confusion_figure(figures: dict[str, Any], labels: list[str], name: str) -> Figure:
+    """The set's labels (rows) against the judge's (columns), rows normalised, the kappa in the title."""
+    from erc.plots import draw_confusion, plt
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     draw_confusion(ax, np.array(figures["confusion"]["counts"]), labels, "judge's label", name)
     kappa = "-" if figures["kappa"] is None else f"{figures['kappa']:.2f}"
     fig.suptitle(f"Generated labels vs the LLM judge's (kappa {kappa}; rows sum to 1)", fontsize=10)
-    return figure_png(fig)
+    return fig
+
+
+def confusion_png(figures: dict[str, Any], labels: list[str], name: str) -> bytes:
+    """``judge_confusion.png``: :func:`confusion_figure` as PNG bytes."""
+    from erc.plots import figure_png
+
+    return figure_png(confusion_figure(figures, labels, name))

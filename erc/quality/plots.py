@@ -26,7 +26,9 @@ BARS = (("kappa", "kappa", 1, True), ("probe_wf1", "probe W-F1", 1, True), ("dis
         ("ends_mid_word", "ends mid-word", 1, False), ("label_js", "label JS", 1, False))
 
 
-def projection_png(report: QualityReport, points: int = 1500) -> bytes:
+def projection_figure(report: QualityReport, points: int = 1500) -> plt.Figure:
+    """One panel per column (the real data first), at most ``points`` utterances each, on PCA axes fitted to all
+    the panels together; each set's panel shows the real cloud in grey behind its own points."""
     names = report.names
     colours = plt.get_cmap("tab10")(np.arange(len(names)))
     real_rows = sample_rows(len(report.real), points, report.seed)
@@ -48,7 +50,7 @@ def projection_png(report: QualityReport, points: int = 1500) -> bytes:
         ax.set_title(f"{name} (n={len(vectors)} shown)", fontsize=9)
     axes[0][0].legend(fontsize=7, markerscale=2, loc="best")
     fig.suptitle("Utterance embeddings, PCA of all panels together", fontsize=10)
-    return figure_png(fig)
+    return fig
 
 
 def confusion_figure(report: QualityReport) -> plt.Figure:
@@ -91,7 +93,7 @@ def metrics_figure(report: QualityReport) -> plt.Figure:
 
 def report_plots(report: QualityReport) -> dict[str, bytes]:
     """Every plot, by file name."""
-    plots = {"quality_projection.png": projection_png(report),
+    plots = {"quality_projection.png": figure_png(projection_figure(report)),
              "quality_metrics.png": figure_png(metrics_figure(report))}
     if report.sets:
         plots["quality_confusion.png"] = figure_png(confusion_figure(report))
