@@ -196,3 +196,18 @@ def test_left_out_overrides_are_found_without_resolving_any_override(monkeypatch
     root = OmegaConf.create({"hydra": {"overrides": {"task": [
         "trainer.enable_progress_bar=false", "llm.key=${oc.env:ERC_TEST_UNSET}", "seed=3"]}}})
     assert left_out_overrides(["trainer", "llm.key"], _root_=root) == ["trainer.enable_progress_bar", "llm.key"]
+
+
+def test_the_job_key_follows_every_split_file_of_the_generated_set_it_reads(tmp_path) -> None:
+    """A job reads its generated set's train and dev splits to pretrain and its test split to report W-F1 on it:
+    any of the three regenerated in place with other dialogues is another job, never a resume of the old one."""
+    folder = tmp_path / "data" / "synthetic" / "meld_bal"
+    folder.mkdir(parents=True)
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):
+        (folder / name).write_text(f'{{"id": "{name}"}}\n')
+    cfg = compose_in("train", tmp_path, ["data=meld_bal", *TINY])
+    keys = [job_key(cfg)]
+    for name in ("train.jsonl", "dev.jsonl", "test.jsonl"):
+        (folder / name).write_text('{"id": "other"}\n')
+        keys.append(job_key(cfg))
+    assert len(set(keys)) == 4, keys

@@ -173,3 +173,14 @@ def test_a_new_holder_replaces_a_longer_record_left_by_an_earlier_one(tmp_path):
     with FolderLock(tmp_path, what="training"):
         holder = json.loads((tmp_path / ".lock").read_text())
     assert (holder["pid"], holder["host"], holder["what"]) == (os.getpid(), socket.gethostname(), "training")
+
+
+def test_a_folder_released_and_entered_again_is_locked_again(tmp_path):
+    """A multirun's next job enters the folder after the previous job released it: that entry must take the kernel
+    lock again (another process is refused), not be counted as a nested entry of a hold already given up."""
+    with FolderLock(tmp_path, what="training"):
+        pass
+    assert not _held_elsewhere(tmp_path)
+    with FolderLock(tmp_path, what="training"):
+        assert _held_elsewhere(tmp_path)
+    assert not _held_elsewhere(tmp_path)
