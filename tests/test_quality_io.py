@@ -5,16 +5,26 @@ encoded in this process never encoded twice, an entry of the wrong size encoded 
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+import torch
+from omegaconf import OmegaConf
 
 from erc.data.schema import DataError
-from erc.paths import CONFIG_DIR
+from erc.errors import ConfigError
+from erc.plots import figure_png, plt
+from erc.pretrained import folder_identity, minilm_folder, minilm_identity
+from erc.quality.embeddings import EmbeddingCache, Encoder, resolve_encoder, texts_hash
+from erc.quality.outputs import ROWS
 from erc.quality.run import _chosen_sets, generated_set_folders
+from erc.quality.tracking import log_report
+
+from helpers.config import compose_config
 
 
 def _set(folder: Path, text: str = '{"id": "x"}\n', split: str = "train") -> Path:
@@ -25,9 +35,8 @@ def _set(folder: Path, text: str = '{"id": "x"}\n', split: str = "train") -> Pat
 
 
 def _cfg(data: Path, synthetic: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("quality", overrides=["benchmark=meld", f"paths.data_dir={data}",
-                                             f"paths.synthetic_dir={synthetic}", *overrides])
+    return compose_config("quality", ["benchmark=meld", f"paths.data_dir={data}", f"paths.synthetic_dir={synthetic}",
+                                      *overrides])
 
 
 def test_every_set_of_the_benchmark_is_found_in_column_order_and_empty_ones_are_skipped(tmp_path, caplog) -> None:
@@ -77,7 +86,6 @@ def test_no_set_is_an_error_that_says_how_to_make_one_or_where_to_move_them(tmp_
 class _Model:
     """Stands in for the sentence-transformers model under the cache (the cache, not the model, is tested here; the
     real model runs in test_quality.py): one fixed vector per text."""
-
     def encode(self, texts: list[str], **options) -> np.ndarray:
         return np.array([[len(t), sum(map(ord, t)) % 97, 1.0, 0.0] for t in texts], dtype=np.float32)
 
@@ -85,17 +93,12 @@ class _Model:
 @pytest.fixture
 def minilm():
     """The shipped encoder's settings, its model stood in for (no load)."""
-    from erc.quality.embeddings import Encoder
-
     encoder = Encoder("minilm", batch_size=2, threads=1)
     encoder._model = _Model()
     return encoder
 
 
 def test_the_shipped_encoder_is_the_installed_minilm_loaded_only_when_asked() -> None:
-    from erc.pretrained import minilm_folder, minilm_identity
-    from erc.quality.embeddings import Encoder
-
     fresh = Encoder("minilm")
     assert (fresh.target, fresh.identity) == (str(minilm_folder("quality.encoder")), minilm_identity())
     assert (fresh.encoded, fresh._model) == (0, None)                  # nothing loaded or counted until asked
@@ -103,8 +106,6 @@ def test_the_shipped_encoder_is_the_installed_minilm_loaded_only_when_asked() ->
 
 def test_the_cache_encodes_each_text_once_and_reencodes_an_entry_of_the_wrong_size(tmp_path, minilm,
                                                                                     caplog) -> None:
-    from erc.quality.embeddings import EmbeddingCache, texts_hash
-
     cache = EmbeddingCache(tmp_path, minilm)
     start = minilm.encoded
     texts = ["Hi.", "Go away!", "Hi."]
@@ -132,10 +133,6 @@ def test_the_cache_encodes_each_text_once_and_reencodes_an_entry_of_the_wrong_si
 
 
 def test_an_encoder_folder_is_loaded_from_itself_and_a_missing_path_is_refused(tmp_path) -> None:
-    from erc.errors import ConfigError
-    from erc.pretrained import folder_identity
-    from erc.quality.embeddings import resolve_encoder
-
     model = tmp_path / "my-model"
     model.mkdir()
     (model / "config.json").write_text("{}")
@@ -150,14 +147,6 @@ def test_an_encoder_folder_is_loaded_from_itself_and_a_missing_path_is_refused(t
 def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_pictures(tmp_path) -> None:
     """An offline run in the given folder: the metrics table (one row per report row, one column per set), each
     set's suspicious utterances, the PNGs (not quality.md), and every numeric figure as ``<column>/<key>``."""
-    import json
-
-    from omegaconf import OmegaConf
-
-    from erc.plots import figure_png, plt
-    from erc.quality.outputs import ROWS
-    from erc.quality.tracking import log_report
-
     png = tmp_path / "quality_metrics.png"
     png.write_bytes(figure_png(plt.figure(figsize=(1, 1))))
     (tmp_path / "quality.md").write_text("| table |\n")
@@ -172,8 +161,6 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
     assert run_dir.is_relative_to(tmp_path / "wandb")
     # the summary goes into the run's binary log (no JSON copy offline), its keys written there as text; W&B's
     # service writes it after finish() returns, so the log is read until the last key the run logs is in it
-    import time
-
     (log,) = run_dir.parent.glob("run-*.wandb")
     deadline = time.monotonic() + 30
     while b"meld_nat/sample_utterances" not in (written := log.read_bytes()) and time.monotonic() < deadline:
@@ -199,10 +186,6 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
 def test_the_encoder_runs_on_quality_threads_and_gives_torch_its_threads_back() -> None:
     """``quality.threads`` holds while the model encodes (a model standing in records it), and torch's own
     setting is back afterwards, an exception included."""
-    import torch
-
-    from erc.quality.embeddings import Encoder
-
     class Recorder:
         def __init__(self) -> None:
             self.threads: list[int] = []
