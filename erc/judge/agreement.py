@@ -1,5 +1,5 @@
 """Agreement between a set's generated labels and the judge's: accuracy, Cohen's kappa (scikit-learn), per label
-precision and recall of the judge against the generated label, the confusion counts and their PNG.
+precision and recall of the judge against the generated label, the confusion counts and their figure.
 
 Per label, ``recall`` is the share of the utterances generated with that label that the judge labelled so, and
 ``precision`` the share of the utterances the judge gave that label that were generated with it; None where
@@ -63,10 +63,3 @@ def confusion_figure(figures: dict[str, Any], labels: list[str], name: str) -> F
     kappa = "-" if figures["kappa"] is None else f"{figures['kappa']:.2f}"
     fig.suptitle(f"Generated labels vs the LLM judge's (kappa {kappa}; rows sum to 1)", fontsize=10)
     return fig
-
-
-def confusion_png(figures: dict[str, Any], labels: list[str], name: str) -> bytes:
-    """``judge_confusion.png``: :func:`confusion_figure` as PNG bytes."""
-    from erc.plots import figure_png
-
-    return figure_png(confusion_figure(figures, labels, name))

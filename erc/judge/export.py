@@ -49,7 +49,8 @@ def _json_bytes(value: Any) -> bytes:
 def export_judgement(cfg: DictConfig, out_dir: Path, name: str, kept: list[Dialogue], labels: list[str],
                      judgement: Judgement) -> JudgedSet:
     """Write the judge's files for the set ``name`` in ``out_dir`` (see the module docstring)."""
-    from erc.judge.agreement import agreement, confusion_png, dialogue_agreement
+    from erc.judge.agreement import agreement, confusion_figure, dialogue_agreement
+    from erc.plots import figure_png
 
     figures = agreement(kept, judgement.labels, labels)
     folder = judge_folder(out_dir)
@@ -60,7 +61,7 @@ def export_judgement(cfg: DictConfig, out_dir: Path, name: str, kept: list[Dialo
              "agreement": (round(dialogue_agreement(d, judgement.labels[d.id]), 4) if d.id in judgement.labels
                            else None)} for d in kept]
     write_if_changed(folder / "labels.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
-    write_if_changed(out_dir / CONFUSION_PNG, confusion_png(figures, labels, name))
+    write_if_changed(out_dir / CONFUSION_PNG, figure_png(confusion_figure(figures, labels, name)))
     entry = {**judgement.facts, **figures, "dialogues": {**figures["dialogues"], "failed": judgement.failed},
              "tokens": usage_totals(read_records(folder / "requests.jsonl"),
                                     Prices.from_config(judge_llm_config(cfg), judge_llm_key(cfg))),
