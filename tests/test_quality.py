@@ -369,6 +369,15 @@ def test_the_filter_writes_a_trainable_set_and_records_what_it_removed(tmp_path,
     assert report["columns"] == ["meld", "meld_bal", "meld_bal_probe"]
     assert report["metrics"]["meld_bal_probe"]["kappa"] > report["metrics"]["meld_bal"]["kappa"]
     assert outcome.filtered_quality["meld_bal_probe"]["kappa"] == report["metrics"]["meld_bal_probe"]["kappa"]
+    # without the report (quality.enabled=false) the filter still runs, at its own max_rejected: its set and card
+    # entry, no report and no quality entry
+    for path in data.rglob("quality.*"):
+        path.unlink()
+    again = assess_generated_set(compose_generate(data, embeddings, "postprocess.filter=probe",
+                                                  "quality.enabled=false", "postprocess.max_rejected=0"), folder)
+    assert again.quality is None and again.filtered_quality is None and again.filter["dialogues"]["before"] == 80
+    assert 0 < again.filter["dialogues"]["kept"] < entry["dialogues"]["kept"] and again.filtered.dialogues
+    assert not list(data.rglob("quality.*"))
 
 
 def test_the_hook_skips_the_report_without_the_benchmark_but_refuses_the_filter(tmp_path, meld_train,
