@@ -138,12 +138,9 @@ def assess_generated_set(cfg: DictConfig, folder: str | Path) -> SetAssessment:
     if filter_name:
         filtered, outcome.filter = filter_set(scored, report.names, float(cfg.postprocess.max_rejected), filter_name)
         outcome.filtered = filtered
-        if filtered.dialogues:
+        if filtered.dialogues:     # else no set was written, and write_filtered_set said so
             report.add_set(filtered)
             folders.append(filtered.folder)
-        else:
-            log.warning("%s: the filter removed every dialogue (see removed.jsonl); nothing to train on",
-                        filtered.folder)
         log.info("%s: %d of %d dialogues kept by the %s filter", filtered.folder, outcome.filter["dialogues"]["kept"],
                  outcome.filter["dialogues"]["before"], filter_name)
     if not enabled:
