@@ -221,3 +221,23 @@ def test_a_record_without_a_source_takes_its_folders(tmp_path, folder, source) -
     (tmp_path / folder / "dev.jsonl").write_text(json.dumps(record) + "\n")
     corpus = read_generated_set(tmp_path / folder, "meld")
     assert [(d.source, d.split) for d in corpus.dialogues] == [(source, "dev")]
+
+
+# ---- the filter --------------------------------------------------------------------------------------------------
+def test_the_filters_card_entry_names_itself_its_file_and_its_rule_and_rounds_a_share_to_four_decimals(tmp_path
+                                                                                                      ) -> None:
+    """Two of three utterances flagged: removed at max_rejected=0.5 with a share of 0.6667 in removed.jsonl; the card
+    entry names the filter, the file listing what it removed and the rule with the benchmark's train split."""
+    from erc.quality.filter import filter_set
+
+    corpus = _corpus({"a": [("one", "joy"), ("two", "joy"), ("three", "joy")], "b": [("four", "joy")]})
+    corpus.folder = tmp_path / "meld_nat"
+    flagged = np.array([True, False, True, False])
+    fidelity = Fidelity(labels=corpus.labels, predicted=np.where(flagged, 0, 1), quality=np.full(4, 0.5),
+                        flagged=flagged)
+    filtered, entry = filter_set(ScoredSet(corpus, np.zeros((4, 2)), fidelity, {}), MELD7, 0.5)
+    assert [d.id for d in filtered.dialogues] == ["b"]
+    (removed,) = [json.loads(line) for line in (filtered.folder / entry["removed_file"]).read_text().splitlines()]
+    assert removed["flagged_share"] == 0.6667 and removed["flagged"] == 2
+    assert entry["filter"] == "probe" and entry["removed_file"] == "removed.jsonl"
+    assert entry["rule"].endswith("flags under the probe trained on meld train")
