@@ -139,7 +139,7 @@ def test_the_report_files_hold_the_report_and_a_rewrite_of_the_same_bytes_leaves
                           "meld_nat": {"kappa": 0.2, "agreement_per_label": {}}},
               "suspicious": {"meld_nat": [{"id": "d0#0", "text": "Café?", "label": "joy", "probe": "neutral",
                                            "label_quality": 0.1}]}}
-    out = tmp_path / "out"
+    out = tmp_path / "job" / "out"             # its parent made too
     paths = write_report(out, report, {"quality_metrics.png": b"\x89PNG one"})
     assert paths == [out / "quality.json", out / "quality.md", out / "quality_metrics.png"]
     assert json.loads((out / "quality.json").read_text(encoding="utf-8")) == report
