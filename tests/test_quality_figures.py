@@ -241,3 +241,31 @@ def test_the_filters_card_entry_names_itself_its_file_and_its_rule_and_rounds_a_
     assert removed["flagged_share"] == 0.6667 and removed["flagged"] == 2
     assert entry["filter"] == "probe" and entry["removed_file"] == "removed.jsonl"
     assert entry["rule"].endswith("flags under the probe trained on meld train")
+
+
+# ---- settings and reading ----------------------------------------------------------------------------------------
+def test_generate_checks_its_quality_settings_as_well_as_its_filters() -> None:
+    """generate.py checks quality.* before any request, not only postprocess.*: the report runs after generation."""
+    from erc.errors import ConfigError
+    from erc.quality import check_generate_quality_config
+
+    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "quality" / "default.yaml"), resolve=False)
+    settings["probe"]["C"] = 0
+    cfg = OmegaConf.create({"quality": settings, "postprocess": {"filter": "probe", "max_rejected": 0.5}})
+    with pytest.raises(ConfigError, match=r"^quality\.probe\.C must be a number > 0, got 0$"):
+        check_generate_quality_config(cfg)
+    settings["probe"]["C"] = 1.0
+    check_generate_quality_config(OmegaConf.create({"quality": settings, "postprocess": {"filter": "probe",
+                                                                                       "max_rejected": 0.5}}))
+
+
+def test_a_set_whose_files_hold_no_dialogue_is_an_error_naming_them(tmp_path) -> None:
+    from erc.data.schema import DataError
+
+    folder = tmp_path / "meld_nat"
+    folder.mkdir()
+    for split in ("train", "test"):
+        (folder / f"{split}.jsonl").write_text("\n")
+    with pytest.raises(DataError, match=rf"^{folder}: train\.jsonl, test\.jsonl hold no dialogue: an empty set "
+                                        r"cannot be scored"):
+        read_generated_set(folder, "meld")
