@@ -140,7 +140,7 @@ def test_the_report_files_hold_the_report_and_a_rewrite_of_the_same_bytes_leaves
               "suspicious": {"meld_nat": [{"id": "d0#0", "text": "Café?", "label": "joy", "probe": "neutral",
                                            "label_quality": 0.1}]}}
     out = tmp_path / "job" / "out"             # its parent made too
-    paths = write_report(out, report, {"quality_metrics.png": b"\x89PNG one"})
+    paths = write_report(str(out), report, {"quality_metrics.png": b"\x89PNG one"})      # a str or a Path
     assert paths == [out / "quality.json", out / "quality.md", out / "quality_metrics.png"]
     assert json.loads((out / "quality.json").read_text(encoding="utf-8")) == report
     assert '"Café?"' in (out / "quality.json").read_text(encoding="utf-8")
