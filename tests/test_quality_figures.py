@@ -269,3 +269,26 @@ def test_a_set_whose_files_hold_no_dialogue_is_an_error_naming_them(tmp_path) ->
     with pytest.raises(DataError, match=rf"^{folder}: train\.jsonl, test\.jsonl hold no dialogue: an empty set "
                                         r"cannot be scored"):
         read_generated_set(folder, "meld")
+
+
+INTEGER_SETTINGS = ("batch_size", "threads", "seed", "probe.max_iter", "probe.bootstrap", "suspicious",
+                    "diversity.sample_utterances", "diversity.self_bleu_utterances", "length_cap",
+                    "distance.nearest_k", "distance.sample")
+
+
+@pytest.mark.parametrize("key", INTEGER_SETTINGS)
+def test_a_count_setting_refuses_a_fraction_naming_the_key(key) -> None:
+    """A count (sizes, seeds, iterations, characters) given as 6.5 is refused, where probe.C takes it."""
+    from erc.errors import ConfigError
+    from erc.quality.checks import check_quality_config
+
+    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "quality" / "default.yaml"), resolve=False)
+    node, *path = settings, *key.split(".")
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = 6.5
+    with pytest.raises(ConfigError, match=rf"^quality\.{key} must be .*, got 6\.5$"):
+        check_quality_config(settings)
+    settings["probe"]["C"] = 6.5
+    node[path[-1]] = 6
+    check_quality_config(settings)
