@@ -292,3 +292,27 @@ def test_a_count_setting_refuses_a_fraction_naming_the_key(key) -> None:
     settings["probe"]["C"] = 6.5
     node[path[-1]] = 6
     check_quality_config(settings)
+
+
+# ---- where the W&B run goes --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("output_dir, expected", [("job", "job"), (None, "set")])
+def test_the_reports_wandb_run_goes_to_the_jobs_folder_else_the_first_set_folder(tmp_path, monkeypatch, output_dir,
+                                                                                 expected) -> None:
+    """quality.wandb=true: the run's files go to paths.output_dir (a set's folder is for its data), or, where that
+    is not set, to the first folder the report went to.
+    W&B itself is replaced by a recorder of the folder it is given: which folder is chosen is what is tested here."""
+    import erc.quality.run as run
+    import erc.quality.tracking as tracking
+
+    folders = {"job": tmp_path / "job", "set": tmp_path / "meld_nat", "filtered": tmp_path / "meld_nat_probe"}
+    chosen: list[Path] = []
+    monkeypatch.setattr(run, "report_plots", lambda report: {})
+    monkeypatch.setattr(tracking, "log_report", lambda quality, config, data, paths, folder: chosen.append(folder))
+    report, _ = _report_with_a_set()
+    report.columns = {name: {"kappa": 0.5, "agreement_per_label": {}} for name in ("meld", "meld_nat")}
+    paths = {"log_dir": str(tmp_path / "logs")} | ({} if output_dir is None else {
+        "output_dir": str(folders["job"])})
+    cfg = OmegaConf.create({"quality": {"wandb": True}, "paths": paths})
+    data = run._publish(cfg, report, [folders["set"], folders["filtered"]])
+    assert chosen == [folders[expected]] and data["columns"] == ["meld", "meld_nat"]
+    assert (folders["filtered"] / "quality.json").is_file()
