@@ -135,8 +135,7 @@ def card_summary(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 def write_report(folder: str | Path, report: dict[str, Any], plots: dict[str, bytes]) -> list[Path]:
     """``quality.json``, ``quality.md`` and the plots into ``folder``; returns the paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(folder)      # write_if_changed makes the folder
     files = {"quality.json": (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode(),
              "quality.md": markdown_report(report).encode(), **plots}
     for name, data in files.items():
