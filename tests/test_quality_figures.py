@@ -268,7 +268,7 @@ def test_a_set_whose_files_hold_no_dialogue_is_an_error_naming_them(tmp_path) ->
         (folder / f"{split}.jsonl").write_text("\n")
     with pytest.raises(DataError, match=rf"^{folder}: train\.jsonl, test\.jsonl hold no dialogue: an empty set "
                                         r"cannot be scored"):
-        read_generated_set(folder, "meld")
+        read_generated_set(str(folder), "meld")      # a str or a Path
 
 
 INTEGER_SETTINGS = ("batch_size", "threads", "seed", "probe.max_iter", "probe.bootstrap", "suspicious",
