@@ -121,6 +121,8 @@ def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leave
             FolderLock(tmp_path, what="generation").acquire()
         message = str(refused.value)
         assert f"pid {proc.pid}" in message and socket.gethostname() in message and str(tmp_path) in message
+        since = json.loads((tmp_path / ".lock").read_text())["since"]
+        assert f"since {since})" in message and "another generation" in message
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -184,3 +186,30 @@ def test_a_folder_released_and_entered_again_is_locked_again(tmp_path):
     with FolderLock(tmp_path, what="training"):
         assert _held_elsewhere(tmp_path)
     assert not _held_elsewhere(tmp_path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o000, 0o666), (0o002, 0o664), (0o022, 0o644)],
+                         ids=["umask-000", "umask-002", "umask-022"])
+def test_the_lock_file_is_as_open_as_the_umask_allows(tmp_path, umask, mode):
+    """In a folder shared by a group (umask 002) another member's process must be able to open ``.lock`` to be
+    refused by the lock, naming its holder, not by a permission error; nobody gets execute bits."""
+    old = os.umask(umask)
+    try:
+        with FolderLock(tmp_path, what="generation"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".lock").stat().st_mode & 0o777 == mode
+
+
+def test_the_same_folder_by_another_path_is_the_same_lock(tmp_path, monkeypatch):
+    """A multirun names its folder once absolute, once relative or through a symlink: every spelling is a nested
+    entry of this process's hold (not refused by its own lock), and the hold ends with the outermost exit."""
+    folder = tmp_path / "out"
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    with FolderLock(folder, what="training"):
+        with FolderLock("out", what="training"), FolderLock(tmp_path / "link", what="training"):
+            assert _held_elsewhere(folder)
+        assert _held_elsewhere(folder)
+    assert not _held_elsewhere(folder)
