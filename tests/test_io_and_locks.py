@@ -117,8 +117,10 @@ def _holder(folder: Path) -> subprocess.Popen:
 def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
     proc = _holder(tmp_path)
     try:
+        open_files = len(os.listdir("/proc/self/fd"))
         with pytest.raises(LockError) as refused:
             FolderLock(tmp_path, what="generation").acquire()
+        assert len(os.listdir("/proc/self/fd")) == open_files        # a refusal keeps no file open (retry loops)
         message = str(refused.value)
         assert f"pid {proc.pid}" in message and socket.gethostname() in message and str(tmp_path) in message
         since = json.loads((tmp_path / ".lock").read_text())["since"]
