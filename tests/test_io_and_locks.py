@@ -215,3 +215,19 @@ def test_the_same_folder_by_another_path_is_the_same_lock(tmp_path, monkeypatch)
             assert _held_elsewhere(folder)
         assert _held_elsewhere(folder)
     assert not _held_elsewhere(folder)
+
+
+def test_the_release_frees_the_folder_even_while_a_forked_child_lives_on(tmp_path):
+    """A forked child (a DataLoader worker, a multiprocessing pool) inherits the lock's file descriptor; the
+    holder's exit must still free the folder for the next process, not leave it locked until the child ends."""
+    lock = FolderLock(tmp_path, what="training").acquire()
+    child = os.fork()
+    if child == 0:                                                    # the child: keep the inherited descriptor
+        time.sleep(30)
+        os._exit(0)
+    try:
+        lock.release()
+        assert not _held_elsewhere(tmp_path)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
