@@ -181,13 +181,16 @@ def test_a_new_holder_replaces_a_longer_record_left_by_an_earlier_one(tmp_path):
 
 def test_a_folder_released_and_entered_again_is_locked_again(tmp_path):
     """A multirun's next job enters the folder after the previous job released it: that entry must take the kernel
-    lock again (another process is refused), not be counted as a nested entry of a hold already given up."""
+    lock again (another process is refused), not be counted as a nested entry of a hold already given up. Each
+    release closes its file, so a long multirun keeps no descriptor per job."""
+    open_files = len(os.listdir("/proc/self/fd"))
     with FolderLock(tmp_path, what="training"):
         pass
     assert not _held_elsewhere(tmp_path)
     with FolderLock(tmp_path, what="training"):
         assert _held_elsewhere(tmp_path)
     assert not _held_elsewhere(tmp_path)
+    assert len(os.listdir("/proc/self/fd")) == open_files
 
 
 @pytest.mark.parametrize("umask, mode", [(0o000, 0o666), (0o002, 0o664), (0o022, 0o644)],
