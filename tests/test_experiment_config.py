@@ -241,3 +241,11 @@ def test_the_job_key_names_classifier_data_and_seed_before_a_twelve_digit_hash(t
     classifier, data, seed, digest = job_key(cfg).split("-")
     assert (classifier, data, seed) == ("todkat", "emorynlp_nat", "s4")
     assert len(digest) == 12 and int(digest, 16) >= 0
+
+
+def test_the_order_of_the_overrides_does_not_change_the_job_key(tmp_path) -> None:
+    """The same experiment typed with its added keys in another order (``+a=1 +b=2`` or ``+b=2 +a=1``) is the same
+    job: it resumes instead of training again."""
+    added = ["+trainer.gradient_clip_val=1.0", "+trainer.accumulate_grad_batches=2"]
+    keys = {job_key(compose_in("train", tmp_path, ["data=meld", *TINY, *order])) for order in (added, added[::-1])}
+    assert len(keys) == 1, keys
