@@ -249,3 +249,16 @@ def test_the_order_of_the_overrides_does_not_change_the_job_key(tmp_path) -> Non
     added = ["+trainer.gradient_clip_val=1.0", "+trainer.accumulate_grad_batches=2"]
     keys = {job_key(compose_in("train", tmp_path, ["data=meld", *TINY, *order])) for order in (added, added[::-1])}
     assert len(keys) == 1, keys
+
+
+def test_the_job_key_follows_the_files_of_a_backbone_folder(tmp_path) -> None:
+    """``classifier.backbone=<model folder>`` names the folder, not its weights: the same path holding another model
+    (config or weights replaced) is another job, never a resume of checkpoints trained from the old one."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"hidden_size": 32}')
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY, f"classifier.backbone={folder}"])
+    key = job_key(cfg)
+    assert job_key(cfg) == key
+    (folder / "config.json").write_text('{"hidden_size": 64, "layers": 2}')
+    assert job_key(cfg) != key
