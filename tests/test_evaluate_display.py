@@ -34,6 +34,11 @@ def test_p_values_print_from_the_exact_fraction(value, mode, digits, shown) -> N
     assert Display(p_digits=digits, p_mode=mode).p(value) == shown
 
 
+def test_the_default_display_prints_p_as_the_paper_does() -> None:
+    """Four decimals, truncated: the paper's 0.20259 is 0.2025."""
+    assert Display().p(Fraction(20259, 100000)) == "0.2025"
+
+
 @pytest.mark.parametrize("settings,message", [({"p_mode": "ceil"}, "display.p_mode must be 'truncate' or 'round'"),
                                               ({"p_digits": 0}, "display.p_digits must be >= 1, got 0")])
 def test_bad_display_settings_are_refused_naming_the_key(settings, message) -> None:
@@ -91,6 +96,7 @@ def test_table_iii_marks_a_cell_with_fewer_seeds_a_missing_cell_and_says_how_cel
     md = (tmp_path / "table3.md").read_text()
     assert "| MELD | Org | 61.00 ± 1.41 | 52.00 ± 2.83 |" in md            # sample std: 0.02 / sqrt(2), 0.04 / sqrt(2)
     assert "| MELD | Bal | **70.00 (n=1)** | — |" in md
+    assert "\n| :--- | ---: | ---: | ---: |\n" in md                      # names left, numbers right
     assert notes(md)[1:] == ["mean ± sample standard deviation over seeds (n=2 unless shown).",
                              "—: no finished run reported this score."]
     one_seed = long_table({("compm", "org", "meld_org"): [0.60], ("emoone", "org", "meld_org"): [0.50]})
@@ -119,6 +125,7 @@ def test_table_iv_lists_each_comparison_its_ties_and_its_cells_seeds(tmp_path) -
     assert f"Ties: MELD Org: a_bal, b_org share rank 1.5. Handling: {TIES_HANDLING}." in said
     assert "| MELD Org | 60.00 (3) | **65.00 (1.5)** | **65.00 (1.5)** | 50.00 (4) |" in md
     assert "| Diff. | – | 6.5 | – | -5.5 |" in md
+    assert "\n| :--- | ---: | ---: | ---: | ---: |\n" in md
 
 
 def test_table_iv_without_ties_or_comparisons_says_so(tmp_path) -> None:

@@ -250,3 +250,12 @@ def test_the_analysis_runs_the_omnibus_test_on_every_design_large_enough(rows, n
         expected = stats.friedmanchisquare(*np.array(rows).T)
         assert analysis.omnibus["chi2"] == pytest.approx(expected.statistic)
         assert analysis.omnibus["chi2_p"] == pytest.approx(expected.pvalue)
+
+
+def test_an_unknown_comparison_mode_is_refused_naming_the_key() -> None:
+    from erc.data import DataError
+    from erc.evaluation.analysis import comparison_pairs
+
+    assert comparison_pairs(["a_org", "a_bal", "b_bal"]) == [("a_bal", "a_org")]
+    with pytest.raises(DataError, match=r"comparisons\.mode must be 'control' or 'all', got 'pairs'"):
+        comparison_pairs(["a_org", "a_bal"], mode="pairs")
