@@ -152,3 +152,24 @@ def test_without_the_filter_no_filtered_set_is_made(tmp_path) -> None:
                               Judgement(labels={"d0": [A, B]}, facts={}))
     assert judged.filtered is None and judged.entry["accuracy"] == 1.0
     assert not (Path(cfg.out_dir).parent / "iemocap_nat_judge").exists()
+
+
+
+def test_every_judge_setting_is_part_of_the_setup_its_answers_are_stored_under(task) -> None:
+    """A stored answer is reused only under the same judge: another seed, sampling, schema constraint, template,
+    benchmark or model is another setup (its store is then refused, not mixed in)."""
+    import copy
+    import dataclasses
+
+    base = canonical_hash(task.setup("m"))
+    assert canonical_hash(task.setup("m")) == base
+    others = {"model": canonical_hash(task.setup("other"))}
+    template = dataclasses.replace(task.template, hash="another template")
+    cfg = copy.deepcopy(task.cfg)
+    cfg.benchmark.name = "meld"
+    for name, value in [("judge_seed", 8), ("parameters", {**task.parameters, "temperature": 0.7}),
+                        ("constrained", not task.constrained), ("template", template), ("cfg", cfg)]:
+        changed = copy.copy(task)
+        setattr(changed, name, value)
+        others[name] = canonical_hash(changed.setup("m"))
+    assert base not in others.values() and len(set(others.values())) == len(others), others
