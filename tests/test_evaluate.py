@@ -126,6 +126,8 @@ def test_table_iii_from_the_paper_scores(tmp_path):
     md = (tmp_path / "table3.md").read_text()
     assert "| MELD | Bal | 66.16 | **67.27** | 64.27 |" in md
     assert_latex_is_the_markdown_table(tmp_path / "table3.md", tmp_path / "table3.tex", "llrrr", header_rows=1)
+    rows = markdown_table(md)[1:]                                   # the paper's order of benchmarks and sources
+    assert [row[:2] for row in rows] == [[b, s] for b in ("MELD", "EmoryNLP", "IEMOCAP") for s in ("Org", "Nat", "Bal")]
 
 
 def test_p_values_can_be_rounded_instead_of_truncated(tmp_path):

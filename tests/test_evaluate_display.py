@@ -90,12 +90,12 @@ def notes(md: str) -> list[str]:
 
 def test_table_iii_marks_a_cell_with_fewer_seeds_a_missing_cell_and_says_how_cells_are_made(tmp_path) -> None:
     """Two seeds per cell except one (shown with its n) and one job with no score (the dash, and its note)."""
-    table = long_table({("compm", "org", "meld_org"): [0.60, 0.62], ("compm", "bal", "meld_org"): [0.70],
-                        ("emoone", "org", "meld_org"): [0.50, 0.54], ("emoone", "bal", "meld_org"): [math.nan]})
+    table = long_table({("compm", "org", "meld_org"): [0.60, 0.62], ("compm", "bal", "meld_org"): [math.nan],
+                        ("emoone", "org", "meld_org"): [0.50, 0.54], ("emoone", "bal", "meld_org"): [0.70]})
     write_table3(table, tmp_path, Display())
     md = (tmp_path / "table3.md").read_text()
     assert "| MELD | Org | 61.00 ± 1.41 | 52.00 ± 2.83 |" in md            # sample std: 0.02 / sqrt(2), 0.04 / sqrt(2)
-    assert "| MELD | Bal | **70.00 (n=1)** | — |" in md
+    assert "| MELD | Bal | — | **70.00 (n=1)** |" in md                   # the cells after a gap stay in place
     assert "\n| :--- | ---: | ---: | ---: |\n" in md                      # names left, numbers right
     assert notes(md)[1:] == ["mean ± sample standard deviation over seeds (n=2 unless shown).",
                              "—: no finished run reported this score."]

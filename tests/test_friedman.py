@@ -259,3 +259,13 @@ def test_an_unknown_comparison_mode_is_refused_naming_the_key() -> None:
     assert comparison_pairs(["a_org", "a_bal", "b_bal"]) == [("a_bal", "a_org")]
     with pytest.raises(DataError, match=r"comparisons\.mode must be 'control' or 'all', got 'pairs'"):
         comparison_pairs(["a_org", "a_bal"], mode="pairs")
+
+
+def test_a_single_instance_is_refused_naming_it() -> None:
+    import pandas as pd
+
+    from erc.data import DataError
+    from erc.evaluation.analysis import rank_analysis
+
+    with pytest.raises(DataError, match=r"need at least 2 model instances to rank, got 1: \['a_org'\]"):
+        rank_analysis(pd.DataFrame({"a_org": [0.5, 0.6]}, index=["x_org", "x_bal"]), [])
