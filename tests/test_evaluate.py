@@ -119,6 +119,7 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
 def test_table_iii_from_the_paper_scores(tmp_path):
     evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}"))
     table3 = pd.read_csv(tmp_path / "table3.csv")
+    assert list(table3.columns) == ["benchmark", "source", "model", "wf1_pct_mean", "wf1_pct_std", "seeds"]
     scores = paper_matrix()
     for row in table3.itertuples():
         assert row.wf1_pct_mean == pytest.approx(scores[f"{row.benchmark}_org"][f"{row.model}_{row.source}"])
