@@ -125,6 +125,9 @@ def test_table_iv_lists_each_comparison_its_ties_and_its_cells_seeds(tmp_path) -
     assert f"Ties: MELD Org: a_bal, b_org share rank 1.5. Handling: {TIES_HANDLING}." in said
     assert "| MELD Org | 60.00 (3) | **65.00 (1.5)** | **65.00 (1.5)** | 50.00 (4) |" in md
     assert "| Diff. | – | 6.5 | – | -5.5 |" in md
+    assert any(n.endswith("capped at 1, truncated to 4 decimals.") for n in said)
+    write_table4(scores, analysis, tmp_path, Display(p_mode="round", p_digits=3), seeds=3)
+    assert any(n.endswith("capped at 1, rounded to 3 decimals.") for n in notes((tmp_path / "table4.md").read_text()))
     assert "\n| :--- | ---: | ---: | ---: | ---: |\n" in md
 
 
