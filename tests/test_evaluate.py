@@ -43,6 +43,48 @@ def p_row(table4_md: str) -> list[str]:
     return [cell.strip() for cell in line.strip("|").split("|")[1:]]
 
 
+# LaTeX's escapes undone, longest first ("---" is an em dash before "--" is an en dash).
+TEX_UNESCAPED = [(r"\textbackslash{}", "\\"), (r"\&", "&"), (r"\%", "%"), (r"\_", "_"), (r"\#", "#"),
+                 (r"\textless{}", "<"), (r"$\pm$", "±"), ("---", "—"), ("--", "–"), (r"$\chi^2$", "χ²"),
+                 (r"$\infty$", "∞")]
+
+
+def tex_text(text: str) -> str:
+    for escaped, char in TEX_UNESCAPED:
+        text = text.replace(escaped, char)
+    return re.sub(r"\\textbf\{(.*)\}", r"**\1**", text)
+
+
+def markdown_table(md: str) -> list[list[str]]:
+    """The cells of the first Markdown table, header first, without its alignment rule."""
+    lines = md[md.index("\n|") + 1:].split("\n\n")[0].splitlines()
+    return [[cell.strip() for cell in line.strip("|").split("|")] for i, line in enumerate(lines) if i != 1]
+
+
+def assert_latex_is_the_markdown_table(md_path: Path, tex_path: Path, spec: str, header_rows: int) -> None:
+    """The .tex table holds the .md table's cells, row by row (bold as \\textbf), under a column spec of one letter
+    per cell, with the notes as its caption; its header (LaTeX: a model row of \\multicolumn spans over a source
+    row) names the same columns."""
+    md, tex = md_path.read_text(), tex_path.read_text()
+    assert f"\\begin{{tabular}}{{{spec}}}" in tex and "**" not in tex          # LaTeX has no Markdown bold
+    rows = [line.removesuffix(r" \\").split(" & ") for line in tex.splitlines() if line.endswith(r" \\")]
+    table = markdown_table(md)
+    assert [[tex_text(cell) for cell in row] for row in rows[header_rows:]] == table[1:]
+    assert all(len(row) == len(spec) for row in table)
+    header = rows[0]
+    if header_rows == 2:                     # \multicolumn{span}{c}{model} above each source
+        spans = [re.fullmatch(r"\\multicolumn\{(\d+)\}\{c\}\{(.*)\}", cell).groups() for cell in header[1:]]
+        models = [tex_text(model) for span, model in spans for _ in range(int(span))]
+        header = [header[0], *[f"{model} {source}" for model, source in zip(models, rows[1][1:], strict=True)]]
+    assert [tex_text(cell) for cell in header] == table[0]
+    lines = tex.splitlines()
+    body = [i for i, line in enumerate(lines) if line.endswith(r" \\")][header_rows:]
+    rules = [body[0] - 1, *[i - 1 for i in body if lines[i].startswith("Rank sum &")]]
+    assert [i for i, line in enumerate(lines) if line == r"\midrule"] == rules   # under the header, above the sums
+    notes = " ".join(line[2:] for line in md.splitlines() if line.startswith("- "))
+    assert tex_text(re.search(r"\\caption\{(.*)\}\n", tex).group(1)) == notes
+
+
 def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
     result = evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}"))
 
@@ -63,6 +105,7 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
     assert "65.43 (6)" in md and "**67.27 (1)**" in md
     tex = (tmp_path / "table4.tex").read_text()
     assert r"\multicolumn{3}{c}{CoMPM}" in tex and "0.2025" in tex
+    assert_latex_is_the_markdown_table(tmp_path / "table4.md", tmp_path / "table4.tex", "l" + "r" * 9, header_rows=2)
 
     friedman = json.loads((tmp_path / "friedman.json").read_text())
     assert friedman["comparisons"]["m"] == 6 and friedman["ties"] == []
@@ -76,12 +119,16 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
 def test_table_iii_from_the_paper_scores(tmp_path):
     evaluate(compose_evaluate(tmp_path, f"scores={PAPER_SCORES}"))
     table3 = pd.read_csv(tmp_path / "table3.csv")
+    assert list(table3.columns) == ["benchmark", "source", "model", "wf1_pct_mean", "wf1_pct_std", "seeds"]
     scores = paper_matrix()
     for row in table3.itertuples():
         assert row.wf1_pct_mean == pytest.approx(scores[f"{row.benchmark}_org"][f"{row.model}_{row.source}"])
     assert len(table3) == 27 and set(table3["seeds"]) == {1}
     md = (tmp_path / "table3.md").read_text()
     assert "| MELD | Bal | 66.16 | **67.27** | 64.27 |" in md
+    assert_latex_is_the_markdown_table(tmp_path / "table3.md", tmp_path / "table3.tex", "llrrr", header_rows=1)
+    rows = markdown_table(md)[1:]                                   # the paper's order of benchmarks and sources
+    assert [row[:2] for row in rows] == [[b, s] for b in ("MELD", "EmoryNLP", "IEMOCAP") for s in ("Org", "Nat", "Bal")]
 
 
 def test_p_values_can_be_rounded_instead_of_truncated(tmp_path):
@@ -116,6 +163,7 @@ def test_sweep_folder_with_seeds_gives_mean_and_std(tmp_path):
     row = table3[(table3.benchmark == "meld") & (table3.source == "bal") & (table3.model == "emoone")].iloc[0]
     assert row.wf1_pct_mean == pytest.approx(67.27)
     assert "**67.27 ± 0.07**" in (out / "table3.md").read_text()
+    assert_latex_is_the_markdown_table(out / "table3.md", out / "table3.tex", "llrrr", header_rows=1)
     assert result["input"]["kind"] == "sweep"
 
 
@@ -143,6 +191,8 @@ def test_missing_runs_show_as_missing_and_the_friedman_test_refuses(tmp_path):
     assert "| IEMOCAP | Bal | 67.87 | 67.81 | — |" in table3
     table4 = (out / "table4.md").read_text()
     assert "Friedman test not run" in table4 and "—" in table4 and "Rank sum" not in table4
+    assert_latex_is_the_markdown_table(out / "table3.md", out / "table3.tex", "llrrr", header_rows=1)
+    assert_latex_is_the_markdown_table(out / "table4.md", out / "table4.tex", "l" + "r" * 9, header_rows=2)
     assert not (out / "table4.csv").exists() and not (out / "friedman.json").exists()
 
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import pandas as pd
 import pytest
 
-from erc.evaluation.tables import Display, _tex_escape, omnibus_text
+from erc.evaluation.analysis import AGGREGATION, TIES_HANDLING, rank_analysis
+from erc.evaluation.collect import COLUMNS
+from erc.evaluation.friedman import exact_pvalue_fraction
+from erc.evaluation.tables import Display, _tex_escape, omnibus_text, write_table3, write_table4
 
 
 @pytest.mark.parametrize("value,mode,digits,shown", [
@@ -28,6 +32,11 @@ from erc.evaluation.tables import Display, _tex_escape, omnibus_text
 ])
 def test_p_values_print_from_the_exact_fraction(value, mode, digits, shown) -> None:
     assert Display(p_digits=digits, p_mode=mode).p(value) == shown
+
+
+def test_the_default_display_prints_p_as_the_paper_does() -> None:
+    """Four decimals, truncated: the paper's 0.20259 is 0.2025."""
+    assert Display().p(Fraction(20259, 100000)) == "0.2025"
 
 
 @pytest.mark.parametrize("settings,message", [({"p_mode": "ceil"}, "display.p_mode must be 'truncate' or 'round'"),
@@ -63,3 +72,71 @@ def test_the_omnibus_sentence_of_each_kind_of_design() -> None:
 def test_latex_text_escapes_every_special_character() -> None:
     assert _tex_escape(r"a_b & 50% #1 <0.05 ± — – χ² ∞ \x") == (
         r"a\_b \& 50\% \#1 \textless{}0.05 $\pm$ --- -- $\chi^2$ $\infty$ \textbackslash{}x")
+
+
+# ---- the notes and the comparison list, written in process from small hand-checked designs -------------------------
+
+def long_table(cells: dict[tuple[str, str, str], list[float]]) -> pd.DataFrame:
+    """The evaluation's long table: one row per (classifier, source, test set, seed)."""
+    rows = [{"classifier": c, "variant": None, "source": s, "benchmark": t.split("_")[0], "test_set": t, "seed": seed,
+             "wf1": wf1, "origin": "test"}
+            for (c, s, t), scores in cells.items() for seed, wf1 in enumerate(scores, start=1)]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def notes(md: str) -> list[str]:
+    return [line[2:] for line in md.splitlines() if line.startswith("- ")]
+
+
+def test_table_iii_marks_a_cell_with_fewer_seeds_a_missing_cell_and_says_how_cells_are_made(tmp_path) -> None:
+    """Two seeds per cell except one (shown with its n) and one job with no score (the dash, and its note)."""
+    table = long_table({("compm", "org", "meld_org"): [0.60, 0.62], ("compm", "bal", "meld_org"): [math.nan],
+                        ("emoone", "org", "meld_org"): [0.50, 0.54], ("emoone", "bal", "meld_org"): [0.70]})
+    write_table3(table, tmp_path, Display())
+    md = (tmp_path / "table3.md").read_text()
+    assert "| MELD | Org | 61.00 ± 1.41 | 52.00 ± 2.83 |" in md            # sample std: 0.02 / sqrt(2), 0.04 / sqrt(2)
+    assert "| MELD | Bal | — | **70.00 (n=1)** |" in md                   # the cells after a gap stay in place
+    assert "\n| :--- | ---: | ---: | ---: |\n" in md                      # names left, numbers right
+    assert notes(md)[1:] == ["mean ± sample standard deviation over seeds (n=2 unless shown).",
+                             "—: no finished run reported this score."]
+    one_seed = long_table({("compm", "org", "meld_org"): [0.60], ("emoone", "org", "meld_org"): [0.50]})
+    write_table3(one_seed, tmp_path, Display())
+    assert len(notes((tmp_path / "table3.md").read_text())) == 1          # one seed, every cell: no ± and no dash
+
+
+def test_table_iv_lists_each_comparison_its_ties_and_its_cells_seeds(tmp_path) -> None:
+    """4 instances on 3 test sets, one tie. Ranks (1 = best): meld_org 3, 1.5, 1.5, 4; meld_nat 3, 1, 2, 4;
+    meld_bal 4, 1, 2, 3 -> rank sums a_org 10, a_bal 3.5, b_org 5.5, b_bal 11; a_bal's diff 6.5, b_bal's -5.5."""
+    scores = pd.DataFrame({"a_org": [0.60, 0.30, 0.50], "a_bal": [0.65, 0.40, 0.70], "b_org": [0.65, 0.35, 0.60],
+                           "b_bal": [0.50, 0.20, 0.55]},
+                          index=pd.Index(["meld_org", "meld_nat", "meld_bal"], name="test_set"))
+    analysis = rank_analysis(scores, [("a_bal", "a_org"), ("b_bal", "b_org")])
+    write_table4(scores, analysis, tmp_path, Display(), seeds=3)
+    md = (tmp_path / "table4.md").read_text()
+    raw = {d: exact_pvalue_fraction(Fraction(d), 4, 3) for d in (6.5, 5.5)}
+    comparisons = md.split("### Comparisons\n")[1].strip().split("\n\n")[0].splitlines()
+    assert comparisons[0] == "| Instance | Control | Rank sum | Control rank sum | Diff. | p raw | p adjusted |"
+    assert comparisons[2:] == [
+        f"| a Bal | a Org | 3.5 | 10 | 6.5 | {Display().p(raw[6.5])} | {Display().p(min(1, 2 * raw[6.5]))} |",
+        f"| b Bal | b Org | 11 | 5.5 | -5.5 | {Display().p(raw[5.5])} | {Display().p(min(1, 2 * raw[5.5]))} |"]
+    assert raw[6.5] < 2 * raw[6.5] < 1                                      # raw and adjusted tell apart
+    said = notes(md)
+    assert said[1] == f"Cells are the {AGGREGATION} (up to 3 seeds)."
+    assert f"Ties: MELD Org: a_bal, b_org share rank 1.5. Handling: {TIES_HANDLING}." in said
+    assert "| MELD Org | 60.00 (3) | **65.00 (1.5)** | **65.00 (1.5)** | 50.00 (4) |" in md
+    assert "| Diff. | – | 6.5 | – | -5.5 |" in md
+    assert any(n.endswith("capped at 1, truncated to 4 decimals.") for n in said)
+    write_table4(scores, analysis, tmp_path, Display(p_mode="round", p_digits=3), seeds=3)
+    assert any(n.endswith("capped at 1, rounded to 3 decimals.") for n in notes((tmp_path / "table4.md").read_text()))
+    assert "\n| :--- | ---: | ---: | ---: | ---: |\n" in md
+
+
+def test_table_iv_without_ties_or_comparisons_says_so(tmp_path) -> None:
+    """Only Org instances: nothing to compare (m = 0), every rank distinct, one seed per cell."""
+    scores = pd.DataFrame({"a_org": [0.6, 0.5], "b_org": [0.5, 0.6], "c_org": [0.4, 0.3]},
+                          index=pd.Index(["meld_org", "meld_bal"], name="test_set"))
+    write_table4(scores, rank_analysis(scores, []), tmp_path, Display(), seeds=1)
+    md = (tmp_path / "table4.md").read_text()
+    said = notes(md)
+    assert "No ties." in said and "No comparisons: no instance has its control in the table." in said
+    assert not any(n.startswith("Cells are") for n in said) and "### Comparisons" not in md

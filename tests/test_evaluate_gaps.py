@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
-from erc.evaluation.analysis import score_matrix
+from erc.evaluation.analysis import IncompleteResultsError, rank_analysis, score_matrix
 from erc.evaluation.collect import COLUMNS
 from erc.evaluation.completeness import find_gaps
 
@@ -40,3 +41,16 @@ def test_seeds_read_as_floats_are_seeds_and_only_a_missing_one_is_no_seed() -> N
     table = long_table([("compm", "org", 1.0), ("compm", "org", 2.0), ("compm", "bal", 1.0),
                         ("compm", "bal", math.nan)])
     assert gaps_of(table).missing_jobs == ["(compm, bal, meld, seed 2.0)"]
+
+
+def test_the_rank_analysis_itself_refuses_empty_cells_naming_each() -> None:
+    """The Friedman design needs every cell: called on a matrix with gaps (not through evaluate, which checks the
+    design first), the analysis lists each empty (model, source, test set), column by column, instead of ranking
+    around them."""
+    model = "emoone[gray=teacher_post]"                                    # a variant with an underscore
+    matrix = pd.DataFrame({f"{model}_org": [0.5, math.nan], f"{model}_bal": [0.6, 0.4],
+                           "todkat_bal": [math.nan, math.nan]}, index=["meld_org", "meld_bal"])
+    with pytest.raises(IncompleteResultsError) as refused:
+        rank_analysis(matrix, [])
+    assert f"3 missing: ({model}, org, meld_bal); (todkat, bal, meld_org); (todkat, bal, meld_bal)." \
+        in str(refused.value)

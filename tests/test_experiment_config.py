@@ -211,3 +211,54 @@ def test_the_job_key_follows_every_split_file_of_the_generated_set_it_reads(tmp_
         (folder / name).write_text('{"id": "other"}\n')
         keys.append(job_key(cfg))
     assert len(set(keys)) == 4, keys
+
+
+def test_an_org_job_key_follows_the_generated_test_sets_it_reports_on_and_no_other_set(tmp_path) -> None:
+    """An Org job pretrains on nothing but reports W-F1 on meld_nat and meld_bal's test splits: either regenerated
+    in place is another job (its test numbers change). A generated set it never reads (emorynlp_bal, the filtered
+    meld_bal_probe) leaves its key alone, so regenerating one set does not retrain unrelated jobs."""
+    synthetic = tmp_path / "data" / "synthetic"
+    for name in ("meld_nat", "meld_bal", "meld_bal_probe", "emorynlp_bal"):
+        (synthetic / name).mkdir(parents=True)
+        (synthetic / name / "test.jsonl").write_text('{"id": "a"}\n')
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY])
+    assert cfg.data.pretrain is None
+    key = job_key(cfg)
+    for name in ("meld_bal_probe", "emorynlp_bal"):
+        (synthetic / name / "test.jsonl").write_text('{"id": "unread"}\n')
+        assert job_key(cfg) == key, name
+    keys = {key}
+    for name in ("meld_nat", "meld_bal"):
+        (synthetic / name / "test.jsonl").write_text(f'{{"id": "{name}"}}\n')
+        keys.add(job_key(cfg))
+    assert len(keys) == 3, keys
+
+
+def test_the_job_key_names_classifier_data_and_seed_before_a_twelve_digit_hash(tmp_path) -> None:
+    """The checkpoint folder's name is read by people (``ls checkpoints/``) and by tools matching its shape:
+    ``<classifier>-<data>-s<seed>-<12 hex digits>``."""
+    cfg = compose_in("train", tmp_path, ["data=emorynlp_nat", "classifier=todkat", "seed=4"])
+    classifier, data, seed, digest = job_key(cfg).split("-")
+    assert (classifier, data, seed) == ("todkat", "emorynlp_nat", "s4")
+    assert len(digest) == 12 and int(digest, 16) >= 0
+
+
+def test_the_order_of_the_overrides_does_not_change_the_job_key(tmp_path) -> None:
+    """The same experiment typed with its added keys in another order (``+a=1 +b=2`` or ``+b=2 +a=1``) is the same
+    job: it resumes instead of training again."""
+    added = ["+trainer.gradient_clip_val=1.0", "+trainer.accumulate_grad_batches=2"]
+    keys = {job_key(compose_in("train", tmp_path, ["data=meld", *TINY, *order])) for order in (added, added[::-1])}
+    assert len(keys) == 1, keys
+
+
+def test_the_job_key_follows_the_files_of_a_backbone_folder(tmp_path) -> None:
+    """``classifier.backbone=<model folder>`` names the folder, not its weights: the same path holding another model
+    (config or weights replaced) is another job, never a resume of checkpoints trained from the old one."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"hidden_size": 32}')
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY, f"classifier.backbone={folder}"])
+    key = job_key(cfg)
+    assert job_key(cfg) == key
+    (folder / "config.json").write_text('{"hidden_size": 64, "layers": 2}')
+    assert job_key(cfg) != key

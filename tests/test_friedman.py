@@ -229,3 +229,43 @@ def test_bonferroni_needs_at_least_one_comparison():
 def test_the_omnibus_test_takes_a_plain_nested_list():
     rows = [[0.1, 0.3, 0.2], [0.2, 0.1, 0.3], [0.3, 0.2, 0.1], [0.1, 0.2, 0.3]]
     assert omnibus(rows) == omnibus(np.array(rows))
+
+
+@pytest.mark.parametrize("rows,not_computed", [
+    ([[0.1, 0.3, 0.2], [0.2, 0.1, 0.3]], None),           # k = 3, n = 2: the smallest design the test takes
+    ([[0.1, 0.3, 0.2]], "Friedman's omnibus test needs at least 2 test sets (n = 1)"),
+    ([[0.1, 0.3], [0.2, 0.1]], "Friedman's omnibus test needs at least 3 instances (k = 2)"),
+])
+def test_the_analysis_runs_the_omnibus_test_on_every_design_large_enough(rows, not_computed) -> None:
+    """Table IV's omnibus line: computed (scipy's Friedman chi-square) from k = 3 instances on n = 2 test sets
+    up, otherwise named for the axis that is too small."""
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+
+    columns = ["a_org", "a_nat", "a_bal"][:len(rows[0])]
+    analysis = rank_analysis(pd.DataFrame(rows, columns=columns, index=[f"x_{s}" for s in "abc"][:len(rows)]), [])
+    assert analysis.omnibus.get("not_computed") == not_computed
+    if not_computed is None:
+        expected = stats.friedmanchisquare(*np.array(rows).T)
+        assert analysis.omnibus["chi2"] == pytest.approx(expected.statistic)
+        assert analysis.omnibus["chi2_p"] == pytest.approx(expected.pvalue)
+
+
+def test_an_unknown_comparison_mode_is_refused_naming_the_key() -> None:
+    from erc.data import DataError
+    from erc.evaluation.analysis import comparison_pairs
+
+    assert comparison_pairs(["a_org", "a_bal", "b_bal"]) == [("a_bal", "a_org")]
+    with pytest.raises(DataError, match=r"comparisons\.mode must be 'control' or 'all', got 'pairs'"):
+        comparison_pairs(["a_org", "a_bal"], mode="pairs")
+
+
+def test_a_single_instance_is_refused_naming_it() -> None:
+    import pandas as pd
+
+    from erc.data import DataError
+    from erc.evaluation.analysis import rank_analysis
+
+    with pytest.raises(DataError, match=r"need at least 2 model instances to rank, got 1: \['a_org'\]"):
+        rank_analysis(pd.DataFrame({"a_org": [0.5, 0.6]}, index=["x_org", "x_bal"]), [])

@@ -117,10 +117,14 @@ def _holder(folder: Path) -> subprocess.Popen:
 def test_a_second_process_is_refused_naming_the_holder_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
     proc = _holder(tmp_path)
     try:
+        open_files = len(os.listdir("/proc/self/fd"))
         with pytest.raises(LockError) as refused:
             FolderLock(tmp_path, what="generation").acquire()
+        assert len(os.listdir("/proc/self/fd")) == open_files        # a refusal keeps no file open (retry loops)
         message = str(refused.value)
         assert f"pid {proc.pid}" in message and socket.gethostname() in message and str(tmp_path) in message
+        since = json.loads((tmp_path / ".lock").read_text())["since"]
+        assert f"since {since})" in message and "another generation" in message
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -177,10 +181,56 @@ def test_a_new_holder_replaces_a_longer_record_left_by_an_earlier_one(tmp_path):
 
 def test_a_folder_released_and_entered_again_is_locked_again(tmp_path):
     """A multirun's next job enters the folder after the previous job released it: that entry must take the kernel
-    lock again (another process is refused), not be counted as a nested entry of a hold already given up."""
+    lock again (another process is refused), not be counted as a nested entry of a hold already given up. Each
+    release closes its file, so a long multirun keeps no descriptor per job."""
+    open_files = len(os.listdir("/proc/self/fd"))
     with FolderLock(tmp_path, what="training"):
         pass
     assert not _held_elsewhere(tmp_path)
     with FolderLock(tmp_path, what="training"):
         assert _held_elsewhere(tmp_path)
     assert not _held_elsewhere(tmp_path)
+    assert len(os.listdir("/proc/self/fd")) == open_files
+
+
+@pytest.mark.parametrize("umask, mode", [(0o000, 0o666), (0o002, 0o664), (0o022, 0o644)],
+                         ids=["umask-000", "umask-002", "umask-022"])
+def test_the_lock_file_is_as_open_as_the_umask_allows(tmp_path, umask, mode):
+    """In a folder shared by a group (umask 002) another member's process must be able to open ``.lock`` to be
+    refused by the lock, naming its holder, not by a permission error; nobody gets execute bits."""
+    old = os.umask(umask)
+    try:
+        with FolderLock(tmp_path, what="generation"):
+            pass
+    finally:
+        os.umask(old)
+    assert (tmp_path / ".lock").stat().st_mode & 0o777 == mode
+
+
+def test_the_same_folder_by_another_path_is_the_same_lock(tmp_path, monkeypatch):
+    """A multirun names its folder once absolute, once relative or through a symlink: every spelling is a nested
+    entry of this process's hold (not refused by its own lock), and the hold ends with the outermost exit."""
+    folder = tmp_path / "out"
+    (tmp_path / "link").symlink_to(folder, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    with FolderLock(folder, what="training"):
+        with FolderLock("out", what="training"), FolderLock(tmp_path / "link", what="training"):
+            assert _held_elsewhere(folder)
+        assert _held_elsewhere(folder)
+    assert not _held_elsewhere(folder)
+
+
+def test_the_release_frees_the_folder_even_while_a_forked_child_lives_on(tmp_path):
+    """A forked child (a DataLoader worker, a multiprocessing pool) inherits the lock's file descriptor; the
+    holder's exit must still free the folder for the next process, not leave it locked until the child ends."""
+    lock = FolderLock(tmp_path, what="training").acquire()
+    child = os.fork()
+    if child == 0:                                                    # the child: keep the inherited descriptor
+        time.sleep(30)
+        os._exit(0)
+    try:
+        lock.release()
+        assert not _held_elsewhere(tmp_path)
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -178,6 +178,7 @@ def test_judge_blind_resumable_and_filtered_into_a_trainable_set(tmp_path) -> No
         assert wrong and all(any(a["dialogue_id"] == r["dialogue_id"] and a["attempt"] > r["attempt"]
                                  for a in answered) for r in wrong)              # re-asked with the next seed
         assert {body["parameters"]["do_sample"] for body in asked} == {False}    # greedy
+        assert {run["task"] for run in read_jsonl(out_dir(tmp_path) / "judge" / "runs.jsonl")} == {"judge"}
         # the card's figures are the script's
         card = json.loads((out_dir(tmp_path) / "card.json").read_text())
         disagree = {d["id"] for d in kept if script.disagrees(d["utterances"][0]["text"])}

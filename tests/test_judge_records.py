@@ -14,7 +14,7 @@ import pytest
 from erc.data import Dialogue, Utterance
 from erc.judge.export import export_judgement, forget_judgement
 from erc.judge.prompt import judge_prompt
-from erc.judge.run import Judgement, JudgeTask
+from erc.judge.run import JudgeError, Judgement, JudgeTask
 from erc.llm.backends.base import Completion
 from erc.llm.sampling import derive_seed
 from erc.llm.store import RequestStore, canonical_hash
@@ -152,3 +152,39 @@ def test_without_the_filter_no_filtered_set_is_made(tmp_path) -> None:
                               Judgement(labels={"d0": [A, B]}, facts={}))
     assert judged.filtered is None and judged.entry["accuracy"] == 1.0
     assert not (Path(cfg.out_dir).parent / "iemocap_nat_judge").exists()
+
+
+
+def test_every_judge_setting_is_part_of_the_setup_its_answers_are_stored_under(task) -> None:
+    """A stored answer is reused only under the same judge: another seed, sampling, schema constraint, template,
+    benchmark or model is another setup (its store is then refused, not mixed in)."""
+    import copy
+    import dataclasses
+
+    base = canonical_hash(task.setup("m"))
+    assert canonical_hash(task.setup("m")) == base
+    others = {"model": canonical_hash(task.setup("other"))}
+    template = dataclasses.replace(task.template, hash="another template")
+    cfg = copy.deepcopy(task.cfg)
+    cfg.benchmark.name = "meld"
+    for name, value in [("judge_seed", 8), ("parameters", {**task.parameters, "temperature": 0.7}),
+                        ("constrained", not task.constrained), ("template", template), ("cfg", cfg)]:
+        changed = copy.copy(task)
+        setattr(changed, name, value)
+        others[name] = canonical_hash(changed.setup("m"))
+    assert base not in others.values() and len(set(others.values())) == len(others), others
+
+
+def test_a_store_of_another_judge_is_refused_with_the_judges_own_error_and_keys(tmp_path: Path, task) -> None:
+    """generate.py catches the judge's error to name the judge step; the message names the judge's keys (judge.llm.*
+    once the judge has a server of its own), what mixing would do and how to go on."""
+    records = [{"setup_hash": "old"}, {"setup_hash": "new"}]
+    with pytest.raises(JudgeError) as refused:
+        task.refuse_other_setups(records, "new")
+    assert ("holds 1 judge answer(s) made with other judge settings (setup old, now new: llm.*, judge.sampling, "
+            "judge.template or judge.seed changed") in str(refused.value)
+    assert f"Mixing them would mix two judges: set the judge back, or move {task.folder} away" in str(refused.value)
+    own = JudgeTask(make_cfg(tmp_path, "http://127.0.0.1:9", "llm@judge.llm=tgi", "judge.llm.url=http://127.0.0.1:9"),
+                    _dialogues())
+    with pytest.raises(JudgeError, match=r"now new: judge\.llm\.\*, judge\.sampling"):
+        own.refuse_other_setups(records, "new")
