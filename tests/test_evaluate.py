@@ -114,6 +114,8 @@ def test_paper_table_iv_is_reproduced_from_its_scores(tmp_path):
     for name in ("table3.md", "table3.csv", "table3.tex", "cd_diagram.png", "ranks.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "cd_diagram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the result and the printed listing name every file written, table4.csv included
+    assert sorted(Path(f).name for f in result["files"]) == sorted(p.name for p in tmp_path.iterdir())
 
 
 def test_table_iii_from_the_paper_scores(tmp_path):
