@@ -54,3 +54,13 @@ def test_the_rank_analysis_itself_refuses_empty_cells_naming_each() -> None:
         rank_analysis(matrix, [])
     assert f"3 missing: ({model}, org, meld_bal); (todkat, bal, meld_org); (todkat, bal, meld_bal)." \
         in str(refused.value)
+
+
+def test_an_empty_cell_of_a_job_with_one_seed_missing_is_listed_beside_the_missing_job() -> None:
+    """compm_bal has seed 1, scored on meld_org only, and no seed 2: the missing job is listed, and so is its empty
+    meld_nat cell (no seed scored it), since the job of seed 1 exists and lacks that score."""
+    table = long_table([("compm", "org", 1), ("compm", "org", 2), ("compm", "bal", 1)])
+    nat = table[table["source"] == "org"].assign(test_set="meld_nat")
+    gaps = gaps_of(pd.concat([table, nat], ignore_index=True))
+    assert gaps.missing_jobs == ["(compm, bal, meld, seed 2)"]
+    assert gaps.missing_cells == ["(compm, bal, meld_nat)"]

@@ -187,6 +187,17 @@ def test_fast_path_auto_keeps_the_key_of_jobs_from_before_the_switch_and_on_off_
     assert len(set(keys.values())) == 3
 
 
+@pytest.mark.parametrize("key,expected", [
+    ("logger", True), ("logger.mode", True), ("trainer.enable_progress_bar", True), ("loggers", False),
+    ("trainer.enable_progress_bars", False), ("data.num_workers_x", False), ("data", False)])
+def test_a_left_out_key_covers_itself_and_the_keys_below_it_not_keys_its_name_begins(key, expected) -> None:
+    """``not_in_job_key`` leaves out ``logger`` and everything under ``logger.``; a key whose name merely starts
+    with a left-out one (``loggers``) changes the job's numbers and stays in its key."""
+    from erc.identity import left_out
+
+    assert left_out(key, ["logger", "trainer.enable_progress_bar", "data.num_workers"]) is expected
+
+
 def test_left_out_overrides_are_found_without_resolving_any_override(monkeypatch) -> None:
     """An override's value may be an interpolation that must not be evaluated to name a folder (a secret file, an
     unset variable): the keys are read from the overrides as typed, and only the left-out ones are returned."""

@@ -102,7 +102,8 @@ def test_kappa_over_two_labels_is_cohens_and_the_confusion_plot_shows_each_rows_
 
 def test_removed_dialogues_keep_their_turns_with_the_judges_label_beside_the_generated_one(tmp_path) -> None:
     """``removed.jsonl`` shows why each dialogue went: every turn's speaker, text and generated label next to the
-    judge's (None where the judge gave no answer); the card's rule states the threshold as a percentage."""
+    judge's label for that same turn (None where the judge gave no answer); the card's rule states the threshold
+    as a percentage."""
     import json
 
     from erc.judge.filter import judge_filter
@@ -112,14 +113,14 @@ def test_removed_dialogues_keep_their_turns_with_the_judges_label_beside_the_gen
                  _dialogue(("Cy", "Yes!", "joy")), _dialogue(("Di", "Hm.", "neutral"))]
     dialogues = [Dialogue(id=f"d{i}", benchmark=d.benchmark, split=d.split, source=d.source, utterances=d.utterances)
                  for i, d in enumerate(dialogues)]
-    judged = {"d0": ["anger", "anger"], "d2": ["joy"], "d3": ["anger"]}
+    judged = {"d0": ["sad", "anger"], "d2": ["joy"], "d3": ["anger"]}
     folder, kept, entry = judge_filter(tmp_path / "iemocap_nat", "iemocap_nat", dialogues, judged, 0.75)
     assert [d.id for d in kept] == ["d2"]
     removed = [json.loads(line) for line in (folder / "removed.jsonl").read_text().splitlines()]
     assert [(r["id"], r["split"], r["utterances"], r["reason"], r["agreement"]) for r in removed] == [
         ("d0", "train", 2, "disagreement", 0.5), ("d1", "train", 2, "unjudged", None),
         ("d3", "train", 1, "disagreement", 0.0)]
-    assert removed[0]["turns"] == [{"speaker": "Ann", "text": "Hi.", "label": "joy", "judge": "anger"},
+    assert removed[0]["turns"] == [{"speaker": "Ann", "text": "Hi.", "label": "joy", "judge": "sad"},
                                    {"speaker": "Bob", "text": "No.", "label": "anger", "judge": "anger"}]
     assert [t["judge"] for t in removed[1]["turns"]] == [None, None]
     assert entry["min_agreement"] == 0.75 and "at least 75% of its utterances" in entry["rule"]

@@ -180,10 +180,11 @@ def test_the_reconstruction_is_the_bag_of_words_negative_log_likelihood_per_word
     torch.testing.assert_close(grad, torch.autograd.grad((dense * weights).sum(), vectors)[0])
 
 
-@pytest.mark.parametrize("backbone,stop_words", [("tiny", ["Ġthe", "the", "Ġand", "Ġa"]),
+@pytest.mark.parametrize("backbone,stop_words", [("tiny", ["Ġthe", "the", "Ġand", "Ġa", "ĠThe", "The", "ĠWhat"]),
                                                  ("minilm", ["the", "##the", "and", "a"])])
 def test_topic_words_leave_out_stop_words_punctuation_digits_and_special_tokens(backbone, stop_words):
-    """The decoder must spend itself on content words: a stop word (with or without its word-boundary mark), a
+    """The decoder must spend itself on content words: a stop word (in any case, with or without its word-boundary
+    mark), a
     punctuation mark, a number or a special token is never a topic word; content words are, in every position."""
     from erc.models.backbone import build_tokenizer
     from erc.models.topic import topic_word_mask
