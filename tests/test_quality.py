@@ -510,9 +510,13 @@ def test_contamination_counts_planted_test_lines_exactly_and_by_embeddings(tmp_p
     assert whole in planted and spaced not in planted
     assert leaks["utterances"] == len({(m.dialogue, m.turn) for m in baseline.found}) + 1
     assert leaks["near"] >= leaks["utterances"] + 1                              # the reworded one is near
+    train = report["contamination"]["meld_nat"]["splits"]["train"]               # a set is checked against train too
+    assert isinstance(train["near"], int) and train["near"] >= train["utterances"]
     metrics = report["metrics"]
     assert metrics["meld_nat"]["contamination_test"] == leaks["utterances"]
     assert metrics["meld"]["contamination_train"] is None and metrics["meld"]["contamination_test"] is not None
+    assert metrics["meld"]["contamination_near_train"] is None                   # only the real column's own split
+    assert metrics["meld_nat"]["contamination_near_train"] == train["near"]
     table = (tmp_path / "out" / "quality.md").read_text()
     assert "| contamination: utterances with a test line |" in table
 
