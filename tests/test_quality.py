@@ -641,6 +641,15 @@ def test_the_report_with_probe_context_scores_the_real_split_and_a_set(tmp_path,
     real, nat = report.columns["meld"], report.columns["meld_nat"]
     assert real["probe_wf1"] > real["majority_wf1"] and real["kappa"] > 0.1
     assert nat["kappa"] > 0.3 * real["kappa"] and nat["probe_wf1"] is not None
+    # the embedding distance of a set, as of the real test split, is measured against the real train split
+    from erc.quality.distance import embedding_distance
+
+    train = report.real_vectors[report.real.rows("train")]
+    sizes = {"size": 50, "nearest_k": int(cfg.quality.distance.nearest_k), "seed": int(cfg.quality.seed)}
+    for column, vectors in ((nat, report.sets["meld_nat"].vectors),
+                            (real, report.real_vectors[report.real.rows("test")])):
+        expected = embedding_distance(train, vectors, **sizes)
+        assert {key: column[key] for key in expected} == expected
 
 
 # ---- the report's figures on a benchmark built for them -------------------------------------------------------
