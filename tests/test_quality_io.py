@@ -132,6 +132,15 @@ def test_the_cache_encodes_each_text_once_and_reencodes_an_entry_of_the_wrong_si
     assert cache.embed([]).shape == (0, 0)
 
 
+
+def test_a_cache_entry_is_the_texts_in_their_order(tmp_path, minilm) -> None:
+    """The same texts in another order (a set rewritten with its dialogues shuffled) are another entry: each row is
+    still its own text's embedding, never the row of the other order's entry."""
+    first = EmbeddingCache(tmp_path, minilm).embed(["Hi.", "Go away!"])
+    assert not np.array_equal(first[0], first[1])
+    swapped = EmbeddingCache(tmp_path, minilm).embed(["Go away!", "Hi."])
+    np.testing.assert_array_equal(swapped, first[::-1])
+
 def test_an_encoder_folder_is_loaded_from_itself_and_a_missing_path_is_refused(tmp_path) -> None:
     model = tmp_path / "my-model"
     model.mkdir()
