@@ -88,7 +88,6 @@ def notes(md: str) -> list[str]:
     return [line[2:] for line in md.splitlines() if line.startswith("- ")]
 
 
-
 def test_a_seed_without_a_score_is_not_counted_among_a_cells_seeds(tmp_path) -> None:
     """A job that reported no W-F1 for a test set (NaN) adds no seed to that cell: its mean, std and n are those of
     the scored seeds, so the cell reads as one seed (no ± nan) and says n=1 beside the two-seed cells."""
@@ -97,6 +96,7 @@ def test_a_seed_without_a_score_is_not_counted_among_a_cells_seeds(tmp_path) -> 
     frame = pd.read_csv(tmp_path / "table3.csv")
     assert frame.set_index("source").loc["bal", "seeds"] == 1
     assert "| MELD | Bal | **70.00 (n=1)** |" in (tmp_path / "table3.md").read_text()
+
 
 def test_table_iii_marks_a_cell_with_fewer_seeds_a_missing_cell_and_says_how_cells_are_made(tmp_path) -> None:
     """Two seeds per cell except one (shown with its n) and one job with no score (the dash, and its note)."""

@@ -167,7 +167,6 @@ def test_the_critical_difference_is_the_smallest_significant_rank_sum_difference
     assert bonferroni(exact_pvalue_fraction(cd - 1, k, n), m) > Fraction(0.05)
 
 
-
 def test_the_critical_difference_is_met_by_a_p_exactly_at_alpha() -> None:
     """The same rule as a comparison's (p <= alpha): k = 2 instances over n = 3 test sets, D is a sum of three +-1,
     so P(|D| >= 2) = P(|D| = 3) = 2/8; at alpha = 0.25 a difference of 2 is already significant."""
@@ -175,6 +174,7 @@ def test_the_critical_difference_is_met_by_a_p_exactly_at_alpha() -> None:
 
     assert exact_pvalue_fraction(2, 2, 3) == Fraction(1, 4) and exact_pvalue_fraction(1, 2, 3) == 1
     assert critical_difference(2, 3, 1, 0.25) == 2
+
 
 def test_a_comparison_whose_adjusted_p_equals_alpha_is_significant() -> None:
     """p <= alpha: two instances over three test sets give dyadic p-values, so alpha can be exactly one of them."""

@@ -97,6 +97,7 @@ def test_the_filter_keeps_dialogues_at_the_threshold_and_removes_the_unjudged(tm
 
     dialogues = [replace(d, split=split) for d, split in zip(_dialogues(4), ("train", "dev", "train", "test"),
                                                                strict=True)]
+
     def agreeing(dialogue: Dialogue, n: int) -> list[str]:
         """The judge agreeing on the first ``n`` utterances and giving another label to the rest."""
         return [u.label if t < n else next(x for x in LABELS if x != u.label)

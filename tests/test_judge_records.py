@@ -154,7 +154,6 @@ def test_without_the_filter_no_filtered_set_is_made(tmp_path) -> None:
     assert not (Path(cfg.out_dir).parent / "iemocap_nat_judge").exists()
 
 
-
 def test_every_judge_setting_is_part_of_the_setup_its_answers_are_stored_under(task) -> None:
     """A stored answer is reused only under the same judge: another seed, sampling, schema constraint, template,
     benchmark or model is another setup (its store is then refused, not mixed in)."""

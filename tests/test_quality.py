@@ -559,6 +559,7 @@ def test_the_probes_weighted_f1_and_its_interval_are_sklearns() -> None:
     gold = rng.choice([0, 1, 2, 3], size=80, p=[0.5, 0.3, 0.15, 0.05])
     predicted = np.where(rng.random(80) < 0.6, gold, rng.choice([0, 1, 4], size=80))
     predicted[predicted == 3] = 0                                   # class 3: present, never predicted
+
     def sklearn_wf1(g: np.ndarray, p: np.ndarray) -> float:
         return f1_score(g, p, labels=range(6), average="weighted", zero_division=0)
 
@@ -758,6 +759,7 @@ def test_label_divergence_is_the_jensen_shannon_divergence_not_its_square_root()
 
     a, b = np.array([0, 0, 0, 1]), np.array([0, 1, 1, 2])
     # P = (3/4, 1/4, 0), Q = (1/4, 1/2, 1/4), M = (1/2, 3/8, 1/8)
+
     def h(*x: float) -> float:
         return -sum(v * np.log2(v) for v in x if v)
     expected = h(1 / 2, 3 / 8, 1 / 8) - (h(3 / 4, 1 / 4) + h(1 / 4, 1 / 2, 1 / 4)) / 2
@@ -1091,7 +1093,6 @@ def test_null_threads_and_length_cap_are_accepted_and_only_the_probe_filter_is_t
     check_filter_config({"filter": "probe", "max_rejected": 0.5})
     with pytest.raises(ConfigError, match=r"^postprocess\.filter must be null .* or probe .*, got 'judge'$"):
         check_filter_config({"filter": "judge", "max_rejected": 0.5})
-
 
 
 # ---- figures at their edges, by hand --------------------------------------------------------------------------

@@ -86,6 +86,7 @@ def test_no_set_is_an_error_that_says_how_to_make_one_or_where_to_move_them(tmp_
 class _Model:
     """Stands in for the sentence-transformers model under the cache (the cache, not the model, is tested here; the
     real model runs in test_quality.py): one fixed vector per text."""
+
     def encode(self, texts: list[str], **options) -> np.ndarray:
         return np.array([[len(t), sum(map(ord, t)) % 97, 1.0, 0.0] for t in texts], dtype=np.float32)
 
@@ -132,7 +133,6 @@ def test_the_cache_encodes_each_text_once_and_reencodes_an_entry_of_the_wrong_si
     assert cache.embed([]).shape == (0, 0)
 
 
-
 def test_a_cache_entry_is_the_texts_in_their_order(tmp_path, minilm) -> None:
     """The same texts in another order (a set rewritten with its dialogues shuffled) are another entry: each row is
     still its own text's embedding, never the row of the other order's entry."""
@@ -140,6 +140,7 @@ def test_a_cache_entry_is_the_texts_in_their_order(tmp_path, minilm) -> None:
     assert not np.array_equal(first[0], first[1])
     swapped = EmbeddingCache(tmp_path, minilm).embed(["Go away!", "Hi."])
     np.testing.assert_array_equal(swapped, first[::-1])
+
 
 def test_an_encoder_folder_is_loaded_from_itself_and_a_missing_path_is_refused(tmp_path) -> None:
     model = tmp_path / "my-model"
@@ -189,7 +190,6 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
     (suspicious,) = json.loads(next((media / "table" / "quality" / "suspicious").glob("meld_nat_*.table.json"))
                                .read_text())["data"]
     assert suspicious == ["n1", "Hi.", "joy", "anger", 0.02]
-
 
 
 def test_the_encoder_runs_on_quality_threads_and_gives_torch_its_threads_back() -> None:

@@ -127,6 +127,7 @@ def test_todkat_module_batches_with_knowledge_and_keeps_each_dialogue_alone(tmp_
     with pytest.raises(DataError, match="dialogue 'd' utterance 0: label 'happy' is not a meld label"):
         model.encode([wrong])
 
+
 def test_topic_loss_goes_down_on_a_tiny_set():
     """Two kinds of utterances drawing their words from two disjoint sets of 10 words: the topic
     model's reconstruction + KL loss (measured deterministically, in eval mode) must fall with training."""
@@ -184,8 +185,8 @@ def test_the_reconstruction_is_the_bag_of_words_negative_log_likelihood_per_word
                                                  ("minilm", ["the", "##the", "and", "a"])])
 def test_topic_words_leave_out_stop_words_punctuation_digits_and_special_tokens(backbone, stop_words):
     """The decoder must spend itself on content words: a stop word (in any case, with or without its word-boundary
-    mark), a
-    punctuation mark, a number or a special token is never a topic word; content words are, in every position."""
+    mark), a punctuation mark, a number or a special token is never a topic word; content words are, in every
+    position."""
     from erc.models.backbone import build_tokenizer
     from erc.models.topic import topic_word_mask
 
