@@ -650,7 +650,8 @@ def test_the_report_with_probe_context_scores_the_real_split_and_a_set(tmp_path,
     for column, vectors in ((nat, report.sets["meld_nat"].vectors),
                             (real, report.real_vectors[report.real.rows("test")])):
         expected = embedding_distance(train, vectors, **sizes)
-        assert {key: column[key] for key in expected} == expected
+        # the Frechet distance's matrix square root differs in the last digits between BLAS thread counts
+        assert {key: column[key] for key in expected} == pytest.approx(expected, rel=1e-6)
 
 
 # ---- the report's figures on a benchmark built for them -------------------------------------------------------
