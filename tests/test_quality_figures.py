@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -88,6 +89,11 @@ def test_self_bleu_is_scored_on_its_own_sample_and_the_counts_are_the_sets() -> 
 NOT_ROWS = {"probe_wf1_ci", "real_plus_synthetic_wf1_ci", "agreement_per_label", "label_quality", "length_cap",
             "contamination_near_train"}
 
+# the figures that are shares (of utterances, dialogues, n-grams or test rows): shown in percent
+SHARES = {"agreement", "chance", "flagged", "majority_wf1", "distinct_1", "distinct_2", "distinct_3",
+          "duplicate_dialogues_exact", "duplicate_dialogues_near", "duplicate_utterances", "at_length_cap",
+          "ends_mid_word", "judge_accuracy"}
+
 
 def _figures(tmp_path: Path) -> dict:
     """One column of every figure the report computes, from its own functions on tiny inputs."""
@@ -110,8 +116,8 @@ def _figures(tmp_path: Path) -> dict:
 
 def test_every_figure_a_column_holds_is_one_row_of_the_table_shown_as_its_kind(tmp_path) -> None:
     """Each figure is one row (none left out, none twice, no row for a figure no column can hold); counts show as
-    integers, the too-small flag as yes, shares in percent (a share lies in [0, 1]); figures beyond [0, 1] (self-BLEU,
-    token counts, the Fréchet distance) are no share."""
+    integers, the too-small flag as yes, shares in percent (a share lies in [0, 1]; every share is one, W-F1 shown
+    with its interval); figures beyond [0, 1] (self-BLEU, token counts, the Fréchet distance) are no share."""
     figures = _figures(tmp_path)
     keys = [key for key, _, _ in ROWS]
     assert len(keys) == len(set(keys))
@@ -128,6 +134,37 @@ def test_every_figure_a_column_holds_is_one_row_of_the_table_shown_as_its_kind(t
     assert {shown[k] for k in ("self_bleu", "tokens_mean", "tokens_p95", "turns_mean", "frechet")} == {"f"}
     assert {shown[k] for k in ("utterances", "dialogues", "vocabulary", "sample_utterances", "distance_sample",
                                "self_bleu_utterances", "contamination_test")} == {"i"}
+    assert {key for key, kind in shown.items() if kind == "%"} == SHARES
+    assert {key for key, kind in shown.items() if kind == "wf1"} == {"probe_wf1", "real_plus_synthetic_wf1"}
+
+
+# rows of one kind, each named for its own variant: the words in its title that no sibling's title holds
+SIBLINGS = (
+    {"agreement": "agreement with the probe", "chance": "chance agreement", "kappa": "Cohen's kappa",
+     "fidelity_ratio": "kappa / real kappa", "flagged": "flagged by cleanlab"},
+    {"probe_wf1": "probe W-F1", "real_plus_synthetic_wf1": "real + synthetic", "majority_wf1": "majority class"},
+    {f"distinct_{n}": f"distinct-{n}" for n in (1, 2, 3)},
+    {"sample_utterances": "distinct-n sample", "self_bleu_utterances": "self-BLEU sample",
+     "distance_sample": "sample per side", "self_bleu": "self-BLEU (0-100)"},
+    {"tokens_mean": "(mean)", "tokens_p95": "(95th pct)"},
+    {"duplicate_dialogues_exact": "exact duplicate", "duplicate_dialogues_near": "near-duplicate",
+     "duplicate_utterances": "repeated utterances"},
+    {key: f"{key} (PRDC)" for key in ("precision", "recall", "density", "coverage")},
+    {**{f"contamination_{split}": f"with a {split} line" for split in SPLITS},
+     **{f"contamination_near_{split}": f"near a {split} line" for split in ("test", "dev")}},
+    {"judge_accuracy": "agreement with the blind LLM judge", "judge_kappa": "kappa with the judge"},
+    {"utterances": "size: utterances", "dialogues": "size: dialogues", "too_small": "too small"},
+)
+
+
+def test_each_row_is_titled_with_its_own_variant_of_a_figure() -> None:
+    """Rows of one kind (distinct-1/2/3, contamination against each split, exact or near duplicates, the PRDC
+    figures, the samples' sizes) are told apart by their titles: each names its own variant, and no sibling
+    row's title does."""
+    titles = {key: title for key, title, _ in ROWS}
+    for group in SIBLINGS:
+        for key, words in group.items():
+            assert [other for other in group if words in titles[other]] == [key], (key, words)
 
 
 def test_the_report_files_hold_the_report_and_a_rewrite_of_the_same_bytes_leaves_them_untouched(tmp_path) -> None:
@@ -223,20 +260,38 @@ def test_a_record_without_a_source_takes_its_folders(tmp_path, folder, source) -
     assert [(d.source, d.split) for d in corpus.dialogues] == [(source, "dev")]
 
 
+def test_each_row_is_a_turn_of_its_dialogue_with_that_dialogues_split() -> None:
+    """Rows follow the dialogues in order: a three-turn train dialogue, then a one-turn test one, give turns
+    0 1 2 0, dialogue index 0 0 0 1, splits train x3 then test, class ids in the benchmark's label order."""
+    corpus = Corpus.from_dialogues("meld_nat", "meld", [
+        Dialogue(id="a", benchmark="meld", split="train", source="nat",
+                 utterances=[Utterance("AB"[t % 2], text, label) for t, (text, label) in enumerate(
+                     [("one", "joy"), ("two", "anger"), ("3", "fear")])]),
+        Dialogue(id="b", benchmark="meld", split="test", source="nat", utterances=[Utterance("C", "four", "neutral")])])
+    assert corpus.texts == ["one", "two", "3", "four"] and len(corpus) == 4
+    np.testing.assert_array_equal(corpus.turns, [0, 1, 2, 0])
+    np.testing.assert_array_equal(corpus.dialogue_index, [0, 0, 0, 1])
+    assert list(corpus.splits) == ["train", "train", "train", "test"]
+    assert [MELD7[c] for c in corpus.labels] == ["joy", "anger", "fear", "neutral"]
+    assert [list(corpus.rows(split)) for split in SPLITS] == [[0, 1, 2], [], [3]]
+
+
 # ---- the filter --------------------------------------------------------------------------------------------------
 def test_the_filters_card_entry_names_itself_its_file_and_its_rule_and_rounds_a_share_to_four_decimals(tmp_path
                                                                                                       ) -> None:
     """Two of three utterances flagged: removed at max_rejected=0.5 with a share of 0.6667 in removed.jsonl; the card
-    entry names the filter, the file listing what it removed and the rule with the benchmark's train split."""
+    entry names the filter, the file listing what it removed and the rule with the benchmark's train split. A kept
+    dialogue's source is its generated source's filtered one, also when it came through the judge's filter."""
     from erc.quality.filter import filter_set
 
     corpus = _corpus({"a": [("one", "joy"), ("two", "joy"), ("three", "joy")], "b": [("four", "joy")]})
     corpus.folder = tmp_path / "meld_nat"
+    corpus.dialogues[1] = replace(corpus.dialogues[1], source="nat_judge")      # kept by the judge's filter before
     flagged = np.array([True, False, True, False])
     fidelity = Fidelity(labels=corpus.labels, predicted=np.where(flagged, 0, 1), quality=np.full(4, 0.5),
                         flagged=flagged)
     filtered, entry = filter_set(ScoredSet(corpus, np.zeros((4, 2)), fidelity, {}), MELD7, 0.5)
-    assert [d.id for d in filtered.dialogues] == ["b"]
+    assert [(d.id, d.source) for d in filtered.dialogues] == [("b", "nat_probe")]
     (removed,) = [json.loads(line) for line in (filtered.folder / entry["removed_file"]).read_text().splitlines()]
     assert removed["flagged_share"] == 0.6667 and removed["flagged"] == 2
     assert entry["filter"] == "probe" and entry["removed_file"] == "removed.jsonl"
