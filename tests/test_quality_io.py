@@ -44,28 +44,30 @@ def test_every_set_of_the_benchmark_is_found_in_column_order_and_empty_ones_are_
     own by name; another benchmark's sets, folders without split files and names that are no set are left out."""
     root = tmp_path / "synthetic"
     for name in ("meld_bal_zz", "meld_nat_judge", "meld_bal", "meld_nat_aa", "meld_nat", "meld_bal_probe",
-                 "iemocap_nat", "meld_nat_Bad", "meld_org_probe"):
+                 "iemocap_nat", "meld_nat_Bad", "meld_org_probe", "meld_nat_mm", "meld_bal_cc", "meld_nat_bb"):
         _set(root / name, split="dev" if name == "meld_bal" else "train")
     _set(root / "meld_nat_probe", "  \n")                  # emptied by its filter
     (root / "meld_bal_judge").mkdir()                      # no split file at all
     (root / "meld_bal_judge" / "card.json").write_text("{}")
     with caplog.at_level(logging.WARNING):
         found = generated_set_folders(root, "meld")
-    assert [f.name for f in found] == ["meld_nat", "meld_bal", "meld_bal_probe", "meld_nat_judge", "meld_bal_zz",
-                                       "meld_nat_aa"]
+    assert [f.name for f in found] == ["meld_nat", "meld_bal", "meld_bal_probe", "meld_nat_judge", "meld_bal_cc",
+                                       "meld_bal_zz", "meld_nat_aa", "meld_nat_bb", "meld_nat_mm"]
     assert f"{root / 'meld_nat_probe'} holds no dialogue: skipped" in caplog.text
     assert "meld_bal_judge" not in caplog.text
 
 
-def test_sets_named_on_the_command_line_are_read_by_name_or_folder(tmp_path) -> None:
-    """``sets=[...]``: a name is a folder of ``paths.synthetic_dir``, an existing folder is itself; an empty one is
-    skipped, a missing one kept (reading it names it)."""
+def test_sets_named_on_the_command_line_are_read_by_name_or_folder(tmp_path, monkeypatch) -> None:
+    """``sets=[...]``: a name is a folder of ``paths.synthetic_dir``, an existing folder is itself (given whole or
+    relative to the working folder); an empty one is skipped, a missing one kept (reading it names it)."""
     synthetic = tmp_path / "synthetic"
     own = _set(tmp_path / "elsewhere" / "mine")
+    _set(tmp_path / "here" / "ours")
     _set(synthetic / "meld_nat")
     _set(synthetic / "meld_bal", "")
-    cfg = _cfg(tmp_path / "data", synthetic, f"sets=[meld_nat,{own},meld_bal,meld_nat_gone]")
-    assert _chosen_sets(cfg, "meld") == [synthetic / "meld_nat", own, synthetic / "meld_nat_gone"]
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg(tmp_path / "data", synthetic, f"sets=[meld_nat,{own},here/ours,meld_bal,meld_nat_gone]")
+    assert _chosen_sets(cfg, "meld") == [synthetic / "meld_nat", own, Path("here/ours"), synthetic / "meld_nat_gone"]
 
 
 def test_no_set_is_an_error_that_says_how_to_make_one_or_where_to_move_them(tmp_path) -> None:
@@ -155,8 +157,9 @@ def test_an_encoder_folder_is_loaded_from_itself_and_a_missing_path_is_refused(t
 
 # ---- W&B --------------------------------------------------------------------------------------------------------
 def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_pictures(tmp_path) -> None:
-    """An offline run in the given folder: the metrics table (one row per report row, one column per set), each
-    set's suspicious utterances, the PNGs (not quality.md), and every numeric figure as ``<column>/<key>``."""
+    """An offline run in the given folder, named for the benchmark, in quality.wandb_project: the metrics table (one
+    row per report row, one column per set), each set's suspicious utterances, the PNGs (not quality.md), and every
+    numeric figure as ``<column>/<key>``."""
     png = tmp_path / "quality_metrics.png"
     png.write_bytes(figure_png(plt.figure(figsize=(1, 1))))
     (tmp_path / "quality.md").write_text("| table |\n")
@@ -179,6 +182,7 @@ def test_wandb_gets_each_columns_numbers_as_summary_the_table_rows_and_only_png_
                 "meld_nat/sample_utterances"):
         assert f'"{key}"'.encode() in written or key.encode() in written, key
     assert b"meld_nat/probe_wf1" not in written and b"wf1_interval" not in written     # None and a list: no summary
+    assert b"quality-meld" in written and b"erc-test" in written           # the run's name and quality.wandb_project
     media = run_dir / "media"
     logged = {p.relative_to(media).parent / p.name.rsplit("_", 2)[0] for p in media.rglob("*") if p.is_file()}
     assert logged == {Path("images/quality/quality_metrics"), Path("table/quality/metrics"),
