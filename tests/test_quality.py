@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import random
 import re
@@ -883,6 +884,20 @@ def test_max_rejected_is_a_share_below_one(tmp_path, value, accepted) -> None:
             check_generate_quality_config(cfg)
 
 
+def tiny_meld(root: Path, meld_train: list[Dialogue]) -> tuple[list[Dialogue], list[Dialogue], list[Dialogue]]:
+    """A benchmark in ``root`` whose train, dev and test splits hold 40, 10 and 40 utterances of MELD train, in
+    dialogues of five; returns them."""
+    def fives(dialogues: list[Dialogue], count: int) -> list[Dialogue]:
+        pool = [u for d in dialogues for u in d.utterances][:count]
+        assert len(pool) == count
+        return [replace(dialogues[0], utterances=pool[i:i + 5]) for i in range(0, count, 5)]
+
+    splits = fives(meld_train[800:830], 40), fives(meld_train[830:840], 10), fives(meld_train[840:870], 40)
+    for split, dialogues in zip(("train", "dev", "test"), splits, strict=True):
+        write_tsv(root / "meld" / f"meld_{split}.txt", dialogues)
+    return splits
+
+
 def test_the_real_column_compares_train_with_test_and_keeps_the_first_length_cap_met(tmp_path, meld_train,
                                                                                       embeddings) -> None:
     """A benchmark whose train and test splits hold 40 utterances each (a distance sample of 400 takes them whole):
@@ -894,16 +909,9 @@ def test_the_real_column_compares_train_with_test_and_keeps_the_first_length_cap
     from erc.quality.distance import frechet_distance
     from erc.quality.report import QualityReport
 
-    def fives(dialogues: list[Dialogue], count: int) -> list[Dialogue]:
-        pool = [u for d in dialogues for u in d.utterances][:count]
-        assert len(pool) == count
-        return [replace(dialogues[0], utterances=pool[i:i + 5]) for i in range(0, count, 5)]
-
     start = time.perf_counter()
     root = tmp_path / "data"
-    train, dev, test = fives(meld_train[800:830], 40), fives(meld_train[830:840], 10), fives(meld_train[840:870], 40)
-    for split, dialogues in (("train", train), ("dev", dev), ("test", test)):
-        write_tsv(root / "meld" / f"meld_{split}.txt", dialogues)
+    train, dev, test = tiny_meld(root, meld_train)
     cfg = compose_quality(root, tmp_path, embeddings, "quality.probe.bootstrap=0", "quality.distance.sample=400",
                           "quality.diversity.self_bleu_utterances=10")
     report = QualityReport(cfg.quality, "meld", root, cfg.dedup)
@@ -933,6 +941,29 @@ def test_the_real_column_compares_train_with_test_and_keeps_the_first_length_cap
     assert set(timings) == {f"{step} {name}" for step in ("embed", "score") for name in columns}
     assert all(0 <= seconds <= time.perf_counter() - start for seconds in timings.values())
     assert real["at_length_cap"] == pytest.approx(np.mean([len(t.rstrip()) >= 24 for t in texts]))
+
+
+def test_the_hook_reports_a_set_its_filter_empties_alone_and_warns_that_it_is_too_small(tmp_path, meld_train,
+                                                                                      embeddings, caplog) -> None:
+    """One five-utterance dialogue labelled disgust throughout, a label the probe gives none of its texts:
+    postprocess.filter=probe at max_rejected=0 removes it, so no filtered set is written, scored or summarised; the
+    set's own report is still written, the set flagged too small in it, in its card entry and in a warning."""
+    root = tmp_path / "data"
+    train, _, _ = tiny_meld(root, meld_train)
+    wrong = replace(train[0], utterances=[replace(u, label="disgust") for u in train[0].utterances])
+    folder = as_set(root / "synthetic" / "meld_nat", [wrong])
+    cfg = compose_generate(root, embeddings, "postprocess.filter=probe", "postprocess.max_rejected=0",
+                           "quality.probe.bootstrap=0", "quality.diversity.self_bleu_utterances=10")
+    with caplog.at_level(logging.INFO, logger="erc.quality.run"):
+        outcome = assess_generated_set(cfg, folder)
+    filtered = root / "synthetic" / "meld_nat_probe"
+    assert outcome.filter["dialogues"] == {"before": 1, "kept": 0, "removed": 1} and not filtered.exists()
+    assert not outcome.filtered.dialogues and outcome.filtered_quality is None
+    assert json.loads((folder / "quality.json").read_text())["columns"] == ["meld", "meld_nat"]
+    assert outcome.quality["against"] == "meld" and outcome.quality["meld_nat"]["too_small"] is True
+    assert f"{filtered}: 0 of 1 dialogues kept by the probe filter" in caplog.text
+    assert (f"meld_nat: 5 utterances, too few for the quality report's fidelity and usefulness figures (flagged too "
+            f"small in {folder / 'quality.md'})") in caplog.text
 
 
 # ---- mutation round 4 ----------------------------------------------------------------------------------------
