@@ -1229,8 +1229,9 @@ def test_the_filter_lists_each_removed_dialogues_flagged_utterances_and_counts_t
     from erc.quality.filter import filter_set
     from erc.quality.report import ScoredSet
 
+    turn_labels = ("joy", "anger", "sadness", "fear")                     # each turn its own label
     dialogues = [Dialogue(id=f"d{d}", benchmark="meld", split=split, source="nat",
-                          utterances=[Utterance("AB"[t % 2], f"line {d}.{t}", "joy") for t in range(4)])
+                          utterances=[Utterance("AB"[t % 2], f"line {d}.{t}", turn_labels[t]) for t in range(4)])
                  for d, split in enumerate(("train", "dev", "test"))]
     corpus = Corpus.from_dialogues("meld_nat", "meld", dialogues, tmp_path / "meld_nat")
     flagged = np.array([1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)
@@ -1240,7 +1241,7 @@ def test_the_filter_lists_each_removed_dialogues_flagged_utterances_and_counts_t
     removed = [json.loads(line) for line in (tmp_path / "meld_nat_probe" / "removed.jsonl").read_text().splitlines()]
     assert removed == [{"id": "d1", "split": "dev", "utterances": 4, "flagged": 3, "flagged_share": 0.75,
                         "flagged_utterances": [
-                            {"turn": t, "speaker": "AB"[t % 2], "text": f"line 1.{t}", "label": "joy",
+                            {"turn": t, "speaker": "AB"[t % 2], "text": f"line 1.{t}", "label": turn_labels[t],
                              "probe": "neutral", "label_quality": 0.1235} for t in range(3)]}]
     assert entry["utterances"] == {"before": 12, "kept": 8, "flagged": 5}
     assert entry["from"] == "meld_nat" and entry["max_rejected"] == 0.5 and "more than 50% of" in entry["rule"]
