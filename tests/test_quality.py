@@ -1110,7 +1110,8 @@ def _quality_settings(**changes: object) -> dict:
     ("probe.bootstrap", 0, -1), ("suspicious", 0, -1), ("diversity.sample_utterances", 1, 0),
     ("diversity.self_bleu_utterances", 2, 1), ("length_cap", 1, 0), ("distance.nearest_k", 1, 0),
     ("distance.sample", 6, 5),                      # more than distance.nearest_k (5)
-    ("seed", -3, 1.5), ("encoder", "minilm", " "), ("enabled", False, "yes"), ("wandb", True, 1),
+    ("seed", -3, 1.5), ("encoder", "minilm", " "), ("encoder", "minilm", None), ("enabled", False, "yes"),
+    ("wandb", True, 1),
     ("probe.context", True, None),
 ])
 def test_each_quality_setting_is_refused_just_past_its_bound_naming_the_key(key, accepted, refused) -> None:
