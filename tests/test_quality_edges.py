@@ -1,6 +1,6 @@
 """The quality report's figures where two plausible readings differ, on tiny hand-made inputs (no encoding, no
 benchmark): ties among many suspicious labels, utterances ending in spaces, encoder folders named relative to the
-working folder or the home folder."""
+working folder or the home folder, and a report refusing a bad setting before it reads anything."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from erc.data import Dialogue, Utterance
+from erc.errors import ConfigError
+from erc.paths import CONFIG_DIR
 from erc.pretrained import folder_identity
 from erc.quality.corpus import Corpus
 from erc.quality.diversity import diversity
 from erc.quality.embeddings import resolve_encoder
 from erc.quality.fidelity import Fidelity, most_suspicious
+from erc.quality.report import QualityReport
 
 MELD7 = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]      # erc.data.labels order
 DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
@@ -59,3 +63,27 @@ def test_an_encoder_folder_named_relative_to_the_working_or_home_folder_is_loade
     target, identity = resolve_encoder(name)
     assert Path(target).is_absolute() and target == str(model.resolve())
     assert identity == folder_identity(model)
+
+
+def test_a_file_named_as_the_encoder_is_refused_as_no_model_folder(tmp_path, monkeypatch) -> None:
+    """quality.encoder=notes.txt, an existing file in the working folder, is a local path (not a hub name): refused
+    naming the option, before any model is loaded."""
+    (tmp_path / "notes.txt").write_text("not a model")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^quality.encoder='notes.txt': no model folder there; give 'minilm'"):
+        resolve_encoder("notes.txt")
+
+
+@pytest.mark.parametrize("probe_c, contamination, message", [
+    (0, None, r"^quality\.probe\.C must be a number > 0, got 0$"),
+    (1.0, {"min_words": 0, "ngram": 8, "examples": 5, "near_threshold": None},
+     r"^contamination\.min_words must be an integer >= 1, got 0 "),
+])
+def test_a_quality_report_refuses_a_bad_setting_before_reading_the_benchmark(tmp_path, probe_c, contamination,
+                                                                            message) -> None:
+    """QualityReport (as quality.py and generate.py make it) checks its quality and contamination settings first:
+    the error names the key, not the missing benchmark folder it would otherwise fail on."""
+    settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "quality" / "default.yaml"), resolve=False)
+    settings["probe"]["C"] = probe_c
+    with pytest.raises(ConfigError, match=message):
+        QualityReport(settings, "meld", tmp_path / "no-data", DEDUP, contamination)
