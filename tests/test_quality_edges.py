@@ -17,7 +17,7 @@ from erc.pretrained import folder_identity
 from erc.quality.corpus import Corpus
 from erc.quality.diversity import diversity
 from erc.quality.embeddings import resolve_encoder
-from erc.quality.fidelity import Fidelity, most_suspicious
+from erc.quality.fidelity import Fidelity, most_suspicious, score_labels
 from erc.quality.report import QualityReport
 
 MELD7 = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]      # erc.data.labels order
@@ -34,6 +34,18 @@ def test_many_equally_suspicious_labels_are_listed_in_row_order() -> None:
     rows = most_suspicious([f"text {i}" for i in range(n)], fidelity, MELD7, 25, [f"d#{i}" for i in range(n)])
     assert [row["id"] for row in rows] == [f"d#{i}" for i in (*range(1, n, 2), *range(0, 10, 2))]
     assert [row["label_quality"] for row in rows] == [0.25] * 20 + [0.75] * 5
+
+
+def test_a_one_label_sets_fidelity_keeps_its_labels_and_the_probes_choices_apart() -> None:
+    """A set whose utterances all carry one label (scored without cleanlab): its labels stay the labels and the
+    probe's choices the choices, so the label's agreement is the share the probe chose it (1 of 3) and the labels
+    the probe chose instead have none (never given)."""
+    probs = np.array([[0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.1, 0.8]])
+    fidelity = score_labels(np.array([0, 0, 0]), probs)
+    np.testing.assert_array_equal(fidelity.labels, [0, 0, 0])
+    np.testing.assert_array_equal(fidelity.predicted, [1, 0, 2])
+    per_label = fidelity.summary(MELD7[:3])["agreement_per_label"]
+    assert per_label == {"neutral": pytest.approx(1 / 3), "joy": None, "surprise": None}
 
 
 def test_an_utterance_ending_in_spaces_is_judged_by_its_last_character_and_its_length_once_stripped() -> None:
