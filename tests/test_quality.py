@@ -691,6 +691,9 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     test = relabel(meld_train[630:638], ["neutral", "neutral", "neutral", "joy", "sadness"])
     planted = "I never said that to Monica"                      # 6 words: exactly contamination.min_words
     test[0] = replace(test[0], utterances=[replace(test[0].utterances[0], text=planted), *test[0].utterances[1:]])
+    copied = "We should really go get some coffee after this"       # the train split's last line, copied below
+    last = train[-1].utterances
+    train[-1] = replace(train[-1], utterances=[*last[:-1], replace(last[-1], text=copied)])
     root = tmp_path / "data"
     write_tsv(root / "meld" / "meld_train.txt", train)
     write_tsv(root / "meld" / "meld_dev.txt", relabel(meld_train[645:650], ["neutral"]))
@@ -698,7 +701,6 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     pool = [u for d in meld_train[700:720] for u in d.utterances if len(u.text.split()) < 6][:MIN_UTTERANCES - 1]
     short = next(u.text for d in test for u in d.utterances if len(u.text.split()) == 3)   # too short to count
     pool[1] = replace(pool[1], text=short)
-    copied = next(u.text for d in train for u in d.utterances if len(u.text.split()) >= 8)   # a train line
     pool[2] = replace(pool[2], text=copied)
     pool = [replace(u, label=("joy", "joy", "surprise", "neutral")[i % 4])
             for i, u in enumerate([*pool, replace(pool[0], text=planted)])]
