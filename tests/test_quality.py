@@ -519,6 +519,7 @@ def test_contamination_counts_planted_test_lines_exactly_and_by_embeddings(tmp_p
     assert isinstance(train["near"], int) and train["near"] >= train["utterances"]
     metrics = report["metrics"]
     assert metrics["meld_nat"]["contamination_test"] == leaks["utterances"]
+    assert metrics["meld_nat"]["contamination_train"] == train["utterances"]     # a set's own train figure is shown
     assert metrics["meld"]["contamination_train"] is None and metrics["meld"]["contamination_test"] is not None
     assert metrics["meld"]["contamination_near_train"] is None                   # only the real column's own split
     assert metrics["meld_nat"]["contamination_near_train"] == train["near"]
@@ -678,8 +679,8 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     contamination.min_words words planted in a set of exactly MIN_UTTERANCES utterances: the majority baseline
     predicts the train majority on test (the test labels are not peeked at); label JS divergence is the set's labels
     against the train split's (the real column: test against train); the set is scored, not flagged too small; the
-    planted line is found by its words and by embeddings; self-BLEU and distinct-n samples shrink to the smallest
-    column each with its own configured size."""
+    planted line is found by its words and by embeddings, and a copied train line against train only; self-BLEU and
+    distinct-n samples shrink to the smallest column each with its own configured size."""
     from sklearn.metrics import f1_score
 
     from erc.quality.outputs import MIN_UTTERANCES
@@ -695,6 +696,9 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     test = relabel(meld_train[630:638], ["neutral", "neutral", "neutral", "joy", "sadness"])
     planted = "I never said that to Monica"                      # 6 words: exactly contamination.min_words
     test[0] = replace(test[0], utterances=[replace(test[0].utterances[0], text=planted), *test[0].utterances[1:]])
+    copied = "We should really go get some coffee after this"       # the train split's last line, copied below
+    last = train[-1].utterances
+    train[-1] = replace(train[-1], utterances=[*last[:-1], replace(last[-1], text=copied)])
     root = tmp_path / "data"
     write_tsv(root / "meld" / "meld_train.txt", train)
     write_tsv(root / "meld" / "meld_dev.txt", relabel(meld_train[645:650], ["neutral"]))
@@ -702,6 +706,7 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     pool = [u for d in meld_train[700:720] for u in d.utterances if len(u.text.split()) < 6][:MIN_UTTERANCES - 1]
     short = next(u.text for d in test for u in d.utterances if len(u.text.split()) == 3)   # too short to count
     pool[1] = replace(pool[1], text=short)
+    pool[2] = replace(pool[2], text=copied)
     pool = [replace(u, label=("joy", "joy", "surprise", "neutral")[i % 4])
             for i, u in enumerate([*pool, replace(pool[0], text=planted)])]
     mine = [Dialogue(id=f"s{i}", benchmark="meld", split="train", source="nat", utterances=pool[i:i + 5])
@@ -729,6 +734,8 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     assert nat["kappa"] is not None and nat["probe_wf1"] is not None
 
     assert nat["contamination_test"] == 1 and nat["contamination_near_test"] == 1
+    # the copied train line counts against train only: each split's lines are their own
+    assert nat["contamination_train"] == 1 and nat["contamination_near_train"] == 1
     # the real column's own figure: its train split near its dev and test lines (never near itself)
     assert real["contamination_near_train"] is None and isinstance(real["contamination_near_test"], int)
     assert report.leaks["meld_nat"]["near_threshold"] == 0.99
