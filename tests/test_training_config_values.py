@@ -5,8 +5,10 @@ dialogue limit and DataLoader workers. Each refusal is one ConfigError naming th
 from __future__ import annotations
 
 import re
+from typing import get_args
 
 import pytest
+from lightning_fabric.plugins.precision.precision import _PRECISION_INPUT
 from omegaconf import OmegaConf
 
 from erc.errors import ConfigError
@@ -29,6 +31,16 @@ TRAINER_REFUSED = [("accelerator", "gpus"), ("accelerator", "GPU"), ("devices", 
 @pytest.mark.parametrize("key, value", TRAINER_ACCEPTED)
 def test_trainer_values_lightning_takes_are_accepted(key, value) -> None:
     check_trainer(OmegaConf.create({"accelerator": "cpu", "devices": 1, key: value}))
+
+
+def test_every_precision_lightning_takes_and_every_accelerator_type_is_accepted() -> None:
+    """Lightning's own list of precision inputs (ints, strings and their aliases), read from Lightning."""
+    precisions = [value for literal in get_args(_PRECISION_INPUT) for value in get_args(literal)]
+    assert len(precisions) >= 15
+    for precision in precisions:
+        check_trainer(OmegaConf.create({"precision": precision}))
+    for accelerator in ("cpu", "gpu", "cuda", "mps", "tpu", "auto"):
+        check_trainer(OmegaConf.create({"accelerator": accelerator}))
 
 
 @pytest.mark.parametrize("key, value", TRAINER_REFUSED)
