@@ -209,6 +209,18 @@ def test_left_out_overrides_are_found_without_resolving_any_override(monkeypatch
     assert left_out_overrides(["trainer", "llm.key"], _root_=root) == ["trainer.enable_progress_bar", "llm.key"]
 
 
+def test_left_out_overrides_are_named_by_key_or_group_as_hydra_matches_them() -> None:
+    """Hydra matches ``exclude_keys`` against an override's key or group: ``+key``, ``++key`` and ``~key`` without
+    their prefix, ``group@package=option`` by its group, ``hydra/launcher`` as a group (``hydra`` covers it)."""
+    from erc.identity import left_out_overrides
+
+    root = OmegaConf.create({"hydra": {"overrides": {"task": [
+        "+trainer.gradient_clip_val=1.0", "~logger", "++data.num_workers=2", "logger@logger=none",
+        "hydra/launcher=basic", "seed=3", "+schedule.lr=1e-3"]}}})
+    assert left_out_overrides(["trainer", "logger", "data.num_workers", "hydra"], _root_=root) == [
+        "trainer.gradient_clip_val", "logger", "data.num_workers", "logger", "hydra/launcher"]
+
+
 def test_the_job_key_follows_every_split_file_of_the_generated_set_it_reads(tmp_path) -> None:
     """A job reads its generated set's train and dev splits to pretrain and its test split to report W-F1 on it:
     any of the three regenerated in place with other dialogues is another job, never a resume of the old one."""
@@ -243,6 +255,19 @@ def test_an_org_job_key_follows_the_generated_test_sets_it_reports_on_and_no_oth
         (synthetic / name / "test.jsonl").write_text(f'{{"id": "{name}"}}\n')
         keys.add(job_key(cfg))
     assert len(keys) == 3, keys
+
+
+def test_the_job_key_follows_a_generated_test_set_named_by_an_interpolation(tmp_path) -> None:
+    """``data.test`` may name a set through an interpolation (``'${data.benchmark}_bal'``): the key hashes the files
+    of the set it names, so that set regenerated in place is another job."""
+    folder = tmp_path / "data" / "synthetic" / "meld_bal"
+    folder.mkdir(parents=True)
+    (folder / "test.jsonl").write_text('{"id": "a"}\n')
+    cfg = compose_in("train", tmp_path, ["data=meld", *TINY, "data.test=[meld,'${data.benchmark}_bal']"])
+    assert list(cfg.data.test) == ["meld", "meld_bal"] and cfg.data.pretrain is None
+    key = job_key(cfg)
+    (folder / "test.jsonl").write_text('{"id": "b"}\n')
+    assert job_key(cfg) != key
 
 
 def test_the_job_key_names_classifier_data_and_seed_before_a_twelve_digit_hash(tmp_path) -> None:

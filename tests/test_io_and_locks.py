@@ -207,14 +207,18 @@ def test_the_lock_file_is_as_open_as_the_umask_allows(tmp_path, umask, mode):
     assert (tmp_path / ".lock").stat().st_mode & 0o777 == mode
 
 
-def test_the_same_folder_by_another_path_is_the_same_lock(tmp_path, monkeypatch):
+@pytest.mark.parametrize("first", ["absolute", "relative", "link"])
+def test_the_same_folder_by_another_path_is_the_same_lock(tmp_path, monkeypatch, first):
     """A multirun names its folder once absolute, once relative or through a symlink: every spelling is a nested
-    entry of this process's hold (not refused by its own lock), and the hold ends with the outermost exit."""
+    entry of this process's hold (not refused by its own lock), whichever spelling took the folder first (before its
+    .lock file existed), and the hold ends with the outermost exit."""
     folder = tmp_path / "out"
+    folder.mkdir()
     (tmp_path / "link").symlink_to(folder, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
-    with FolderLock(folder, what="training"):
-        with FolderLock("out", what="training"), FolderLock(tmp_path / "link", what="training"):
+    spellings = {"absolute": folder, "relative": "out", "link": tmp_path / "link"}
+    with FolderLock(spellings.pop(first), what="training"):
+        with FolderLock(spellings.popitem()[1], what="training"), FolderLock(spellings.popitem()[1], what="training"):
             assert _held_elsewhere(folder)
         assert _held_elsewhere(folder)
     assert not _held_elsewhere(folder)

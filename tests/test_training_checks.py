@@ -198,6 +198,59 @@ def test_unreadable_selected_weights_of_a_finished_phase_are_set_aside_and_retra
     assert [r["step"] for r in restarted] == ["pretrain"]
 
 
+# (finished steps, with the state of a fit's selected weights) -> the fits done again
+FINISHED_WEIGHTS = {"meld_bal": [
+    ({"pretrain": "unreadable"}, ["pretrain"]),
+    ({"pretrain": "unreadable", "pretrain/test": None}, ["pretrain"]),
+    ({"pretrain": "unreadable", "finetune": "readable"}, ["pretrain"]),          # pretrain/test still to run
+    ({"pretrain": "unreadable", "pretrain/test": None, "finetune": "readable"}, []),
+    ({"pretrain": "readable", "pretrain/test": None, "finetune": "unreadable"}, ["finetune"]),
+    ({"pretrain": "unreadable", "pretrain/test": None, "finetune": "unreadable", "test": None}, []),
+], "meld": [
+    ({"finetune": "missing"}, ["finetune"]),
+    ({"finetune": "unreadable", "test": None}, []),
+]}
+
+
+@pytest.mark.parametrize("data", FINISHED_WEIGHTS)
+def test_only_the_finished_weights_a_step_still_to_run_starts_from_are_checked(tmp_path, data, caplog) -> None:
+    """A finished fit's selected weights are checked when a later step still to run starts from them (no finished fit
+    between): an unreadable file is set aside, a missing one noted, and that fit is done again. Weights no step needs
+    any more (a finished job, or a pretrain phase whose fine-tuning is done) are left alone: nothing is retrained."""
+    cfg = compose_train(tmp_path, tmp_path / "data", [*TINY, f"data={data}"])
+    for row, (finished, redone) in enumerate(FINISHED_WEIGHTS[data]):
+        cfg.checkpoint_dir = str(tmp_path / f"checkpoints{row}")       # not in the job key: a folder per case
+        experiment = Experiment(cfg)
+        experiment.work_dir.mkdir(parents=True)
+        progress = {}
+        for step, weights in finished.items():
+            progress[step] = {"metrics": {}, "confusion": {}}
+            if weights:
+                best = experiment.work_dir / step / "best.ckpt"
+                best.parent.mkdir()
+                if weights == "readable":
+                    torch.save({"state_dict": {}}, best)
+                elif weights == "unreadable":
+                    best.write_bytes(b"not a checkpoint")
+                progress[step]["best"] = str(best)
+        (experiment.work_dir / "progress.json").write_text(json.dumps(progress))
+        experiment.load_progress()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="erc.training.runner"):
+            experiment.check_finished_weights()
+        assert [r["step"] for r in experiment.progress.resumes if r.get("restarted")] == redone, finished
+        assert [step for step in finished if experiment.progress.done(step) is None] == redone, finished
+        for step in redone:
+            best = experiment.work_dir / step / "best.ckpt"
+            reason = "no such file" if finished[step] == "missing" else "not a zip"
+            assert re.search(rf"{re.escape(str(best))}: the selected weights of the finished step {step} cannot be "
+                             rf"read \(.*{reason}", caplog.text, re.IGNORECASE), caplog.text
+            assert best.with_name("best.ckpt.corrupt").is_file() is (finished[step] == "unreadable")
+        for step, weights in finished.items():
+            if step not in redone and weights:
+                assert (experiment.work_dir / step / "best.ckpt").exists() is (weights != "missing"), finished
+
+
 def test_a_phase_resumed_with_unreadable_best_weights_restarts_before_training(tmp_path) -> None:
     """Resuming from last.ckpt would train the rest of the phase and then fail to load its best weights so far."""
     store = ProgressStore(tmp_path / "progress.json")
