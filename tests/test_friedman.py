@@ -176,6 +176,22 @@ def test_the_critical_difference_is_met_by_a_p_exactly_at_alpha() -> None:
     assert critical_difference(2, 3, 1, 0.25) == 2
 
 
+@pytest.mark.parametrize("k,n,m,alpha", [(2, 2, 1, 0.5), (2, 3, 1, 0.25), (3, 2, 1, 0.05), (3, 4, 2, 0.05),
+                                          (5, 3, 3, 0.1), (9, 9, 6, 0.05), (4, 1, 1, 0.5)])
+def test_the_critical_difference_is_what_scanning_every_difference_finds(k, n, m, alpha) -> None:
+    """The binary search agrees with a plain scan of d = 1 .. n(k-1), and ends (a search that stops narrowing
+    would hang the suite), at designs whose answer is 1 (k = 2, n = 2: P(|D| >= 1) = 1/2 = alpha), a p exactly at
+    alpha, an inner difference, or none at all."""
+    from erc.evaluation.analysis import critical_difference
+
+    from helpers.deadline import deadline
+
+    significant = [d for d in range(1, n * (k - 1) + 1) if bonferroni(exact_pvalue_fraction(d, k, n), m)
+                   <= Fraction(alpha)]
+    with deadline(10, "the critical-difference search"):
+        assert critical_difference(k, n, m, alpha) == (significant[0] if significant else None)
+
+
 def test_a_comparison_whose_adjusted_p_equals_alpha_is_significant() -> None:
     """p <= alpha: two instances over three test sets give dyadic p-values, so alpha can be exactly one of them."""
     import pandas as pd
