@@ -19,6 +19,7 @@ from erc.llm.backends.base import Completion
 from erc.llm.sampling import derive_seed
 from erc.llm.store import RequestStore, canonical_hash
 
+from helpers.deadline import deadline
 from helpers.judge import LABELS, make_cfg
 
 A, B, C = LABELS[:3]
@@ -51,7 +52,8 @@ def test_the_first_usable_answer_counts_and_a_dialogue_out_of_attempts_is_unjudg
                _record(task, d1, 1, ["bliss", A], reason="not_a_label"),  # both attempts used: failed
                _record(task, d2, 0, [A], reason="wrong_count"),           # one attempt left: asked again
                _record(task, d2, 1 + 1, [A, B], reason=None)]             # attempt 2 without attempt 1: never read
-    judgement = task.judgement(records, "m")
+    with deadline(10, "reading the stored answers"):                      # a walk that stops counting attempts
+        judgement = task.judgement(records, "m")
     assert judgement.labels == {"d0": [A, C]}
     assert (judgement.failed, judgement.unjudged) == (1, 3)
     slots = task._walk(records)[0]
