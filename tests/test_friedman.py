@@ -294,3 +294,27 @@ def test_a_single_instance_is_refused_naming_it() -> None:
 
     with pytest.raises(DataError, match=r"need at least 2 model instances to rank, got 1: \['a_org'\]"):
         rank_analysis(pd.DataFrame({"a_org": [0.5, 0.6]}, index=["x_org", "x_bal"]), [])
+
+
+def test_a_design_one_swap_short_of_identical_rankings_has_a_finite_f() -> None:
+    """20 instances ranked alike on 20 test sets but for one adjacent swap: chi-square is 0.014 % below its maximum
+    n(k-1), a real (if extreme) result, so F is the Iman-Davenport formula's finite value, not the degenerate
+    infinity."""
+    scores = np.tile(np.arange(20, 0, -1.0), (20, 1))
+    scores[0, [0, 1]] = scores[0, [1, 0]]
+    chi2 = stats.friedmanchisquare(*scores.T)[0]
+    result = omnibus(scores)
+    assert result["degenerate"] is None and result["chi2"] == pytest.approx(chi2, rel=1e-9)
+    assert result["iman_davenport_f"] == pytest.approx(19 * chi2 / (20 * 19 - chi2), rel=1e-6)
+
+
+def test_ties_are_listed_per_test_set_in_table_order() -> None:
+    """The instances sharing a rank are named as the table orders its columns (not alphabetically), with the rank
+    they share."""
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+
+    matrix = pd.DataFrame({"b_org": [0.5, 0.7], "a_org": [0.5, 0.6], "a_bal": [0.4, 0.6]}, index=["x_org", "x_bal"])
+    assert rank_analysis(matrix, []).ties == [{"test_set": "x_org", "instances": ["b_org", "a_org"], "rank": 1.5},
+                                             {"test_set": "x_bal", "instances": ["a_org", "a_bal"], "rank": 2.5}]
