@@ -339,6 +339,10 @@ def test_an_embedded_judge_does_not_change_the_generations_sampling() -> None:
                          return_hydra_config=True)
         check_judge_config(chosen)
         assert chosen.hydra.runtime.choices.sampling == "paper"
+        tuned = compose("generate", ["llm=tgi", "judge=llm", "llm@judge.llm=local", "sampling.temperature=0.9"],
+                        return_hydra_config=True)                 # a value of it: the group is still embedded
+        with pytest.raises(ConfigError, match=r"^llm@judge.llm=local also selects sampling=embedded"):
+            check_judge_config(tuned)
         check_judge_config(compose("generate", ["llm=local", "judge=llm", "llm@judge.llm=local"],
                                    return_hydra_config=True))
 
