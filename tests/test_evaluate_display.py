@@ -51,6 +51,7 @@ def test_display_names_models_sources_instances_and_test_sets() -> None:
     assert display.model("compm[pm=scratch]") == "CoMPM [pm=scratch]" and display.model("other") == "other"
     assert display.instance("compm[pm=scratch]_bal") == "CoMPM [pm=scratch] Balanced"
     assert display.test_set("meld_bal") == "MELD Balanced" and display.test_set("mine_x") == "mine_x"
+    assert display.instance("emoone[gray=teacher_post]_bal") == "emoone [gray=teacher_post] Balanced"
 
 
 def test_the_omnibus_sentence_of_each_kind_of_design() -> None:
@@ -150,3 +151,29 @@ def test_table_iv_without_ties_or_comparisons_says_so(tmp_path) -> None:
     said = notes(md)
     assert "No ties." in said and "No comparisons: no instance has its control in the table." in said
     assert not any(n.startswith("Cells are") for n in said) and "### Comparisons" not in md
+
+
+def test_table_iii_keeps_a_benchmark_outside_the_papers_after_the_papers(tmp_path) -> None:
+    """A scores file may hold a benchmark of the user's own: it gets its rows, after the paper's benchmarks."""
+    table = long_table({("compm", "org", "mine_org"): [0.40], ("compm", "org", "meld_org"): [0.60]})
+    write_table3(table, tmp_path, Display())
+    frame = pd.read_csv(tmp_path / "table3.csv")
+    assert list(frame["benchmark"]) == ["meld", "mine"] and list(frame["wf1_pct_mean"]) == [60.0, 40.0]
+    assert "| mine | Org | **40.00** |" in (tmp_path / "table3.md").read_text()
+
+
+def test_table_iv_with_several_comparisons_per_instance_has_no_diff_row(tmp_path) -> None:
+    """All-pairs mode compares an instance with several others: one Diff. or p cell per column cannot say which
+    comparison it is, so those rows are left out and the comparisons section lists each pair."""
+    from erc.evaluation.analysis import comparison_pairs
+
+    scores = pd.DataFrame({"a_org": [0.6, 0.5], "a_nat": [0.5, 0.6], "a_bal": [0.4, 0.3]},
+                          index=pd.Index(["meld_org", "meld_bal"], name="test_set"))
+    analysis = rank_analysis(scores, comparison_pairs(list(scores.columns), "all"))
+    write_table4(scores, analysis, tmp_path, Display(), seeds=1)
+    md = (tmp_path / "table4.md").read_text()
+    table, section = md.split("### Comparisons\n")
+    assert "| Rank sum | 3 | 3 | 6 |" in table and "| Diff." not in table and "| p (Bonferroni" not in table
+    comparisons = section.strip().split("\n\n")[0].splitlines()
+    assert [row.split(" | ")[:2] for row in comparisons[2:]] == [["| a Nat", "a Org"], ["| a Bal", "a Org"],
+                                                                 ["| a Bal", "a Nat"]]

@@ -10,7 +10,7 @@ import pytest
 
 from erc.evaluation.analysis import IncompleteResultsError, rank_analysis, score_matrix
 from erc.evaluation.collect import COLUMNS
-from erc.evaluation.completeness import find_gaps
+from erc.evaluation.completeness import Gaps, find_gaps
 
 
 def long_table(jobs: list[tuple[str, str, object]], benchmark: str = "meld") -> pd.DataFrame:
@@ -64,3 +64,54 @@ def test_an_empty_cell_of_a_job_with_one_seed_missing_is_listed_beside_the_missi
     gaps = gaps_of(pd.concat([table, nat], ignore_index=True))
     assert gaps.missing_jobs == ["(compm, bal, meld, seed 2)"]
     assert gaps.missing_cells == ["(compm, bal, meld_nat)"]
+
+
+def test_the_gap_line_names_each_kind_present_with_its_count_and_entries() -> None:
+    """The refusal's one line lists the kinds of gap there are, in the design's order, and no empty kind; a design
+    that only has its planned columns has no gap."""
+    gaps = Gaps(missing_cells=["(compm, bal, meld_nat)", "(emoone, org, meld_bal)"],
+                missing_jobs=["(compm, bal, meld, seed 2)"], planned=["compm_org", "compm_bal"])
+    assert gaps.describe() == ("1 job(s) absent from the classifier x source x benchmark x seed grid: (compm, bal, "
+                               "meld, seed 2); 2 cell(s) without a score: (compm, bal, meld_nat), (emoone, org, "
+                               "meld_bal)")
+    assert gaps and not Gaps(planned=["compm_org", "compm_bal"])
+
+
+def test_the_control_is_planned_in_control_mode_only_and_only_there_named_a_control() -> None:
+    """In control mode every model needs its org instance, even when no job of any model trained on org: its
+    absence is a missing control, named with what it controls. In all mode nothing is a control: an absent org
+    instance is an instance like any other, and a sweep without org sources plans none."""
+    pretrained = [("compm", "nat", 1), ("compm", "bal", 1), ("emoone", "nat", 1), ("emoone", "bal", 1)]
+    table = long_table(pretrained)
+    no_org = find_gaps(table, score_matrix(table), [], mode="control")
+    assert no_org.missing_controls == ["compm_org (the control of compm_nat, compm_bal)",
+                                       "emoone_org (the control of emoone_nat, emoone_bal)"]
+    assert not find_gaps(table, score_matrix(table), [], mode="all")
+    table = long_table([*pretrained, ("emoone", "org", 1)])
+    control = find_gaps(table, score_matrix(table), [], mode="control")
+    assert (control.missing_controls, control.missing_instances) == (
+        ["compm_org (the control of compm_nat, compm_bal)"], [])
+    every_pair = find_gaps(table, score_matrix(table), [], mode="all")
+    assert (every_pair.missing_controls, every_pair.missing_instances) == ([], ["compm_org"])
+
+
+def test_missing_jobs_are_listed_in_seed_order_and_the_inputs_benchmark_order() -> None:
+    """Seeds 1, 2 and 10 are listed 2 before 10 (numbers, not strings), benchmarks as the input first names them
+    (meld before emorynlp here), so the refusal reads like the sweep."""
+    table = pd.concat([long_table([("compm", "org", 1), ("compm", "org", 2), ("compm", "org", 10),
+                                   ("compm", "bal", 1)]),
+                       long_table([("compm", "org", 1), ("compm", "bal", 1)], benchmark="emorynlp")],
+                      ignore_index=True)
+    assert gaps_of(table).missing_jobs == [
+        "(compm, org, emorynlp, seed 2)", "(compm, org, emorynlp, seed 10)",
+        "(compm, bal, meld, seed 2)", "(compm, bal, meld, seed 10)",
+        "(compm, bal, emorynlp, seed 2)", "(compm, bal, emorynlp, seed 10)"]
+
+
+def test_a_row_that_is_no_test_set_of_the_design_asks_for_no_test_set() -> None:
+    """A scores file may hold a row such as an average that names no benchmark split: it adds no benchmark whose
+    splits would then be missing."""
+    table = long_table([("compm", "org", 1), ("compm", "bal", 1)])
+    average = table.assign(test_set="average", benchmark=None)
+    gaps = gaps_of(pd.concat([table, average], ignore_index=True))
+    assert gaps.missing_test_sets == [] and not gaps

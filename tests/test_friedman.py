@@ -176,6 +176,22 @@ def test_the_critical_difference_is_met_by_a_p_exactly_at_alpha() -> None:
     assert critical_difference(2, 3, 1, 0.25) == 2
 
 
+@pytest.mark.parametrize("k,n,m,alpha", [(2, 2, 1, 0.5), (2, 3, 1, 0.25), (3, 2, 1, 0.05), (3, 4, 2, 0.05),
+                                          (5, 3, 3, 0.1), (9, 9, 6, 0.05), (4, 1, 1, 0.5)])
+def test_the_critical_difference_is_what_scanning_every_difference_finds(k, n, m, alpha) -> None:
+    """The binary search agrees with a plain scan of d = 1 .. n(k-1), and ends (a search that stops narrowing
+    would hang the suite), at designs whose answer is 1 (k = 2, n = 2: P(|D| >= 1) = 1/2 = alpha), a p exactly at
+    alpha, an inner difference, or none at all."""
+    from erc.evaluation.analysis import critical_difference
+
+    from helpers.deadline import deadline
+
+    significant = [d for d in range(1, n * (k - 1) + 1) if bonferroni(exact_pvalue_fraction(d, k, n), m)
+                   <= Fraction(alpha)]
+    with deadline(10, "the critical-difference search"):
+        assert critical_difference(k, n, m, alpha) == (significant[0] if significant else None)
+
+
 def test_a_comparison_whose_adjusted_p_equals_alpha_is_significant() -> None:
     """p <= alpha: two instances over three test sets give dyadic p-values, so alpha can be exactly one of them."""
     import pandas as pd
@@ -278,3 +294,27 @@ def test_a_single_instance_is_refused_naming_it() -> None:
 
     with pytest.raises(DataError, match=r"need at least 2 model instances to rank, got 1: \['a_org'\]"):
         rank_analysis(pd.DataFrame({"a_org": [0.5, 0.6]}, index=["x_org", "x_bal"]), [])
+
+
+def test_a_design_one_swap_short_of_identical_rankings_has_a_finite_f() -> None:
+    """20 instances ranked alike on 20 test sets but for one adjacent swap: chi-square is 0.014 % below its maximum
+    n(k-1), a real (if extreme) result, so F is the Iman-Davenport formula's finite value, not the degenerate
+    infinity."""
+    scores = np.tile(np.arange(20, 0, -1.0), (20, 1))
+    scores[0, [0, 1]] = scores[0, [1, 0]]
+    chi2 = stats.friedmanchisquare(*scores.T)[0]
+    result = omnibus(scores)
+    assert result["degenerate"] is None and result["chi2"] == pytest.approx(chi2, rel=1e-9)
+    assert result["iman_davenport_f"] == pytest.approx(19 * chi2 / (20 * 19 - chi2), rel=1e-6)
+
+
+def test_ties_are_listed_per_test_set_in_table_order() -> None:
+    """The instances sharing a rank are named as the table orders its columns (not alphabetically), with the rank
+    they share."""
+    import pandas as pd
+
+    from erc.evaluation.analysis import rank_analysis
+
+    matrix = pd.DataFrame({"b_org": [0.5, 0.7], "a_org": [0.5, 0.6], "a_bal": [0.4, 0.6]}, index=["x_org", "x_bal"])
+    assert rank_analysis(matrix, []).ties == [{"test_set": "x_org", "instances": ["b_org", "a_org"], "rank": 1.5},
+                                             {"test_set": "x_bal", "instances": ["a_org", "a_bal"], "rank": 2.5}]

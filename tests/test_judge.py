@@ -301,6 +301,22 @@ def test_the_judge_asks_llm_as_composed_unless_the_llm_group_is_composed_at_judg
         compose_generate("llm@judge.llm=tgi", "judge.llm.n_ctx=512")
 
 
+def test_the_card_names_the_judges_server_route_and_model_file_but_no_key() -> None:
+    """What the card records of the judge's server tells which server answered (a vLLM behind the chat route, a
+    GGUF file), never its API key."""
+    from erc.judge.checks import public_judge_llm
+
+    openai = yaml.safe_load((CONFIG_DIR / "llm" / "openai.yaml").read_text())
+    server = compose_generate("llm@judge.llm=openai", "judge.llm.url=http://host:8000/v1", "judge.llm.route=chat",
+                              "judge.llm.model=m7", "judge.llm.api_key=sk-abc")
+    assert public_judge_llm(judge_llm_config(server)) == {
+        "backend": "openai", "server": "vllm", "route": "chat", "url": "http://host:8000/v1", "model": "m7",
+        "chat_template": openai["chat_template"]}
+    embedded = compose_generate("llm@judge.llm=local", "judge.llm.model_path=/models/judge.gguf")
+    assert public_judge_llm(judge_llm_config(embedded)) == {"backend": "local", "model_path": "/models/judge.gguf",
+                                                            "chat_template": "gguf"}
+
+
 def test_a_judge_llm_key_without_its_own_config_is_refused_with_the_choice_to_make(capsys) -> None:
     from erc.cli import check_command_line
 
@@ -323,6 +339,10 @@ def test_an_embedded_judge_does_not_change_the_generations_sampling() -> None:
                          return_hydra_config=True)
         check_judge_config(chosen)
         assert chosen.hydra.runtime.choices.sampling == "paper"
+        tuned = compose("generate", ["llm=tgi", "judge=llm", "llm@judge.llm=local", "sampling.temperature=0.9"],
+                        return_hydra_config=True)                 # a value of it: the group is still embedded
+        with pytest.raises(ConfigError, match=r"^llm@judge.llm=local also selects sampling=embedded"):
+            check_judge_config(tuned)
         check_judge_config(compose("generate", ["llm=local", "judge=llm", "llm@judge.llm=local"],
                                    return_hydra_config=True))
 

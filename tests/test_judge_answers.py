@@ -40,6 +40,7 @@ def test_the_answer_schema_is_one_benchmark_label_per_utterance_and_nothing_else
     # a word: any case, quoted, with a trailing full stop, or followed by its number in brackets
     ('["Joy", " \'ANGER\'. "]', ["joy", "anger"]),
     ('["`neutral`", "joy (2)"]', ["neutral", "joy"]),
+    ('["\' joy \'", "anger ."]', ["joy", "anger"]),                # spaces inside the quotes or before the stop
     # a number: bare, in brackets, or followed by its own word after a dash, colon or full stop
     ('["2", "(3)"]', ["joy", "anger"]),
     ('["1 - neutral", "3. anger"]', ["neutral", "anger"]),
@@ -49,6 +50,7 @@ def test_the_answer_schema_is_one_benchmark_label_per_utterance_and_nothing_else
     # JSON after prose that holds a bracket which is no JSON; the emotions list beside other lists
     ('See [below]: {"emotions": ["joy", "neutral"]}', ["joy", "neutral"]),
     ('{"utterances": [1, 2], "labels": ["anger", "joy"]}', ["anger", "joy"]),
+    ('{"Emotions": ["joy", "anger"], "utterances": [1, 2]}', ["joy", "anger"]),   # the list's key in any case
     ('{"n": 2, "answer": ["anger", "joy"]}', ["anger", "joy"]),
     # numbered lines, with a bracket or colon after the number
     ("Answer:\n 1) joy\n2: anger\n", ["joy", "anger"]),

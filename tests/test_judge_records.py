@@ -19,6 +19,7 @@ from erc.llm.backends.base import Completion
 from erc.llm.sampling import derive_seed
 from erc.llm.store import RequestStore, canonical_hash
 
+from helpers.deadline import deadline
 from helpers.judge import LABELS, make_cfg
 
 A, B, C = LABELS[:3]
@@ -51,7 +52,8 @@ def test_the_first_usable_answer_counts_and_a_dialogue_out_of_attempts_is_unjudg
                _record(task, d1, 1, ["bliss", A], reason="not_a_label"),  # both attempts used: failed
                _record(task, d2, 0, [A], reason="wrong_count"),           # one attempt left: asked again
                _record(task, d2, 1 + 1, [A, B], reason=None)]             # attempt 2 without attempt 1: never read
-    judgement = task.judgement(records, "m")
+    with deadline(10, "reading the stored answers"):                      # a walk that stops counting attempts
+        judgement = task.judgement(records, "m")
     assert judgement.labels == {"d0": [A, C]}
     assert (judgement.failed, judgement.unjudged) == (1, 3)
     slots = task._walk(records)[0]
@@ -60,7 +62,7 @@ def test_the_first_usable_answer_counts_and_a_dialogue_out_of_attempts_is_unjudg
         "minItems"] == 2
     facts = judgement.facts
     assert (facts["model"], facts["requests"], facts["max_attempts"], facts["seed"]) == ("m", 6, 2, 7)
-    assert facts["rejections"] == {"not_a_label": 1, "wrong_count": 2}
+    assert list(facts["rejections"].items()) == [("not_a_label", 1), ("wrong_count", 2)]  # sorted: stable card
     assert facts["llm"] == {"backend": "tgi", "url": "http://127.0.0.1:9",
                             "chat_template": task.llm.chat_template} and facts["constrained"] is True
     # an answer to another question (the dialogue's text changed) is not this dialogue's
@@ -139,7 +141,7 @@ def test_the_sets_judge_files_hold_the_figures_and_each_dialogues_labels(tmp_pat
     assert entry["accuracy"] == 0.4444 and entry["files"]["agreement"] == "judge/agreement.json"
     folder, kept, filter_entry, kept_figures = judged.filtered
     assert folder == out.parent / "iemocap_nat_judge" and [d.id for d in kept] == ["d0", "d1"]
-    assert filter_entry["dialogues"]["kept"] == 2
+    assert filter_entry["dialogues"]["kept"] == 2 and filter_entry["min_agreement"] == 0.5   # judge.min_agreement
     assert (kept_figures["model"], kept_figures["utterances"], kept_figures["accuracy"]) == ("m", 4, 0.75)
     forget_judgement(out)
     assert not (out / "judge" / "agreement.json").exists() and not (out / "judge" / "labels.jsonl").exists()

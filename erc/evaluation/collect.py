@@ -104,7 +104,8 @@ def rows_from_result(result: Mapping[str, Any], origin: str) -> list[dict[str, A
 def _check_duplicates(table: pd.DataFrame) -> None:
     """Two jobs with the same identity would be silently averaged as if they were two seeds."""
     keys = ["classifier", "variant", "source", "benchmark", "test_set", "seed"]
-    identity = table[keys].astype(str).agg("|".join, axis=1)
+    # str() of each value: astype(str) keeps a None variant or seed missing (pandas 3), which "|".join refuses
+    identity = table[keys].map(str).agg("|".join, axis=1)
     counts = identity.value_counts()
     if counts.empty or counts.iloc[0] < 2:
         return

@@ -94,8 +94,9 @@ def omnibus_text(o: Mapping[str, Any]) -> str:
     return text + (f". Degenerate: {o['degenerate']}." if o.get("degenerate") else ".")
 
 
-def _markdown(header: list[str], rows: list[list[str]], align_first_left: bool = True) -> str:
-    rule = [":---" if align_first_left and i == 0 else "---:" for i in range(len(header))]
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """Names (the first column) left-aligned, numbers right-aligned."""
+    rule = [":---" if i == 0 else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(cells) + " |" for cells in [header, rule, *rows]]
     return "\n".join(lines) + "\n"
 
