@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping
 
 from erc.data import DataError, load_benchmark
-from erc.errors import ConfigError
+from erc.errors import ConfigError, UserError
 from erc.identity import job_key
 from erc.io import unreadable_reason
 from erc.models.backbone import check_backbone_name
@@ -263,6 +263,39 @@ def test_a_phase_resumed_with_unreadable_best_weights_restarts_before_training(t
     assert not last.exists() and not best.exists()
     assert (tmp_path / "last.ckpt.corrupt").is_file() and (tmp_path / "best.ckpt.corrupt").stat().st_size == 50
     assert "best.ckpt is unreadable" in store.resumes[-1]["restarted"]
+
+
+# ---- reusing finished steps ---------------------------------------------------------------------------
+def test_a_finished_step_hands_on_its_metrics_confusions_and_selected_weights_once_loaded(tmp_path) -> None:
+    """A rerun takes a finished step's metrics and confusion matrices from progress.json, records the reuse, and
+    loads the step's selected weights (not the fresh ones) when a later step needs them; a finished test step has no
+    weights to hand on. Missing or unreadable selected weights are a user error naming the file and the fix."""
+    cfg = compose_train(tmp_path, tmp_path / "data", [*TINY, "data=meld_bal"])
+    exp = Experiment(cfg)
+    exp.build()
+    selected = {k: v + 1 if v.is_floating_point() else v for k, v in exp.classifier.state_dict().items()}
+    best = exp.work_dir / "pretrain" / "best.ckpt"
+    best.parent.mkdir(parents=True)
+    torch.save({"state_dict": selected}, best)
+    exp.progress.finish("pretrain", {"best": str(best), "metrics": {"pretrain/dev/wf1": 0.25},
+                                     "confusion": {"pretrain/dev": [[1, 0], [0, 1]]}})
+    exp.progress.finish("pretrain/test", {"metrics": {"pretrain/test/meld_org/wf1": 0.5},
+                                          "confusion": {"pretrain/test/meld_org": [[2]]}})
+    assert not exp.reuse("finetune")
+    assert exp.reuse("pretrain") and exp.reuse("pretrain/test")
+    assert exp.metrics == {"pretrain/dev/wf1": 0.25, "pretrain/test/meld_org/wf1": 0.5}
+    assert exp.confusion == {"pretrain/dev": [[1, 0], [0, 1]], "pretrain/test/meld_org": [[2]]}
+    assert [(r["step"], r["reused"]) for r in exp.progress.resumes] == [
+        ("pretrain", f"finished step: metrics from progress.json, weights from {best}"),
+        ("pretrain/test", "finished step: metrics from progress.json")]
+    assert not torch.equal(exp.classifier.state_dict()["head.weight"], selected["head.weight"])
+    exp.ensure_weights()
+    assert all(torch.equal(exp.classifier.state_dict()[k], v) for k, v in selected.items())
+    for damage in (best.unlink, lambda: best.write_bytes(b"not a checkpoint")):
+        damage()
+        exp._pending_weights = str(best)
+        with pytest.raises(UserError, match=rf"{re.escape(str(best))}: the selected weights .* resume=false"):
+            exp.ensure_weights()
 
 
 # ---- config <-> loss ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
 from sklearn.metrics import f1_score
 
 from erc.data import DataError
@@ -68,8 +69,9 @@ def test_training_batches_are_cut_from_length_sorted_pools_and_served_in_random_
     for pool, batches in zip(_pools(sampler), pools, strict=True):
         in_order = sorted(pool, key=LENGTHS.__getitem__)
         assert sorted(batches) == sorted(in_order[i:i + 2] for i in range(0, len(in_order), 2))
-    means = [np.mean([LENGTHS[i] for i in b]) for b in epoch0]
-    assert means != sorted(means) and means != sorted(means, reverse=True)
+    one_pool = BucketBatchSampler(LENGTHS, batch_size=2, shuffle=True, seed=1, bucket_batches=50)
+    means = [np.mean([LENGTHS[i] for i in b]) for b in one_pool]
+    assert len(means) == 19 and means != sorted(means) and means != sorted(means, reverse=True)
     sampler.sampler.set_epoch(1)
     assert {frozenset(b) for b in sampler} != {frozenset(b) for b in epoch0}
 
@@ -95,13 +97,13 @@ class Classifier:
 
 def test_the_data_module_batches_train_data_by_batch_size_and_dev_data_by_eval_batch_size() -> None:
     train, dev = list(range(1, 8)), list(range(100, 111))
-    module = ERCDataModule(Classifier(), train, dev, batch_size=2, eval_batch_size=5, seed=0, bucket_batches=1)
+    module = ERCDataModule(Classifier(), train, dev, batch_size=2, eval_batch_size=5, seed=7, bucket_batches=1)
     for dm in (module, module.for_classifier(Classifier())):
         train_batches, dev_batches = list(dm.train_dataloader()), list(dm.val_dataloader())
         assert sorted(len(b) for b in train_batches) == [1, 2, 2, 2]
         assert sorted(i for b in train_batches for i in b) == train
         assert dev_batches == [dev[0:5], dev[5:10], dev[10:]]
-        assert (dm.seed, dm.bucket_batches, dm.num_workers) == (0, 1, 0)
+        assert (dm.seed, dm.bucket_batches, dm.num_workers) == (7, 1, 0)
 
 
 # ---- the data cache ---------------------------------------------------------------------------------------
@@ -266,8 +268,9 @@ def test_a_phase_trainer_takes_the_schedules_epochs_clipping_and_accumulation(tm
     assert (trainer.max_epochs, trainer.gradient_clip_val, trainer.accumulate_grad_batches) == (3, 2.5, 4)
     assert (trainer.num_sanity_val_steps, trainer.log_every_n_steps, trainer.logger) == (0, 7, None)
     assert trainer.default_root_dir == str(tmp_path)
-    tester = TrainerFactory(TRAINER, seed=5).trainer(tmp_path, None, [], logger=None)
-    assert tester.gradient_clip_val is None and tester.accumulate_grad_batches == 1
+    csv = CSVLogger(str(tmp_path))
+    tester = TrainerFactory(TRAINER, seed=5).trainer(tmp_path, None, [], logger=csv)
+    assert tester.gradient_clip_val is None and tester.accumulate_grad_batches == 1 and tester.logger is csv
 
 
 @pytest.mark.parametrize("patience", [None, 2])
@@ -289,13 +292,16 @@ def test_a_selected_fit_keeps_the_best_and_the_last_weights_and_stops_early_only
 # ---- W&B runs and the git revision ------------------------------------------------------------------------
 def test_the_offline_runs_of_a_job_are_its_own_folders_in_start_order(tmp_path) -> None:
     folders = ["offline-run-20261207_101010-abc", "offline-run-20261207_090000-abc-2",
+               "offline-run-20261207_235959-abc", "offline-run-20261206_120000-abc-11",
+               "offline-run-20261207_100000-abc",
                "offline-run-20261207_080000-abc-20261207-080000",        # a fresh start's run: another id
                "offline-run-20261207_070000-abcd", "offline-run-20261207_060000-xabc", "offline-run-2026_0600-abc",
                "run-20261207_050000-abc"]
     for name in folders:
         (tmp_path / "wandb" / name).mkdir(parents=True)
     assert [p.name for p in tracking.offline_runs(tmp_path, "abc")] == [
-        "offline-run-20261207_090000-abc-2", "offline-run-20261207_101010-abc"]
+        "offline-run-20261206_120000-abc-11", "offline-run-20261207_090000-abc-2", "offline-run-20261207_100000-abc",
+        "offline-run-20261207_101010-abc", "offline-run-20261207_235959-abc"]
     assert tracking.offline_runs(tmp_path / "none", "abc") == []
 
 
