@@ -31,11 +31,11 @@ from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
-from erc.training.phases import build_classifier
+from erc.training.phases import PhaseContext, build_classifier
 from erc.training.progress_store import ProgressStore
 from erc.training.resume import AtomicCheckpointIO
 from erc.training.runner import Experiment
-from erc.training.schedule import _CHECKS, PhaseSchedule
+from erc.training.schedule import _CHECKS, PhaseSchedule, phase_schedule
 
 from helpers.config import compose_config, compose_train
 
@@ -178,6 +178,28 @@ def test_selected_weights_and_their_dev_metrics_are_handed_on_not_the_last_epoch
     assert rerun.reuse("pretrain")
     rerun.ensure_weights()
     assert all(torch.equal(rerun.classifier.state_dict()[k], v) for k, v in best["state_dict"].items())
+
+
+def test_an_auxiliary_fit_hands_back_its_selected_weights_and_resumes_under_its_own_step(tmp_path, data_dir) -> None:
+    """``fit_auxiliary`` (EmoOne's teacher) returns the weights of its best dev epoch, not its last, and a rerun
+    continues its last.ckpt recorded as ``<phase>/<tag>``. (Seed 0: the teacher's stream peaks at epoch 0.)"""
+    cfg = compose_train(tmp_path, data_dir, [*PEAKS_EARLY, "seed=0"])
+    exp = Experiment(cfg)
+    exp.load_data()
+    exp.build()
+    schedule = phase_schedule(cfg.schedule, "pretrain")
+
+    def context() -> PhaseContext:
+        return PhaseContext("pretrain", exp.work_dir / "pretrain", True, schedule,
+                            exp.datamodule(exp.classifier, "meld_bal", schedule), torch.device("cpu"), exp.trainers,
+                            exp.progress)
+
+    model = context().fit_auxiliary(exp.classifier, "teacher")
+    best = torch.load(exp.work_dir / "pretrain" / "teacher" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] < schedule.epochs - 1                            # the premise: an earlier epoch won
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best["state_dict"].items())
+    context().fit_auxiliary(exp.classifier, "teacher")
+    assert [r["step"] for r in exp.progress.resumes] == ["pretrain/teacher"]
 
 
 def test_unreadable_selected_weights_of_a_finished_phase_are_set_aside_and_retrained_first(tmp_path, data_dir,
