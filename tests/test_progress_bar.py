@@ -84,3 +84,20 @@ def test_a_test_bar_is_named_after_the_scoring_callback_when_the_module_has_no_p
 def test_no_bar_callback_when_progress_bars_are_off() -> None:
     assert progress_callbacks({"enable_progress_bar": False}) == []
     assert isinstance(progress_callbacks({})[0], PhaseProgressBar)
+
+
+def test_a_resumed_fit_bar_starts_at_the_batches_of_the_epochs_already_done(tmp_path, capsys) -> None:
+    """A phase continued from its last.ckpt after 2 of 3 epochs: its bar counts on from 8 of 12 batches (4 per
+    epoch), so the rate and time left are those of the epoch still to run."""
+    def fit(epochs: int, ckpt_path: str | None) -> None:
+        trainer = pl.Trainer(max_epochs=epochs, logger=False, enable_model_summary=False, num_sanity_val_steps=0,
+                             default_root_dir=str(tmp_path), callbacks=[
+                                 ModelCheckpoint(dirpath=str(tmp_path), filename="last", monitor=None),
+                                 *progress_callbacks({})])
+        trainer.fit(Tiny(), train_dataloaders=loader(8), val_dataloaders=loader(4), ckpt_path=ckpt_path)
+
+    fit(2, None)
+    capsys.readouterr()
+    fit(3, str(tmp_path / "last.ckpt"))
+    drawn = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.startswith("train:")]
+    assert re.search(r"\b8/12\b", drawn[0]) and re.search(r"\b12/12\b", drawn[-1]), drawn

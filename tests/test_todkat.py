@@ -442,3 +442,21 @@ def test_a_knowledge_cache_left_in_the_data_folder_is_named_with_the_move(tmp_pa
     with pytest.raises(DataError, match=r"mv .*data/knowledge/comet\.jsonl .*cache/knowledge/comet\.jsonl"):
         default_cache_path()
 
+
+
+def test_sentencepiece_word_marks_are_stripped_before_the_stop_word_and_junk_checks():
+    """SentencePiece marks a word's start with ``▁``: ``▁the`` and ``▁The`` are stop words, ``▁`` and ``▁,`` junk,
+    ``▁love`` a topic word (a tokenizer without a WordPiece continuation prefix); so is a stop word written with a
+    plain space (`` the``, as vocabularies without a word mark keep it)."""
+    from erc.models.topic import topic_word_mask
+
+    class SentencePieceTokenizer:
+        all_special_ids = (0,)
+
+        def __len__(self) -> int:
+            return 7
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"<pad>": 0, "▁the": 1, "▁The": 2, "▁": 3, "▁,": 4, "▁love": 5, " the": 6}
+
+    assert topic_word_mask(SentencePieceTokenizer()).tolist() == [False, False, False, False, False, True, False]

@@ -54,6 +54,13 @@ def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, d
         f1_score(y_true, y_pred, labels=range(7), average="weighted", zero_division=0))
     assert results["config"]["classifier"]["backbone"] == "tiny" and "${" not in json.dumps(results["config"])
     assert results["timings"]["total_s"] > 0 and results["git"]
+    # every step's timing and every evaluation's confusion matrix (dev: the selected epoch's), none among the metrics
+    assert set(results["timings"]) == {"pretrain_s", "pretrain_test_s", "finetune_s", "test_s", "total_s"}
+    evaluations = {"pretrain/dev", "pretrain/test/meld_org", "pretrain/test/meld_bal", "finetune/dev", "test/meld_org",
+                   "test/meld_bal"}
+    assert set(results["confusion"]) == evaluations and not any(k.endswith("confusion") for k in metrics)
+    assert all(np.array(results["confusion"][name]).shape == (7, 7) for name in evaluations)
+    assert not list((tmp_path / "logs" / "train" / "checkpoints").glob("*/*/last.ckpt"))   # only kept to resume
     # one offline run, to `wandb sync` later, in the job's own folder (beside its checkpoints), not the invocation's
     runs = list((tmp_path / "logs" / "train" / "checkpoints").glob("*/wandb/offline-run-*"))
     assert len(runs) == 1 and not (tmp_path / "out" / "wandb").exists()
@@ -67,6 +74,7 @@ def test_pretrain_finetune_test_writes_results_and_offline_wandb_run(tmp_path, d
     rerun = compose_train(tmp_path, data_dir, [*TINY, "data=meld_bal", "logger=wandb", "seed=3",
                                                f"paths.output_dir={tmp_path / 'rerun'}"])
     assert train(rerun) == pytest.approx(metrics)
+    assert json.loads((tmp_path / "rerun" / "results.json").read_text())["confusion"] == results["confusion"]
     assert list((tmp_path / "logs" / "train" / "checkpoints").glob("*/wandb/offline-run-*")) == runs
     assert (tmp_path / "rerun" / "results.json").is_file() and not (tmp_path / "rerun" / "wandb").exists()
 

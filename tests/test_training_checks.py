@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import EarlyStopping
 
 from erc.data import DataError, load_benchmark
-from erc.errors import ConfigError
+from erc.errors import ConfigError, UserError
 from erc.identity import job_key
 from erc.io import unreadable_reason
 from erc.models.backbone import check_backbone_name
@@ -31,11 +31,11 @@ from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.training import train
 from erc.training.data import BucketBatchSampler
 from erc.training.metrics import classification_metrics
-from erc.training.phases import build_classifier
+from erc.training.phases import PhaseContext, build_classifier
 from erc.training.progress_store import ProgressStore
 from erc.training.resume import AtomicCheckpointIO
 from erc.training.runner import Experiment
-from erc.training.schedule import _CHECKS, PhaseSchedule
+from erc.training.schedule import _CHECKS, PhaseSchedule, phase_schedule
 
 from helpers.config import compose_config, compose_train
 
@@ -180,6 +180,28 @@ def test_selected_weights_and_their_dev_metrics_are_handed_on_not_the_last_epoch
     assert all(torch.equal(rerun.classifier.state_dict()[k], v) for k, v in best["state_dict"].items())
 
 
+def test_an_auxiliary_fit_hands_back_its_selected_weights_and_resumes_under_its_own_step(tmp_path, data_dir) -> None:
+    """``fit_auxiliary`` (EmoOne's teacher) returns the weights of its best dev epoch, not its last, and a rerun
+    continues its last.ckpt recorded as ``<phase>/<tag>``. (Seed 0: the teacher's stream peaks at epoch 0.)"""
+    cfg = compose_train(tmp_path, data_dir, [*PEAKS_EARLY, "seed=0"])
+    exp = Experiment(cfg)
+    exp.load_data()
+    exp.build()
+    schedule = phase_schedule(cfg.schedule, "pretrain")
+
+    def context() -> PhaseContext:
+        return PhaseContext("pretrain", exp.work_dir / "pretrain", True, schedule,
+                            exp.datamodule(exp.classifier, "meld_bal", schedule), torch.device("cpu"), exp.trainers,
+                            exp.progress)
+
+    model = context().fit_auxiliary(exp.classifier, "teacher")
+    best = torch.load(exp.work_dir / "pretrain" / "teacher" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["epoch"] < schedule.epochs - 1                            # the premise: an earlier epoch won
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in best["state_dict"].items())
+    context().fit_auxiliary(exp.classifier, "teacher")
+    assert [r["step"] for r in exp.progress.resumes] == ["pretrain/teacher"]
+
+
 def test_unreadable_selected_weights_of_a_finished_phase_are_set_aside_and_retrained_first(tmp_path, data_dir,
                                                                                            caplog) -> None:
     """Checked before any data is read, not found when a later step loads them."""
@@ -263,6 +285,39 @@ def test_a_phase_resumed_with_unreadable_best_weights_restarts_before_training(t
     assert not last.exists() and not best.exists()
     assert (tmp_path / "last.ckpt.corrupt").is_file() and (tmp_path / "best.ckpt.corrupt").stat().st_size == 50
     assert "best.ckpt is unreadable" in store.resumes[-1]["restarted"]
+
+
+# ---- reusing finished steps ---------------------------------------------------------------------------
+def test_a_finished_step_hands_on_its_metrics_confusions_and_selected_weights_once_loaded(tmp_path) -> None:
+    """A rerun takes a finished step's metrics and confusion matrices from progress.json, records the reuse, and
+    loads the step's selected weights (not the fresh ones) when a later step needs them; a finished test step has no
+    weights to hand on. Missing or unreadable selected weights are a user error naming the file and the fix."""
+    cfg = compose_train(tmp_path, tmp_path / "data", [*TINY, "data=meld_bal"])
+    exp = Experiment(cfg)
+    exp.build()
+    selected = {k: v + 1 if v.is_floating_point() else v for k, v in exp.classifier.state_dict().items()}
+    best = exp.work_dir / "pretrain" / "best.ckpt"
+    best.parent.mkdir(parents=True)
+    torch.save({"state_dict": selected}, best)
+    exp.progress.finish("pretrain", {"best": str(best), "metrics": {"pretrain/dev/wf1": 0.25},
+                                     "confusion": {"pretrain/dev": [[1, 0], [0, 1]]}})
+    exp.progress.finish("pretrain/test", {"metrics": {"pretrain/test/meld_org/wf1": 0.5},
+                                          "confusion": {"pretrain/test/meld_org": [[2]]}})
+    assert not exp.reuse("finetune")
+    assert exp.reuse("pretrain") and exp.reuse("pretrain/test")
+    assert exp.metrics == {"pretrain/dev/wf1": 0.25, "pretrain/test/meld_org/wf1": 0.5}
+    assert exp.confusion == {"pretrain/dev": [[1, 0], [0, 1]], "pretrain/test/meld_org": [[2]]}
+    assert [(r["step"], r["reused"]) for r in exp.progress.resumes] == [
+        ("pretrain", f"finished step: metrics from progress.json, weights from {best}"),
+        ("pretrain/test", "finished step: metrics from progress.json")]
+    assert not torch.equal(exp.classifier.state_dict()["head.weight"], selected["head.weight"])
+    exp.ensure_weights()
+    assert all(torch.equal(exp.classifier.state_dict()[k], v) for k, v in selected.items())
+    for damage in (best.unlink, lambda: best.write_bytes(b"not a checkpoint")):
+        damage()
+        exp._pending_weights = str(best)
+        with pytest.raises(UserError, match=rf"{re.escape(str(best))}: the selected weights .* resume=false"):
+            exp.ensure_weights()
 
 
 # ---- config <-> loss ----------------------------------------------------------------------------------
