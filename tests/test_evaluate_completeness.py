@@ -171,8 +171,8 @@ def test_unfinished_wandb_runs_are_reported_not_skipped():
 
 
 @pytest.mark.parametrize("override,key", [
-    ("alpha=2", "alpha"), ("comparisons.mode=best", "comparisons.mode"), ("comparisons.control=gpt",
-                                                                        "comparisons.control"),
+    ("alpha=2", "alpha"), ("alpha=1", "alpha"), ("alpha=0", "alpha"), ("comparisons.mode=best", "comparisons.mode"),
+    ("comparisons.control=gpt", "comparisons.control"),
     ("scores_unit=percentage", "scores_unit"), ("display.p_digits=0", "display.p_digits"),
     ("display.p_mode=floor", "display.p_mode"), ("allow_partial=maybe", "allow_partial"),
     ("+select.epoch=3", "select.epoch"),

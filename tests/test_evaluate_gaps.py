@@ -10,7 +10,7 @@ import pytest
 
 from erc.evaluation.analysis import IncompleteResultsError, rank_analysis, score_matrix
 from erc.evaluation.collect import COLUMNS
-from erc.evaluation.completeness import Gaps, find_gaps
+from erc.evaluation.completeness import Gaps, find_gaps, planned_comparisons
 
 
 def long_table(jobs: list[tuple[str, str, object]], benchmark: str = "meld") -> pd.DataFrame:
@@ -75,6 +75,16 @@ def test_the_gap_line_names_each_kind_present_with_its_count_and_entries() -> No
                                "meld, seed 2); 2 cell(s) without a score: (compm, bal, meld_nat), (emoone, org, "
                                "meld_bal)")
     assert gaps and not Gaps(planned=["compm_org", "compm_bal"])
+
+
+@pytest.mark.parametrize("mode, control, m", [("control", "org", 3), ("control", "nat", 2), ("all", "org", 10)])
+def test_the_planned_m_counts_the_comparisons_of_the_mode_and_control_asked(mode, control, m) -> None:
+    """m of the full design (what Bonferroni would divide by) is counted under the comparisons asked for: in
+    ``all`` mode every pair of the 5 planned instances (5 choose 2), in ``control`` mode each model's other sources
+    against its own control instance (org: two for compm, one for emoone; nat: two for compm, none for
+    emoone, which has no nat instance)."""
+    planned = ["compm_org", "compm_nat", "compm_bal", "emoone_org", "emoone_bal"]
+    assert planned_comparisons(Gaps(planned=planned), mode, control) == m
 
 
 def test_the_control_is_planned_in_control_mode_only_and_only_there_named_a_control() -> None:
