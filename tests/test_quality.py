@@ -701,7 +701,10 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     train[-1] = replace(train[-1], utterances=[*last[:-1], replace(last[-1], text=copied)])
     root = tmp_path / "data"
     write_tsv(root / "meld" / "meld_train.txt", train)
-    write_tsv(root / "meld" / "meld_dev.txt", relabel(meld_train[645:650], ["neutral"]))
+    reused = next(u.text for d in train for u in d.utterances if len(u.text.split()) >= 8)   # in dev too, below
+    dev = relabel(meld_train[645:650], ["neutral"])
+    dev[0] = replace(dev[0], utterances=[replace(dev[0].utterances[0], text=reused), *dev[0].utterances[1:]])
+    write_tsv(root / "meld" / "meld_dev.txt", dev)
     write_tsv(root / "meld" / "meld_test.txt", test)
     pool = [u for d in meld_train[700:720] for u in d.utterances if len(u.text.split()) < 6][:MIN_UTTERANCES - 1]
     short = next(u.text for d in test for u in d.utterances if len(u.text.split()) == 3)   # too short to count
@@ -738,6 +741,7 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
     assert nat["contamination_train"] == 1 and nat["contamination_near_train"] == 1
     # the real column's own figure: its train split near its dev and test lines (never near itself)
     assert real["contamination_near_train"] is None and isinstance(real["contamination_near_test"], int)
+    assert real["contamination_dev"] == 1 and real["contamination_near_dev"] >= 1   # a train line reused in dev
     assert report.leaks["meld_nat"]["near_threshold"] == 0.99
 
     for column in (real, nat):
