@@ -91,6 +91,7 @@ def test_allow_partial_ranks_the_complete_part_and_says_so_everywhere(meld_multi
         ("emoone_bal", "emoone_org")]
     saved = json.loads((out / "friedman.json").read_text())
     assert saved["complete"] is False and saved["comparisons"]["m"] == 4 and saved["partial"]["planned_m"] == 6
+    assert saved["partial"]["left_out_instances"] == []       # todkat_org has no column: nothing ranked is left out
     md = (out / "table4.md").read_text()
     assert md.splitlines()[2].startswith("**PARTIAL TABLE (allow_partial=true):** k = 8 instances on n = 3 test "
                                          "sets with Bonferroni m = 4, instead of k = 9, n = 3 and m = 6.")
@@ -136,6 +137,15 @@ def test_a_scores_csv_missing_part_of_its_design_is_refused(tmp_path, damage, ex
     with pytest.raises(IncompleteResultsError, match=r"instead of k = 9, n = 9 and m = 6\)") as err:
         evaluate(compose_evaluate(tmp_path / "out", f"scores={path}"))
     assert expected in str(err.value)
+
+
+def test_allow_partial_leaves_out_only_the_instance_with_an_empty_cell_and_names_it(tmp_path):
+    path = paper_csv(tmp_path, blank=("emorynlp_nat", "emoone_bal"))
+    result = evaluate(compose_evaluate(tmp_path / "out", f"scores={path}", "allow_partial=true"))
+    assert result["partial"]["left_out_instances"] == ["emoone_bal"]
+    assert result["k"] == 8 and "emoone_bal" not in result["instances"]
+    md = (tmp_path / "out" / "table4.md").read_text()
+    assert "Left out of the ranking as incomplete: emoone_bal." in md
 
 
 def test_a_missing_seed_is_a_missing_job_not_a_smaller_mean(tmp_path):
