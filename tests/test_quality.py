@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from erc.data import Dialogue, Utterance, load_benchmark, write_dialogues_jsonl
 from erc.data.contamination import BenchmarkLines
 from erc.data.dedup import deduplicate
+from erc.data.labels import label_set
 from erc.errors import ConfigError, DataError
 from erc.paths import CONFIG_DIR, PROJECT_ROOT
 from erc.quality import assess_generated_set, quality
@@ -749,7 +751,7 @@ def test_the_majority_baseline_and_label_divergence_read_the_train_split_and_thi
 
 
 # ---- the figures' definitions on tiny examples ----------------------------------------------------------------
-DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
+DEDUP = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "dedup" / "default.yaml"))      # the defaults
 
 
 def test_distinct_n_and_repeated_utterances_by_hand() -> None:
@@ -1039,7 +1041,7 @@ def test_an_utterances_id_is_its_dialogues_id_and_turn() -> None:
     assert _ids(corpus) == ["a#0", "a#1", "b#0", "c#0", "c#1", "c#2"]
 
 
-MELD7 = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]      # erc.data.labels order
+MELD7 = label_set("meld")
 
 
 def test_an_empty_or_one_utterance_set_has_plain_fidelity_figures() -> None:
@@ -1102,10 +1104,6 @@ def test_the_most_suspicious_labels_are_the_lowest_quality_first_ties_in_row_ord
 
 # ---- every setting's bound: the lowest value accepted, the next one down refused ------------------------------
 def _quality_settings(**changes: object) -> dict:
-    from omegaconf import OmegaConf
-
-    from erc.paths import CONFIG_DIR
-
     settings = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "quality" / "default.yaml"), resolve=False)
     for key, value in changes.items():
         node = settings

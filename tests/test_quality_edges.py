@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from erc.data import Dialogue, Utterance
+from erc.data.labels import label_set
 from erc.errors import ConfigError
 from erc.paths import CONFIG_DIR
 from erc.pretrained import folder_identity
@@ -20,8 +21,8 @@ from erc.quality.embeddings import resolve_encoder
 from erc.quality.fidelity import Fidelity, most_suspicious, score_labels
 from erc.quality.report import QualityReport
 
-MELD7 = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]      # erc.data.labels order
-DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
+MELD7 = label_set("meld")
+DEDUP = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "dedup" / "default.yaml"))      # the defaults
 
 
 def test_many_equally_suspicious_labels_are_listed_in_row_order() -> None:

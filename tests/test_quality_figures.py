@@ -20,6 +20,7 @@ from sacrebleu.metrics import BLEU
 from sklearn.metrics import confusion_matrix
 
 from erc.data import Dialogue, Utterance
+from erc.data.labels import label_set
 from erc.data.schema import SPLITS
 from erc.paths import CONFIG_DIR
 from erc.quality.corpus import Corpus, read_generated_set
@@ -29,8 +30,8 @@ from erc.quality.fidelity import Fidelity
 from erc.quality.outputs import ROWS, markdown_report, write_report
 from erc.quality.report import QualityReport, ScoredSet, judge_figures
 
-MELD7 = ["neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear"]      # erc.data.labels order
-DEDUP = {"minhash_threshold": 0.8, "num_perm": 128, "shingle_words": 3}
+MELD7 = label_set("meld")
+DEDUP = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "dedup" / "default.yaml"))      # the defaults
 TEXTS = ["I can not believe you did that.", "You did that to me again!", "Oh, I did not mean it.",
          "Well, you did it again.", "Can we talk about it?", "No, we can not talk now."]
 
